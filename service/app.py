@@ -1,0 +1,112 @@
+"""The application factory: the only place where routes, middleware and resources meet."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from sqlalchemy import text
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from service.db import DbSessionMiddleware, Sessions, create_engine, get_session, session_factory
+from service.mail.transport import Mailer, make_mailer
+from service.paths import TEMPLATES_DIR
+from service.settings import Settings
+from service.web import (
+    RequestLogMiddleware,
+    SecurityHeadersMiddleware,
+    http_exception_handler,
+    is_database_outage,
+    make_templates,
+    server_error_handler,
+)
+from service.worker import WorkerContext, run_worker
+
+log = logging.getLogger("tidings")
+
+
+async def healthz(request: Request) -> Response:
+    """Liveness: the process answers."""
+    return JSONResponse({"status": "ok"})
+
+
+async def readyz(request: Request) -> Response:
+    """Readiness: the database answers a query."""
+    try:
+        await get_session(request).execute(text("SELECT 1"))
+    except Exception as exc:
+        if not is_database_outage(exc):
+            raise
+        return JSONResponse({"status": "unavailable", "database": "unreachable"}, status_code=503)
+    return JSONResponse({"status": "ok", "database": "ok"})
+
+
+def domain_routes() -> list[BaseRoute]:
+    """Every domain's routes, in the order they are matched."""
+    return [
+        Route("/healthz", healthz, methods=["GET", "HEAD"]),
+        Route("/readyz", readyz, methods=["GET", "HEAD"]),
+        Mount("/static", app=StaticFiles(directory=TEMPLATES_DIR / "static"), name="static"),
+    ]
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    sessions: Sessions | None = None,
+    mailer: Mailer | None = None,
+    worker: bool = False,
+) -> Starlette:
+    """Build the app. Whatever is passed in is used as is; the lifespan opens the rest (the
+    database engine and the mail transport) and, with `worker=True`, runs the send worker in
+    this process."""
+    settings = settings or Settings.from_env()
+    owns_engine = sessions is None
+    engine = create_engine(settings.database_url) if sessions is None else None
+    sessions = sessions if sessions is not None else session_factory(engine)  # type: ignore[arg-type]
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        app_mailer = mailer or make_mailer(settings.smtp_url, sessions, concurrency=settings.send_concurrency)
+        app.state.mailer = app_mailer
+        stop = asyncio.Event()
+        task = None
+        if worker:
+            ctx = WorkerContext(settings=settings, sessions=sessions, mailer=app_mailer)
+            task = asyncio.create_task(run_worker(ctx, stop), name="tidings-worker")
+        try:
+            yield
+        finally:
+            stop.set()
+            if task is not None:
+                await task
+            if mailer is None:
+                await app_mailer.close()
+            if owns_engine and engine is not None:
+                await engine.dispose()
+
+    app = Starlette(
+        routes=domain_routes(),
+        middleware=[
+            Middleware(RequestLogMiddleware),
+            Middleware(SecurityHeadersMiddleware, settings=settings),
+            Middleware(DbSessionMiddleware, sessions=sessions),
+        ],
+        exception_handlers={HTTPException: http_exception_handler, Exception: server_error_handler},
+        lifespan=lifespan,
+        max_body_size=settings.max_body_bytes,
+    )
+    app.state.settings = settings
+    app.state.sessions = sessions
+    app.state.templates = make_templates(settings)
+    if mailer is not None:
+        app.state.mailer = mailer
+    return app

@@ -1,0 +1,189 @@
+"""The `tidings` command. Every subcommand exits non-zero with one clear line on failure."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from service.settings import Settings, SettingsError
+
+log = logging.getLogger("tidings")
+
+
+class CommandError(Exception):
+    """A failure to report as one line (no traceback)."""
+
+
+def setup_logging(level: str = "info") -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    for noisy in ("aiosqlite", "asyncio", "mail.log", "httpx", "alembic"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def load_settings() -> Settings:
+    return Settings.from_env()
+
+
+def run(coro: Coroutine[Any, Any, Any]) -> Any:
+    return asyncio.run(coro)
+
+
+# -- serve / worker / migrate ----------------------------------------------------------------
+
+
+async def _migrate(settings: Settings) -> str | None:
+    from service.db import create_engine, current_revision, migrate
+
+    engine = create_engine(settings.database_url)
+    try:
+        await migrate(engine)
+        return await current_revision(engine)
+    finally:
+        await engine.dispose()
+
+
+async def _check_schema(settings: Settings) -> None:
+    from alembic.script import ScriptDirectory
+
+    from service.db import alembic_config, create_engine, current_revision
+
+    engine = create_engine(settings.database_url)
+    try:
+        current = await current_revision(engine)
+    finally:
+        await engine.dispose()
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    if current != head:
+        raise CommandError(f"the database schema is at {current or 'nothing'}, not {head}: run `tidings migrate`")
+
+
+def cmd_migrate(args: argparse.Namespace) -> None:
+    settings = load_settings()
+    revision = run(_migrate(settings))
+    print(f"database is at revision {revision}")
+
+
+def cmd_serve(args: argparse.Namespace) -> None:
+    import uvicorn
+
+    from service.app import create_app
+
+    settings = load_settings()
+    setup_logging(settings.log_level)
+    if settings.is_sqlite:
+        run(_migrate(settings))
+    else:
+        run(_check_schema(settings))
+    for hint in startup_hints(settings):
+        print(hint, file=sys.stderr)
+    app = create_app(settings, worker=not args.no_worker)
+    config = uvicorn.Config(
+        app, host=args.host, port=args.port, log_config=None, access_log=False,
+        proxy_headers=False, server_header=False, lifespan="on",
+    )
+    mode = "SQLite (single node)" if settings.is_sqlite else "PostgreSQL"
+    mail = "local outbox (/admin/outbox)" if settings.uses_local_outbox else "SMTP"
+    print(f"Tidings on http://{args.host}:{args.port}  database: {mode}  mail: {mail}  "
+          f"worker: {'off' if args.no_worker else 'in-process'}", file=sys.stderr)
+    uvicorn.Server(config).run()
+
+
+def startup_hints(settings: Settings) -> list[str]:
+    """Lines printed by `tidings serve` before it starts (e.g. how to create the first admin)."""
+    return []
+
+
+async def _worker(settings: Settings) -> None:
+    from service.db import create_engine, session_factory
+    from service.mail.transport import make_mailer
+    from service.worker import WorkerContext, run_worker
+
+    engine = create_engine(settings.database_url)
+    sessions = session_factory(engine)
+    mailer = make_mailer(settings.smtp_url, sessions, concurrency=settings.send_concurrency)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await run_worker(WorkerContext(settings=settings, sessions=sessions, mailer=mailer), stop)
+    finally:
+        await mailer.close()
+        await engine.dispose()
+
+
+def cmd_worker(args: argparse.Namespace) -> None:
+    settings = load_settings()
+    setup_logging(settings.log_level)
+    if settings.is_sqlite:
+        print("note: on SQLite run one worker only (tidings serve already runs one in-process)",
+              file=sys.stderr)
+    run(_check_schema(settings))
+    run(_worker(settings))
+
+
+# -- the parser ------------------------------------------------------------------------------
+
+Handler = Callable[[argparse.Namespace], None]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tidings", description="Tidings: inquiry form, newsletter and digest campaigns for a blog."
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("serve", help="run the web app (and, unless --no-worker, the send worker)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
+    p.add_argument("--no-worker", action="store_true", help="do not run the send worker in this process")
+    p.set_defaults(handler=cmd_serve)
+
+    p = sub.add_parser("worker", help="run a send worker (outbox, campaigns, feed polling)")
+    p.set_defaults(handler=cmd_worker)
+
+    p = sub.add_parser("migrate", help="upgrade the database schema to the latest revision")
+    p.set_defaults(handler=cmd_migrate)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler: Handler = args.handler
+    try:
+        handler(args)
+    except SettingsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except CommandError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except OSError as exc:
+        print(f"error: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:
+        from service.web import is_database_outage
+
+        if is_database_outage(exc):
+            print(f"error: cannot reach the database: {str(getattr(exc, 'orig', exc)).splitlines()[0]}",
+                  file=sys.stderr)
+            return 1
+        raise
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

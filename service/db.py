@@ -1,0 +1,200 @@
+"""Database engine, session factory, declarative Base and the request-scoped session.
+
+SQLite (the embedded default) runs in WAL mode with foreign keys on and a busy timeout, and
+every transaction starts with `BEGIN IMMEDIATE`: the web app and the in-process worker write
+concurrently, and a deferred transaction that reads and then writes can fail at once with
+SQLITE_BUSY instead of waiting. PostgreSQL runs through asyncpg with pre-ping so that a
+restarted server costs one failed request, not a broken pool.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, suppress
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import DateTime, MetaData, TypeDecorator, event
+from sqlalchemy.engine import Dialect
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.orm import DeclarativeBase
+from starlette.requests import HTTPConnection
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from service.paths import ALEMBIC_DIR
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+Sessions = async_sessionmaker[AsyncSession]
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class UTCDateTime(TypeDecorator[dt.datetime]):
+    """A timezone-aware UTC datetime on both databases (SQLite keeps no zone of its own)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        value = value.astimezone(dt.UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: dt.datetime | None, dialect: Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
+
+def create_engine(database_url: str, **kwargs: Any) -> AsyncEngine:
+    """An async engine tuned for the database behind `database_url`."""
+    if database_url.startswith("sqlite"):
+        engine = create_async_engine(database_url, connect_args={"timeout": 30}, **kwargs)
+        _tune_sqlite(engine)
+        return engine
+    kwargs.setdefault("pool_size", 10)
+    kwargs.setdefault("max_overflow", 10)
+    return create_async_engine(database_url, pool_pre_ping=True, pool_recycle=1800, **kwargs)
+
+
+def _tune_sqlite(engine: AsyncEngine) -> None:
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy's "begin" event issue BEGIN itself (the pysqlite/aiosqlite recipe).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def session_factory(engine: AsyncEngine) -> Sessions:
+    return async_sessionmaker(engine, expire_on_commit=False)
+
+
+def import_models() -> None:
+    """Import every domain's models so that Base.metadata knows all tables."""
+    import service.admin.models
+    import service.inquiries.models
+    import service.mail.models
+    import service.newsletter.models
+    import service.ratelimit  # noqa: F401
+
+
+def alembic_config(database_url: str | None = None) -> Any:
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(ALEMBIC_DIR))
+    if database_url:
+        cfg.set_main_option("sqlalchemy.url", database_url.replace("%", "%%"))
+    return cfg
+
+
+async def migrate(engine: AsyncEngine, revision: str = "head") -> None:
+    """Upgrade the database behind `engine` to `revision` with Alembic."""
+    from alembic import command
+
+    def _upgrade(connection: Any) -> None:
+        cfg = alembic_config()
+        cfg.attributes["connection"] = connection
+        command.upgrade(cfg, revision)
+
+    if engine.dialect.name == "sqlite":
+        path = engine.url.database
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+    async with engine.begin() as conn:
+        await conn.run_sync(_upgrade)
+
+
+async def current_revision(engine: AsyncEngine) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
+    def _rev(connection: Any) -> str | None:
+        return MigrationContext.configure(connection).get_current_revision()
+
+    async with engine.connect() as conn:
+        return await conn.run_sync(_rev)
+
+
+# -- one session per request ----------------------------------------------------------------
+
+_SCOPE_KEY = "tidings.session"
+
+
+def get_session(conn: HTTPConnection) -> AsyncSession:
+    """The request's session, opened on first use; DbSessionMiddleware commits or rolls it back."""
+    holder: dict[str, Any] = conn.scope[_SCOPE_KEY]
+    if holder["session"] is None:
+        holder["session"] = holder["factory"]()
+    session: AsyncSession = holder["session"]
+    return session
+
+
+class DbSessionMiddleware:
+    """Owns the request's session: commits it just before the response starts, so that a 303 or
+    201 is only ever sent for data that is stored; rolls back on any exception; always closes.
+    """
+
+    def __init__(self, app: ASGIApp, sessions: Sessions) -> None:
+        self.app = app
+        self.sessions = sessions
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        holder: dict[str, Any] = {"factory": self.sessions, "session": None}
+        scope[_SCOPE_KEY] = holder
+
+        async def send_after_commit(message: Message) -> None:
+            if message["type"] == "http.response.start" and holder["session"] is not None:
+                session: AsyncSession = holder["session"]
+                if message["status"] < 500:
+                    await session.commit()
+                else:
+                    await session.rollback()
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_after_commit)
+        except BaseException:
+            if holder["session"] is not None:
+                with suppress(Exception):  # the original error matters, not a failed rollback
+                    await holder["session"].rollback()
+            raise
+        finally:
+            if holder["session"] is not None:
+                with suppress(Exception):
+                    await holder["session"].close()
+
+
+@asynccontextmanager
+async def transaction(sessions: Sessions) -> AsyncIterator[AsyncSession]:
+    """A session in a transaction, committed on success: for workers and the CLI."""
+    async with sessions() as session, session.begin():
+        yield session

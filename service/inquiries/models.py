@@ -1,0 +1,70 @@
+"""Inquiry tables: what a prospective client sent through the contact form, where they came
+from, and every status change and internal note staff made on it. Treat as health data."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from service.db import Base, UTCDateTime, utcnow
+
+INQUIRY_STATUSES = ("new", "contacted", "qualified", "closed", "spam")
+CONTACT_METHODS = ("email", "phone", "either")
+
+
+class Inquiry(Base):
+    __tablename__ = "inquiries"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    name: Mapped[str] = mapped_column(String(200))
+    email: Mapped[str] = mapped_column(String(320))
+    phone: Mapped[str] = mapped_column(String(40), default="")
+    topic: Mapped[str] = mapped_column(String(40))
+    contact_method: Mapped[str] = mapped_column(String(16), default="email")
+    message: Mapped[str] = mapped_column(Text)
+    consent: Mapped[bool] = mapped_column(Boolean, default=False)
+    newsletter_optin: Mapped[bool] = mapped_column(Boolean, default=False)
+    status: Mapped[str] = mapped_column(String(16), default="new")
+    status_changed_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # attribution
+    source_page: Mapped[str] = mapped_column(String(2000), default="")
+    referrer: Mapped[str] = mapped_column(String(2000), default="")
+    utm_source: Mapped[str] = mapped_column(String(200), default="")
+    utm_medium: Mapped[str] = mapped_column(String(200), default="")
+    utm_campaign: Mapped[str] = mapped_column(String(200), default="")
+    utm_term: Mapped[str] = mapped_column(String(200), default="")
+    utm_content: Mapped[str] = mapped_column(String(200), default="")
+    ip: Mapped[str] = mapped_column(String(64), default="")
+    user_agent: Mapped[str] = mapped_column(String(500), default="")
+    # sha256 of the normalised email and message: a resubmission within minutes is stored once
+    dedupe_key: Mapped[str] = mapped_column(String(64))
+
+    events: Mapped[list[InquiryEvent]] = relationship(
+        back_populates="inquiry", cascade="all, delete-orphan", order_by="InquiryEvent.id", lazy="raise"
+    )
+
+    __table_args__ = (
+        Index("ix_inquiries_created_at_id", "created_at", "id"),
+        Index("ix_inquiries_status_created_at_id", "status", "created_at", "id"),
+        Index("ix_inquiries_dedupe_key_created_at", "dedupe_key", "created_at"),
+    )
+
+
+class InquiryEvent(Base):
+    """A status change (from_status -> to_status) or an internal note, by a staff member."""
+
+    __tablename__ = "inquiry_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    inquiry_id: Mapped[int] = mapped_column(ForeignKey("inquiries.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    kind: Mapped[str] = mapped_column(String(16))  # "status" or "note"
+    from_status: Mapped[str | None] = mapped_column(String(16))
+    to_status: Mapped[str | None] = mapped_column(String(16))
+    note: Mapped[str | None] = mapped_column(Text)
+    staff_id: Mapped[int | None] = mapped_column(ForeignKey("staff_users.id", ondelete="SET NULL"))
+
+    inquiry: Mapped[Inquiry] = relationship(back_populates="events")

@@ -1,0 +1,70 @@
+"""Newsletter tables: subscribers with their consent evidence, their topics, and the
+suppression list of erased addresses (a keyed hash only, so an import cannot bring them back)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import ForeignKey, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from service.db import Base, UTCDateTime, utcnow
+
+SUBSCRIBER_STATUSES = ("pending", "confirmed", "unsubscribed", "bounced", "complained")
+# Statuses a campaign never mails.
+SUPPRESSED_STATUSES = ("unsubscribed", "bounced", "complained")
+
+
+class Subscriber(Base):
+    __tablename__ = "subscribers"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # The address as given (domain lower-cased); `email_key` is the fully lower-cased form that
+    # makes addresses unique case-insensitively on both databases.
+    email: Mapped[str] = mapped_column(String(320))
+    email_key: Mapped[str] = mapped_column(String(320), unique=True)
+    name: Mapped[str] = mapped_column(String(200), default="")
+    status: Mapped[str] = mapped_column(String(16), default="pending", index=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    status_changed_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # consent evidence
+    signup_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    signup_ip: Mapped[str | None] = mapped_column(String(64))
+    signup_user_agent: Mapped[str | None] = mapped_column(String(500))
+    signup_source: Mapped[str | None] = mapped_column(String(200))
+    consent_text: Mapped[str | None] = mapped_column(Text)
+    confirmed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    confirm_ip: Mapped[str | None] = mapped_column(String(64))
+    confirmation_sent_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    unsubscribed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    bounced_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    complained_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    last_bounce: Mapped[str | None] = mapped_column(Text)
+
+    topic_rows: Mapped[list[SubscriberTopic]] = relationship(
+        cascade="all, delete-orphan", lazy="selectin", order_by="SubscriberTopic.topic"
+    )
+
+    @property
+    def topics(self) -> list[str]:
+        """Chosen topics; an empty list means every topic."""
+        return [row.topic for row in self.topic_rows]
+
+
+class SubscriberTopic(Base):
+    __tablename__ = "subscriber_topics"
+
+    subscriber_id: Mapped[int] = mapped_column(
+        ForeignKey("subscribers.id", ondelete="CASCADE"), primary_key=True
+    )
+    topic: Mapped[str] = mapped_column(String(40), primary_key=True, index=True)
+
+
+class Suppression(Base):
+    """An erased address: HMAC of its normalised form under the secret key, never the address."""
+
+    __tablename__ = "suppressions"
+
+    email_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    reason: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -1,0 +1,318 @@
+"""Settings: read once from the environment (and an optional `.env` file), then frozen.
+
+Nothing else in Tidings reads `os.environ`. A bad value raises `SettingsError` whose message
+is one line naming the variable and what was expected; the CLI prints it and exits non-zero.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import secrets
+import stat
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from starlette.config import Config
+
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./tidings.db"
+DEFAULT_TOPICS = ("depression", "anxiety", "PTSD", "chronic pain", "OCD", "other")
+PLACEHOLDER_SECRETS = {"secret", "changeme", "change-me", "change_me", "please-change-me", "dev", "test"}
+MIN_SECRET_LENGTH = 32
+
+
+class SettingsError(ValueError):
+    """A setting is missing or malformed; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    """`count` requests per `seconds`, per client IP."""
+
+    count: int
+    seconds: int
+
+    def __str__(self) -> str:
+        return f"{self.count}/{self.seconds}s"
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str = DEFAULT_DATABASE_URL
+    secret_key: str = ""
+    secret_key_fallbacks: tuple[str, ...] = ()
+    base_url: str = "http://localhost:8000"
+    smtp_url: str | None = None
+    mail_from: str = "Tidings <tidings@localhost>"
+    staff_inbox: str = "staff@localhost"
+    allowed_origins: tuple[str, ...] = ()
+    feed_url: str | None = None
+    feed_poll_seconds: int = 900
+    send_rate: float = 20.0
+    send_concurrency: int = 4
+    trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    org_name: str = "Tidings"
+    list_id: str = "newsletter.tidings.localhost"
+    topics: tuple[str, ...] = DEFAULT_TOPICS
+    contact_heading: str = "Let's get your project started!"
+    contact_intro: str = (
+        "Tell us a little about what you are looking for and we will get back to you within one "
+        "working day."
+    )
+    max_body_bytes: int = 64 * 1024
+    form_min_seconds: float = 3.0
+    form_max_age_seconds: int = 2 * 60 * 60
+    form_rate_limit: RateLimit = field(default_factory=lambda: RateLimit(10, 600))
+    log_level: str = "info"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def uses_local_outbox(self) -> bool:
+        return self.smtp_url is None
+
+    @property
+    def https(self) -> bool:
+        return self.base_url.startswith("https://")
+
+    @property
+    def sqlite_path(self) -> Path | None:
+        """The SQLite database file, or None for PostgreSQL or an in-memory database."""
+        if not self.is_sqlite:
+            return None
+        path = self.database_url.split(":///", 1)[1] if ":///" in self.database_url else ""
+        path = path.split("?", 1)[0]
+        if not path or path == ":memory:":
+            return None
+        return Path(path)
+
+    def with_(self, **changes: Any) -> Settings:
+        """A copy with some fields changed (tests and the CLI use it)."""
+        return replace(self, **changes)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, env_file: str | Path | None = ".env") -> Settings:
+        """Read every setting; raise SettingsError naming the first bad variable."""
+        env = dict(os.environ if environ is None else environ)
+        config = Config(env_file if env_file and Path(env_file).is_file() else None, environ=env)
+        return _parse(config)
+
+
+def _get(config: Config, name: str, default: str | None = None) -> str | None:
+    value = config.get(name, default=default)
+    if value is None:
+        return None
+    value = str(value).strip()
+    return value or default
+
+
+def _parse(config: Config) -> Settings:
+    d = Settings()
+    database_url = _database_url(_get(config, "DATABASE_URL", DEFAULT_DATABASE_URL) or DEFAULT_DATABASE_URL)
+    base_url = _get(config, "BASE_URL", d.base_url) or d.base_url
+    parts = urlsplit(base_url)
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
+        raise SettingsError(f"BASE_URL: expected an http(s) URL such as https://news.example.org, got {base_url!r}")
+    base_url = base_url.rstrip("/")
+
+    smtp_url = _get(config, "SMTP_URL")
+    if smtp_url is not None:
+        _check_smtp_url(smtp_url)
+
+    settings = Settings(
+        database_url=database_url,
+        base_url=base_url,
+        smtp_url=smtp_url,
+        mail_from=_address("MAIL_FROM", _get(config, "MAIL_FROM", d.mail_from)),
+        staff_inbox=_address("STAFF_INBOX", _get(config, "STAFF_INBOX", d.staff_inbox)),
+        allowed_origins=_origins(_get(config, "ALLOWED_ORIGINS", "") or ""),
+        feed_url=_feed_url(_get(config, "FEED_URL")),
+        feed_poll_seconds=_int(config, "FEED_POLL_SECONDS", d.feed_poll_seconds, minimum=60),
+        send_rate=_float(config, "SEND_RATE", d.send_rate, minimum=0.0),
+        send_concurrency=_int(config, "SEND_CONCURRENCY", d.send_concurrency, minimum=1, maximum=64),
+        trusted_proxies=_networks(_get(config, "TRUSTED_PROXIES", "") or ""),
+        org_name=_one_line("ORG_NAME", _get(config, "ORG_NAME", d.org_name) or d.org_name),
+        list_id=_one_line("LIST_ID", _get(config, "LIST_ID", d.list_id) or d.list_id),
+        topics=_topics(_get(config, "TOPICS")),
+        contact_heading=_get(config, "CONTACT_HEADING", d.contact_heading) or d.contact_heading,
+        contact_intro=_get(config, "CONTACT_INTRO", d.contact_intro) or d.contact_intro,
+        max_body_bytes=_int(config, "MAX_BODY_BYTES", d.max_body_bytes, minimum=1024),
+        form_min_seconds=_float(config, "FORM_MIN_SECONDS", d.form_min_seconds, minimum=0.0),
+        form_max_age_seconds=_int(config, "FORM_MAX_AGE_SECONDS", d.form_max_age_seconds, minimum=60),
+        form_rate_limit=_rate_limit(_get(config, "FORM_RATE_LIMIT", "10/600") or "10/600"),
+        log_level=_choice("LOG_LEVEL", (_get(config, "LOG_LEVEL", "info") or "info").lower(),
+                          ("debug", "info", "warning", "error")),
+    )
+    secret_key = _get(config, "SECRET_KEY")
+    fallbacks = tuple(k.strip() for k in (_get(config, "SECRET_KEY_FALLBACKS", "") or "").split(",") if k.strip())
+    for key in fallbacks:
+        _check_secret("SECRET_KEY_FALLBACKS", key)
+    if secret_key is None:
+        path = settings.sqlite_path
+        if path is None:
+            raise SettingsError(
+                "SECRET_KEY: required when DATABASE_URL is not a SQLite file; "
+                "generate one with: python -c 'import secrets; print(secrets.token_urlsafe(48))'"
+            )
+        secret_key = embedded_secret_key(path)
+    else:
+        _check_secret("SECRET_KEY", secret_key)
+    return replace(settings, secret_key=secret_key, secret_key_fallbacks=fallbacks)
+
+
+def embedded_secret_key(database_path: Path) -> str:
+    """The secret kept beside the SQLite database: created once (mode 0600), never printed."""
+    key_path = database_path.with_name(database_path.name + ".secret")
+    if key_path.exists():
+        key = key_path.read_text().strip()
+        if len(key) >= MIN_SECRET_LENGTH:
+            return key
+        raise SettingsError(f"SECRET_KEY: the key file {key_path} is damaged; delete it to make a new one")
+    key_path.parent.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(48)
+    fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, stat.S_IRUSR | stat.S_IWUSR)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(key + "\n")
+    return key
+
+
+def _check_secret(name: str, value: str) -> None:
+    if value.lower() in PLACEHOLDER_SECRETS or len(value) < MIN_SECRET_LENGTH:
+        raise SettingsError(
+            f"{name}: expected a random secret of at least {MIN_SECRET_LENGTH} characters, not a placeholder"
+        )
+
+
+def _database_url(url: str) -> str:
+    scheme = url.split("://", 1)[0] if "://" in url else ""
+    if scheme in ("sqlite", "sqlite+aiosqlite"):
+        return "sqlite+aiosqlite://" + url.split("://", 1)[1]
+    if scheme in ("postgres", "postgresql", "postgresql+asyncpg"):
+        return "postgresql+asyncpg://" + url.split("://", 1)[1]
+    raise SettingsError(
+        "DATABASE_URL: expected sqlite+aiosqlite:///PATH or postgresql+asyncpg://USER@HOST/DB, "
+        f"got a URL with scheme {scheme or 'none'!r}"
+    )
+
+
+def _check_smtp_url(url: str) -> None:
+    parts = urlsplit(url)
+    if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
+        raise SettingsError("SMTP_URL: expected smtp://user:pass@host:587 or smtps://user:pass@host:465")
+    try:
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError as exc:
+        raise SettingsError("SMTP_URL: the port is not a number between 1 and 65535") from exc
+
+
+def _address(name: str, value: str | None) -> str:
+    from email.headerregistry import Address
+    from email.utils import parseaddr
+
+    if not value or "\r" in value or "\n" in value:
+        raise SettingsError(f"{name}: expected an email address such as 'Clinic <hello@example.org>'")
+    display, addr = parseaddr(value)
+    if "@" not in addr or addr.startswith("@") or addr.endswith("@"):
+        raise SettingsError(f"{name}: expected an email address such as 'Clinic <hello@example.org>', got {value!r}")
+    return str(Address(display_name=display, addr_spec=addr)) if display else addr
+
+
+def _origins(value: str) -> tuple[str, ...]:
+    origins = []
+    for origin in (o.strip().rstrip("/") for o in value.split(",")):
+        if not origin:
+            continue
+        parts = urlsplit(origin)
+        if parts.scheme not in ("http", "https") or not parts.netloc or parts.path:
+            raise SettingsError(
+                f"ALLOWED_ORIGINS: expected comma-separated origins like https://blog.example.org, got {origin!r}"
+            )
+        origins.append(origin)
+    return tuple(origins)
+
+
+def _feed_url(value: str | None) -> str | None:
+    if value is None:
+        return None
+    if urlsplit(value).scheme not in ("http", "https", "file") and not Path(value).exists():
+        raise SettingsError(f"FEED_URL: expected an http(s) URL of an RSS or Atom feed, got {value!r}")
+    return value
+
+
+def _networks(value: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    networks = []
+    for item in (v.strip() for v in value.split(",")):
+        if not item:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(item, strict=False))
+        except ValueError as exc:
+            raise SettingsError(
+                f"TRUSTED_PROXIES: expected comma-separated IP addresses or networks, got {item!r}"
+            ) from exc
+    return tuple(networks)
+
+
+def _topics(value: str | None) -> tuple[str, ...]:
+    if value is None:
+        return DEFAULT_TOPICS
+    topics = tuple(t.strip() for t in value.split(",") if t.strip())
+    if not topics or any(len(t) > 40 for t in topics):
+        raise SettingsError("TOPICS: expected a comma-separated list of topic names of at most 40 characters")
+    return topics
+
+
+def _rate_limit(value: str) -> RateLimit:
+    try:
+        count, seconds = (int(v) for v in value.split("/"))
+        if count < 1 or seconds < 1:
+            raise ValueError
+    except ValueError as exc:
+        raise SettingsError(
+            f"FORM_RATE_LIMIT: expected COUNT/SECONDS such as 10/600, got {value!r}"
+        ) from exc
+    return RateLimit(count, seconds)
+
+
+def _one_line(name: str, value: str) -> str:
+    if "\r" in value or "\n" in value:
+        raise SettingsError(f"{name}: must be a single line")
+    return value
+
+
+def _choice(name: str, value: str, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise SettingsError(f"{name}: expected one of {', '.join(choices)}, got {value!r}")
+    return value
+
+
+def _int(config: Config, name: str, default: int, *, minimum: int | None = None, maximum: int | None = None) -> int:
+    raw = _get(config, name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name}: expected a whole number, got {raw!r}") from None
+    if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+        bounds = f"at least {minimum}" if maximum is None else f"between {minimum} and {maximum}"
+        raise SettingsError(f"{name}: expected a whole number {bounds}, got {value}")
+    return value
+
+
+def _float(config: Config, name: str, default: float, *, minimum: float) -> float:
+    raw = _get(config, name)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name}: expected a number, got {raw!r}") from None
+    if value != value or value < minimum or value == float("inf"):
+        raise SettingsError(f"{name}: expected a number of at least {minimum:g}, got {raw!r}")
+    return value

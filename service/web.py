@@ -1,0 +1,222 @@
+"""Shared web plumbing: templates, the client's IP behind trusted proxies, security headers,
+request ids with one access-log line per request, and the error pages."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import re
+import time
+import uuid
+from typing import Any
+
+import jinja2
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from starlette.exceptions import HTTPException
+from starlette.requests import HTTPConnection, Request
+from starlette.responses import JSONResponse, Response
+from starlette.templating import Jinja2Templates
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from service.paths import TEMPLATES_DIR
+from service.settings import Settings
+
+access_log = logging.getLogger("tidings.access")
+log = logging.getLogger("tidings")
+
+
+def make_templates(settings: Settings) -> Jinja2Templates:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES_DIR),
+        autoescape=jinja2.select_autoescape(("html", "htm", "xml", "svg"), default_for_string=True),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.globals["settings"] = settings
+    return Jinja2Templates(env=env)
+
+
+def templates(conn: HTTPConnection) -> Jinja2Templates:
+    return conn.app.state.templates  # type: ignore[no-any-return]
+
+
+def render(request: Request, name: str, ctx: dict[str, Any] | None = None, status_code: int = 200,
+           headers: dict[str, str] | None = None) -> Response:
+    return templates(request).TemplateResponse(request, name, ctx or {}, status_code=status_code,
+                                               headers=headers)
+
+
+def settings_of(conn: HTTPConnection) -> Settings:
+    return conn.app.state.settings  # type: ignore[no-any-return]
+
+
+def client_ip(conn: HTTPConnection) -> str:
+    """The client's address: the peer, or, when the peer is a trusted proxy, the right-most
+    X-Forwarded-For entry that is not itself a trusted proxy."""
+    peer = conn.client.host if conn.client else ""
+    trusted = settings_of(conn).trusted_proxies
+    if not trusted or not _is_trusted(peer, trusted):
+        return peer
+    forwarded = ",".join(conn.headers.getlist("x-forwarded-for"))
+    hops = [h.strip() for h in forwarded.split(",") if h.strip()]
+    for hop in reversed(hops):
+        if not _is_trusted(hop, trusted):
+            return hop if _valid_ip(hop) else peer
+    return hops[0] if hops and _valid_ip(hops[0]) else peer
+
+
+def _valid_ip(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _is_trusted(address: str, networks: tuple[Any, ...]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in net for net in networks)
+
+
+def wants_json(request: Request) -> bool:
+    return request.url.path.startswith("/api/") or "application/json" in request.headers.get("accept", "")
+
+
+# -- middleware -------------------------------------------------------------------------------
+
+
+class SecurityHeadersMiddleware:
+    """CSP, frame-ancestors, nosniff, referrer policy, and HSTS when BASE_URL is https."""
+
+    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+        self.app = app
+        ancestors = " ".join(["'self'", *settings.allowed_origins])
+        csp = (
+            "default-src 'self'; img-src 'self' data: https:; style-src 'self'; script-src 'self'; "
+            f"form-action 'self'; frame-ancestors {ancestors}; base-uri 'none'; object-src 'none'"
+        )
+        self.headers = [
+            (b"content-security-policy", csp.encode()),
+            (b"x-content-type-options", b"nosniff"),
+            (b"referrer-policy", b"same-origin"),
+            (b"cross-origin-opener-policy", b"same-origin"),
+            (b"permissions-policy", b"camera=(), microphone=(), geolocation=(), interest-cohort=()"),
+        ]
+        if settings.https:
+            self.headers.append((b"strict-transport-security", b"max-age=31536000; includeSubDomains"))
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                present = {name.lower() for name, _ in message.get("headers", [])}
+                extra = [(n, v) for n, v in self.headers if n not in present]
+                message["headers"] = [*message.get("headers", []), *extra]
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+_SECRET_SEGMENT = re.compile(r"/[A-Za-z0-9_\-.]{24,}")
+
+
+def redact_path(path: str) -> str:
+    """Paths carry tokens (/confirm/…, /unsubscribe/…): never write them to the log."""
+    return _SECRET_SEGMENT.sub("/…", path)
+
+
+class RequestLogMiddleware:
+    """A request id (X-Request-ID) and one access-log line per request; no query strings, no tokens."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = uuid.uuid4().hex[:16]
+        scope.setdefault("state", {})["request_id"] = request_id
+        started = time.perf_counter()
+        status = 500
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            access_log.info(
+                "%s %s %s %.1fms rid=%s", scope["method"], redact_path(scope["path"]), status,
+                (time.perf_counter() - started) * 1000, request_id,
+            )
+
+
+# -- error pages ------------------------------------------------------------------------------
+
+_TITLES = {
+    400: "Bad request", 403: "Forbidden", 404: "Page not found", 405: "Method not allowed",
+    413: "Too much data", 415: "Unsupported content type", 422: "Please check the form",
+    429: "Too many requests", 500: "Something went wrong", 503: "Temporarily unavailable",
+}
+
+
+def error_response(request: Request, status: int, detail: str | None = None) -> Response:
+    title = _TITLES.get(status, "Error")
+    message = detail or {
+        404: "We could not find that page.",
+        500: "Something went wrong on our side. Please try again in a moment.",
+        503: "The service is briefly unavailable. Please try again in a minute; nothing you sent was lost.",
+    }.get(status, title)
+    headers = {"Retry-After": "30"} if status == 503 else None
+    if wants_json(request):
+        return JSONResponse({"error": message}, status_code=status, headers=headers)
+    return render(request, "error.html", {"status": status, "title": title, "message": message},
+                  status_code=status, headers=headers)
+
+
+async def http_exception_handler(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code in (204, 304) or exc.status_code < 400:
+        return Response(status_code=exc.status_code, headers=exc.headers)
+    detail = exc.detail if exc.detail and exc.detail != _default_phrase(exc.status_code) else None
+    response = error_response(request, exc.status_code, detail)
+    if exc.headers:
+        response.headers.update(exc.headers)
+    return response
+
+
+def _default_phrase(status: int) -> str:
+    import http
+
+    try:
+        return http.HTTPStatus(status).phrase
+    except ValueError:
+        return ""
+
+
+def is_database_outage(exc: BaseException) -> bool:
+    """A lost or refused database connection (as opposed to a bug in a query)."""
+    if isinstance(exc, OperationalError | InterfaceError):
+        return True
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(exc, ConnectionError | TimeoutError | OSError) and not isinstance(exc, FileNotFoundError)
+
+
+async def server_error_handler(request: Request, exc: Exception) -> Response:
+    if is_database_outage(exc):
+        log.error("database unavailable: %s", type(exc).__name__)
+        return error_response(request, 503)
+    return error_response(request, 500)

@@ -1,0 +1,165 @@
+"""Test fixtures: a migrated database per backend (SQLite always; PostgreSQL when
+TEST_DATABASE_URL is set, which CI does), the real app behind httpx, and a real SMTP server.
+
+Every test that uses `db` runs once per backend. Tables are emptied after each test, not rolled
+back, because many tests need committed data that other connections and processes can see
+(workers claiming rows, real uvicorn servers).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from service.app import create_app
+from service.db import Base, Sessions, create_engine, import_models, migrate, session_factory
+from service.settings import Settings
+from tests.smtp import SmtpServer
+
+import_models()
+
+TEST_SECRET = "test-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz"
+PG_URL = os.environ.get("TEST_DATABASE_URL", "").strip()
+BACKENDS = ["sqlite", *(["postgresql"] if PG_URL else [])]
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    pg = "PostgreSQL (TEST_DATABASE_URL)" if PG_URL else "PostgreSQL NOT included (set TEST_DATABASE_URL)"
+    return f"tidings backends: SQLite, {pg}"
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    if os.environ.get("CI") and not PG_URL:
+        raise pytest.UsageError("CI is set but TEST_DATABASE_URL is not: the suite must run on PostgreSQL too")
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, exitstatus: int) -> None:
+    skipped = terminalreporter.stats.get("skipped", [])
+    if skipped and os.environ.get("CI"):
+        terminalreporter.write_line(f"FAILED: {len(skipped)} test(s) skipped in CI; nothing may be skipped")
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if os.environ.get("CI") and reporter is not None and reporter.stats.get("skipped"):
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@dataclass
+class Database:
+    backend: str
+    url: str
+    engine: AsyncEngine
+    sessions: Sessions
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.backend == "postgresql"
+
+
+async def _fresh_postgres(url: str) -> str:
+    """Recreate the test database given by TEST_DATABASE_URL (its name must contain 'test')."""
+    sa_url = make_url(url).set(drivername="postgresql+asyncpg")
+    name = sa_url.database or ""
+    if "test" not in name:
+        raise pytest.UsageError(f"TEST_DATABASE_URL must name a database with 'test' in it, not {name!r}")
+    admin = create_engine(sa_url.set(database="postgres").render_as_string(hide_password=False),
+                          isolation_level="AUTOCOMMIT")
+    async with admin.connect() as conn:
+        await conn.execute(text(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n AND pid <> pg_backend_pid()"
+        ), {"n": name})
+        await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
+        await conn.execute(text(f'CREATE DATABASE "{name}"'))
+    await admin.dispose()
+    return sa_url.render_as_string(hide_password=False)
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+async def database(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Database]:
+    if request.param == "sqlite":
+        path = tmp_path_factory.mktemp("db") / "tidings.db"
+        url = f"sqlite+aiosqlite:///{path}"
+    else:
+        url = await _fresh_postgres(PG_URL)
+    engine = create_engine(url)
+    await migrate(engine)
+    yield Database(request.param, url, engine, session_factory(engine))
+    await engine.dispose()
+
+
+async def empty_tables(database: Database) -> None:
+    tables = [t.name for t in reversed(Base.metadata.sorted_tables)]
+    async with database.engine.begin() as conn:
+        if database.is_postgres:
+            await conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+        else:
+            for name in tables:
+                await conn.execute(text(f"DELETE FROM {name}"))
+
+
+@pytest.fixture
+async def db(database: Database) -> AsyncIterator[Database]:
+    yield database
+    await empty_tables(database)
+
+
+@pytest.fixture(scope="session")
+def smtp_server() -> Iterator[SmtpServer]:
+    server = SmtpServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def smtp(smtp_server: SmtpServer) -> Iterator[SmtpServer]:
+    smtp_server.handler.reset()
+    if smtp_server.controller is None:
+        smtp_server.start()
+    yield smtp_server
+    smtp_server.handler.reset()
+    if smtp_server.controller is None:
+        smtp_server.start()
+
+
+def make_settings(database: Database, **changes: object) -> Settings:
+    base = Settings(
+        database_url=database.url,
+        secret_key=TEST_SECRET,
+        base_url="http://testserver",
+        mail_from="Clinic <hello@clinic.test>",
+        staff_inbox="staff@clinic.test",
+        allowed_origins=("https://blog.clinic.test",),
+        form_min_seconds=0.0,
+    )
+    return base.with_(**changes)
+
+
+@pytest.fixture
+def settings(db: Database) -> Settings:
+    return make_settings(db)
+
+
+@pytest.fixture
+def app(settings: Settings, db: Database):  # type: ignore[no-untyped-def]
+    return create_app(settings, sessions=db.sessions)
+
+
+@pytest.fixture
+async def client(app) -> AsyncIterator[httpx.AsyncClient]:  # type: ignore[no-untyped-def]
+    transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 50000))
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+        yield c
+
+
+ROOT = Path(__file__).resolve().parent.parent
