@@ -66,5 +66,14 @@ class Tokens:
 
     def keyed_hash(self, purpose: str, value: str) -> str:
         """HMAC-SHA256 of `value` under the current key (e.g. an erased address)."""
-        key = hashlib.sha256(f"tidings.{purpose}:{self._keys[-1]}".encode()).digest()
-        return hmac.new(key, value.encode(), hashlib.sha256).hexdigest()
+        return _hmac(self._keys[-1], purpose, value)
+
+    def keyed_hashes(self, purpose: str, value: str) -> list[str]:
+        """The hash under every accepted key, newest first: look-ups must match all of them, so a
+        key rotation does not forget who was erased."""
+        return [_hmac(key, purpose, value) for key in reversed(self._keys)]
+
+
+def _hmac(secret: str, purpose: str, value: str) -> str:
+    key = hashlib.sha256(f"tidings.{purpose}:{secret}".encode()).digest()
+    return hmac.new(key, value.encode(), hashlib.sha256).hexdigest()

@@ -86,7 +86,7 @@ class RecordingHandler:
         rec = Received(envelope.mail_from, list(envelope.rcpt_tos), raw, msg)  # type: ignore[arg-type]
         with self.lock:
             self.received.append(rec)
-        return "250 2.0.0 queued as %d" % n
+        return f"250 2.0.0 queued as {n}"
 
 
 def free_port() -> int:

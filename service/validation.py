@@ -1,0 +1,132 @@
+"""Input cleaning shared by every form and JSON endpoint. Each cleaner returns the clean value
+or raises `FieldError` with a message fit to show next to the field."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Mapping
+from typing import Any
+
+from email_validator import EmailNotValidError, validate_email
+
+
+class FieldError(ValueError):
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+class Errors(dict[str, str]):
+    """field -> message; `collect` runs a cleaner and records its error instead of raising."""
+
+    def collect(self, field: str, cleaner: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return cleaner(*args, **kwargs)
+        except FieldError as exc:
+            self.setdefault(exc.field, exc.message)
+            return None
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_LINE_BREAKS = re.compile(r"[\r\n\u2028\u2029\x85]")
+
+
+def raw_value(data: Mapping[str, Any], field: str) -> str:
+    """A submitted value as a string ('' when absent); lists and objects are refused."""
+    value = data.get(field)
+    if value is None:
+        return ""
+    if isinstance(value, bool | int | float):
+        return str(value)
+    if not isinstance(value, str):
+        raise FieldError(field, "must be text")
+    return value
+
+
+def clean_text(
+    data: Mapping[str, Any], field: str, *, label: str, max_length: int, required: bool = False,
+    multiline: bool = False,
+) -> str:
+    """Trimmed, NFC-normalised text; no control characters, no line breaks unless `multiline`."""
+    value = unicodedata.normalize("NFC", raw_value(data, field)).strip()
+    if "\ufffd" in value:
+        raise FieldError(field, f"{label} contains characters that are not valid UTF-8")
+    if multiline:
+        value = value.replace("\r\n", "\n").replace("\r", "\n")
+        if _CONTROL.search(value.replace("\t", "")):
+            raise FieldError(field, f"{label} contains control characters")
+    elif _LINE_BREAKS.search(value) or _CONTROL.search(value):
+        raise FieldError(field, f"{label} must be a single line")
+    if required and not value:
+        raise FieldError(field, f"Please enter {label.lower()}")
+    if len(value) > max_length:
+        raise FieldError(field, f"{label} is too long ({len(value)} characters; at most {max_length})")
+    return value
+
+
+def clean_email(data: Mapping[str, Any], field: str = "email", *, required: bool = True) -> str:
+    """A syntactically valid address (email-validator, no DNS lookup), domain lower-cased."""
+    value = raw_value(data, field).strip()
+    if "\ufffd" in value:
+        raise FieldError(field, "Email address contains characters that are not valid UTF-8")
+    if not value:
+        if required:
+            raise FieldError(field, "Please enter your email address")
+        return ""
+    if _LINE_BREAKS.search(value) or _CONTROL.search(value):
+        raise FieldError(field, "Email address must be a single line")
+    if len(value) > 254:
+        raise FieldError(field, "Email address is too long")
+    try:
+        result = validate_email(value, check_deliverability=False)
+    except EmailNotValidError as exc:
+        raise FieldError(field, f"This email address is not valid: {exc}") from None
+    return str(result.normalized)
+
+
+def email_key(address: str) -> str:
+    """The case-insensitive identity of an address (unique key, suppression hash input)."""
+    return address.strip().lower()
+
+
+def clean_choice(data: Mapping[str, Any], field: str, *, label: str, choices: tuple[str, ...],
+                 required: bool = True, default: str = "") -> str:
+    value = raw_value(data, field).strip()
+    if not value:
+        if required and not default:
+            raise FieldError(field, f"Please choose {label.lower()}")
+        return default
+    for choice in choices:
+        if value.lower() == choice.lower():
+            return choice
+    raise FieldError(field, f"Please choose {label.lower()} from the list")
+
+
+def clean_bool(data: Mapping[str, Any], field: str) -> bool:
+    value = data.get(field)
+    if isinstance(value, bool):
+        return value
+    return str(value or "").strip().lower() in ("1", "on", "yes", "true")
+
+
+_PHONE_ALLOWED = re.compile(r"^[0-9+()\-. /]*$")
+
+
+def clean_phone(data: Mapping[str, Any], field: str = "phone", *, required: bool = False) -> str:
+    """A phone number normalised to '+' and digits (international) or digits only (national)."""
+    value = raw_value(data, field).strip()
+    if not value:
+        if required:
+            raise FieldError(field, "Please enter your phone number")
+        return ""
+    if not _PHONE_ALLOWED.match(value.replace("\u00a0", " ")):
+        raise FieldError(field, "Phone number may contain only digits, spaces and + ( ) - .")
+    international = value.startswith("+") or value.startswith("00")
+    digits = re.sub(r"\D", "", value)
+    if value.startswith("00"):
+        digits = digits[2:]
+    if not 6 <= len(digits) <= 15:
+        raise FieldError(field, "Phone number should have between 6 and 15 digits")
+    return ("+" if international else "") + digits
