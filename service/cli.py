@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime as dt
 import logging
 import signal
 import sys
@@ -47,6 +48,8 @@ async def _migrate(settings: Settings) -> str | None:
     try:
         await migrate(engine)
         return await current_revision(engine)
+    except OSError as exc:
+        raise CommandError(f"cannot reach the database: {exc}") from None
     finally:
         await engine.dispose()
 
@@ -59,6 +62,8 @@ async def _check_schema(settings: Settings) -> None:
     engine = create_engine(settings.database_url)
     try:
         current = await current_revision(engine)
+    except OSError as exc:
+        raise CommandError(f"cannot reach the database: {exc}") from None
     finally:
         await engine.dispose()
     head = ScriptDirectory.from_config(alembic_config()).get_current_head()
@@ -102,7 +107,19 @@ def startup_hints(settings: Settings) -> list[str]:
     return []
 
 
-async def _worker(settings: Settings) -> None:
+async def _heartbeat(path: str, stop: asyncio.Event) -> None:
+    """Touch `path` every 10 s while the worker runs (for container health checks)."""
+    from pathlib import Path
+
+    while not stop.is_set():
+        await asyncio.to_thread(Path(path).touch)
+        try:
+            await asyncio.wait_for(stop.wait(), timeout=10)
+        except TimeoutError:
+            pass
+
+
+async def _worker(settings: Settings, heartbeat: str | None = None) -> None:
     from service.db import create_engine, session_factory
     from service.mail.transport import make_mailer
     from service.worker import WorkerContext, run_worker
@@ -115,7 +132,9 @@ async def _worker(settings: Settings) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     try:
-        await run_worker(WorkerContext(settings=settings, sessions=sessions, mailer=mailer), stop)
+        beat = [_heartbeat(heartbeat, stop)] if heartbeat else []
+        await asyncio.gather(run_worker(WorkerContext(settings=settings, sessions=sessions, mailer=mailer), stop),
+                             *beat)
     finally:
         await mailer.close()
         await engine.dispose()
@@ -128,7 +147,43 @@ def cmd_worker(args: argparse.Namespace) -> None:
         print("note: on SQLite run one worker only (tidings serve already runs one in-process)",
               file=sys.stderr)
     run(_check_schema(settings))
-    run(_worker(settings))
+    run(_worker(settings, args.heartbeat))
+
+
+async def _mail_test(settings: Settings, address: str) -> str:
+    from service.db import create_engine, session_factory
+    from service.mail.message import build_message
+    from service.mail.render import render_email
+    from service.mail.transport import PermanentFailure, TemporaryFailure, make_mailer
+    from service.validation import FieldError, clean_email
+
+    try:
+        to = clean_email({"email": address})
+    except FieldError as exc:
+        raise CommandError(exc.message) from None
+    engine = create_engine(settings.database_url)
+    mailer = make_mailer(settings.smtp_url, session_factory(engine), concurrency=1)
+    sent_at = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    rendered = render_email("smtp_check", {"org_name": settings.org_name, "sent_at": sent_at})
+    message = build_message(sender=settings.mail_from, to=to, subject=f"{settings.org_name}: mail works",
+                            text=rendered.text, html=rendered.html)
+    try:
+        result = await mailer.send(message)
+    except (TemporaryFailure, PermanentFailure) as exc:
+        raise CommandError(f"sending failed: {exc}") from None
+    finally:
+        await mailer.close()
+        await engine.dispose()
+    return result.response
+
+
+def cmd_mail_test(args: argparse.Namespace) -> None:
+    settings = load_settings()
+    if settings.is_sqlite:
+        run(_migrate(settings))
+    response = run(_mail_test(settings, args.address))
+    where = "the local outbox (/admin/outbox)" if settings.uses_local_outbox else "the SMTP server"
+    print(f"sent to {where}: {response}")
 
 
 # -- the parser ------------------------------------------------------------------------------
@@ -149,10 +204,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=cmd_serve)
 
     p = sub.add_parser("worker", help="run a send worker (outbox, campaigns, feed polling)")
+    p.add_argument("--heartbeat", metavar="FILE", help="touch FILE every 10 s (for health checks)")
     p.set_defaults(handler=cmd_worker)
 
     p = sub.add_parser("migrate", help="upgrade the database schema to the latest revision")
     p.set_defaults(handler=cmd_migrate)
+
+    p = sub.add_parser("mail-test", help="send one message now through the configured transport")
+    p.add_argument("address", help="where to send it")
+    p.set_defaults(handler=cmd_mail_test)
     return parser
 
 

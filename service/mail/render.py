@@ -36,9 +36,9 @@ def html_env() -> jinja2.Environment:
 @lru_cache(maxsize=1)
 def text_env() -> jinja2.Environment:
     # Plain-text bodies are never rendered as HTML, so nothing is escaped in them.
-    return jinja2.Environment(  # noqa: S701
+    return jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATES_DIR / "email"),
-        autoescape=False,
+        autoescape=False,  # noqa: S701
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
