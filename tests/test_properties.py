@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from service.mail.message import HeaderInjectionError, check_header_value
 from service.settings import Settings
-from service.tokens import Tokens, TokenError
+from service.tokens import TokenError, Tokens
 from service.validation import FieldError, clean_email, clean_phone, clean_text
 
 TOKENS = Tokens(Settings(secret_key="p" * 40, secret_key_fallbacks=("q" * 40,)))
