@@ -216,7 +216,13 @@ def is_database_outage(exc: BaseException) -> bool:
 
 
 async def server_error_handler(request: Request, exc: Exception) -> Response:
+    """500 or, for a lost database, 503. This runs in Starlette's outermost middleware, outside
+    SecurityHeadersMiddleware, so it adds the security headers itself."""
     if is_database_outage(exc):
         log.error("database unavailable: %s", type(exc).__name__)
-        return error_response(request, 503)
-    return error_response(request, 500)
+        response = error_response(request, 503)
+    else:
+        response = error_response(request, 500)
+    for name, value in SecurityHeadersMiddleware(request.app, settings_of(request)).headers:
+        response.headers.setdefault(name.decode(), value.decode())
+    return response

@@ -66,6 +66,7 @@ async def test_500_page_shows_no_traceback(settings: Settings, db: Database) -> 
         r = await c.get("/boom")
     assert r.status_code == 500
     assert "Something went wrong" in r.text
+    assert "default-src 'self'" in r.headers["content-security-policy"]
     assert "Traceback" not in r.text and "hunter2" not in r.text and "RuntimeError" not in r.text
 
 
