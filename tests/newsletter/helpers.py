@@ -63,3 +63,26 @@ async def subscriber(db: Database, email: str) -> Subscriber | None:
 async def outbox_count(db: Database) -> int:
     async with db.sessions() as session:
         return int(await session.scalar(select(func.count()).select_from(OutboxMessage)) or 0)
+
+
+async def set_fields(db: Database, email: str, **values: object) -> None:
+    """Change a subscriber row directly (e.g. move a timestamp into the past)."""
+    from sqlalchemy import update
+
+    async with db.sessions.begin() as session:
+        await session.execute(update(Subscriber).where(Subscriber.email_key == email.lower()).values(**values))
+
+
+async def confirmed_subscriber(client: httpx.AsyncClient, db: Database, smtp: SmtpServer, email: str,
+                               **kw: object) -> Subscriber:
+    """Sign `email` up and confirm it through the real link; returns the row."""
+    await signup(client, email, **kw)  # type: ignore[arg-type]
+    await deliver(db, smtp)
+    mine = [m for m in smtp.received if m.recipients == [email]]
+    path = link_in(mine[-1].message, "/confirm/")
+    r = await client.post(path)
+    assert r.status_code == 200, r.text
+    await deliver(db, smtp)
+    sub = await subscriber(db, email)
+    assert sub is not None and sub.status == "confirmed"
+    return sub
