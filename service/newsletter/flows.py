@@ -83,8 +83,11 @@ async def request_subscription(
     await queries.insert_pending_subscriber(session, email=email, now=now)
     sub = await queries.get_subscriber_by_email(session, email=email, for_update=True)
     assert sub is not None  # inserted or already there, and locked
-    if sub.confirmation_sent_at is not None and now - sub.confirmation_sent_at < RESEND_INTERVAL:
-        return  # throttled: the last email is still fresh in their inbox
+    # Throttled while the state the last email was about still holds: it is fresh in their inbox.
+    # (Leaving the list and coming back is a new state, and can happen only once per unsubscribe.)
+    recent = sub.confirmation_sent_at is not None and now - sub.confirmation_sent_at < RESEND_INTERVAL
+    if recent and sub.status in ("pending", "confirmed"):
+        return
     sub.confirmation_sent_at = now
     if sub.status == "confirmed":
         await _queue_already_subscribed(session, settings=settings, tokens=tokens, sub=sub)
