@@ -162,6 +162,14 @@ def open_csv(binary: IO[bytes]) -> tuple[Any, list[str], Callable[[], int]]:
     """A csv reader over `binary` (BOM stripped, delimiter sniffed from the header line), the
     canonical column names, and a function giving the bytes read so far."""
     text_stream = io.TextIOWrapper(binary, encoding="utf-8-sig", errors="replace", newline="")
+    try:
+        return _open_csv(binary, text_stream)
+    except BaseException:
+        text_stream.detach()  # the caller owns (and closes) the binary file
+        raise
+
+
+def _open_csv(binary: IO[bytes], text_stream: io.TextIOWrapper) -> tuple[Any, list[str], Callable[[], int]]:
     header_line = text_stream.readline()
     if not header_line.strip():
         raise ImportFileError("the file is empty: expected a header line with at least an 'email' column")
@@ -183,7 +191,7 @@ def open_csv(binary: IO[bytes]) -> tuple[Any, list[str], Callable[[], int]]:
                               f"(known columns: {known}); nothing was imported")
     if "email" not in columns:
         raise ImportFileError("the header has no 'email' column; nothing was imported")
-    reader = csv.reader(text_stream, delimiter=delimiter, strict=False)
+    reader = _Reader(text_stream, delimiter)
 
     def position() -> int:
         try:
@@ -192,6 +200,24 @@ def open_csv(binary: IO[bytes]) -> tuple[Any, list[str], Callable[[], int]]:
             return 0
 
     return reader, columns, position
+
+
+class _Reader:
+    """csv.reader that keeps hold of its text stream (to detach it from the caller's file)."""
+
+    def __init__(self, stream: io.TextIOWrapper, delimiter: str) -> None:
+        self.stream = stream
+        self._reader = csv.reader(stream, delimiter=delimiter, strict=False)
+
+    def __iter__(self) -> _Reader:
+        return self
+
+    def __next__(self) -> list[str]:
+        return next(self._reader)
+
+    @property
+    def line_num(self) -> int:
+        return self._reader.line_num
 
 
 def _parse_date(value: str, column: str) -> dt.datetime | None:
@@ -256,6 +282,17 @@ async def import_subscribers(
     """Import a CSV file in the caller's transaction (the caller rolls back on ImportFileError,
     any other exception, or a dry run). Returns the summary."""
     reader, columns, position = open_csv(binary)
+    try:
+        return await _import(session, reader, columns, position, settings=settings, tokens=tokens, source=source,
+                             send_confirmation=send_confirmation, dry_run=dry_run, progress=progress)
+    finally:
+        reader.stream.detach()  # the caller owns (and closes) the binary file
+
+
+async def _import(
+    session: AsyncSession, reader: Any, columns: list[str], position: Callable[[], int], *, settings: Settings,
+    tokens: Tokens, source: str, send_confirmation: bool, dry_run: bool, progress: Progress | None,
+) -> ImportReport:
     report = ImportReport(dry_run=dry_run)
     now = utcnow()
     checker = _RowChecker(settings, source, now)
