@@ -104,3 +104,18 @@ async def test_worker_purges_signups_whose_link_expired(client: httpx.AsyncClien
     assert back is not None and back.status == "unsubscribed"  # their record of leaving stays
     async with db.sessions() as session:
         assert await session.scalar(select(func.count()).select_from(SubscriberTopic)) == 2
+
+
+async def test_old_links_of_an_erased_subscriber_never_reach_the_next_one(
+        client: httpx.AsyncClient, db: Database, smtp: SmtpServer, settings: Settings) -> None:
+    from service.newsletter.tokens import unsubscribe_token
+
+    sub = await confirmed_subscriber(client, db, smtp, "erased.newest@example.org")
+    old_link = f"/unsubscribe/{unsubscribe_token(Tokens(settings), sub.id)}"
+    async with db.sessions.begin() as session:
+        await flows.erase_subscriber(session, tokens=Tokens(settings), subscriber_id=sub.id)
+    await confirmed_subscriber(client, db, smtp, "stranger@example.org")
+    stranger = await subscriber(db, "stranger@example.org")
+    assert stranger is not None and stranger.id != sub.id  # ids are never handed out twice
+    page = await client.get(old_link)
+    assert page.status_code == 404 and "s•••r@example.org" not in page.text
