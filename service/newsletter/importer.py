@@ -333,8 +333,9 @@ async def _import(
     if progress:
         progress(position())
     await _apply(session, postgres, report, now)
-    if send_confirmation and not dry_run:
-        report.confirmations_queued = await _queue_confirmations(session, settings=settings, tokens=tokens, now=now)
+    if send_confirmation:
+        report.confirmations_queued = await _queue_confirmations(session, settings=settings, tokens=tokens, now=now,
+                                                                 count_only=dry_run)
     await _drop_staging(session)
     return report
 
@@ -475,19 +476,24 @@ async def _apply(session: AsyncSession, postgres: bool, report: ImportReport, no
     session.expire_all()
 
 
+_TO_CONFIRM = """FROM subscribers AS s JOIN import_staging AS st ON st.email_key = s.email_key
+    WHERE st.action IS NULL AND s.status = 'pending'
+      AND (s.confirmation_sent_at IS NULL OR s.confirmation_sent_at < :cutoff)"""
+
+
 async def _queue_confirmations(session: AsyncSession, *, settings: Settings, tokens: Tokens,
-                               now: dt.datetime) -> int:
+                               now: dt.datetime, count_only: bool) -> int:
     """A confirmation email for every pending row this import added or updated (not one that
-    got one within the resend interval)."""
+    got one within the resend interval); with `count_only`, how many that would be."""
+    cutoff = bindparam("cutoff", now - RESEND_INTERVAL, type_=UTCDateTime())
+    if count_only:
+        return int(await session.scalar(text(f"SELECT COUNT(*) {_TO_CONFIRM}").bindparams(cutoff)) or 0)
     queued = 0
     last_id = 0
     while True:
         ids = (await session.scalars(text(
-            """SELECT s.id FROM subscribers AS s JOIN import_staging AS st ON st.email_key = s.email_key
-               WHERE st.action IS NULL AND s.status = 'pending' AND s.id > :last
-                 AND (s.confirmation_sent_at IS NULL OR s.confirmation_sent_at < :cutoff)
-               ORDER BY s.id LIMIT 500""").bindparams(
-            bindparam("last", last_id), bindparam("cutoff", now - RESEND_INTERVAL, type_=UTCDateTime())))).all()
+            f"SELECT s.id {_TO_CONFIRM} AND s.id > :last ORDER BY s.id LIMIT 500"
+        ).bindparams(cutoff, bindparam("last", last_id)))).all()
         if not ids:
             return queued
         subs = (await session.scalars(select(Subscriber).where(Subscriber.id.in_(ids)))).all()

@@ -147,6 +147,13 @@ async def test_import_never_revives_and_never_downgrades(db: Database, settings:
 
 async def test_send_confirmation_mails_only_pending_rows(db: Database, settings: Settings) -> None:
     data = b"email,status,signup_at\np1@example.org,,\np2@example.org,confirmed,\nc@example.org,confirmed,2024-01-01\n"
+    async with db.sessions() as session:
+        await session.begin()
+        dry = await import_subscribers(session, io.BytesIO(data), settings=settings, tokens=Tokens(settings),
+                                       send_confirmation=True, dry_run=True)
+        await session.rollback()
+    assert dry.confirmations_queued == 2 and "2 confirmation emails would be queued" in dry.summary_lines()
+    assert await outbox_count(db) == 0
     report = await _import(db, settings, data, send_confirmation=True)
     assert report.confirmations_queued == 2
     async with db.sessions() as session:
@@ -212,6 +219,8 @@ def test_cli_import_dry_run_export_and_unknown_columns(db: Database, tmp_path: P
     assert "ana@example.org,Ana,pending,,,,,old-crm" in exported.read_text()
     assert main(["subscribers", "export", "--status", "confirmed"]) == 0
     assert capsys.readouterr().out.count("\n") == 1  # the header only
+    assert main(["subscribers", "import", str(tmp_path / "missing.csv")]) == 1
+    assert "cannot open" in capsys.readouterr().err
     (tmp_path / "bad.csv").write_bytes(b"email,shoe size\n")
     assert main(["subscribers", "import", str(tmp_path / "bad.csv")]) == 1
     err = capsys.readouterr().err
