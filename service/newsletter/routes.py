@@ -26,7 +26,7 @@ from service.forms import (
     tokens_of,
 )
 from service.newsletter import flows, queries
-from service.newsletter.tokens import read_unsubscribe_token
+from service.newsletter.tokens import read_unsubscribe_token, unsubscribe_url
 from service.tokens import TokenError
 from service.validation import Errors, clean_email, clean_text
 from service.web import client_ip, render, settings_of
@@ -186,8 +186,6 @@ async def confirm(request: Request) -> Response:
     if check.problem is not None:
         return _problem(request, check.problem)
     assert check.subscriber is not None
-    from service.newsletter.tokens import unsubscribe_url
-
     return render(request, "newsletter/confirmed.html",
                   {"preferences_url": unsubscribe_url(settings, tokens_of(request), check.subscriber.id)})
 
