@@ -39,10 +39,19 @@ _PROBLEM_STATUS = {flows.ConfirmProblem.INVALID: 400, flows.ConfirmProblem.EXPIR
 # -- signup ---------------------------------------------------------------------------------
 
 
+def _embedded(request: Request) -> bool:
+    return request.query_params.get("embed") == "1"
+
+
+def _thanks(request: Request) -> Response:
+    return RedirectResponse(THANKS + ("?embed=1" if _embedded(request) else ""), status_code=303)
+
+
 def _form_ctx(request: Request, values: dict[str, Any] | None = None, errors: dict[str, str] | None = None,
               alert: str = "") -> dict[str, Any]:
     settings = settings_of(request)
-    return {"form_token": issue_form_token(request, FORM), "token_field": TOKEN_FIELD, "honeypot": HONEYPOT_FIELD,
+    return {"embed": _embedded(request), "form_token": issue_form_token(request, FORM), "token_field": TOKEN_FIELD,
+            "honeypot": HONEYPOT_FIELD,
             "consent_text": flows.consent_text(settings), "values": values or {}, "errors": errors or {},
             "alert": alert}
 
@@ -78,7 +87,7 @@ async def subscribe_page(request: Request) -> Response:
     shown = {"email": data.get("email", ""), "name": data.get("name", ""), "topics": form.getlist("topics")}
     verdict = await screen_submission(request, get_session(request), data, form=FORM)
     if verdict is Verdict.BOT:
-        return RedirectResponse(THANKS, status_code=303)
+        return _thanks(request)
     if verdict is not Verdict.OK:
         status = 429 if verdict is Verdict.RATE_LIMITED else 422
         return render(request, "newsletter/subscribe.html", _form_ctx(request, shown, alert=HUMAN_MESSAGES[verdict]),
@@ -86,13 +95,13 @@ async def subscribe_page(request: Request) -> Response:
     values, errors = _clean_signup(request, data, [str(t) for t in form.getlist("topics")])
     if errors:
         return render(request, "newsletter/subscribe.html", _form_ctx(request, shown, errors), status_code=422)
-    values["source"] = "form:subscribe" + (":embed" if request.query_params.get("embed") else "")
+    values["source"] = "form:subscribe" + (":embed" if _embedded(request) else "")
     await _subscribe(request, values)
-    return RedirectResponse(THANKS, status_code=303)
+    return _thanks(request)
 
 
 async def subscribe_thanks(request: Request) -> Response:
-    return render(request, "newsletter/thanks.html")
+    return render(request, "newsletter/thanks.html", {"embed": _embedded(request)})
 
 
 async def resend(request: Request) -> Response:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import time
 
 import httpx
 from sqlalchemy import func, select
@@ -204,3 +205,39 @@ async def test_resend_form_on_the_problem_page_answers_like_signup(
     sub = await subscriber(db, "lost@example.org")
     assert sub is not None and sub.topics == ["OCD"]  # a new link keeps the chosen topics
     assert await outbox_count(db) == 3
+
+
+async def test_embedded_form_has_no_site_chrome_and_stays_embedded(client: httpx.AsyncClient, db: Database) -> None:
+    page = await client.get("/subscribe?embed=1")
+    assert page.status_code == 200 and 'class="site-header"' not in page.text
+    assert 'action="/subscribe?embed=1"' in page.text
+    assert "frame-ancestors 'self' https://blog.clinic.test" in page.headers["content-security-policy"]
+    token = re.search(r'name="form_token" value="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
+    r = await client.post("/subscribe?embed=1", data={"form_token": token, "email": "framed@example.org"})
+    assert r.status_code == 303 and r.headers["location"] == "/subscribe/thanks?embed=1"
+    thanks = await client.get(r.headers["location"])
+    assert "check your inbox" in thanks.text and 'class="site-header"' not in thanks.text
+    assert (await subscriber(db, "framed@example.org")).signup_source == "form:subscribe:embed"  # type: ignore[union-attr]
+
+
+async def test_what_people_type_is_escaped_when_shown_again(client: httpx.AsyncClient) -> None:
+    r = await signup(client, "<script>alert(1)</script>", name='"><img src=x onerror=alert(1)>')
+    assert r.status_code == 422
+    assert "<script>alert(1)" not in r.text and "<img src=x" not in r.text
+    assert "&lt;script&gt;" in r.text
+
+
+async def test_api_tells_a_stale_form_or_a_busy_connection_apart(client: httpx.AsyncClient, db: Database,
+                                                                 settings: Settings) -> None:
+    from itsdangerous import TimestampSigner, URLSafeTimedSerializer
+
+    from tests.conftest import TEST_SECRET
+
+    class ThreeHoursAgo(TimestampSigner):
+        def get_timestamp(self) -> int:
+            return int(time.time()) - 3 * 3600
+
+    stale = URLSafeTimedSerializer(TEST_SECRET, salt="tidings.form", signer=ThreeHoursAgo).dumps("newsletter")
+    r = await client.post("/api/subscriptions", json={"email": "slow@example.org", "form_token": stale})
+    assert r.status_code == 422 and "expired" in r.json()["errors"]["form_token"]
+    assert await subscriber(db, "slow@example.org") is None
