@@ -79,6 +79,7 @@ async def request_subscription(
     invalid address (the caller shows that; it reveals nothing about anyone).
     """
     email = clean_email({"email": email})
+    name = " ".join(name.split())  # one line, whatever the caller passed: it ends up in a To header
     now = utcnow()
     await queries.insert_pending_subscriber(session, email=email, now=now)
     sub = await queries.get_subscriber_by_email(session, email=email, for_update=True)
@@ -96,8 +97,8 @@ async def request_subscription(
     # unsubscribe/bounce/complaint times stay on the row as history.
     if sub.status != "pending":
         await queries.set_status(session, subscriber=sub, status="pending", now=now)
-    if name.strip() or not sub.name:
-        sub.name = name.strip()[:NAME_MAX]
+    if name or not sub.name:
+        sub.name = name[:NAME_MAX]
     sub.signup_at = now
     sub.signup_ip = ip[:64]
     sub.signup_user_agent = user_agent[:UA_MAX]

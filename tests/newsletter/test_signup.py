@@ -241,3 +241,19 @@ async def test_api_tells_a_stale_form_or_a_busy_connection_apart(client: httpx.A
     r = await client.post("/api/subscriptions", json={"email": "slow@example.org", "form_token": stale})
     assert r.status_code == 422 and "expired" in r.json()["errors"]["form_token"]
     assert await subscriber(db, "slow@example.org") is None
+
+
+async def test_simultaneous_signups_of_one_address_make_one_row_and_one_email(db: Database,
+                                                                            settings: Settings) -> None:
+    import asyncio
+
+    async def one() -> None:
+        async with db.sessions.begin() as session:
+            await flows.request_subscription(session, settings=settings, tokens=Tokens(settings),
+                                             email="race@example.org", name="", topics=[], ip="198.51.100.9",
+                                             user_agent="", source="api", consent_text="yes")
+
+    await asyncio.gather(*(one() for _ in range(4)))
+    async with db.sessions() as session:
+        assert await session.scalar(select(func.count()).select_from(Subscriber)) == 1
+    assert await outbox_count(db) == 1
