@@ -23,6 +23,12 @@ def mailable_subscribers_filter() -> ColumnElement[bool]:
     return Subscriber.status == "confirmed"
 
 
+def wants_topic_filter(topic: str) -> ColumnElement[bool]:
+    """Subscribers who want `topic`: those who chose it, and those who chose none (= every topic)."""
+    chosen = select(SubscriberTopic.subscriber_id).where(SubscriberTopic.subscriber_id == Subscriber.id)
+    return ~chosen.exists() | chosen.where(SubscriberTopic.topic == topic).exists()
+
+
 def _insert(session: AsyncSession):  # type: ignore[no-untyped-def]
     return pg_insert if session.bind.dialect.name == "postgresql" else sqlite_insert
 

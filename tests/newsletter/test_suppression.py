@@ -121,3 +121,15 @@ async def test_old_links_of_an_erased_subscriber_never_reach_the_next_one(
     assert stranger is not None and stranger.id != sub.id  # ids are never handed out twice
     page = await client.get(old_link)
     assert page.status_code == 404 and "s•••r@example.org" not in page.text
+
+
+async def test_topic_filter_counts_no_choice_as_every_topic(db: Database, settings: Settings) -> None:
+    data = b"email,status,signup_at,topics\nall@example.org,confirmed,2024-01-01,\n" \
+           b"ptsd@example.org,confirmed,2024-01-01,PTSD\nocd@example.org,confirmed,2024-01-01,OCD;anxiety\n"
+    async with db.sessions.begin() as session:
+        await import_subscribers(session, io.BytesIO(data), settings=settings, tokens=Tokens(settings))
+    async with db.sessions() as session:
+        stmt = select(Subscriber.email).where(queries.mailable_subscribers_filter(),
+                                              queries.wants_topic_filter("PTSD"))
+        wanted = (await session.scalars(stmt.order_by(Subscriber.email))).all()
+    assert wanted == ["all@example.org", "ptsd@example.org"]
