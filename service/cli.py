@@ -186,6 +186,88 @@ def cmd_mail_test(args: argparse.Namespace) -> None:
     print(f"sent to {where}: {response}")
 
 
+# -- subscribers import / export -------------------------------------------------------------
+
+
+async def _import_subscribers(settings: Settings, args: argparse.Namespace) -> list[str]:
+    from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
+
+    from service.db import create_engine, session_factory
+    from service.newsletter.importer import ImportFileError, import_subscribers
+    from service.tokens import Tokens
+
+    path = args.file
+    try:
+        handle = open(path, "rb")  # noqa: ASYNC230 - streamed in small reads by the csv reader
+    except OSError as exc:
+        raise CommandError(f"cannot open {path}: {exc.strerror}") from exc
+    engine = create_engine(settings.database_url)
+    sessions = session_factory(engine)
+    try:
+        with handle, Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(),
+                              TransferSpeedColumn(), TimeRemainingColumn(), transient=True,
+                              disable=not sys.stderr.isatty()) as bar:
+            import os
+
+            task = bar.add_task("importing", total=os.fstat(handle.fileno()).st_size)
+            async with sessions() as session:
+                await session.begin()
+                try:
+                    report = await import_subscribers(
+                        session, handle, settings=settings, tokens=Tokens(settings), source=args.source,
+                        send_confirmation=args.send_confirmation, dry_run=args.dry_run,
+                        progress=lambda done: bar.update(task, completed=done),
+                    )
+                except ImportFileError as exc:
+                    await session.rollback()
+                    raise CommandError(f"{path}: {exc}") from exc
+                except BaseException:
+                    await session.rollback()
+                    raise
+                if args.dry_run:
+                    await session.rollback()
+                else:
+                    await session.commit()
+    finally:
+        await engine.dispose()
+    lines = report.summary_lines()
+    if args.dry_run:
+        lines.insert(0, "dry run: nothing was changed")
+    return lines
+
+
+def cmd_subscribers_import(args: argparse.Namespace) -> None:
+    settings = load_settings()
+    for line in run(_import_subscribers(settings, args)):
+        print(line)
+
+
+async def _export_subscribers(settings: Settings, args: argparse.Namespace) -> int:
+    from service.db import create_engine, session_factory
+    from service.newsletter.exporter import export_subscribers
+
+    engine = create_engine(settings.database_url)
+    try:
+        async with session_factory(engine)() as session:
+            if args.output in (None, "-"):
+                return await export_subscribers(session, sys.stdout, status=args.status)
+            try:
+                out = open(args.output, "w", encoding="utf-8", newline="")  # noqa: ASYNC230
+            except OSError as exc:
+                raise CommandError(f"cannot write {args.output}: {exc.strerror}") from exc
+            with out:
+                return await export_subscribers(session, out, status=args.status)
+    finally:
+        await engine.dispose()
+
+
+def cmd_subscribers_export(args: argparse.Namespace) -> None:
+    settings = load_settings()
+    count = run(_export_subscribers(settings, args))
+    if args.output not in (None, "-"):
+        print(f"{count} subscribers written to {args.output}", file=sys.stderr)
+
+
 # -- the parser ------------------------------------------------------------------------------
 
 Handler = Callable[[argparse.Namespace], None]
@@ -213,6 +295,22 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("mail-test", help="send one message now through the configured transport")
     p.add_argument("address", help="where to send it")
     p.set_defaults(handler=cmd_mail_test)
+
+    from service.newsletter.models import SUBSCRIBER_STATUSES
+
+    subs = sub.add_parser("subscribers", help="import or export newsletter subscribers (CSV)")
+    subs_sub = subs.add_subparsers(dest="subcommand", metavar="ACTION", required=True)
+    p = subs_sub.add_parser("import", help="import subscribers from a CSV file (columns by header name)")
+    p.add_argument("file", metavar="FILE.csv", help="CSV with an 'email' column; comma or semicolon separated")
+    p.add_argument("--dry-run", action="store_true", help="check the file and print the summary; change nothing")
+    p.add_argument("--send-confirmation", action="store_true",
+                   help="queue a double opt-in email to every imported address that is pending")
+    p.add_argument("--source", default="import", help="recorded as the signup source of rows without one")
+    p.set_defaults(handler=cmd_subscribers_import)
+    p = subs_sub.add_parser("export", help="write subscribers with consent evidence as CSV")
+    p.add_argument("--status", choices=SUBSCRIBER_STATUSES, help="only subscribers with this status")
+    p.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of standard output")
+    p.set_defaults(handler=cmd_subscribers_export)
     return parser
 
 

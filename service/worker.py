@@ -54,11 +54,19 @@ async def _housekeeping_job(ctx: WorkerContext) -> int:
     return 0
 
 
+async def _newsletter_purge_job(ctx: WorkerContext) -> int:
+    from service.newsletter.flows import purge_unconfirmed
+
+    async with transaction(ctx.sessions) as session:
+        return await purge_unconfirmed(session, now=utcnow())
+
+
 def default_loops() -> list[Loop]:
     """Every loop a worker runs. Domains add theirs here."""
     return [
         Loop("outbox", _outbox_job, 1.0),
         Loop("housekeeping", _housekeeping_job, 300.0),
+        Loop("newsletter-purge", _newsletter_purge_job, 3600.0),
     ]
 
 

@@ -19,7 +19,7 @@ import random
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.db import Sessions, utcnow
@@ -204,3 +204,28 @@ class OutboxWorker:
         while n := await self.run_once():
             total += n
         return total
+
+
+async def forget_recipient(session: AsyncSession, *, address: str) -> int:
+    """Delete every outbox and local-mailbox message to `address` (erasure of a person);
+    returns how many outbox rows went."""
+    from email.utils import getaddresses
+
+    from service.mail.models import MailboxMessage
+
+    wanted = address.strip().lower()
+    rows = (await session.execute(
+        select(OutboxMessage.id, OutboxMessage.recipient)
+        .where(func.lower(OutboxMessage.recipient).contains(wanted, autoescape=True))
+    )).all()
+    ids = [i for i, rcpt in rows if any(a.lower() == wanted for _n, a in getaddresses([rcpt]))]
+    if ids:
+        await session.execute(delete(OutboxMessage).where(OutboxMessage.id.in_(ids)))
+    boxed = (await session.execute(
+        select(MailboxMessage.id, MailboxMessage.recipients)
+        .where(func.lower(MailboxMessage.recipients).contains(wanted, autoescape=True))
+    )).all()
+    box_ids = [i for i, rcpts in boxed if any(a.lower() == wanted for _n, a in getaddresses([rcpts]))]
+    if box_ids:
+        await session.execute(delete(MailboxMessage).where(MailboxMessage.id.in_(box_ids)))
+    return len(ids)

@@ -17,6 +17,8 @@ SUPPRESSED_STATUSES = ("unsubscribed", "bounced", "complained")
 
 class Subscriber(Base):
     __tablename__ = "subscribers"
+    # Links carry the id: on SQLite, AUTOINCREMENT keeps an erased row's id from being handed out again.
+    __table_args__ = {"sqlite_autoincrement": True}
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     # The address as given (domain lower-cased); `email_key` is the fully lower-cased form that

@@ -1,0 +1,189 @@
+"""Reading a subscriber CSV: header names to columns (case-insensitive, with aliases), BOM
+and delimiter handling, and the check of each row, with messages fit to show next to its line
+number. Streaming: nothing here holds more than one row."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import re
+from collections.abc import Callable
+from functools import lru_cache
+from typing import IO, Any
+
+from service.newsletter.flows import normalise_topics
+from service.newsletter.models import SUBSCRIBER_STATUSES, SUPPRESSED_STATUSES
+from service.settings import Settings
+from service.validation import FieldError, clean_email, clean_text, email_key
+
+# canonical column -> accepted header spellings (compared lower-cased, with - and spaces as _)
+COLUMNS: dict[str, tuple[str, ...]] = {
+    "email": ("email", "e_mail", "email_address", "mail"),
+    "name": ("name", "full_name"),
+    "topics": ("topics", "topic", "interests"),
+    "status": ("status",),
+    "signup_at": ("signup_at", "consent_date", "consented_at", "consent_at", "signup_date", "subscribed_at",
+                  "optin_date", "opt_in_date"),
+    "signup_ip": ("signup_ip", "ip"),
+    "signup_user_agent": ("signup_user_agent", "user_agent"),
+    "signup_source": ("signup_source", "source"),
+    "consent_text": ("consent_text",),
+    "confirmed_at": ("confirmed_at",),
+    "confirm_ip": ("confirm_ip",),
+    "created_at": ("created_at",),
+    "status_changed_at": ("status_changed_at",),
+    "unsubscribed_at": ("unsubscribed_at",),
+    "bounced_at": ("bounced_at",),
+    "complained_at": ("complained_at",),
+    "last_bounce": ("last_bounce",),
+}
+_ALIASES = {alias: canon for canon, aliases in COLUMNS.items() for alias in aliases}
+DATE_COLUMNS = ("signup_at", "confirmed_at", "created_at", "status_changed_at", "unsubscribed_at", "bounced_at",
+                "complained_at")
+TEXT_LIMITS = {"signup_ip": 64, "signup_user_agent": 500, "signup_source": 200, "consent_text": 5000,
+               "confirm_ip": 64, "last_bounce": 2000}
+
+_DOT_ATOM = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*\Z")
+
+
+@lru_cache(maxsize=4096)
+def _checked_domain(domain: str) -> str | None:
+    try:
+        return clean_email({"email": "a@" + domain}).rpartition("@")[2]
+    except FieldError:
+        return None
+
+
+def import_clean_email(value: str) -> str:
+    """clean_email, fast for the common case: a plain ASCII local part is checked by its RFC 5322
+    dot-atom pattern and the domain's verdict is cached (lists repeat a few domains endlessly).
+    Anything else goes through clean_email itself, so the results and messages are the same."""
+    candidate = value.strip()
+    local, at, domain = candidate.rpartition("@")
+    if at and len(candidate) <= 254 and len(local) <= 64 and _DOT_ATOM.match(local):
+        checked = _checked_domain(domain)
+        if checked is not None:
+            return f"{local}@{checked}"
+    return clean_email({"email": value}, "email")
+
+
+class ImportFileError(ValueError):
+    """The file cannot be imported at all (one line for the person who chose it)."""
+
+
+def open_csv(binary: IO[bytes]) -> tuple[Any, list[str], Callable[[], int]]:
+    """A csv reader over `binary` (BOM stripped, delimiter sniffed from the header line), the
+    canonical column names, and a function giving the bytes read so far."""
+    text_stream = io.TextIOWrapper(binary, encoding="utf-8-sig", errors="replace", newline="")
+    try:
+        return _open_csv(binary, text_stream)
+    except BaseException:
+        text_stream.detach()  # the caller owns (and closes) the binary file
+        raise
+
+
+def _open_csv(binary: IO[bytes], text_stream: io.TextIOWrapper) -> tuple[Any, list[str], Callable[[], int]]:
+    header_line = text_stream.readline()
+    if not header_line.strip():
+        raise ImportFileError("the file is empty: expected a header line with at least an 'email' column")
+    delimiter = ";" if header_line.count(";") > header_line.count(",") else ","
+    header = next(csv.reader([header_line], delimiter=delimiter))
+    columns: list[str] = []
+    unknown: list[str] = []
+    for raw in header:
+        name = raw.strip().lower().replace("-", "_").replace(" ", "_")
+        canon = _ALIASES.get(name)
+        if canon is None:
+            unknown.append(raw.strip() or "(empty)")
+        elif canon in columns:
+            raise ImportFileError(f"the column {raw.strip()!r} appears twice in the header")
+        columns.append(canon or "")
+    if unknown:
+        known = ", ".join(COLUMNS)
+        raise ImportFileError(f"unknown column{'s' if len(unknown) > 1 else ''}: {', '.join(unknown)} "
+                              f"(known columns: {known}); nothing was imported")
+    if "email" not in columns:
+        raise ImportFileError("the header has no 'email' column; nothing was imported")
+    reader = _Reader(text_stream, delimiter)
+
+    def position() -> int:
+        try:
+            return binary.tell()
+        except (OSError, ValueError):
+            return 0
+
+    return reader, columns, position
+
+
+class _Reader:
+    """csv.reader that keeps hold of its text stream (to detach it from the caller's file)."""
+
+    def __init__(self, stream: io.TextIOWrapper, delimiter: str) -> None:
+        self.stream = stream
+        self._reader = csv.reader(stream, delimiter=delimiter, strict=False)
+
+    def __iter__(self) -> _Reader:
+        return self
+
+    def __next__(self) -> list[str]:
+        return next(self._reader)
+
+    @property
+    def line_num(self) -> int:
+        return self._reader.line_num
+
+
+def _parse_date(value: str, column: str) -> dt.datetime | None:
+    value = value.strip()
+    if not value:
+        return None
+    try:
+        parsed = dt.datetime.fromisoformat(value.replace(" UTC", "+00:00"))
+    except ValueError:
+        raise FieldError(column, f"{column}: {value[:40]!r} is not a date (use ISO 8601, e.g. 2024-05-01 "
+                                 "or 2024-05-01T09:30:00Z)") from None
+    return parsed.replace(tzinfo=dt.UTC) if parsed.tzinfo is None else parsed.astimezone(dt.UTC)
+
+
+class RowChecker:
+    def __init__(self, settings: Settings, source: str, now: dt.datetime) -> None:
+        self.topics = {t.lower(): t for t in settings.topics}
+        self.settings = settings
+        self.source = source
+        self.now = now
+
+    def check(self, cells: dict[str, str]) -> tuple[dict[str, Any], list[str] | None, bool]:
+        """A staging row, its topics (None = not given) and whether 'confirmed' fell back to pending."""
+        email = import_clean_email(cells.get("email", ""))
+        name = clean_text(cells, "name", label="name", max_length=200) if cells.get("name") else ""
+        row: dict[str, Any] = {"email": email, "email_key": email_key(email), "name": name}
+        for column in DATE_COLUMNS:
+            row[column] = _parse_date(cells.get(column, ""), column)
+        for column, limit in TEXT_LIMITS.items():
+            value = cells.get(column, "").strip()
+            if "\x00" in value or "\ufffd" in value:
+                raise FieldError(column, f"{column} contains characters that are not valid UTF-8 text")
+            row[column] = value[:limit] or None
+        status = cells.get("status", "").strip().lower() or "pending"
+        if status not in SUBSCRIBER_STATUSES:
+            raise FieldError("status", f"status {status[:30]!r} is not one of {', '.join(SUBSCRIBER_STATUSES)}")
+        downgraded = False
+        if status == "confirmed" and row["signup_at"] is None:
+            status, downgraded = "pending", True
+        if status == "confirmed":
+            row["confirmed_at"] = row["confirmed_at"] or row["signup_at"]
+        elif status in SUPPRESSED_STATUSES:
+            row[f"{status}_at"] = row[f"{status}_at"] or row["status_changed_at"] or self.now
+        row["status"] = status
+        row["signup_source"] = row["signup_source"] or self.source
+        topics = None
+        raw_topics = cells.get("topics", "").strip()
+        if raw_topics:
+            wanted = [t.strip() for t in raw_topics.replace("|", ";").split(";") if t.strip()]
+            bad = [t for t in wanted if t.lower() not in self.topics]
+            if bad:
+                raise FieldError("topics", f"unknown topic {bad[0][:40]!r} (known: {', '.join(self.settings.topics)})")
+            topics = normalise_topics(self.settings, [self.topics[t.lower()] for t in wanted])
+        row["has_topics"] = 1 if topics is not None else 0
+        return row, topics, downgraded

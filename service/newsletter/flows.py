@@ -1,0 +1,266 @@
+"""Newsletter rules: double opt-in signup, confirmation, unsubscribe and preferences,
+suppression (bounces, complaints) and erasure. Routes, the inquiry form, the admin and the
+delivery engine all call these functions; none of them commits.
+
+Signup never reveals whether an address is known: every path ends in the same answer, and
+the only difference is which email (if any) is queued. See docs/newsletter.md for the rules.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from service.db import utcnow
+from service.mail.message import format_address
+from service.mail.outbox import forget_recipient, queue_email
+from service.newsletter import queries
+from service.newsletter.models import SUPPRESSED_STATUSES, Subscriber
+from service.newsletter.tokens import CONFIRM_MAX_AGE, confirm_url, read_confirm_token, unsubscribe_url
+from service.settings import Settings
+from service.tokens import TokenError, Tokens
+from service.validation import FieldError, clean_email
+
+log = logging.getLogger("tidings.newsletter")
+
+RESEND_INTERVAL = dt.timedelta(minutes=10)
+NAME_MAX = 200
+UA_MAX = 500
+SOURCE_MAX = 200
+
+
+def consent_text(settings: Settings) -> str:
+    """The consent statement shown next to every signup form and stored with each signup."""
+    return (
+        f"Yes, I would like to receive the {settings.org_name} newsletter by email. "
+        "I can unsubscribe at any time with one click, and my address is never shared."
+    )
+
+
+def list_unsubscribe_headers(settings: Settings, tokens: Tokens, subscriber_id: int) -> dict[str, str]:
+    """The headers every newsletter email carries (RFC 2369 and RFC 8058 one-click)."""
+    return {
+        "List-Unsubscribe": f"<{unsubscribe_url(settings, tokens, subscriber_id)}>",
+        "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+    }
+
+
+def normalise_topics(settings: Settings, topics: Iterable[str]) -> list[str]:
+    """Known topics only, sorted; every topic chosen is stored as none (= all, new ones too)."""
+    chosen = sorted({t for t in topics if t in settings.topics})
+    return [] if set(chosen) == set(settings.topics) else chosen
+
+
+def mask_email(email: str) -> str:
+    """'a•••a@example.org': enough for a person to recognise their address, not to read it."""
+    local, _, domain = email.rpartition("@")
+    shown = local[0] + "•••" + local[-1] if len(local) > 2 else local[:1] + "•••"
+    return f"{shown}@{domain}"
+
+
+# -- signup -------------------------------------------------------------------------------
+
+
+async def request_subscription(
+    session: AsyncSession, *, settings: Settings, tokens: Tokens, email: str, name: str,
+    topics: Iterable[str] | None, ip: str, user_agent: str, source: str, consent_text: str,
+) -> None:
+    """Record a signup (double opt-in) and queue what that address should get, whatever its state.
+
+    new, pending, unsubscribed, bounced, complained, erased -> pending, a confirmation email
+    confirmed -> unchanged, an "already subscribed" note with the preference link
+    Either email goes out at most once per RESEND_INTERVAL per address. `topics=None` keeps
+    the topics already stored (the "send me a new link" form). Raises FieldError only for an
+    invalid address (the caller shows that; it reveals nothing about anyone).
+    """
+    email = clean_email({"email": email})
+    name = " ".join(name.split())  # one line, whatever the caller passed: it ends up in a To header
+    now = utcnow()
+    await queries.insert_pending_subscriber(session, email=email, now=now)
+    sub = await queries.get_subscriber_by_email(session, email=email, for_update=True)
+    assert sub is not None  # inserted or already there, and locked
+    # Throttled while the state the last email was about still holds: it is fresh in their inbox.
+    # (Leaving the list and coming back is a new state, and can happen only once per unsubscribe.)
+    recent = sub.confirmation_sent_at is not None and now - sub.confirmation_sent_at < RESEND_INTERVAL
+    if recent and sub.status in ("pending", "confirmed"):
+        return
+    sub.confirmation_sent_at = now
+    if sub.status == "confirmed":
+        await _queue_already_subscribed(session, settings=settings, tokens=tokens, sub=sub)
+        return
+    # A fresh consent: store its evidence (replacing an older unconfirmed one). Earlier
+    # unsubscribe/bounce/complaint times stay on the row as history.
+    if sub.status != "pending":
+        await queries.set_status(session, subscriber=sub, status="pending", now=now)
+    if name or not sub.name:
+        sub.name = name[:NAME_MAX]
+    sub.signup_at = now
+    sub.signup_ip = ip[:64]
+    sub.signup_user_agent = user_agent[:UA_MAX]
+    sub.signup_source = source[:SOURCE_MAX]
+    sub.consent_text = consent_text
+    if topics is not None:
+        await queries.set_topics(session, subscriber=sub, topics=normalise_topics(settings, topics))
+    await queue_confirmation(session, settings=settings, tokens=tokens, subscriber=sub)
+
+
+async def queue_confirmation(session: AsyncSession, *, settings: Settings, tokens: Tokens,
+                             subscriber: Subscriber) -> None:
+    """Queue the double opt-in email with a fresh confirmation link."""
+    subscriber.confirmation_sent_at = utcnow()
+    await queue_email(
+        session, kind="newsletter_confirm", sender=settings.mail_from,
+        to=format_address(subscriber.email, subscriber.name),
+        subject=f"Please confirm your subscription to {settings.org_name}",
+        template="newsletter_confirm",
+        ctx={"org_name": settings.org_name, "name": subscriber.name,
+             "confirm_url": confirm_url(settings, tokens, subscriber.id), "base_url": settings.base_url},
+        headers={"Auto-Submitted": "auto-generated"},
+    )
+
+
+async def _queue_already_subscribed(session: AsyncSession, *, settings: Settings, tokens: Tokens,
+                                    sub: Subscriber) -> None:
+    await queue_email(
+        session, kind="newsletter_already", sender=settings.mail_from, to=format_address(sub.email, sub.name),
+        subject=f"You are already subscribed to {settings.org_name}", template="newsletter_already",
+        ctx={"org_name": settings.org_name, "name": sub.name,
+             "preferences_url": unsubscribe_url(settings, tokens, sub.id)},
+        headers={"Auto-Submitted": "auto-generated"},
+    )
+
+
+# -- confirmation -------------------------------------------------------------------------
+
+
+class ConfirmProblem(enum.Enum):
+    INVALID = "invalid"  # tampered, or another purpose: 400
+    EXPIRED = "expired"  # older than 7 days: 410
+    USED = "used"  # the subscriber is no longer pending (confirmed, left, erased): 410
+
+
+@dataclass(frozen=True)
+class ConfirmCheck:
+    subscriber: Subscriber | None
+    problem: ConfirmProblem | None
+
+
+async def check_confirm_token(session: AsyncSession, *, tokens: Tokens, token: str,
+                              for_update: bool = False) -> ConfirmCheck:
+    """Whether `token` may confirm a subscription now (it counts only while its row is pending)."""
+    try:
+        subscriber_id = read_confirm_token(tokens, token)
+    except TokenError as exc:
+        return ConfirmCheck(None, ConfirmProblem.EXPIRED if exc.expired else ConfirmProblem.INVALID)
+    except (TypeError, ValueError):
+        return ConfirmCheck(None, ConfirmProblem.INVALID)
+    sub = await queries.get_subscriber(session, subscriber_id=subscriber_id, for_update=for_update)
+    if sub is None or sub.status != "pending":
+        return ConfirmCheck(None, ConfirmProblem.USED)
+    return ConfirmCheck(sub, None)
+
+
+async def confirm_subscription(session: AsyncSession, *, settings: Settings, tokens: Tokens, token: str,
+                               ip: str) -> ConfirmCheck:
+    """Confirm the pending subscriber named by `token`, record time and IP, queue the welcome."""
+    check = await check_confirm_token(session, tokens=tokens, token=token, for_update=True)
+    sub = check.subscriber
+    if sub is None:
+        return check
+    now = utcnow()
+    await queries.set_status(session, subscriber=sub, status="confirmed", now=now)
+    sub.confirmed_at = now
+    sub.confirm_ip = ip[:64]
+    # Verified, fresh consent from the person themselves outweighs an earlier erasure.
+    await queries.remove_suppression(session, tokens=tokens, email=sub.email)
+    await queue_welcome(session, settings=settings, tokens=tokens, subscriber=sub)
+    return check
+
+
+async def queue_welcome(session: AsyncSession, *, settings: Settings, tokens: Tokens, subscriber: Subscriber) -> None:
+    headers = list_unsubscribe_headers(settings, tokens, subscriber.id)
+    headers["List-Id"] = f"{settings.org_name} <{settings.list_id}>"
+    await queue_email(
+        session, kind="newsletter_welcome", sender=settings.mail_from,
+        to=format_address(subscriber.email, subscriber.name), subject=f"Welcome to the {settings.org_name} newsletter",
+        template="newsletter_welcome",
+        ctx={"org_name": settings.org_name, "name": subscriber.name, "topics": subscriber.topics,
+             "unsubscribe_url": unsubscribe_url(settings, tokens, subscriber.id), "base_url": settings.base_url},
+        headers=headers,
+    )
+
+
+# -- unsubscribe, preferences, suppression, erasure ----------------------------------------
+
+
+async def unsubscribe_subscriber(session: AsyncSession, *, subscriber_id: int, source: str) -> bool:
+    """Unsubscribe at once (idempotent); False when there is no such subscriber.
+    Bounced and complained rows keep their stronger status."""
+    sub = await queries.get_subscriber(session, subscriber_id=subscriber_id, for_update=True)
+    if sub is None:
+        return False
+    if sub.status in ("pending", "confirmed"):
+        await queries.set_status(session, subscriber=sub, status="unsubscribed", now=utcnow())
+        log.info("subscriber %s unsubscribed via %s", sub.id, source)
+    return True
+
+
+async def update_preferences(session: AsyncSession, *, settings: Settings, subscriber_id: int,
+                             topics: Iterable[str]) -> bool:
+    """Replace the subscriber's topics (none = every topic); False when not found."""
+    sub = await queries.get_subscriber(session, subscriber_id=subscriber_id, for_update=True)
+    if sub is None:
+        return False
+    await queries.set_topics(session, subscriber=sub, topics=normalise_topics(settings, topics))
+    return True
+
+
+async def mark_bounced(session: AsyncSession, *, subscriber_id: int | None = None, email: str | None = None,
+                       reason: str) -> bool:
+    """A hard bounce: never mailed again (until a fresh double opt-in); False when unknown."""
+    return await queries.mark_status_by(session, subscriber_id=subscriber_id, email=email, status="bounced",
+                                        reason=reason, now=utcnow())
+
+
+async def mark_complained(session: AsyncSession, *, subscriber_id: int | None = None, email: str | None = None,
+                          reason: str | None = None) -> bool:
+    """A spam complaint (feedback loop): never mailed again; False when unknown."""
+    return await queries.mark_status_by(session, subscriber_id=subscriber_id, email=email, status="complained",
+                                        reason=reason, now=utcnow())
+
+
+async def erase_subscriber(session: AsyncSession, *, tokens: Tokens, subscriber_id: int) -> bool:
+    """Right to be forgotten: delete the row, its topics and its mail; keep only a keyed hash
+    of the address so that no import can bring it back. False when not found."""
+    sub = await queries.get_subscriber(session, subscriber_id=subscriber_id, for_update=True)
+    if sub is None:
+        return False
+    email = sub.email
+    await queries.add_suppression(session, tokens=tokens, email=email, reason="erased")
+    session.expunge(sub)
+    await queries.delete_subscriber(session, subscriber_id=subscriber_id)
+    await forget_recipient(session, address=email)
+    return True
+
+
+async def purge_unconfirmed(session: AsyncSession, *, now: dt.datetime) -> int:
+    """Forget signups whose confirmation link expired unanswered (the worker runs this hourly)."""
+    return await queries.purge_expired_pending(session, cutoff=now - dt.timedelta(seconds=CONFIRM_MAX_AGE))
+
+
+def is_mailable(subscriber: Subscriber) -> bool:
+    return subscriber.status == "confirmed"
+
+
+__all__ = [
+    "RESEND_INTERVAL", "SUPPRESSED_STATUSES", "ConfirmCheck", "ConfirmProblem", "FieldError",
+    "check_confirm_token", "confirm_subscription", "consent_text", "erase_subscriber", "is_mailable",
+    "list_unsubscribe_headers", "mark_bounced", "mark_complained", "mask_email", "purge_unconfirmed",
+    "queue_confirmation",
+    "queue_welcome", "request_subscription", "unsubscribe_subscriber", "update_preferences",
+]

@@ -1,0 +1,162 @@
+"""Newsletter SQL in one place: look-ups, status changes, topics, suppression and the purge of
+unconfirmed signups. Functions take the caller's session and never commit."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Sequence
+
+from sqlalchemy import ColumnElement, delete, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from service.db import utcnow
+from service.newsletter.models import SUPPRESSED_STATUSES, Subscriber, SubscriberTopic, Suppression
+from service.tokens import Tokens
+from service.validation import email_key
+
+
+def mailable_subscribers_filter() -> ColumnElement[bool]:
+    """The predicate every campaign must use: only confirmed subscribers are ever mailed
+    (pending, unsubscribed, bounced and complained never are; erased ones no longer exist)."""
+    return Subscriber.status == "confirmed"
+
+
+def wants_topic_filter(topic: str) -> ColumnElement[bool]:
+    """Subscribers who want `topic`: those who chose it, and those who chose none (= every topic)."""
+    chosen = select(SubscriberTopic.subscriber_id).where(SubscriberTopic.subscriber_id == Subscriber.id)
+    return ~chosen.exists() | chosen.where(SubscriberTopic.topic == topic).exists()
+
+
+def _insert(session: AsyncSession):  # type: ignore[no-untyped-def]
+    return pg_insert if session.bind.dialect.name == "postgresql" else sqlite_insert
+
+
+def suppression_hashes(tokens: Tokens, email: str) -> list[str]:
+    """The keyed hashes of an address under every accepted key (newest first)."""
+    return tokens.keyed_hashes("suppression", email_key(email))
+
+
+async def get_subscriber(session: AsyncSession, *, subscriber_id: int, for_update: bool = False) -> Subscriber | None:
+    stmt = select(Subscriber).where(Subscriber.id == subscriber_id)
+    if for_update:
+        stmt = stmt.with_for_update()
+    return (await session.scalars(stmt)).one_or_none()
+
+
+async def get_subscriber_by_email(session: AsyncSession, *, email: str, for_update: bool = False) -> Subscriber | None:
+    stmt = select(Subscriber).where(Subscriber.email_key == email_key(email))
+    if for_update:
+        stmt = stmt.with_for_update()
+    return (await session.scalars(stmt)).one_or_none()
+
+
+async def insert_pending_subscriber(session: AsyncSession, *, email: str, now: dt.datetime) -> None:
+    """Create a bare pending row for `email` unless one exists (safe under concurrent signups)."""
+    stmt = (
+        _insert(session)(Subscriber)
+        .values(email=email, email_key=email_key(email), name="", status="pending", created_at=now,
+                status_changed_at=now)
+        .on_conflict_do_nothing(index_elements=["email_key"])
+    )
+    await session.execute(stmt)
+
+
+async def is_suppressed(session: AsyncSession, *, tokens: Tokens, email: str) -> bool:
+    """True when the address was erased (its keyed hash is on the suppression list)."""
+    hashes = suppression_hashes(tokens, email)
+    found = await session.scalar(select(Suppression.email_hash).where(Suppression.email_hash.in_(hashes)).limit(1))
+    return found is not None
+
+
+async def add_suppression(session: AsyncSession, *, tokens: Tokens, email: str, reason: str) -> None:
+    stmt = (
+        _insert(session)(Suppression)
+        .values(email_hash=tokens.keyed_hash("suppression", email_key(email)), reason=reason, created_at=utcnow())
+        .on_conflict_do_nothing(index_elements=["email_hash"])
+    )
+    await session.execute(stmt)
+
+
+async def remove_suppression(session: AsyncSession, *, tokens: Tokens, email: str) -> None:
+    await session.execute(delete(Suppression).where(Suppression.email_hash.in_(suppression_hashes(tokens, email))))
+
+
+async def set_topics(session: AsyncSession, *, subscriber: Subscriber, topics: Iterable[str]) -> None:
+    """Replace the subscriber's topics (an empty list means every topic)."""
+    wanted = sorted(set(topics))
+    subscriber.topic_rows = [SubscriberTopic(subscriber_id=subscriber.id, topic=t) for t in wanted]
+    await session.flush()
+
+
+async def set_status(session: AsyncSession, *, subscriber: Subscriber, status: str, now: dt.datetime) -> None:
+    subscriber.status = status
+    subscriber.status_changed_at = now
+    if status == "unsubscribed":
+        subscriber.unsubscribed_at = now
+    elif status == "bounced":
+        subscriber.bounced_at = now
+    elif status == "complained":
+        subscriber.complained_at = now
+    await session.flush()
+
+
+async def delete_subscriber(session: AsyncSession, *, subscriber_id: int) -> None:
+    await session.execute(delete(SubscriberTopic).where(SubscriberTopic.subscriber_id == subscriber_id))
+    await session.execute(delete(Subscriber).where(Subscriber.id == subscriber_id))
+
+
+def _expired_pending(cutoff: dt.datetime) -> ColumnElement[bool]:
+    # Only rows whose (last) confirmation email went out before the cutoff: that link is dead.
+    # Imported pending rows that were never sent one stay until somebody sends it.
+    return (Subscriber.status == "pending") & (Subscriber.confirmation_sent_at < cutoff)
+
+
+async def purge_expired_pending(session: AsyncSession, *, cutoff: dt.datetime, limit: int = 500) -> int:
+    """Delete unconfirmed signups whose confirmation link has expired; a row that was once
+    unsubscribed, bounced or complained goes back to that status instead (its record stays)."""
+    rows: Sequence[Subscriber] = (
+        await session.scalars(select(Subscriber).where(_expired_pending(cutoff)).limit(limit))
+    ).all()
+    now = utcnow()
+    gone: list[int] = []
+    for row in rows:
+        previous = _previous_suppressed_status(row)
+        if previous is None:
+            gone.append(row.id)
+        else:
+            await set_status(session, subscriber=row, status=previous[0], now=now)
+            # keep the original time of that status change
+            setattr(row, f"{previous[0]}_at", previous[1])
+    if gone:
+        await session.execute(delete(SubscriberTopic).where(SubscriberTopic.subscriber_id.in_(gone)))
+        await session.execute(delete(Subscriber).where(Subscriber.id.in_(gone)))
+    await session.flush()
+    return len(rows)
+
+
+def _previous_suppressed_status(row: Subscriber) -> tuple[str, dt.datetime] | None:
+    stamps = [(s, getattr(row, f"{s}_at")) for s in SUPPRESSED_STATUSES if getattr(row, f"{s}_at") is not None]
+    return max(stamps, key=lambda item: item[1]) if stamps else None
+
+
+async def mark_status_by(session: AsyncSession, *, subscriber_id: int | None, email: str | None, status: str,
+                         reason: str | None, now: dt.datetime) -> bool:
+    """Move one subscriber (by id or address) to a suppressed status; False when not found."""
+    if subscriber_id is None and not email:
+        raise ValueError("give subscriber_id or email")
+    if subscriber_id is not None:
+        where = Subscriber.id == subscriber_id
+    else:
+        where = Subscriber.email_key == email_key(email or "")
+    values: dict[str, object] = {"status": status, "status_changed_at": now, f"{status}_at": now}
+    if reason is not None:
+        values["last_bounce"] = reason[:2000]
+    stmt = update(Subscriber).where(where)
+    if status != "complained":  # a complaint is the strongest signal; a bounce never overwrites it
+        stmt = stmt.where(Subscriber.status != "complained")
+    result = await session.execute(stmt.values(**values))
+    if result.rowcount:  # type: ignore[attr-defined]
+        return True
+    return (await session.scalar(select(Subscriber.id).where(where))) is not None

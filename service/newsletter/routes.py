@@ -1,0 +1,296 @@
+"""Newsletter pages and JSON: signup, confirmation, preference centre and one-click unsubscribe.
+
+The confirm and unsubscribe pages need no CSRF token: they are reached only through an
+unforgeable signed token in the URL, no cookie or session is involved, so a third-party page
+cannot make a browser act with authority it does not already hold in the URL itself.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from starlette.datastructures import FormData
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from service.db import get_session
+from service.forms import (
+    HONEYPOT_FIELD,
+    HUMAN_MESSAGES,
+    TOKEN_FIELD,
+    Verdict,
+    issue_form_token,
+    screen_submission,
+    tokens_of,
+)
+from service.newsletter import flows, queries
+from service.newsletter.tokens import read_unsubscribe_token, unsubscribe_url
+from service.tokens import TokenError
+from service.validation import Errors, clean_email, clean_text
+from service.web import client_ip, render, settings_of
+
+FORM = "newsletter"
+THANKS = "/subscribe/thanks"
+_PROBLEM_STATUS = {flows.ConfirmProblem.INVALID: 400, flows.ConfirmProblem.EXPIRED: 410, flows.ConfirmProblem.USED: 410}
+
+
+# -- signup ---------------------------------------------------------------------------------
+
+
+def _embedded(request: Request) -> bool:
+    return request.query_params.get("embed") == "1"
+
+
+def _thanks(request: Request) -> Response:
+    return RedirectResponse(THANKS + ("?embed=1" if _embedded(request) else ""), status_code=303)
+
+
+def _form_ctx(request: Request, values: dict[str, Any] | None = None, errors: dict[str, str] | None = None,
+              alert: str = "") -> dict[str, Any]:
+    settings = settings_of(request)
+    return {"embed": _embedded(request), "form_token": issue_form_token(request, FORM), "token_field": TOKEN_FIELD,
+            "honeypot": HONEYPOT_FIELD,
+            "consent_text": flows.consent_text(settings), "values": values or {}, "errors": errors or {},
+            "alert": alert}
+
+
+def _clean_signup(request: Request, data: dict[str, Any], topics: list[str]) -> tuple[dict[str, Any], Errors]:
+    errors = Errors()
+    values = {
+        "email": errors.collect("email", clean_email, data, "email"),
+        "name": errors.collect("name", clean_text, data, "name", label="Name", max_length=flows.NAME_MAX) or "",
+        "topics": topics,
+    }
+    unknown = [t for t in topics if t not in settings_of(request).topics]
+    if unknown:
+        errors["topics"] = "Please choose topics from the list"
+    return values, errors
+
+
+async def _subscribe(request: Request, values: dict[str, Any]) -> None:
+    settings = settings_of(request)
+    await flows.request_subscription(
+        get_session(request), settings=settings, tokens=tokens_of(request), email=values["email"],
+        name=values["name"], topics=values["topics"], ip=client_ip(request),
+        user_agent=request.headers.get("user-agent", ""), source=values.get("source", "form:subscribe"),
+        consent_text=flows.consent_text(settings),
+    )
+
+
+async def subscribe_page(request: Request) -> Response:
+    if request.method != "POST":
+        return render(request, "newsletter/subscribe.html", _form_ctx(request))
+    form = await request.form()
+    data = _plain(form)
+    shown = {"email": data.get("email", ""), "name": data.get("name", ""), "topics": form.getlist("topics")}
+    verdict = await screen_submission(request, get_session(request), data, form=FORM)
+    if verdict is Verdict.BOT:
+        return _thanks(request)
+    if verdict is not Verdict.OK:
+        status = 429 if verdict is Verdict.RATE_LIMITED else 422
+        return render(request, "newsletter/subscribe.html", _form_ctx(request, shown, alert=HUMAN_MESSAGES[verdict]),
+                      status_code=status)
+    values, errors = _clean_signup(request, data, [str(t) for t in form.getlist("topics")])
+    if errors:
+        return render(request, "newsletter/subscribe.html", _form_ctx(request, shown, errors), status_code=422)
+    values["source"] = "form:subscribe" + (":embed" if _embedded(request) else "")
+    await _subscribe(request, values)
+    return _thanks(request)
+
+
+async def subscribe_thanks(request: Request) -> Response:
+    return render(request, "newsletter/thanks.html", {"embed": _embedded(request)})
+
+
+async def resend(request: Request) -> Response:
+    """'Send me a new link': the signup again, for an address only, with the same answer."""
+    form = await request.form()
+    data = _plain(form)
+    verdict = await screen_submission(request, get_session(request), data, form=FORM)
+    if verdict is Verdict.BOT:
+        return RedirectResponse(THANKS, status_code=303)
+    errors = Errors()
+    email = errors.collect("email", clean_email, data, "email")
+    if verdict is not Verdict.OK or errors:
+        ctx = {**_form_ctx(request, {"email": data.get("email", "")}, errors,
+                           alert=HUMAN_MESSAGES.get(verdict, "")), "problem": None}
+        status = 429 if verdict is Verdict.RATE_LIMITED else 422
+        return render(request, "newsletter/resend.html", ctx, status_code=status)
+    await _subscribe(request, {"email": email, "name": "", "topics": None, "source": "form:resend"})
+    return RedirectResponse(THANKS, status_code=303)
+
+
+# -- JSON API with CORS for the blog ------------------------------------------------------------
+
+
+def _cors(request: Request, response: Response) -> Response:
+    origin = request.headers.get("origin")
+    if origin and origin in settings_of(request).allowed_origins:
+        response.headers["Access-Control-Allow-Origin"] = origin
+        response.headers["Access-Control-Allow-Methods"] = "GET, POST, OPTIONS"
+        response.headers["Access-Control-Allow-Headers"] = "Content-Type"
+        response.headers["Access-Control-Max-Age"] = "600"
+    response.headers["Vary"] = "Origin"
+    return response
+
+
+async def api_subscriptions(request: Request) -> Response:
+    if request.method == "OPTIONS":
+        return _cors(request, Response(status_code=204))
+    settings = settings_of(request)
+    if request.method != "POST":  # what a blog script needs to show the form
+        return _cors(request, JSONResponse({
+            "form_token": issue_form_token(request, FORM), "consent_text": flows.consent_text(settings),
+            "topics": list(settings.topics),
+        }))
+    try:
+        data = json.loads(await request.body())
+    except (ValueError, UnicodeDecodeError):
+        return _cors(request, JSONResponse({"error": "the body must be a JSON object"}, status_code=400))
+    if not isinstance(data, dict):
+        return _cors(request, JSONResponse({"error": "the body must be a JSON object"}, status_code=400))
+    accepted = JSONResponse({"message": "Thank you. Please check your inbox and confirm your subscription."},
+                            status_code=202)
+    verdict = await screen_submission(request, get_session(request), data, form=FORM)
+    if verdict is Verdict.BOT:
+        return _cors(request, accepted)
+    if verdict is not Verdict.OK:
+        status = 429 if verdict is Verdict.RATE_LIMITED else 422
+        return _cors(request, JSONResponse({"errors": {TOKEN_FIELD: HUMAN_MESSAGES[verdict]}}, status_code=status))
+    topics = data.get("topics") or []
+    if isinstance(topics, str):
+        topics = [topics]
+    if not isinstance(topics, list) or not all(isinstance(t, str) for t in topics):
+        return _cors(request, JSONResponse({"errors": {"topics": "must be a list of topics"}}, status_code=422))
+    values, errors = _clean_signup(request, data, topics)
+    if errors:
+        return _cors(request, JSONResponse({"errors": dict(errors)}, status_code=422))
+    values["source"] = "api"
+    await _subscribe(request, values)
+    return _cors(request, accepted)
+
+
+# -- confirmation ----------------------------------------------------------------------------
+
+
+def _problem(request: Request, problem: flows.ConfirmProblem) -> Response:
+    ctx = {**_form_ctx(request), "problem": problem.value}
+    return render(request, "newsletter/resend.html", ctx, status_code=_PROBLEM_STATUS[problem])
+
+
+async def confirm(request: Request) -> Response:
+    token = request.path_params["token"]
+    session = get_session(request)
+    settings = settings_of(request)
+    if request.method != "POST":  # mail scanners fetch links (GET, HEAD): they only see the button
+        check = await flows.check_confirm_token(session, tokens=tokens_of(request), token=token)
+        if check.problem is not None:
+            return _problem(request, check.problem)
+        assert check.subscriber is not None
+        return render(request, "newsletter/confirm.html", {"masked": flows.mask_email(check.subscriber.email)})
+    check = await flows.confirm_subscription(session, settings=settings, tokens=tokens_of(request), token=token,
+                                             ip=client_ip(request))
+    if check.problem is not None:
+        return _problem(request, check.problem)
+    assert check.subscriber is not None
+    return render(request, "newsletter/confirmed.html",
+                  {"preferences_url": unsubscribe_url(settings, tokens_of(request), check.subscriber.id)})
+
+
+# -- preference centre and unsubscribe ---------------------------------------------------------
+
+
+def _subscriber_id(request: Request) -> int | None:
+    try:
+        return read_unsubscribe_token(tokens_of(request), request.path_params["token"])
+    except (TokenError, TypeError, ValueError):
+        return None
+
+
+def _bad_link(request: Request) -> Response:
+    return render(request, "newsletter/link_problem.html", {"gone": False}, status_code=400)
+
+
+async def preferences(request: Request) -> Response:
+    subscriber_id = _subscriber_id(request)
+    if subscriber_id is None:
+        return _bad_link(request)
+    sub = await queries.get_subscriber(get_session(request), subscriber_id=subscriber_id)
+    if sub is None:
+        return render(request, "newsletter/link_problem.html", {"gone": True}, status_code=404)
+    ctx = {"masked": flows.mask_email(sub.email), "status": sub.status, "chosen": sub.topics,
+           "saved": request.query_params.get("saved") == "1", "token": request.path_params["token"],
+           "consent_text": flows.consent_text(settings_of(request))}
+    return render(request, "newsletter/preferences.html", ctx)
+
+
+async def unsubscribe(request: Request) -> Response:
+    """RFC 8058 one-click (a mailbox provider's POST: no cookie, no page) or the page's button."""
+    subscriber_id = _subscriber_id(request)
+    form = await _safe_form(request)
+    from_page = form.get("from_page") == "1"
+    if subscriber_id is None:
+        if from_page:
+            return _bad_link(request)
+        return PlainTextResponse("This unsubscribe link is not valid.\n", status_code=400)
+    found = await flows.unsubscribe_subscriber(get_session(request), subscriber_id=subscriber_id,
+                                               source="page" if from_page else "one-click")
+    if not from_page:
+        return PlainTextResponse("You have been unsubscribed.\n")
+    return render(request, "newsletter/unsubscribed.html", {"found": found, "token": request.path_params["token"],
+                                                            "consent_text": flows.consent_text(settings_of(request))})
+
+
+async def save_preferences(request: Request) -> Response:
+    subscriber_id = _subscriber_id(request)
+    if subscriber_id is None:
+        return _bad_link(request)
+    form = await _safe_form(request)
+    topics = [str(t) for t in form.getlist("topics")]
+    found = await flows.update_preferences(get_session(request), settings=settings_of(request),
+                                           subscriber_id=subscriber_id, topics=topics)
+    if not found:
+        return render(request, "newsletter/link_problem.html", {"gone": True}, status_code=404)
+    return RedirectResponse(f"/unsubscribe/{request.path_params['token']}?saved=1", status_code=303)
+
+
+async def resubscribe(request: Request) -> Response:
+    """Changed their mind after unsubscribing: a fresh double opt-in for the same address."""
+    subscriber_id = _subscriber_id(request)
+    if subscriber_id is None:
+        return _bad_link(request)
+    sub = await queries.get_subscriber(get_session(request), subscriber_id=subscriber_id)
+    if sub is None:
+        return render(request, "newsletter/link_problem.html", {"gone": True}, status_code=404)
+    await _subscribe(request, {"email": sub.email, "name": sub.name, "topics": None, "source": "resubscribe"})
+    return RedirectResponse(THANKS, status_code=303)
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+
+def _plain(form: FormData) -> dict[str, Any]:
+    return {k: v for k, v in form.items() if isinstance(v, str)}
+
+
+async def _safe_form(request: Request) -> FormData:
+    """The form body, or an empty one when the body is not a form (one-click must not fail)."""
+    try:
+        return await request.form()
+    except Exception:
+        return FormData()
+
+
+routes = [
+    Route("/subscribe", subscribe_page, methods=["GET", "POST"]),
+    Route("/subscribe/thanks", subscribe_thanks, methods=["GET"]),
+    Route("/subscribe/resend", resend, methods=["POST"]),
+    Route("/api/subscriptions", api_subscriptions, methods=["GET", "POST", "OPTIONS"]),
+    Route("/confirm/{token}", confirm, methods=["GET", "POST"]),
+    Route("/unsubscribe/{token}", preferences, methods=["GET"]),
+    Route("/unsubscribe/{token}", unsubscribe, methods=["POST"]),
+    Route("/unsubscribe/{token}/preferences", save_preferences, methods=["POST"]),
+    Route("/unsubscribe/{token}/resubscribe", resubscribe, methods=["POST"]),
+]

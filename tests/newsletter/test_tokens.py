@@ -1,0 +1,115 @@
+"""Every way a confirmation or unsubscribe link can be wrong gets a clear page and changes
+nothing; a link signed with a rotated-out key (in SECRET_KEY_FALLBACKS) still works."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+from itsdangerous import TimestampSigner, URLSafeTimedSerializer
+
+from service.app import create_app
+from service.newsletter.tokens import confirm_token, unsubscribe_token
+from service.settings import Settings
+from service.tokens import Tokens
+from tests.conftest import TEST_SECRET, Database
+from tests.newsletter.helpers import deliver, link_in, signup, subscriber
+from tests.smtp import SmtpServer
+
+
+async def _pending(client: httpx.AsyncClient, db: Database, smtp: SmtpServer, email: str) -> str:
+    await signup(client, email)
+    await deliver(db, smtp)
+    return link_in(smtp.received[-1].message, "/confirm/")
+
+
+async def test_tampered_confirm_link_is_refused_with_a_way_to_get_a_new_one(
+        client: httpx.AsyncClient, db: Database, smtp: SmtpServer) -> None:
+    path = await _pending(client, db, smtp, "tamper@example.org")
+    bad = path[:-3] + ("AAA" if not path.endswith("AAA") else "BBB")
+    for method in ("GET", "POST"):
+        r = await client.request(method, bad)
+        assert r.status_code == 400 and "not valid" in r.text
+        assert 'action="/subscribe/resend"' in r.text
+    assert (await subscriber(db, "tamper@example.org")).status == "pending"  # type: ignore[union-attr]
+
+
+async def test_expired_confirm_link_is_gone_and_confirms_nothing(
+        client: httpx.AsyncClient, db: Database, smtp: SmtpServer) -> None:
+    await _pending(client, db, smtp, "late@example.org")
+    sub = await subscriber(db, "late@example.org")
+    assert sub is not None
+
+    class EightDaysAgo(TimestampSigner):
+        def get_timestamp(self) -> int:
+            return int(time.time()) - 8 * 24 * 3600
+
+    old = URLSafeTimedSerializer(TEST_SECRET, salt="tidings.confirm", signer=EightDaysAgo).dumps(sub.id)
+    for method in ("GET", "POST"):
+        r = await client.request(method, f"/confirm/{old}")
+        assert r.status_code == 410 and "expired" in r.text and 'action="/subscribe/resend"' in r.text
+    assert (await subscriber(db, "late@example.org")).status == "pending"  # type: ignore[union-attr]
+
+
+async def test_token_of_another_purpose_does_not_confirm(client: httpx.AsyncClient, db: Database, smtp: SmtpServer,
+                                                         settings: Settings) -> None:
+    await _pending(client, db, smtp, "purpose@example.org")
+    sub = await subscriber(db, "purpose@example.org")
+    assert sub is not None
+    tokens = Tokens(settings)
+    for token in (unsubscribe_token(tokens, sub.id), tokens.dumps("form", sub.id)):
+        r = await client.post(f"/confirm/{token}")
+        assert r.status_code == 400
+    r = await client.get(f"/unsubscribe/{confirm_token(tokens, sub.id)}")
+    assert r.status_code == 400 and "not valid" in r.text
+    assert (await subscriber(db, "purpose@example.org")).status == "pending"  # type: ignore[union-attr]
+
+
+async def test_confirm_link_is_single_use(client: httpx.AsyncClient, db: Database, smtp: SmtpServer) -> None:
+    path = await _pending(client, db, smtp, "once@example.org")
+    assert (await client.post(path)).status_code == 200
+    await deliver(db, smtp)
+    before = len(smtp.received)
+    for method in ("GET", "POST"):
+        r = await client.request(method, path)
+        assert r.status_code == 410 and "already been used" in r.text
+    assert await deliver(db, smtp) == 0 and len(smtp.received) == before  # no second welcome
+
+
+async def test_confirm_link_of_an_unsubscribed_address_no_longer_counts(
+        client: httpx.AsyncClient, db: Database, smtp: SmtpServer, settings: Settings) -> None:
+    path = await _pending(client, db, smtp, "left@example.org")
+    sub = await subscriber(db, "left@example.org")
+    assert sub is not None
+    await client.post(f"/unsubscribe/{unsubscribe_token(Tokens(settings), sub.id)}",
+                      data={"List-Unsubscribe": "One-Click"})
+    r = await client.post(path)
+    assert r.status_code == 410
+    assert (await subscriber(db, "left@example.org")).status == "unsubscribed"  # type: ignore[union-attr]
+
+
+async def test_links_signed_with_a_rotated_key_still_work(db: Database, smtp: SmtpServer,
+                                                          settings: Settings) -> None:
+    old_settings = settings
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(old_settings, sessions=db.sessions),
+                                                               client=("203.0.113.7", 1)),
+                                 base_url="http://testserver") as old_client:
+        path = await _pending(old_client, db, smtp, "rotate@example.org")
+    sub = await subscriber(db, "rotate@example.org")
+    assert sub is not None
+    old_unsubscribe = unsubscribe_token(Tokens(old_settings), sub.id)
+
+    new_key = "a-brand-new-secret-key-0123456789-abcdefghijklmnop"
+    rotated = settings.with_(secret_key=new_key, secret_key_fallbacks=(TEST_SECRET,))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(rotated, sessions=db.sessions),
+                                                               client=("203.0.113.7", 1)),
+                                 base_url="http://testserver") as client:
+        assert (await client.post(path)).status_code == 200
+        assert (await subscriber(db, "rotate@example.org")).status == "confirmed"  # type: ignore[union-attr]
+        page = await client.get(f"/unsubscribe/{old_unsubscribe}")
+        assert page.status_code == 200 and "r•••e@example.org" in page.text
+        # without the fallback, the old links are refused
+        bare = settings.with_(secret_key=new_key)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(bare, sessions=db.sessions)),
+                                 base_url="http://testserver") as client:
+        assert (await client.get(f"/unsubscribe/{old_unsubscribe}")).status_code == 400
