@@ -54,12 +54,24 @@ async def _housekeeping_job(ctx: WorkerContext) -> int:
     return 0
 
 
-def default_loops() -> list[Loop]:
+async def _feed_job(ctx: WorkerContext) -> int:
+    from service.articles.flows import import_articles
+
+    result = await import_articles(ctx.sessions, ctx.settings, [])
+    if result.created or result.updated:
+        log.info("feed: %s new, %s updated articles", result.created, result.updated)
+    return 0
+
+
+def default_loops(settings: Settings | None = None) -> list[Loop]:
     """Every loop a worker runs. Domains add theirs here."""
-    return [
+    loops = [
         Loop("outbox", _outbox_job, 1.0),
         Loop("housekeeping", _housekeeping_job, 300.0),
     ]
+    if settings is not None and settings.feed_url:
+        loops.append(Loop("feed", _feed_job, float(settings.feed_poll_seconds)))
+    return loops
 
 
 async def run_loop(loop: Loop, ctx: WorkerContext, stop: asyncio.Event) -> None:
@@ -85,5 +97,5 @@ async def run_loop(loop: Loop, ctx: WorkerContext, stop: asyncio.Event) -> None:
 async def run_worker(ctx: WorkerContext, stop: asyncio.Event, loops: list[Loop] | None = None) -> None:
     """Run every loop until `stop` is set."""
     log.info("worker %s started", ctx.owner)
-    await asyncio.gather(*(run_loop(loop, ctx, stop) for loop in (loops or default_loops())))
+    await asyncio.gather(*(run_loop(loop, ctx, stop) for loop in (loops or default_loops(ctx.settings))))
     log.info("worker %s stopped", ctx.owner)
