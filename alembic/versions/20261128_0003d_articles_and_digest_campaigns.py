@@ -2,7 +2,7 @@
 
 Revision ID: 0003d
 Revises: 0001
-Create Date: 2026-11-28 07:34:32.564453
+Create Date: 2026-11-28 07:37:24.401994
 """
 
 from __future__ import annotations
@@ -83,6 +83,8 @@ def upgrade() -> None:
         sa.Column("audience_topics", sa.JSON(), nullable=False),
         sa.Column("status", sa.String(length=16), nullable=False),
         sa.Column("scheduled_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("requires_approval", sa.Boolean(), nullable=False),
+        sa.Column("approved_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("rule_id", sa.Integer(), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
@@ -130,6 +132,7 @@ def upgrade() -> None:
         sa.Column("lease_owner", sa.String(length=64), nullable=True),
         sa.Column("lease_expires_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("message_id", sa.String(length=255), nullable=True),
+        sa.Column("bounced", sa.Boolean(), nullable=False),
         sa.Column("smtp_response", sa.Text(), nullable=True),
         sa.Column("sent_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),

@@ -27,6 +27,9 @@ class Campaign(Base):
     audience_topics: Mapped[list[Any]] = mapped_column(JSON, default=list)
     status: Mapped[str] = mapped_column(String(16), default="draft", index=True)
     scheduled_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    # Made by a recurring rule that wants a staff approval before it goes out.
+    requires_approval: Mapped[bool] = mapped_column(Boolean, default=False)
+    approved_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     rule_id: Mapped[int | None] = mapped_column(ForeignKey("digest_rules.id", ondelete="SET NULL"), index=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -62,6 +65,8 @@ class Delivery(Base):
     lease_owner: Mapped[str | None] = mapped_column(String(64))
     lease_expires_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     message_id: Mapped[str | None] = mapped_column(String(255))
+    # A 5xx on the recipient: the address was suppressed as bounced.
+    bounced: Mapped[bool] = mapped_column(Boolean, default=False)
     smtp_response: Mapped[str | None] = mapped_column(Text)
     sent_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -1,0 +1,231 @@
+"""The campaign delivery engine: claim a leased batch, send it in small chunks, record results.
+
+- A batch (default 500 deliveries) is claimed in one short transaction with a lease; the rows
+  stay 'sending' and fenced on this worker's owner id until their results are written.
+- The batch is sent in chunks covering at most ~0.1 s of sending at SEND_RATE (at most 200).
+  Before each chunk the campaign's status is read again, so pause and cancel take effect within
+  a second; unsent rows of the batch are handed back at once.
+- Each chunk's results are written in ONE transaction (executemany, fenced on the lease owner):
+  a few commits per second, not one per message.
+- 4xx and dropped connections are retried with exponential backoff; 5xx fails the delivery,
+  and a 5xx on the recipient also suppresses the address as bounced.
+- A worker killed mid-batch leaves its rows 'sending'; another claims them when the lease runs
+  out. Messages whose SMTP answer arrived but whose chunk was not yet committed are sent again
+  then (at-least-once within one chunk), with the same Message-ID, so receivers see the same
+  message; the unique (campaign, subscriber) key means nobody can get a second, different one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from service.campaigns import queries as q
+from service.campaigns.message import MessageFactory
+from service.campaigns.render import DigestTemplate, build_digest
+from service.campaigns.throttle import TokenBucket, process_bucket
+from service.campaigns.transport import BulkTransport, Outgoing
+from service.db import Sessions, transaction, utcnow
+from service.mail.outbox import backoff
+from service.mail.transport import PermanentFailure
+from service.newsletter.tokens import unsubscribe_url
+from service.settings import Settings
+from service.tokens import Tokens
+
+log = logging.getLogger("tidings.campaigns")
+
+MAX_CHUNK = 200
+
+
+@dataclass
+class Prepared:
+    template: DigestTemplate
+    factory: MessageFactory
+    updated_at: dt.datetime
+
+
+@dataclass
+class ChunkResult:
+    sent: int = 0
+    failed: int = 0
+    retried: int = 0
+    skipped: int = 0
+
+
+Progress = Callable[[ChunkResult], None]
+
+
+class CampaignSender:
+    """Sends the deliveries of 'sending' campaigns; many may run at once against one database."""
+
+    def __init__(
+        self,
+        sessions: Sessions,
+        settings: Settings,
+        transport: BulkTransport,
+        *,
+        owner: str,
+        batch_size: int = 500,
+        lease: dt.timedelta = dt.timedelta(minutes=5),
+        backoff_base: float = 30.0,
+        backoff_cap: float = 1800.0,
+        max_attempts: int = 8,
+        bucket: TokenBucket | None = None,
+        signer: object | None = None,
+        on_progress: Progress | None = None,
+    ) -> None:
+        self.sessions = sessions
+        self.settings = settings
+        self.transport = transport
+        self.owner = owner
+        self.batch_size = batch_size
+        self.lease = lease
+        self.backoff_base = backoff_base
+        self.backoff_cap = backoff_cap
+        self.max_attempts = max_attempts
+        self.bucket = bucket or process_bucket(settings.send_rate)
+        self.signer = signer
+        self.on_progress = on_progress
+        self.tokens = Tokens(settings)
+        self._prepared: dict[int, Prepared] = {}
+        rate = self.bucket.rate
+        self.chunk_size = MAX_CHUNK if rate <= 0 else max(1, min(MAX_CHUNK, int(rate / 10)))
+
+    # -- rendering once per campaign ------------------------------------------------------------
+
+    async def prepare(self, campaign_id: int) -> Prepared:
+        """The campaign's rendered digest and message factory, cached until the campaign changes."""
+        async with self.sessions() as session:
+            campaign = await q.get_campaign(session, campaign_id=campaign_id)
+            cached = self._prepared.get(campaign_id)
+            if cached is not None and cached.updated_at == campaign.updated_at:
+                return cached
+            articles = await q.campaign_articles(session, campaign_id=campaign_id)
+        template = build_digest(self.settings, subject=campaign.subject, preheader=campaign.preheader,
+                                intro=campaign.intro, articles=articles, slug=campaign.slug)
+        factory = MessageFactory.for_campaign(self.settings, campaign_id=campaign_id, subject=campaign.subject,
+                                              signer=self.signer)
+        prepared = self._prepared[campaign_id] = Prepared(template, factory, campaign.updated_at)
+        return prepared
+
+    # -- the loop -------------------------------------------------------------------------------
+
+    async def run_once(self) -> int:
+        """One batch of the first sending campaign with work due; returns how many were claimed."""
+        async with self.sessions() as session:
+            campaign_ids = await q.sending_campaign_ids(session)
+        for campaign_id in campaign_ids:
+            claimed = await self.send_batch(campaign_id)
+            if claimed:
+                return claimed
+        return 0
+
+    async def run_campaign(self, campaign_id: int, stop: asyncio.Event | None = None) -> str:
+        """Send one campaign until it is done, paused, cancelled or `stop` is set; its final status."""
+        stop = stop or asyncio.Event()
+        while not stop.is_set():
+            if await self.send_batch(campaign_id, stop):
+                continue
+            async with self.sessions() as session:
+                status = await q.campaign_status(session, campaign_id=campaign_id)
+            if status != "sending":
+                return status or "missing"
+            # Only retries (or another worker's leases) remain: wait a little for them.
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=0.5)
+            except TimeoutError:
+                pass
+        async with self.sessions() as session:
+            return await q.campaign_status(session, campaign_id=campaign_id) or "missing"
+
+    async def send_batch(self, campaign_id: int, stop: asyncio.Event | None = None) -> int:
+        """Claim a batch of this campaign and send it; 0 when nothing was due."""
+        now = utcnow()
+        async with transaction(self.sessions) as session:
+            claimed = await q.claim_delivery_batch(session, campaign_id=campaign_id, owner=self.owner,
+                                                   limit=self.batch_size, lease=self.lease, now=now)
+            if not claimed:
+                await q.finish_campaign_if_done(session, campaign_id=campaign_id, now=now)
+                return 0
+        try:
+            prepared = await self.prepare(campaign_id)
+            async with self.sessions() as session:
+                recipients = await q.load_recipients(session, subscriber_ids=[c.subscriber_id for c in claimed])
+        except BaseException:
+            await self._release([c.id for c in claimed])
+            raise
+        pending = claimed
+        while pending:
+            chunk, pending = pending[: self.chunk_size], pending[self.chunk_size:]
+            async with self.sessions() as session:
+                status = await q.campaign_status(session, campaign_id=campaign_id)
+            if status != "sending" or (stop is not None and stop.is_set()):
+                await self._release([c.id for c in chunk + pending])
+                break
+            try:
+                await self._send_chunk(prepared, chunk, recipients)
+            except BaseException:
+                await self._release([c.id for c in chunk + pending])
+                raise
+        async with transaction(self.sessions) as session:
+            await q.finish_campaign_if_done(session, campaign_id=campaign_id, now=utcnow())
+        return len(claimed)
+
+    async def _release(self, ids: list[int]) -> None:
+        async with transaction(self.sessions) as session:
+            await q.release_deliveries(session, owner=self.owner, ids=ids)
+
+    async def _send_chunk(self, prepared: Prepared, chunk: list[q.Claimed], recipients: dict[int, q.Recipient]) -> None:
+        skipped: list[dict[str, Any]] = []
+        outgoing: list[tuple[q.Claimed, Outgoing]] = []
+        factory = prepared.factory
+        for claim in chunk:
+            person = recipients.get(claim.subscriber_id)
+            if person is None or person.status != "confirmed":
+                status = person.status if person else "deleted"
+                skipped.append({"id": claim.id, "response": f"not sent: the subscriber is {status}"})
+                continue
+            url = unsubscribe_url(self.settings, self.tokens, claim.subscriber_id)
+            personal = prepared.template.personalise(name=person.name, topics=person.topics, unsubscribe_url=url)
+            if personal is None:
+                skipped.append({"id": claim.id, "response": "not sent: no article matches the subscriber's topics"})
+                continue
+            message_id, raw = factory.build(delivery_id=claim.id, to_email=claim.email, to_name=person.name,
+                                            html=personal.html, text=personal.text, unsubscribe_url=url)
+            outgoing.append((claim, Outgoing(factory.envelope_from, claim.email, factory.subject, message_id, raw)))
+        outcomes = await self.transport.send_many([o for _c, o in outgoing], self.bucket.take) if outgoing else []
+        now = utcnow()
+        sent: list[dict[str, Any]] = []
+        retry: list[dict[str, Any]] = []
+        failed: list[dict[str, Any]] = []
+        bounced: list[tuple[int, str]] = []
+        for (claim, item), outcome in zip(outgoing, outcomes, strict=True):
+            if isinstance(outcome, str):
+                sent.append({"id": claim.id, "message_id": item.message_id, "response": outcome, "sent_at": now})
+            elif isinstance(outcome, PermanentFailure):
+                failed.append({"id": claim.id, "message_id": item.message_id, "response": str(outcome),
+                               "bounced": outcome.recipient_refused})
+                if outcome.recipient_refused:
+                    bounced.append((claim.subscriber_id, str(outcome)))
+            elif claim.attempts >= self.max_attempts:
+                failed.append({"id": claim.id, "message_id": item.message_id,
+                               "response": f"gave up after {claim.attempts} attempts: {outcome}"})
+            else:
+                retry_at = now + backoff(claim.attempts, base=self.backoff_base, cap=self.backoff_cap)
+                retry.append({"id": claim.id, "error": str(outcome), "retry_at": retry_at})
+        async with transaction(self.sessions) as session:
+            await q.mark_deliveries_sent(session, owner=self.owner, rows=sent)
+            await q.mark_deliveries_retry(session, owner=self.owner, rows=retry)
+            await q.mark_deliveries_done(session, owner=self.owner, status="failed", rows=failed)
+            await q.mark_deliveries_done(session, owner=self.owner, status="skipped", rows=skipped)
+            for subscriber_id, reason in bounced:
+                await q.suppress_bounced(session, subscriber_id=subscriber_id, reason=reason, now=now)
+        if retry:
+            log.warning("campaign %s: %s deliveries will be retried (%s)", factory.campaign_id, len(retry),
+                        retry[0]["error"])
+        if self.on_progress is not None:
+            self.on_progress(ChunkResult(len(sent), len(failed), len(retry), len(skipped)))
