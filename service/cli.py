@@ -153,6 +153,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("migrate", help="upgrade the database schema to the latest revision")
     p.set_defaults(handler=cmd_migrate)
+
+    from service.campaigns.commands import add_commands as add_campaign_commands
+
+    add_campaign_commands(sub)
     return parser
 
 
