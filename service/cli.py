@@ -190,4 +190,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run the canonical `service.cli` module, so that commands defined in other modules raise the
+    # same CommandError class that main() catches (python -m would otherwise load this file twice).
+    from service.cli import main as canonical_main
+
+    sys.exit(canonical_main())

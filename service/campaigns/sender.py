@@ -146,6 +146,8 @@ class CampaignSender:
         """Claim a batch of this campaign and send it; 0 when nothing was due."""
         now = utcnow()
         async with transaction(self.sessions) as session:
+            if await q.campaign_status(session, campaign_id=campaign_id) != "sending":
+                return 0
             claimed = await q.claim_delivery_batch(session, campaign_id=campaign_id, owner=self.owner,
                                                    limit=self.batch_size, lease=self.lease, now=now)
             if not claimed:

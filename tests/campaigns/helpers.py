@@ -59,8 +59,8 @@ async def make_campaign(
 
 def sender_for(db: Database, settings: Settings, smtp_url: str, *, owner: str = "w1", **kw: object) -> CampaignSender:
     transport = SmtpBulkTransport.from_url(smtp_url, concurrency=2, timeout=5)
-    return CampaignSender(db.sessions, settings, transport, owner=owner, bucket=TokenBucket(0),
-                          **kw)  # type: ignore[arg-type]
+    kw.setdefault("bucket", TokenBucket(0))
+    return CampaignSender(db.sessions, settings, transport, owner=owner, **kw)  # type: ignore[arg-type]
 
 
 async def deliveries(db: Database, campaign_id: int) -> list[Delivery]:
