@@ -40,6 +40,7 @@ if not SAMPLE.exists():
     SAMPLE = ROOT.parent.parent / "shared" / "sample-blog"
 SINK = shutil.which("smtp-sink") or "/usr/sbin/smtp-sink"
 SOURCE = shutil.which("smtp-source") or "/usr/sbin/smtp-source"
+PROFILE = os.environ.get("BENCH_PROFILE")  # a path: record the worker with py-spy (collapsed stacks)
 TOPICS = ("depression", "anxiety", "PTSD", "chronic pain", "OCD", "other")
 
 
@@ -105,7 +106,11 @@ def run_worker(campaign_id: int, port: int, concurrency: int) -> tuple[float, fl
                SEND_CONCURRENCY=str(concurrency), BASE_URL="https://news.clinic.example",
                MAIL_FROM="Clinic <hello@clinic.example>", PYTHONPATH=str(ROOT))
     started = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "service.cli", "campaign", "send", str(campaign_id)],
+    command = [sys.executable, "-m", "service.cli", "campaign", "send", str(campaign_id)]
+    if PROFILE:
+        command = [str(Path(sys.executable).parent / "py-spy"), "record", "--format", "raw", "-o", PROFILE,
+                   "--", *command]
+    proc = subprocess.Popen(command,
                             env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     _pid, status, usage = os.wait4(proc.pid, 0)
     elapsed = time.perf_counter() - started

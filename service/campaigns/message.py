@@ -10,12 +10,12 @@ configured.
 
 from __future__ import annotations
 
-import binascii
 import uuid
 from dataclasses import dataclass
 from email.header import Header
 from email.utils import formataddr, formatdate, parseaddr
 
+from service.campaigns.render import qp
 from service.mail.message import check_header_value, domain_of
 from service.settings import Settings
 
@@ -27,11 +27,6 @@ def _encode_header(value: str) -> str:
     except UnicodeEncodeError:
         return Header(value, "utf-8", maxlinelen=900).encode()
     return value
-
-
-def _qp(text: str) -> bytes:
-    data = binascii.b2a_qp(text.encode("utf-8"), quotetabs=False, istext=True, header=False)
-    return data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
 
 
 @dataclass(frozen=True)
@@ -63,10 +58,14 @@ class MessageFactory:
         return f"<digest.{self.campaign_id}.{delivery_id}@{self.domain}>"
 
     def build(
-        self, *, delivery_id: int | None, to_email: str, to_name: str, html: str, text: str,
-        unsubscribe_url: str, subject: str | None = None,
+        self, *, delivery_id: int | None, to_email: str, to_name: str, unsubscribe_url: str,
+        html: str | None = None, text: str | None = None, html_qp: bytes | None = None, text_qp: bytes | None = None,
+        subject: str | None = None,
     ) -> tuple[str, bytes]:
-        """(Message-ID, raw message with CRLF line ends) for one recipient."""
+        """(Message-ID, raw message with CRLF line ends) for one recipient; the bodies as text,
+        or already quoted-printable (`html_qp`, `text_qp`)."""
+        html_body = html_qp if html_qp is not None else qp(html or "")
+        text_body = text_qp if text_qp is not None else qp(text or "")
         message_id = self.message_id(delivery_id) if delivery_id is not None else (
             f"<digest.{self.campaign_id}.test.{uuid.uuid4().hex}@{self.domain}>"
         )
@@ -98,7 +97,7 @@ class MessageFactory:
             f"\r\n--{boundary}\r\nContent-Type: text/html; charset=utf-8\r\n"
             "Content-Transfer-Encoding: quoted-printable\r\n\r\n"
         ).encode()
-        raw = b"".join([head, part, _qp(text), part_html, _qp(html), f"\r\n--{boundary}--\r\n".encode()])
+        raw = b"".join([head, part, text_body, part_html, html_body, f"\r\n--{boundary}--\r\n".encode()])
         if self.signer is not None:
             raw = self.signer.sign(raw)  # type: ignore[attr-defined]
         return message_id, raw

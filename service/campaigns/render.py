@@ -8,6 +8,7 @@ the personal parts, so the assembly is a few string joins and replaces, not a te
 
 from __future__ import annotations
 
+import binascii
 import html
 import re
 from collections.abc import Iterable, Sequence
@@ -23,12 +24,54 @@ UNSUBSCRIBE = "@@TIDINGS_UNSUBSCRIBE_URL@@"
 _BLOCK = re.compile(r"<!--article:(\d+)-->\n?(.*?)<!--/article:\1-->\n?", re.DOTALL)
 
 
+def qp(text: str) -> bytes:
+    """Quoted-printable UTF-8 with CRLF line ends (binascii, in C). Encoding whole lines
+    separately gives the same bytes as encoding them together, so pieces are encoded once."""
+    data = binascii.b2a_qp(text.encode("utf-8"), quotetabs=False, istext=True, header=False)
+    return data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+
+
+def _lines_end(piece: str) -> str:
+    return piece if piece.endswith("\n") else piece + "\n"
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """A line-aligned piece: static runs of lines pre-encoded, lines with placeholders kept."""
+
+    parts: tuple[bytes | str, ...]
+
+    @classmethod
+    def of(cls, piece: str) -> Encoded:
+        parts: list[bytes | str] = []
+        static: list[str] = []
+        for line in _lines_end(piece).splitlines(keepends=True):
+            if GREETING in line or UNSUBSCRIBE in line:
+                if static:
+                    parts.append(qp("".join(static)))
+                    static = []
+                parts.append(line)
+            else:
+                static.append(line)
+        if static:
+            parts.append(qp("".join(static)))
+        return cls(tuple(parts))
+
+    def fill(self, greeting: str, url: str) -> bytes:
+        return b"".join(
+            p if isinstance(p, bytes) else qp(p.replace(GREETING, greeting).replace(UNSUBSCRIBE, url))
+            for p in self.parts
+        )
+
+
 @dataclass(frozen=True)
 class Block:
     article_id: int
     topics: frozenset[str]
     html: str
     text: str
+    html_qp: bytes
+    text_qp: bytes
 
 
 @dataclass(frozen=True)
@@ -48,6 +91,22 @@ class DigestTemplate:
     text_head: str
     text_tail: str
     blocks: tuple[Block, ...]
+    encoded: tuple[Encoded, Encoded, Encoded, Encoded]  # html head, html tail, text head, text tail
+
+    def encode_for(self, *, name: str, topics: Iterable[str], unsubscribe_url: str) -> tuple[bytes, bytes] | None:
+        """(HTML, text) bodies, quoted-printable, for the message builder; None when no article
+        matches. Only the lines with a personal part are encoded per recipient."""
+        blocks = self.articles_for(topics)
+        if not blocks:
+            return None
+        greeting = greeting_for(name)
+        html_head, html_tail, text_head, text_tail = self.encoded
+        url_html = html.escape(unsubscribe_url, quote=True)
+        body_html = b"".join([html_head.fill(html.escape(greeting, quote=False), url_html),
+                              *(b.html_qp for b in blocks), html_tail.fill("", url_html)])
+        body_text = b"".join([text_head.fill(greeting, unsubscribe_url), *(b.text_qp for b in blocks),
+                              text_tail.fill("", unsubscribe_url)])
+        return body_html, body_text
 
     def articles_for(self, topics: Iterable[str]) -> list[Block]:
         """Blocks for a subscriber with `topics` (none chosen = every topic); articles without
@@ -110,9 +169,9 @@ def _split(document: str, kind: str) -> tuple[str, str, dict[int, str]]:
     matches = list(_BLOCK.finditer(document))
     if not matches:
         raise ValueError(f"digest {kind} template has no article markers")
-    head = document[: matches[0].start()]
-    tail = document[matches[-1].end():]
-    return head, tail, {int(m.group(1)): m.group(2) for m in matches}
+    head = _lines_end(document[: matches[0].start()])
+    tail = _lines_end(document[matches[-1].end():])
+    return head, tail, {int(m.group(1)): _lines_end(m.group(2)) for m in matches}
 
 
 def build_digest(
@@ -129,6 +188,9 @@ def build_digest(
     html_head, html_tail, html_blocks = _split(html_doc, "HTML")
     text_head, text_tail, text_blocks = _split(text_doc, "text")
     blocks = tuple(
-        Block(a.id, frozenset(a.topics), html_blocks[a.id], text_blocks[a.id]) for a in articles
+        Block(a.id, frozenset(a.topics), html_blocks[a.id], text_blocks[a.id], qp(html_blocks[a.id]),
+              qp(text_blocks[a.id]))
+        for a in articles
     )
-    return DigestTemplate(subject, html_head, html_tail, text_head, text_tail, blocks)
+    encoded = (Encoded.of(html_head), Encoded.of(html_tail), Encoded.of(text_head), Encoded.of(text_tail))
+    return DigestTemplate(subject, html_head, html_tail, text_head, text_tail, blocks, encoded)

@@ -192,12 +192,12 @@ class CampaignSender:
                 skipped.append({"id": claim.id, "response": f"not sent: the subscriber is {status}"})
                 continue
             url = unsubscribe_url(self.settings, self.tokens, claim.subscriber_id)
-            personal = prepared.template.personalise(name=person.name, topics=person.topics, unsubscribe_url=url)
-            if personal is None:
+            bodies = prepared.template.encode_for(name=person.name, topics=person.topics, unsubscribe_url=url)
+            if bodies is None:
                 skipped.append({"id": claim.id, "response": "not sent: no article matches the subscriber's topics"})
                 continue
             message_id, raw = factory.build(delivery_id=claim.id, to_email=claim.email, to_name=person.name,
-                                            html=personal.html, text=personal.text, unsubscribe_url=url)
+                                            html_qp=bodies[0], text_qp=bodies[1], unsubscribe_url=url)
             outgoing.append((claim, Outgoing(factory.envelope_from, claim.email, factory.subject, message_id, raw)))
         outcomes = await self.transport.send_many([o for _c, o in outgoing], self.bucket.take) if outgoing else []
         now = utcnow()

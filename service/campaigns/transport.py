@@ -13,16 +13,17 @@ from typing import Protocol
 
 import aiosmtplib
 
+from service.campaigns.smtp_pipe import PipeConnection
 from service.db import Sessions
 from service.mail.message import parse_raw
 from service.mail.transport import (
     LocalMailboxTransport,
     Mailer,
+    PermanentFailure,
     SmtpConfig,
     SmtpTransport,
     TemporaryFailure,
     _classify,
-    _discard,
     _insecure_context,
 )
 
@@ -53,7 +54,7 @@ class SmtpBulkTransport:
     def __init__(self, config: SmtpConfig, *, concurrency: int) -> None:
         self.config = config
         self.concurrency = max(1, concurrency)
-        self._idle: list[aiosmtplib.SMTP] = []
+        self._idle: list[PipeConnection] = []
 
     @classmethod
     def from_url(cls, url: str, *, concurrency: int, timeout: float = 30.0) -> SmtpBulkTransport:
@@ -72,37 +73,34 @@ class SmtpBulkTransport:
         queue = iter(range(len(items)))
 
         async def lane() -> None:
-            client = self._idle.pop() if self._idle else self._client()
+            pipe = self._idle.pop() if self._idle else None
             try:
                 for i in queue:
                     await take()
                     item = items[i]
                     try:
-                        if not client.is_connected:
-                            await client.connect()
-                        _errors, response = await client.sendmail(item.sender, [item.recipient], item.raw)
-                        results[i] = response
-                    except aiosmtplib.SMTPException as exc:
+                        if pipe is None or not pipe.usable:
+                            pipe = await PipeConnection.open(self._client(), reply_timeout=self.config.timeout)
+                        results[i] = await pipe.send(item.sender, item.recipient, item.raw)
+                    except (TemporaryFailure, PermanentFailure) as exc:
+                        results[i] = exc
+                    except (aiosmtplib.SMTPException, OSError) as exc:
                         results[i] = _classify(exc)
-                        await _discard(client, exc)
-                    except OSError as exc:
-                        results[i] = _classify(exc)
-                        await _discard(client, exc)
+                    else:
+                        continue
+                    if pipe is not None:  # after any failure, a fresh connection is the safe choice
+                        pipe.close()
+                        pipe = None
             finally:
-                if client.is_connected:
-                    self._idle.append(client)
+                if pipe is not None and pipe.usable:
+                    self._idle.append(pipe)
 
         await asyncio.gather(*(lane() for _ in range(min(self.concurrency, len(items)))))
         return results
 
     async def close(self) -> None:
         while self._idle:
-            client = self._idle.pop()
-            if client.is_connected:
-                try:
-                    await client.quit()
-                except Exception:
-                    client.close()
+            await self._idle.pop().quit()
 
 
 class LocalBulkTransport:
