@@ -34,7 +34,7 @@ from service.settings import Settings  # noqa: E402
 DB_NAME = "tidings_bench_digests"
 ADMIN_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
 DB_URL = f"postgresql+asyncpg://postgres@127.0.0.1:5432/{DB_NAME}"
-SECRET = "bench-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz"
+SECRET = "bench-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz"  # noqa: S105 - a throwaway database
 SAMPLE = Path(os.environ.get("SAMPLE_BLOG", "/work/shared/sample-blog"))
 if not SAMPLE.exists():
     SAMPLE = ROOT.parent.parent / "shared" / "sample-blog"
@@ -161,20 +161,20 @@ async def main() -> None:
     parser.add_argument("--skip-large-send", action="store_true", help="only queue the large campaign")
     args = parser.parse_args()
     for tool in (SINK, SOURCE):
-        if not Path(tool).exists():
+        if not shutil.which(tool):
             raise SystemExit(f"{tool} is missing: apt-get install -y postfix")
 
     await recreate_database()
     engine = create_engine(DB_URL)
     sessions = session_factory(engine)
     port = free_port()
-    sink = subprocess.Popen([SINK, "-u", "nobody", f"127.0.0.1:{port}", "1024"])
+    sink = subprocess.Popen([SINK, "-u", "nobody", f"127.0.0.1:{port}", "1024"])  # noqa: ASYNC220
     try:
         await migrate(engine)
         settings = bench_settings()
         await import_articles(sessions, settings, [str(SAMPLE / "feed.xml")])
         await add_subscribers(engine, 1, args.subscribers)
-        time.sleep(0.3)
+        await asyncio.sleep(0.3)
 
         print(f"== {args.subscribers:,} subscribers, SEND_RATE unlimited, SEND_CONCURRENCY {args.concurrency} ==")
         campaign_id = await new_campaign(sessions, settings, "Bench digest")

@@ -15,7 +15,7 @@ from service.campaigns.message import MessageFactory
 from service.campaigns.models import Campaign
 from service.campaigns.render import build_digest
 from service.campaigns.rules import next_run
-from service.campaigns.transport import BulkTransport, Outgoing
+from service.campaigns.transport import BulkTransport, Outgoing, send_many
 from service.db import Sessions
 from service.newsletter.models import Subscriber
 from service.newsletter.tokens import unsubscribe_url
@@ -93,8 +93,8 @@ async def send_test(
     url = f"{settings.base_url}/unsubscribe/PREVIEW"
     message_id, raw = factory.build(delivery_id=None, to_email=address, to_name="", html=html, text=text,
                                     unsubscribe_url=url)
-    (outcome,) = await transport.send_many([Outgoing(factory.envelope_from, address, factory.subject, message_id, raw)],
-                                           _no_wait)
+    (outcome,) = await send_many(transport, [Outgoing(factory.envelope_from, address, factory.subject, message_id,
+                                                      raw)], _no_wait)
     if isinstance(outcome, Exception):
         raise q.CampaignError(f"the test message was not accepted: {outcome}")
     return outcome

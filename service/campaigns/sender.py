@@ -20,7 +20,9 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+from collections import deque
 from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,7 +30,7 @@ from service.campaigns import queries as q
 from service.campaigns.message import MessageFactory
 from service.campaigns.render import DigestTemplate, build_digest
 from service.campaigns.throttle import TokenBucket, process_bucket
-from service.campaigns.transport import BulkTransport, Outgoing
+from service.campaigns.transport import BulkTransport, Outcome, Outgoing
 from service.db import Sessions, transaction, utcnow
 from service.mail.outbox import backoff
 from service.mail.transport import PermanentFailure
@@ -39,6 +41,7 @@ from service.tokens import Tokens
 log = logging.getLogger("tidings.campaigns")
 
 MAX_CHUNK = 200
+NO_MATCH = "not sent: no article matches the subscriber's topics"
 
 
 @dataclass
@@ -160,74 +163,127 @@ class CampaignSender:
         except BaseException:
             await self._release([c.id for c in claimed])
             raise
-        pending = claimed
-        while pending:
-            chunk, pending = pending[: self.chunk_size], pending[self.chunk_size:]
-            async with self.sessions() as session:
-                status = await q.campaign_status(session, campaign_id=campaign_id)
-            if status != "sending" or (stop is not None and stop.is_set()):
-                await self._release([c.id for c in chunk + pending])
-                break
-            try:
-                await self._send_chunk(prepared, chunk, recipients)
-            except BaseException:
-                await self._release([c.id for c in chunk + pending])
-                raise
+        await _Batch(self, prepared, campaign_id, claimed, recipients, stop).run()
         async with transaction(self.sessions) as session:
             await q.finish_campaign_if_done(session, campaign_id=campaign_id, now=utcnow())
         return len(claimed)
 
     async def _release(self, ids: list[int]) -> None:
-        async with transaction(self.sessions) as session:
-            await q.release_deliveries(session, owner=self.owner, ids=ids)
+        if ids:
+            async with transaction(self.sessions) as session:
+                await q.release_deliveries(session, owner=self.owner, ids=ids)
 
-    async def _send_chunk(self, prepared: Prepared, chunk: list[q.Claimed], recipients: dict[int, q.Recipient]) -> None:
-        skipped: list[dict[str, Any]] = []
-        outgoing: list[tuple[q.Claimed, Outgoing]] = []
-        factory = prepared.factory
-        for claim in chunk:
-            person = recipients.get(claim.subscriber_id)
+
+class _Batch:
+    """One claimed batch streamed through the transport: connections pull the next message as
+    soon as they are free, results are written in groups by a background task (so sending never
+    waits for the database), and a watcher re-reads the campaign status every STATUS_EVERY s."""
+
+    STATUS_EVERY = 0.25
+
+    def __init__(self, sender: CampaignSender, prepared: Prepared, campaign_id: int, claimed: list[q.Claimed],
+                 recipients: dict[int, q.Recipient], stop: asyncio.Event | None) -> None:
+        self.s = sender
+        self.prepared = prepared
+        self.campaign_id = campaign_id
+        self.pending = deque(claimed)
+        self.recipients = recipients
+        self.stop = stop
+        self.halted = False
+        self.rows: dict[str, list[Any]] = _empty_rows()
+        self.buffered = 0
+        self.writes: list[asyncio.Task[None]] = []
+        self.write_lock = asyncio.Lock()
+
+    def next_item(self) -> tuple[q.Claimed, Outgoing] | None:
+        """The next message to send, or None when the batch is done or halted."""
+        factory = self.prepared.factory
+        while self.pending and not self.halted:
+            claim = self.pending.popleft()
+            person = self.recipients.get(claim.subscriber_id)
             if person is None or person.status != "confirmed":
-                status = person.status if person else "deleted"
-                skipped.append({"id": claim.id, "response": f"not sent: the subscriber is {status}"})
+                self._add("skipped", {"id": claim.id, "response": f"not sent: the subscriber is "
+                                                                   f"{person.status if person else 'deleted'}"})
                 continue
-            url = unsubscribe_url(self.settings, self.tokens, claim.subscriber_id)
-            bodies = prepared.template.encode_for(name=person.name, topics=person.topics, unsubscribe_url=url)
+            url = unsubscribe_url(self.s.settings, self.s.tokens, claim.subscriber_id)
+            bodies = self.prepared.template.encode_for(name=person.name, topics=person.topics, unsubscribe_url=url)
             if bodies is None:
-                skipped.append({"id": claim.id, "response": "not sent: no article matches the subscriber's topics"})
+                self._add("skipped", {"id": claim.id, "response": NO_MATCH})
                 continue
             message_id, raw = factory.build(delivery_id=claim.id, to_email=claim.email, to_name=person.name,
                                             html_qp=bodies[0], text_qp=bodies[1], unsubscribe_url=url)
-            outgoing.append((claim, Outgoing(factory.envelope_from, claim.email, factory.subject, message_id, raw)))
-        outcomes = await self.transport.send_many([o for _c, o in outgoing], self.bucket.take) if outgoing else []
-        now = utcnow()
-        sent: list[dict[str, Any]] = []
-        retry: list[dict[str, Any]] = []
-        failed: list[dict[str, Any]] = []
-        bounced: list[tuple[int, str]] = []
-        for (claim, item), outcome in zip(outgoing, outcomes, strict=True):
-            if isinstance(outcome, str):
-                sent.append({"id": claim.id, "message_id": item.message_id, "response": outcome, "sent_at": now})
-            elif isinstance(outcome, PermanentFailure):
-                failed.append({"id": claim.id, "message_id": item.message_id, "response": str(outcome),
-                               "bounced": outcome.recipient_refused})
-                if outcome.recipient_refused:
-                    bounced.append((claim.subscriber_id, str(outcome)))
-            elif claim.attempts >= self.max_attempts:
-                failed.append({"id": claim.id, "message_id": item.message_id,
-                               "response": f"gave up after {claim.attempts} attempts: {outcome}"})
-            else:
-                retry_at = now + backoff(claim.attempts, base=self.backoff_base, cap=self.backoff_cap)
-                retry.append({"id": claim.id, "error": str(outcome), "retry_at": retry_at})
-        async with transaction(self.sessions) as session:
-            await q.mark_deliveries_sent(session, owner=self.owner, rows=sent)
-            await q.mark_deliveries_retry(session, owner=self.owner, rows=retry)
-            await q.mark_deliveries_done(session, owner=self.owner, status="failed", rows=failed)
-            await q.mark_deliveries_done(session, owner=self.owner, status="skipped", rows=skipped)
-            for subscriber_id, reason in bounced:
+            return claim, Outgoing(factory.envelope_from, claim.email, factory.subject, message_id, raw)
+        return None
+
+    def done(self, claim: q.Claimed, item: Outgoing, outcome: Outcome) -> None:
+        """Classify one result: sent, retry later (4xx, dropped), or failed (5xx / too many tries)."""
+        if isinstance(outcome, str):
+            self._add("sent", {"id": claim.id, "message_id": item.message_id, "response": outcome, "sent_at": utcnow()})
+        elif isinstance(outcome, PermanentFailure):
+            self._add("failed", {"id": claim.id, "message_id": item.message_id, "response": str(outcome),
+                                 "bounced": outcome.recipient_refused})
+            if outcome.recipient_refused:
+                self.rows["bounced"].append((claim.subscriber_id, str(outcome)))
+        elif claim.attempts >= self.s.max_attempts:
+            self._add("failed", {"id": claim.id, "message_id": item.message_id,
+                                 "response": f"gave up after {claim.attempts} attempts: {outcome}"})
+        else:
+            retry_at = utcnow() + backoff(claim.attempts, base=self.s.backoff_base, cap=self.s.backoff_cap)
+            self._add("retry", {"id": claim.id, "error": str(outcome), "retry_at": retry_at})
+
+    def _add(self, kind: str, row: dict[str, Any]) -> None:
+        self.rows[kind].append(row)
+        self.buffered += 1
+        if self.buffered >= self.s.chunk_size:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self.buffered:
+            rows, self.rows, self.buffered = self.rows, _empty_rows(), 0
+            self.writes.append(asyncio.create_task(self._write(rows)))
+
+    async def _write(self, rows: dict[str, list[Any]]) -> None:
+        owner, now = self.s.owner, utcnow()
+        async with self.write_lock, transaction(self.s.sessions) as session:
+            await q.mark_deliveries_sent(session, owner=owner, rows=rows["sent"])
+            await q.mark_deliveries_retry(session, owner=owner, rows=rows["retry"])
+            await q.mark_deliveries_done(session, owner=owner, status="failed", rows=rows["failed"])
+            await q.mark_deliveries_done(session, owner=owner, status="skipped", rows=rows["skipped"])
+            for subscriber_id, reason in rows["bounced"]:
                 await q.suppress_bounced(session, subscriber_id=subscriber_id, reason=reason, now=now)
-        if retry:
-            log.warning("campaign %s: %s deliveries will be retried (%s)", factory.campaign_id, len(retry),
-                        retry[0]["error"])
-        if self.on_progress is not None:
-            self.on_progress(ChunkResult(len(sent), len(failed), len(retry), len(skipped)))
+        if rows["retry"]:
+            log.warning("campaign %s: %s deliveries will be retried (%s)", self.campaign_id, len(rows["retry"]),
+                        rows["retry"][0]["error"])
+        if self.s.on_progress is not None:
+            self.s.on_progress(ChunkResult(len(rows["sent"]), len(rows["failed"]), len(rows["retry"]),
+                                           len(rows["skipped"])))
+
+    async def watch(self) -> None:
+        while not self.halted:
+            await asyncio.sleep(self.STATUS_EVERY)
+            self._flush()
+            async with self.s.sessions() as session:
+                status = await q.campaign_status(session, campaign_id=self.campaign_id)
+            if status != "sending" or (self.stop is not None and self.stop.is_set()):
+                self.halted = True
+
+    async def run(self) -> None:
+        if self.stop is not None and self.stop.is_set():
+            self.halted = True
+        watcher = asyncio.create_task(self.watch())
+        try:
+            await self.s.transport.send_stream(self.next_item, self.done, self.s.bucket.take)
+        finally:
+            watcher.cancel()
+            self._flush()
+            results = await asyncio.gather(*self.writes, return_exceptions=True)
+            await self.s._release([c.id for c in self.pending])
+            with suppress(asyncio.CancelledError):
+                await watcher
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+
+
+def _empty_rows() -> dict[str, list[Any]]:
+    return {"sent": [], "retry": [], "failed": [], "skipped": [], "bounced": []}

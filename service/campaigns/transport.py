@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import aiosmtplib
 
@@ -40,12 +40,27 @@ class Outgoing:
 
 
 Outcome = str | Exception  # the server's answer, or TemporaryFailure / PermanentFailure
+NextItem = Callable[[], tuple[Any, Outgoing] | None]  # (the caller's context, the message) or None: done
+Done = Callable[[Any, Outgoing, Outcome], None]
 
 
 class BulkTransport(Protocol):
-    async def send_many(self, items: Sequence[Outgoing], take: Take) -> list[Outcome]: ...
+    async def send_stream(self, next_item: NextItem, done: Done, take: Take) -> None:
+        """Send messages pulled from `next_item` until it returns None; report each to `done`."""
 
     async def close(self) -> None: ...
+
+
+async def send_many(transport: BulkTransport, items: Sequence[Outgoing], take: Take) -> list[Outcome]:
+    """Send a list of messages; their outcomes in the same order."""
+    queue = iter(enumerate(items))
+    results: list[Outcome] = [TemporaryFailure("not attempted")] * len(items)
+
+    def done(index: int, _item: Outgoing, outcome: Outcome) -> None:
+        results[index] = outcome
+
+    await transport.send_stream(lambda: next(queue, None), done, take)
+    return results
 
 
 class SmtpBulkTransport:
@@ -68,35 +83,34 @@ class SmtpBulkTransport:
             tls_context=None if c.validate_certs else _insecure_context(), timeout=c.timeout,
         )
 
-    async def send_many(self, items: Sequence[Outgoing], take: Take) -> list[Outcome]:
-        results: list[Outcome] = [TemporaryFailure("not attempted")] * len(items)
-        queue = iter(range(len(items)))
-
+    async def send_stream(self, next_item: NextItem, done: Done, take: Take) -> None:
         async def lane() -> None:
             pipe = self._idle.pop() if self._idle else None
             try:
-                for i in queue:
+                while True:
                     await take()
-                    item = items[i]
+                    pulled = next_item()
+                    if pulled is None:
+                        return
+                    context, item = pulled
+                    outcome: Outcome
                     try:
                         if pipe is None or not pipe.usable:
                             pipe = await PipeConnection.open(self._client(), reply_timeout=self.config.timeout)
-                        results[i] = await pipe.send(item.sender, item.recipient, item.raw)
+                        outcome = await pipe.send(item.sender, item.recipient, item.raw)
                     except (TemporaryFailure, PermanentFailure) as exc:
-                        results[i] = exc
+                        outcome = exc
                     except (aiosmtplib.SMTPException, OSError) as exc:
-                        results[i] = _classify(exc)
-                    else:
-                        continue
-                    if pipe is not None:  # after any failure, a fresh connection is the safe choice
-                        pipe.close()
+                        outcome = _classify(exc)
+                    done(context, item, outcome)
+                    if isinstance(outcome, Exception) and pipe is not None:
+                        pipe.close()  # after any failure, a fresh connection is the safe choice
                         pipe = None
             finally:
                 if pipe is not None and pipe.usable:
                     self._idle.append(pipe)
 
-        await asyncio.gather(*(lane() for _ in range(min(self.concurrency, len(items)))))
-        return results
+        await asyncio.gather(*(lane() for _ in range(self.concurrency)))
 
     async def close(self) -> None:
         while self._idle:
@@ -109,17 +123,26 @@ class LocalBulkTransport:
     def __init__(self, sessions: Sessions) -> None:
         self.sessions = sessions
 
-    async def send_many(self, items: Sequence[Outgoing], take: Take) -> list[Outcome]:
+    async def send_stream(self, next_item: NextItem, done: Done, take: Take) -> None:
         from service.mail.models import MailboxMessage
 
-        for _ in items:
-            await take()
-        async with self.sessions.begin() as session:
-            session.add_all(
-                MailboxMessage(sender=i.sender, recipients=i.recipient, subject=i.subject, message_id=i.message_id,
-                               raw=i.raw) for i in items
-            )
-        return ["250 stored in the local outbox"] * len(items)
+        while True:
+            group: list[tuple[Any, Outgoing]] = []
+            while len(group) < 200:
+                await take()
+                pulled = next_item()
+                if pulled is None:
+                    break
+                group.append(pulled)
+            if not group:
+                return
+            async with self.sessions.begin() as session:
+                session.add_all(
+                    MailboxMessage(sender=i.sender, recipients=i.recipient, subject=i.subject,
+                                   message_id=i.message_id, raw=i.raw) for _c, i in group
+                )
+            for context, item in group:
+                done(context, item, "250 stored in the local outbox")
 
     async def close(self) -> None:
         return None
@@ -131,15 +154,18 @@ class MailerBulkTransport:
     def __init__(self, mailer: Mailer) -> None:
         self.mailer = mailer
 
-    async def send_many(self, items: Sequence[Outgoing], take: Take) -> list[Outcome]:
-        results: list[Outcome] = []
-        for item in items:
+    async def send_stream(self, next_item: NextItem, done: Done, take: Take) -> None:
+        while True:
             await take()
+            pulled = next_item()
+            if pulled is None:
+                return
+            context, item = pulled
             try:
-                results.append((await self.mailer.send(parse_raw(item.raw))).response)
+                outcome: Outcome = (await self.mailer.send(parse_raw(item.raw))).response
             except Exception as exc:
-                results.append(exc)
-        return results
+                outcome = exc
+            done(context, item, outcome)
 
     async def close(self) -> None:
         return None
