@@ -13,17 +13,18 @@ from service.db import transaction, utcnow
 if TYPE_CHECKING:
     from service.worker import WorkerContext
 
-_SENDERS: dict[str, CampaignSender] = {}
+_SENDERS: dict[int, tuple[WorkerContext, CampaignSender]] = {}
 
 
 def sender_for(ctx: WorkerContext) -> CampaignSender:
     """This worker's sender: its SMTP pool and rendered digests live as long as the worker."""
-    sender = _SENDERS.get(ctx.owner)
-    if sender is None:
-        transport = bulk_transport_for(ctx.mailer, concurrency=ctx.settings.send_concurrency)
-        sender = _SENDERS[ctx.owner] = CampaignSender(
-            ctx.sessions, ctx.settings, transport, owner=ctx.owner, signer=signer_from_settings(ctx.settings)
-        )
+    known = _SENDERS.get(id(ctx))
+    if known is not None and known[0] is ctx:
+        return known[1]
+    transport = bulk_transport_for(ctx.mailer, concurrency=ctx.settings.send_concurrency)
+    sender = CampaignSender(ctx.sessions, ctx.settings, transport, owner=ctx.owner,
+                            signer=signer_from_settings(ctx.settings))
+    _SENDERS[id(ctx)] = (ctx, sender)
     return sender
 
 
