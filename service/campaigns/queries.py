@@ -111,6 +111,9 @@ async def queue_deliveries(session: AsyncSession, *, campaign: Campaign, now: dt
     if campaign.audience_topics:
         statement = statement.bindparams(bindparam("audience", expanding=True))
         params["audience"] = list(campaign.audience_topics)
+    if session.get_bind().dialect.name == "postgresql":
+        # JIT compilation costs more (~0.1 s) than it saves on this one-off statement.
+        await session.execute(text("SET LOCAL jit = off"))
     result = await session.execute(statement, params)
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
