@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.articles.models import Article
 from service.campaigns.models import Campaign, CampaignArticle, Delivery
-from service.db import UTCDateTime
+from service.db import UTCDateTime, utcnow
 from service.newsletter.models import Subscriber, SubscriberTopic
 
 _D = Delivery.__table__
@@ -332,9 +332,11 @@ class CampaignStats:
         return self.sent + self.failed + self.skipped
 
 
-async def campaign_stats(session: AsyncSession, *, campaign_id: int, now: dt.datetime) -> CampaignStats:
+async def campaign_stats(session: AsyncSession, *, campaign_id: int, now: dt.datetime | None = None
+                         ) -> CampaignStats:
     """Counts per delivery status, bounces, unsubscribes among its recipients since it started,
     and the send rate with an ETA while it is sending (for the admin)."""
+    now = now or utcnow()
     campaign = await get_campaign(session, campaign_id=campaign_id)
     counts: dict[str, int] = dict((await session.execute(
         select(Delivery.status, func.count()).where(Delivery.campaign_id == campaign_id).group_by(Delivery.status)
