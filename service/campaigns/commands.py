@@ -114,6 +114,38 @@ async def _campaign_status(settings: Settings, sessions: Sessions, args: argpars
     print(f"campaign {args.id}: {args.action} done")
 
 
+async def _campaign_schedule(settings: Settings, sessions: Sessions, args: argparse.Namespace) -> None:
+    import datetime as dt
+
+    from service.campaigns.queries import schedule_campaign
+
+    try:
+        at = dt.datetime.fromisoformat(args.when)
+    except ValueError:
+        raise CommandError(f"WHEN: expected an ISO date and time such as 2026-12-01T09:00+00:00, got {args.when!r}"
+                           ) from None
+    if at.tzinfo is None:
+        raise CommandError("WHEN: give a UTC offset, e.g. 2026-12-01T09:00+00:00")
+    async with transaction(sessions) as session:
+        await schedule_campaign(session, campaign_id=args.id, at=at, now=utcnow())
+    print(f"campaign {args.id}: scheduled for {at.astimezone(dt.UTC):%Y-%m-%d %H:%M} UTC")
+
+
+async def _digest_rules(settings: Settings, sessions: Sessions, args: argparse.Namespace) -> None:
+    from sqlalchemy import select
+
+    from service.campaigns.models import DigestRule
+
+    async with sessions() as session:
+        rules = (await session.scalars(select(DigestRule).order_by(DigestRule.id))).all()
+    for rule in rules:
+        print(f"{rule.id}: {rule.name}{' (needs approval)' if rule.requires_approval else ''}"
+              f"{'' if rule.active else ' (inactive)'}; next {rule.next_run_at:%Y-%m-%d %H:%M} UTC; "
+              f"last: {rule.last_result or '-'}")
+    if not rules:
+        print("no digest rules")
+
+
 async def _campaign_stats(settings: Settings, sessions: Sessions, args: argparse.Namespace) -> None:
     from service.campaigns.queries import campaign_stats
 
@@ -211,6 +243,8 @@ def add_commands(sub: Any) -> None:
     d.add_argument("--topics")
     d.add_argument("--approval", action="store_true", help="wait for `tidings campaign approve ID` before sending")
     d.set_defaults(handler=_command(_digest_rule))
+    d = dsub.add_parser("rules", help="list the recurring digest rules")
+    d.set_defaults(handler=_command(_digest_rules))
 
     p = sub.add_parser("campaign", help="send, preview, pause, resume, cancel, approve a campaign")
     csub = p.add_subparsers(dest="campaign_command", metavar="ACTION", required=True)
@@ -226,6 +260,10 @@ def add_commands(sub: Any) -> None:
     c = csub.add_parser("stats", help="delivery counts, bounces, unsubscribes, rate and ETA")
     c.add_argument("id", type=int)
     c.set_defaults(handler=_command(_campaign_stats))
+    c = csub.add_parser("schedule", help="start a draft at a given time (ISO 8601 with offset)")
+    c.add_argument("id", type=int)
+    c.add_argument("when")
+    c.set_defaults(handler=_command(_campaign_schedule))
     for action in ("pause", "resume", "cancel", "approve"):
         c = csub.add_parser(action, help=f"{action} a campaign")
         c.add_argument("id", type=int)

@@ -153,6 +153,17 @@ async def set_campaign_status(session: AsyncSession, *, campaign_id: int, status
     await session.flush()
 
 
+async def schedule_campaign(session: AsyncSession, *, campaign_id: int, at: dt.datetime, now: dt.datetime) -> None:
+    """Have the worker start a draft (or re-time a scheduled campaign) at `at`."""
+    campaign = await get_campaign(session, campaign_id=campaign_id)
+    if campaign.status not in ("draft", "scheduled"):
+        raise CampaignError(f"campaign {campaign_id} is {campaign.status}; only a draft can be scheduled")
+    campaign.status = "scheduled"
+    campaign.scheduled_at = at
+    campaign.updated_at = now
+    await session.flush()
+
+
 async def approve_campaign(session: AsyncSession, *, campaign_id: int, now: dt.datetime) -> None:
     campaign = await get_campaign(session, campaign_id=campaign_id)
     campaign.approved_at = now
