@@ -120,3 +120,32 @@ async def test_test_send_is_marked_and_not_recorded(
     bad = _tidings(["campaign", "send", str(campaign_id), "--test", "not-an-address"], _env(db, smtp), tmp_path)
     _out, err = bad.communicate(timeout=60)
     assert bad.returncode == 1 and err.strip().startswith("error: --test:") and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
+async def test_ctrl_c_stops_cleanly_and_the_same_command_resumes(
+    db: Database, settings: Settings, smtp: SmtpServer, tmp_path: Path
+) -> None:
+    addresses = [f"i{i:02d}@example.org" for i in range(20)]
+    for address in addresses:
+        await add_subscriber(db, address)
+    campaign_id = await make_campaign(db, settings, start=False)
+    env = _env(db, smtp, SEND_RATE="10")
+    first = _tidings(["campaign", "send", str(campaign_id)], env, tmp_path)
+    deadline = time.monotonic() + 60
+    while len(smtp.received) < 3:
+        assert first.poll() is None and time.monotonic() < deadline
+        await asyncio.sleep(0.05)
+    first.send_signal(signal.SIGINT)
+    _out, err = first.communicate(timeout=30)
+    assert first.returncode == 1
+    assert "run the same command again to resume" in err and err.strip().endswith("error: interrupted")
+    rows = await deliveries(db, campaign_id)
+    assert {r.status for r in rows} <= {"sent", "queued"}  # nothing left leased
+    stopped_at = len(smtp.received)
+    assert sum(r.status == "sent" for r in rows) == stopped_at < 20
+
+    second = _tidings(["campaign", "send", str(campaign_id)], env, tmp_path)
+    out, err = second.communicate(timeout=90)
+    assert second.returncode == 0, err
+    assert Counter(r for m in smtp.received for r in m.recipients) == dict.fromkeys(addresses, 1)
