@@ -28,6 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 from service.articles.flows import import_articles  # noqa: E402
 from service.campaigns import queries as q  # noqa: E402
+from service.campaigns.stats import campaign_stats  # noqa: E402
 from service.db import create_engine, migrate, session_factory, utcnow  # noqa: E402
 from service.settings import Settings  # noqa: E402
 
@@ -182,7 +183,7 @@ async def main() -> None:
         print(f"queue deliveries:        {queued:,} rows in {seconds:.2f} s")
         elapsed, rss, last = run_worker(campaign_id, port, args.concurrency)
         async with sessions() as session:
-            stats = await q.campaign_stats(session, campaign_id=campaign_id, now=utcnow())
+            stats = await campaign_stats(session, campaign_id=campaign_id, now=utcnow())
             span = (await session.execute(text(
                 "SELECT extract(epoch FROM max(sent_at) - min(sent_at)) FROM deliveries WHERE campaign_id = :c"),
                 {"c": campaign_id})).scalar()

@@ -147,7 +147,7 @@ async def _digest_rules(settings: Settings, sessions: Sessions, args: argparse.N
 
 
 async def _campaign_stats(settings: Settings, sessions: Sessions, args: argparse.Namespace) -> None:
-    from service.campaigns.queries import campaign_stats
+    from service.campaigns.stats import campaign_stats
 
     async with sessions() as session:
         s = await campaign_stats(session, campaign_id=args.id, now=utcnow())
@@ -181,8 +181,9 @@ async def _send_campaign(settings: Settings, sessions: Sessions, transport: Any,
                          signer: object | None) -> None:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from service.campaigns.queries import campaign_stats, start_campaign
+    from service.campaigns.queries import start_campaign
     from service.campaigns.sender import CampaignSender, ChunkResult
+    from service.campaigns.stats import campaign_stats
 
     async with transaction(sessions) as session:
         queued = await start_campaign(session, campaign_id=campaign_id, now=utcnow())

@@ -15,6 +15,7 @@ from service.campaigns import queries as q
 from service.campaigns.flows import create_digest, render_preview
 from service.campaigns.jobs import campaign_schedule_job, campaign_send_job
 from service.campaigns.models import Campaign
+from service.campaigns.stats import campaign_stats
 from service.db import utcnow
 from service.mail.message import parse_raw
 from service.mail.models import MailboxMessage
@@ -64,7 +65,7 @@ async def test_audience_topics_limit_who_is_queued(db: Database, settings: Setti
     await add_subscriber(db, "ocd@example.org", topics=["OCD"])
     campaign_id = await make_campaign(db, settings, audience_topics=["chronic pain"])
     async with db.sessions() as session:
-        stats = await q.campaign_stats(session, campaign_id=campaign_id, now=utcnow())
+        stats = await campaign_stats(session, campaign_id=campaign_id, now=utcnow())
         emails = set((await session.scalars(select(q.Delivery.email))).all())
     assert emails == {"all@example.org", "pain@example.org"} and stats.queued == 2
 

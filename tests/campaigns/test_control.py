@@ -7,6 +7,7 @@ from collections import Counter
 
 from service.campaigns import queries as q
 from service.campaigns.sender import ChunkResult
+from service.campaigns.stats import campaign_stats
 from service.campaigns.throttle import TokenBucket
 from service.db import utcnow
 from service.settings import Settings
@@ -68,7 +69,7 @@ async def test_cancel_holds(db: Database, settings: Settings, smtp: SmtpServer) 
     await sender.transport.close()
     assert len(smtp.received) == at_cancel < 30
     async with db.sessions() as session:
-        stats = await q.campaign_stats(session, campaign_id=campaign_id, now=utcnow())
+        stats = await campaign_stats(session, campaign_id=campaign_id, now=utcnow())
     assert (stats.status, stats.sent, stats.queued) == ("cancelled", at_cancel, 30 - at_cancel)
     async with db.sessions.begin() as session:
         try:

@@ -9,6 +9,7 @@ from collections import Counter
 
 from service.campaigns import queries as q
 from service.campaigns.models import Campaign
+from service.campaigns.stats import campaign_stats
 from service.db import utcnow
 from service.newsletter.tokens import read_unsubscribe_token
 from service.settings import Settings
@@ -126,7 +127,7 @@ async def test_5xx_on_recipient_fails_and_suppresses_the_address(
     assert suppressed.status == "bounced" and suppressed.bounced_at is not None
     assert "550" in (suppressed.last_bounce or "")
     async with db.sessions() as session:
-        stats = await q.campaign_stats(session, campaign_id=campaign_id, now=utcnow())
+        stats = await campaign_stats(session, campaign_id=campaign_id, now=utcnow())
     assert (stats.sent, stats.failed, stats.bounced) == (1, 1, 1)
 
 
