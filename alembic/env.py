@@ -6,9 +6,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from alembic import context
 from sqlalchemy.engine import Connection
 
-from alembic import context
 from service.db import Base, UTCDateTime, create_engine, import_models
 
 import_models()

@@ -51,10 +51,12 @@ async def readyz(request: Request) -> Response:
 
 def domain_routes() -> list[BaseRoute]:
     """Every domain's routes, in the order they are matched."""
+    from service.campaigns.routes import routes as campaign_routes
     from service.newsletter.routes import routes as newsletter_routes
 
     return [
         *newsletter_routes,
+        *campaign_routes,
         Route("/healthz", healthz, methods=["GET", "HEAD"]),
         Route("/readyz", readyz, methods=["GET", "HEAD"]),
         Mount("/static", app=StaticFiles(directory=TEMPLATES_DIR / "static"), name="static"),

@@ -311,6 +311,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--status", choices=SUBSCRIBER_STATUSES, help="only subscribers with this status")
     p.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of standard output")
     p.set_defaults(handler=cmd_subscribers_export)
+
+    from service.campaigns.commands import add_commands as add_campaign_commands
+
+    add_campaign_commands(sub)
     return parser
 
 
@@ -344,4 +348,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run the canonical `service.cli` module, so that commands defined in other modules raise the
+    # same CommandError class that main() catches (python -m would otherwise load this file twice).
+    from service.cli import main as canonical_main
+
+    sys.exit(canonical_main())

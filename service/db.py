@@ -98,6 +98,8 @@ def session_factory(engine: AsyncEngine) -> Sessions:
 def import_models() -> None:
     """Import every domain's models so that Base.metadata knows all tables."""
     import service.admin.models
+    import service.articles.models
+    import service.campaigns.models
     import service.inquiries.models
     import service.mail.models
     import service.newsletter.models

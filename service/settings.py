@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import secrets
 import stat
 from collections.abc import Mapping
@@ -67,6 +68,9 @@ class Settings:
     form_max_age_seconds: int = 2 * 60 * 60
     form_rate_limit: RateLimit = field(default_factory=lambda: RateLimit(10, 600))
     log_level: str = "info"
+    dkim_private_key_file: str | None = None
+    dkim_selector: str | None = None
+    dkim_domain: str | None = None
 
     @property
     def is_sqlite(self) -> bool:
@@ -148,6 +152,7 @@ def _parse(config: Config) -> Settings:
         log_level=_choice("LOG_LEVEL", (_get(config, "LOG_LEVEL", "info") or "info").lower(),
                           ("debug", "info", "warning", "error")),
     )
+    settings = replace(settings, **_dkim(config, settings.mail_from))
     secret_key = _get(config, "SECRET_KEY")
     fallbacks = tuple(k.strip() for k in (_get(config, "SECRET_KEY_FALLBACKS", "") or "").split(",") if k.strip())
     for key in fallbacks:
@@ -242,6 +247,27 @@ def _feed_url(value: str | None) -> str | None:
     if urlsplit(value).scheme not in ("http", "https", "file") and not Path(value).exists():
         raise SettingsError(f"FEED_URL: expected an http(s) URL of an RSS or Atom feed, got {value!r}")
     return value
+
+
+def _dkim(config: Config, mail_from: str) -> dict[str, str | None]:
+    """DKIM_PRIVATE_KEY_FILE + DKIM_SELECTOR (+ DKIM_DOMAIN, default MAIL_FROM's domain), all or none."""
+    from email.utils import parseaddr
+
+    key_file = _get(config, "DKIM_PRIVATE_KEY_FILE")
+    selector = _get(config, "DKIM_SELECTOR")
+    domain = _get(config, "DKIM_DOMAIN")
+    if key_file is None and selector is None and domain is None:
+        return {}
+    if key_file is None:
+        raise SettingsError("DKIM_PRIVATE_KEY_FILE: expected the path of a PEM private key when DKIM_SELECTOR is set")
+    if not Path(key_file).is_file():
+        raise SettingsError(f"DKIM_PRIVATE_KEY_FILE: expected the path of a PEM private key, no file at {key_file!r}")
+    if selector is None or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}", selector):
+        raise SettingsError("DKIM_SELECTOR: expected a DNS label such as 'tidings2026' (the selector of the key)")
+    domain = domain or parseaddr(mail_from)[1].rpartition("@")[2]
+    if not re.fullmatch(r"(?=.{1,253}$)([A-Za-z0-9-]{1,63}\.)+[A-Za-z]{2,63}", domain):
+        raise SettingsError(f"DKIM_DOMAIN: expected a domain name such as example.org, got {domain!r}")
+    return {"dkim_private_key_file": key_file, "dkim_selector": selector, "dkim_domain": domain.lower()}
 
 
 def _networks(value: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:

@@ -61,13 +61,29 @@ async def _newsletter_purge_job(ctx: WorkerContext) -> int:
         return await purge_unconfirmed(session, now=utcnow())
 
 
-def default_loops() -> list[Loop]:
+async def _feed_job(ctx: WorkerContext) -> int:
+    from service.articles.flows import import_articles
+
+    result = await import_articles(ctx.sessions, ctx.settings, [])
+    if result.created or result.updated:
+        log.info("feed: %s new, %s updated articles", result.created, result.updated)
+    return 0
+
+
+def default_loops(settings: Settings | None = None) -> list[Loop]:
     """Every loop a worker runs. Domains add theirs here."""
-    return [
+    from service.campaigns.jobs import campaign_schedule_job, campaign_send_job
+
+    loops = [
         Loop("outbox", _outbox_job, 1.0),
         Loop("housekeeping", _housekeeping_job, 300.0),
         Loop("newsletter-purge", _newsletter_purge_job, 3600.0),
+        Loop("campaigns", campaign_send_job, 1.0),
+        Loop("campaign-schedule", campaign_schedule_job, 30.0),
     ]
+    if settings is not None and settings.feed_url:
+        loops.append(Loop("feed", _feed_job, float(settings.feed_poll_seconds)))
+    return loops
 
 
 async def run_loop(loop: Loop, ctx: WorkerContext, stop: asyncio.Event) -> None:
@@ -93,5 +109,5 @@ async def run_loop(loop: Loop, ctx: WorkerContext, stop: asyncio.Event) -> None:
 async def run_worker(ctx: WorkerContext, stop: asyncio.Event, loops: list[Loop] | None = None) -> None:
     """Run every loop until `stop` is set."""
     log.info("worker %s started", ctx.owner)
-    await asyncio.gather(*(run_loop(loop, ctx, stop) for loop in (loops or default_loops())))
+    await asyncio.gather(*(run_loop(loop, ctx, stop) for loop in (loops or default_loops(ctx.settings))))
     log.info("worker %s stopped", ctx.owner)

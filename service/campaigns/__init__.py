@@ -1,0 +1,1 @@
+"""Digest campaigns: composition, rendering, the delivery queue and send engine, schedules, stats."""

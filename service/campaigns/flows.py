@@ -1,0 +1,146 @@
+"""Campaign flows: make a digest from new articles, preview it as a subscriber, send a test,
+and the worker jobs (start scheduled campaigns, evaluate recurring digest rules)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Sequence
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from service.campaigns import queries as q
+from service.campaigns.message import MessageFactory
+from service.campaigns.models import Campaign
+from service.campaigns.render import build_digest
+from service.campaigns.rules import next_run
+from service.campaigns.transport import BulkTransport, Outgoing, send_many
+from service.db import Sessions
+from service.newsletter.models import Subscriber
+from service.newsletter.tokens import unsubscribe_url
+from service.settings import Settings
+from service.tokens import Tokens
+
+log = logging.getLogger("tidings.campaigns")
+
+
+def default_subject(settings: Settings, now: dt.datetime) -> str:
+    return f"{settings.org_name} digest, {now:%-d %B %Y}"
+
+
+async def create_digest(
+    session: AsyncSession, settings: Settings, *, now: dt.datetime, subject: str | None = None,
+    intro: str | None = None, audience_topics: Sequence[str] = (), rule_id: int | None = None,
+    status: str = "draft", requires_approval: bool = False,
+) -> Campaign:
+    """A digest of every article since the last digest went out (all, if none did), newest first."""
+    articles = await q.articles_since_last_digest(session)
+    if not articles:
+        raise q.CampaignError("no new articles since the last digest")
+    unknown = sorted(set(audience_topics) - set(settings.topics))
+    if unknown:
+        raise q.CampaignError(f"topics: unknown topic(s) {', '.join(unknown)}; known: {', '.join(settings.topics)}")
+    return await q.create_campaign(
+        session, subject=subject or default_subject(settings, now), article_ids=[a.id for a in articles], now=now,
+        preheader=" · ".join(a.title for a in articles[:3])[:300],
+        intro=intro if intro is not None else "Here is what we published since our last digest.",
+        audience_topics=audience_topics, rule_id=rule_id, status=status, requires_approval=requires_approval,
+        scheduled_at=now if status == "scheduled" else None,
+    )
+
+
+async def render_preview(
+    session: AsyncSession, *, settings: Settings, campaign_id: int, subscriber_id: int | None = None,
+    email: str | None = None,
+) -> tuple[str, str, str]:
+    """(subject, html, text) of the campaign as a given subscriber (by id or email) would get it;
+    as a subscriber of every topic without a name when neither is given."""
+    campaign = await q.get_campaign(session, campaign_id=campaign_id)
+    articles = await q.campaign_articles(session, campaign_id=campaign_id)
+    name, topics, url = "", (), f"{settings.base_url}/unsubscribe/PREVIEW"
+    if subscriber_id is not None or email is not None:
+        query = select(Subscriber).where(
+            Subscriber.id == subscriber_id if subscriber_id is not None
+            else Subscriber.email_key == (email or "").strip().lower()
+        )
+        person = (await session.scalars(query)).first()
+        if person is None:
+            raise q.CampaignError(f"no subscriber {email or subscriber_id}")
+        name, topics = person.name, tuple(person.topics)
+        url = unsubscribe_url(settings, Tokens(settings), person.id)
+    template = build_digest(settings, subject=campaign.subject, preheader=campaign.preheader, intro=campaign.intro,
+                           articles=articles, slug=campaign.slug)
+    personal = template.personalise(name=name, topics=topics, unsubscribe_url=url)
+    if personal is None:
+        raise q.CampaignError("none of this campaign's articles match that subscriber's topics: they get nothing")
+    return campaign.subject, personal.html, personal.text
+
+
+async def send_test(
+    sessions: Sessions, transport: BulkTransport, *, settings: Settings, campaign_id: int, address: str,
+) -> str:
+    """Send one copy marked [TEST] to `address` (not recorded as a delivery); the server's answer."""
+    from service.validation import FieldError, clean_email
+
+    try:
+        address = clean_email({"address": address}, "address")
+    except FieldError as exc:
+        raise q.CampaignError(f"--test: {exc.message}") from None
+    async with sessions() as session:  # closed before sending: the local mailbox writes to the database
+        subject, html, text = await render_preview(session, settings=settings, campaign_id=campaign_id)
+    factory = MessageFactory.for_campaign(settings, campaign_id=campaign_id, subject=f"[TEST] {subject}")
+    url = f"{settings.base_url}/unsubscribe/PREVIEW"
+    message_id, raw = factory.build(delivery_id=None, to_email=address, to_name="", html=html, text=text,
+                                    unsubscribe_url=url)
+    (outcome,) = await send_many(transport, [Outgoing(factory.envelope_from, address, factory.subject, message_id,
+                                                      raw)], _no_wait)
+    if isinstance(outcome, Exception):
+        raise q.CampaignError(f"the test message was not accepted: {outcome}")
+    return outcome
+
+
+async def _no_wait() -> None:
+    return None
+
+
+# -- worker jobs -----------------------------------------------------------------------------
+
+
+async def start_due_campaigns(session: AsyncSession, *, now: dt.datetime) -> int:
+    """Start scheduled campaigns whose time has come (and that are approved, if they must be)."""
+    started = 0
+    for campaign_id in await q.due_scheduled_campaigns(session, now=now):
+        await q.start_campaign(session, campaign_id=campaign_id, now=now)
+        started += 1
+    return started
+
+
+async def run_due_rules(session: AsyncSession, settings: Settings, *, now: dt.datetime) -> int:
+    """Evaluate recurring digest rules that are due: a digest when there are new articles
+    (started at once, or left 'scheduled' until approved), a skip when there are none."""
+    from service.campaigns.models import DigestRule
+
+    rules = (await session.scalars(
+        select(DigestRule).where(DigestRule.active.is_(True), DigestRule.next_run_at <= now)
+        .order_by(DigestRule.id).with_for_update(skip_locked=True)
+    )).all()
+    for rule in rules:
+        try:
+            async with session.begin_nested():
+                campaign = await create_digest(
+                    session, settings, now=now, subject=rule.subject or None, audience_topics=rule.audience_topics,
+                    rule_id=rule.id, status="scheduled", requires_approval=rule.requires_approval,
+                )
+                if rule.requires_approval:
+                    rule.last_result = f"campaign {campaign.id} awaits approval"
+                else:
+                    await q.start_campaign(session, campaign_id=campaign.id, now=now)
+                    rule.last_result = f"campaign {campaign.id} sending"
+        except q.CampaignError as exc:
+            rule.last_result = f"skipped: {exc}"
+        log.info("digest rule %s (%s): %s", rule.id, rule.name, rule.last_result)
+        rule.last_run_at = now
+        rule.next_run_at = next_run(rule.weekday, rule.at_time, rule.timezone, after=now)
+    await session.flush()
+    return len(rules)

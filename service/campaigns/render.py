@@ -1,0 +1,196 @@
+"""Digest rendering: the whole email is rendered (and its CSS inlined) ONCE per campaign; per
+recipient it is only assembled from the pre-rendered pieces: the greeting (escaped), the article
+blocks that match the subscriber's topics, and the unsubscribe / preference URL.
+
+The template wraps every article in `<!--article:ID-->` markers and uses fixed placeholders for
+the personal parts, so the assembly is a few string joins and replaces, not a template run.
+"""
+
+from __future__ import annotations
+
+import binascii
+import html
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from service.articles.models import Article
+from service.mail.render import html_env, inline_css, text_env
+from service.settings import Settings
+
+GREETING = "@@TIDINGS_GREETING@@"
+UNSUBSCRIBE = "@@TIDINGS_UNSUBSCRIBE_URL@@"
+_BLOCK = re.compile(r"<!--article:(\d+)-->\n?(.*?)<!--/article:\1-->\n?", re.DOTALL)
+
+
+def qp(text: str) -> bytes:
+    """Quoted-printable UTF-8 with CRLF line ends (binascii, in C). Encoding whole lines
+    separately gives the same bytes as encoding them together, so pieces are encoded once."""
+    data = binascii.b2a_qp(text.encode("utf-8"), quotetabs=False, istext=True, header=False)
+    return data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+
+
+def _lines_end(piece: str) -> str:
+    return piece if piece.endswith("\n") else piece + "\n"
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """A line-aligned piece: static runs of lines pre-encoded, lines with placeholders kept."""
+
+    parts: tuple[bytes | str, ...]
+
+    @classmethod
+    def of(cls, piece: str) -> Encoded:
+        parts: list[bytes | str] = []
+        static: list[str] = []
+        for line in _lines_end(piece).splitlines(keepends=True):
+            if GREETING in line or UNSUBSCRIBE in line:
+                if static:
+                    parts.append(qp("".join(static)))
+                    static = []
+                parts.append(line)
+            else:
+                static.append(line)
+        if static:
+            parts.append(qp("".join(static)))
+        return cls(tuple(parts))
+
+    def fill(self, greeting: str, url: str) -> bytes:
+        return b"".join(
+            p if isinstance(p, bytes) else qp(p.replace(GREETING, greeting).replace(UNSUBSCRIBE, url))
+            for p in self.parts
+        )
+
+
+@dataclass(frozen=True)
+class Block:
+    article_id: int
+    topics: frozenset[str]
+    html: str
+    text: str
+    html_qp: bytes
+    text_qp: bytes
+
+
+@dataclass(frozen=True)
+class Personal:
+    html: str
+    text: str
+    article_ids: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class DigestTemplate:
+    """A campaign's rendered digest, ready to be personalised per recipient."""
+
+    subject: str
+    html_head: str
+    html_tail: str
+    text_head: str
+    text_tail: str
+    blocks: tuple[Block, ...]
+    encoded: tuple[Encoded, Encoded, Encoded, Encoded]  # html head, html tail, text head, text tail
+
+    def encode_for(self, *, name: str, topics: Iterable[str], unsubscribe_url: str) -> tuple[bytes, bytes] | None:
+        """(HTML, text) bodies, quoted-printable, for the message builder; None when no article
+        matches. Only the lines with a personal part are encoded per recipient."""
+        blocks = self.articles_for(topics)
+        if not blocks:
+            return None
+        greeting = greeting_for(name)
+        html_head, html_tail, text_head, text_tail = self.encoded
+        url_html = html.escape(unsubscribe_url, quote=True)
+        body_html = b"".join([html_head.fill(html.escape(greeting, quote=False), url_html),
+                              *(b.html_qp for b in blocks), html_tail.fill("", url_html)])
+        body_text = b"".join([text_head.fill(greeting, unsubscribe_url), *(b.text_qp for b in blocks),
+                              text_tail.fill("", unsubscribe_url)])
+        return body_html, body_text
+
+    def articles_for(self, topics: Iterable[str]) -> list[Block]:
+        """Blocks for a subscriber with `topics` (none chosen = every topic); articles without
+        topics are for everyone."""
+        chosen = frozenset(topics)
+        return [b for b in self.blocks if not chosen or not b.topics or b.topics & chosen]
+
+    def personalise(self, *, name: str, topics: Iterable[str], unsubscribe_url: str) -> Personal | None:
+        """This recipient's HTML and text, or None when none of the articles match their topics."""
+        blocks = self.articles_for(topics)
+        if not blocks:
+            return None
+        greeting = greeting_for(name)
+        url_html = html.escape(unsubscribe_url, quote=True)
+        body_html = "".join(
+            [self.html_head.replace(GREETING, html.escape(greeting, quote=False)),
+             *(b.html for b in blocks), self.html_tail.replace(UNSUBSCRIBE, url_html)]
+        )
+        body_text = "".join(
+            [self.text_head.replace(GREETING, greeting), *(b.text for b in blocks),
+             self.text_tail.replace(UNSUBSCRIBE, unsubscribe_url)]
+        )
+        return Personal(body_html, body_text, tuple(b.article_id for b in blocks))
+
+
+def greeting_for(name: str) -> str:
+    name = " ".join(name.split())  # no line breaks or runs of spaces from a stored name
+    return f"Hello {name}," if name else "Hello,"
+
+
+def article_context(article: Article) -> dict[str, Any]:
+    return {
+        "id": article.id,
+        "title": article.title,
+        "link": article.link,
+        "summary": article.summary,
+        "image_url": article.image_url,
+        "image_alt": article.image_alt or article.title,
+        "published": f"{article.published_at:%-d %B %Y}",
+        "topics": article.topics,
+    }
+
+
+def digest_context(
+    settings: Settings, *, subject: str, preheader: str, intro: str, articles: Sequence[Article],
+    slug: str | None,
+) -> dict[str, Any]:
+    return {
+        "lang": "en",
+        "org_name": settings.org_name,
+        "subject": subject,
+        "preheader": preheader or (articles[0].title if articles else subject),
+        "intro_paragraphs": [p.strip() for p in re.split(r"\n\s*\n", intro) if p.strip()],
+        "articles": [article_context(a) for a in articles],
+        "archive_url": f"{settings.base_url}/archive/{slug}" if slug else None,
+    }
+
+
+def _split(document: str, kind: str) -> tuple[str, str, dict[int, str]]:
+    matches = list(_BLOCK.finditer(document))
+    if not matches:
+        raise ValueError(f"digest {kind} template has no article markers")
+    head = _lines_end(document[: matches[0].start()])
+    tail = _lines_end(document[matches[-1].end():])
+    return head, tail, {int(m.group(1)): _lines_end(m.group(2)) for m in matches}
+
+
+def build_digest(
+    settings: Settings, *, subject: str, preheader: str, intro: str, articles: Sequence[Article],
+    slug: str | None = None,
+) -> DigestTemplate:
+    """Render the digest once (HTML with CSS inlined, and text) with placeholders."""
+    if not articles:
+        raise ValueError("a digest needs at least one article")
+    ctx = digest_context(settings, subject=subject, preheader=preheader, intro=intro, articles=articles, slug=slug)
+    ctx.update(greeting=GREETING, unsubscribe_url=UNSUBSCRIBE, preferences_url=UNSUBSCRIBE)
+    html_doc = inline_css(html_env().get_template("digest.html").render(ctx))
+    text_doc = text_env().get_template("digest.txt").render(ctx)
+    html_head, html_tail, html_blocks = _split(html_doc, "HTML")
+    text_head, text_tail, text_blocks = _split(text_doc, "text")
+    blocks = tuple(
+        Block(a.id, frozenset(a.topics), html_blocks[a.id], text_blocks[a.id], qp(html_blocks[a.id]),
+              qp(text_blocks[a.id]))
+        for a in articles
+    )
+    encoded = (Encoded.of(html_head), Encoded.of(html_tail), Encoded.of(text_head), Encoded.of(text_tail))
+    return DigestTemplate(subject, html_head, html_tail, text_head, text_tail, blocks, encoded)

@@ -1,0 +1,44 @@
+"""Public archive: web versions of digests that went out (no personal parts)."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from service.campaigns.models import Campaign
+from service.campaigns.queries import campaign_articles
+from service.campaigns.render import article_context
+from service.db import get_session
+from service.web import error_response, render
+
+PUBLIC_STATUSES = ("sending", "sent")
+
+
+async def archive_index(request: Request) -> Response:
+    session = get_session(request)
+    campaigns = (await session.scalars(
+        select(Campaign).where(Campaign.status.in_(PUBLIC_STATUSES))
+        .order_by(Campaign.started_at.desc(), Campaign.id.desc()).limit(200)
+    )).all()
+    return render(request, "campaigns/archive.html", {"campaigns": campaigns})
+
+
+async def archive_detail(request: Request) -> Response:
+    session = get_session(request)
+    campaign = (await session.scalars(
+        select(Campaign).where(Campaign.slug == request.path_params["slug"], Campaign.status.in_(PUBLIC_STATUSES))
+    )).first()
+    if campaign is None:
+        return error_response(request, 404, "There is no digest at this address.")
+    articles = [article_context(a) for a in await campaign_articles(session, campaign_id=campaign.id)]
+    paragraphs = [p.strip() for p in campaign.intro.split("\n\n") if p.strip()]
+    return render(request, "campaigns/digest.html",
+                  {"campaign": campaign, "articles": articles, "intro_paragraphs": paragraphs})
+
+
+routes = [
+    Route("/archive", archive_index, methods=["GET", "HEAD"]),
+    Route("/archive/{slug}", archive_detail, methods=["GET", "HEAD"]),
+]
