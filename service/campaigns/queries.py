@@ -312,9 +312,8 @@ async def release_deliveries(session: AsyncSession, *, owner: str, ids: Sequence
 
 
 async def suppress_bounced(session: AsyncSession, *, subscriber_id: int, reason: str, now: dt.datetime) -> None:
-    """A 5xx on the recipient: the address is suppressed as bounced. (The newsletter domain owns
-    subscriber state; at merge this may call its own function.)"""
-    await session.execute(
-        update(Subscriber).where(Subscriber.id == subscriber_id, Subscriber.status == "confirmed")
-        .values(status="bounced", bounced_at=now, status_changed_at=now, last_bounce=reason[:2000])
-    )
+    """A 5xx on the recipient: the address is suppressed as bounced, by the newsletter domain,
+    which owns subscriber state."""
+    from service.newsletter.flows import mark_bounced
+
+    await mark_bounced(session, subscriber_id=subscriber_id, reason=reason)
