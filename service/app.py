@@ -51,7 +51,10 @@ async def readyz(request: Request) -> Response:
 
 def domain_routes() -> list[BaseRoute]:
     """Every domain's routes, in the order they are matched."""
+    from service.admin.routes import routes as admin_routes
+
     return [
+        *admin_routes,
         Route("/healthz", healthz, methods=["GET", "HEAD"]),
         Route("/readyz", readyz, methods=["GET", "HEAD"]),
         Mount("/static", app=StaticFiles(directory=TEMPLATES_DIR / "static"), name="static"),
