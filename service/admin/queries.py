@@ -95,6 +95,8 @@ def _inquiry_search(q: str, dialect: str) -> ColumnElement[bool] | None:
         if "@" in q or "." in q:  # an address or a domain: the tokenizer keeps addresses whole
             return or_(match, Inquiry.email.ilike(_like(q.strip()), escape="\\"))
         return match
+    if "@" in q:
+        return Inquiry.email.like(_like(q.strip()), escape="\\")
     return and_(*(or_(Inquiry.name.like(_like(w), escape="\\"), Inquiry.email.like(_like(w), escape="\\"),
                       Inquiry.message.like(_like(w), escape="\\")) for w in words))
 
