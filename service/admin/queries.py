@@ -84,19 +84,22 @@ def _like(value: str) -> str:
     return "%" + value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
+def is_address_search(q: str) -> bool:
+    """An address or a domain ("ana@", "example.org"): matched as a substring of the email."""
+    q = q.strip()
+    return "@" in q or ("." in q and " " not in q)
+
+
 def _inquiry_search(q: str, dialect: str) -> ColumnElement[bool] | None:
+    if is_address_search(q):
+        return Inquiry.email.ilike(_like(q.strip()), escape="\\")
     words = search_words(q)
     if not words:
         return None
     if dialect == "postgresql":
         # Prefix match on every word ("mar lop" finds Maria Lopez), through the GIN index.
         query = func.to_tsquery(SEARCH_CONFIG, " & ".join(f"{w}:*" for w in words))
-        match = inquiry_search_document().op("@@")(query)
-        if "@" in q or "." in q:  # an address or a domain: the tokenizer keeps addresses whole
-            return or_(match, Inquiry.email.ilike(_like(q.strip()), escape="\\"))
-        return match
-    if "@" in q:
-        return Inquiry.email.like(_like(q.strip()), escape="\\")
+        return inquiry_search_document().op("@@")(query)
     return and_(*(or_(Inquiry.name.like(_like(w), escape="\\"), Inquiry.email.like(_like(w), escape="\\"),
                       Inquiry.message.like(_like(w), escape="\\")) for w in words))
 
