@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Awaitable, Callable
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException
@@ -27,6 +27,7 @@ from service.admin.auth import (
     csrf_ok,
     csrf_token,
     read_session_cookie,
+    safe_next,
     session_cookie_value,
 )
 from service.admin.models import StaffUser
@@ -55,7 +56,13 @@ def staff_of(request: Request) -> StaffUser:
 
 
 def login_redirect(conn: HTTPConnection) -> Response:
+    """To the sign-in page, coming back afterwards to this page (or, for a form sent after the
+    session ended, to the page the form was on)."""
     target = conn.url.path + (f"?{conn.url.query}" if conn.url.query else "")
+    if conn.scope["method"] not in SAFE_METHODS:
+        referer = urlsplit(conn.headers.get("referer", ""))
+        same_site = referer.netloc == conn.url.netloc and referer.scheme == conn.url.scheme
+        target = safe_next(referer.path + (f"?{referer.query}" if referer.query else "")) if same_site else "/admin/"
     return RedirectResponse(f"/admin/login?next={quote(target, safe='/')}", status_code=303)
 
 

@@ -51,7 +51,7 @@ async def login(request: Request) -> Response:
     session = get_session(request)
     result = await auth.authenticate(session, email=email, password=password, ip=client_ip(request))
     if result.reason != "ok" or result.user is None:
-        await record_audit(session, request=request, actor=result.user, action="sign_in_failed",
+        await record_audit(session, request=request, action="sign_in_failed",
                            target_type="staff_user", target_id=result.user.id if result.user else "",
                            detail={"email": email.strip()[:320], "reason": result.reason})
         return page(request, "admin/login.html", {**ctx, "next": next_url, "email": email,
