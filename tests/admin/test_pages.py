@@ -83,7 +83,8 @@ async def test_subscriber_list_filters_and_renders_inert(admin_client: httpx.Asy
 
 async def test_subscriber_detail_shows_consent_evidence_inert(admin_client: httpx.AsyncClient, db: Database) -> None:
     ident = await add_subscriber(db, '"><script>alert(1)</script>@example.org', name=XSS, signup_ip="198.51.100.4",
-                                 signup_user_agent=XSS, signup_source="<script>x</script>", consent_text=f"I agree\n{XSS}",
+                                 signup_user_agent=XSS, signup_source="<script>x</script>",
+                                 consent_text=f"I agree\n{XSS}",
                                  last_bounce=XSS, confirm_ip="198.51.100.5")
     r = await admin_client.get(f"/admin/subscribers/{ident}")
     assert r.status_code == 200
