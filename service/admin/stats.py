@@ -108,5 +108,6 @@ def bar_chart(series: list[tuple[str, list[int]]], labels: list[str], *, width: 
             bars.append(Bar(round(g * slot + slot * 0.1 + s * bar_w, 2), round(height - 16 - h, 2), round(bar_w, 2),
                             round(h, 2), f"{label}: {value}", css))
     step = max(1, groups // 6)
-    axis = [(round(g * slot + slot / 2, 2), labels[g]) for g in range(0, groups, step)]
+    # Ticks counted back from the newest day, which is always labelled; the oldest may be clipped.
+    axis = [(round(g * slot + slot / 2, 2), labels[g]) for g in range(groups - 1, -1, -step) if g * slot > 20]
     return Chart(width, height, bars, top, axis)
