@@ -9,7 +9,7 @@ import re
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import Select, and_, exists, func, or_, select, tuple_
+from sqlalchemy import Select, and_, bindparam, exists, func, or_, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -122,15 +122,12 @@ def inquiry_query(flt: InquiryFilter, dialect: str) -> Select[tuple[Inquiry]]:
 
 def _newest_first(stmt: Select, created: ColumnElement, ident: ColumnElement, after: Cursor | None,
                   limit: int) -> Select:
+    """Order newest first and start after the cursor: a row comparison the (created_at, id)
+    index answers directly, however deep the page. The cursor's time is bound with the column's
+    own type, so SQLite compares it in the stored text form."""
     if after is not None:
-        stmt = stmt.where(tuple_(created, ident) < tuple_(literal_column_dt(after[0], created), after[1]))
+        stmt = stmt.where(tuple_(created, ident) < tuple_(bindparam(None, after[0], type_=created.type), after[1]))
     return stmt.order_by(created.desc(), ident.desc()).limit(limit)
-
-
-def literal_column_dt(value: dt.datetime, column: ColumnElement) -> ColumnElement:
-    from sqlalchemy import bindparam
-
-    return bindparam(None, value, type_=column.type)
 
 
 async def list_inquiries(session: AsyncSession, *, flt: InquiryFilter, after: Cursor | None = None,
