@@ -92,6 +92,7 @@ def is_address_search(q: str) -> bool:
 
 def _inquiry_search(q: str, dialect: str) -> ColumnElement[bool] | None:
     if is_address_search(q):
+        # PostgreSQL answers this from the trigram index ix_inquiries_email_search.
         return Inquiry.email.ilike(_like(q.strip()), escape="\\")
     words = search_words(q)
     if not words:
