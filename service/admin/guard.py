@@ -168,10 +168,19 @@ def admin_only(handler: Handler) -> Handler:
     @functools.wraps(handler)
     async def wrapper(request: Request) -> Response:
         if not staff_of(request).is_admin:
-            return error_response(request, 403, "Only admins can manage staff accounts.")
+            return admin_error(request, 403, "Only admins can manage staff accounts.")
         return await handler(request)
 
     return wrapper
+
+
+def admin_error(request: Request, status: int, message: str) -> Response:
+    """An error page inside the admin layout (navigation kept) when someone is signed in."""
+    if getattr(request.state, "staff", None) is None:
+        return error_response(request, status, message)
+    titles = {400: "Bad request", 403: "Not allowed", 404: "Not found", 409: "Not possible", 410: "Expired",
+              422: "Please check the form"}
+    return page(request, "admin/error.html", {"title": titles.get(status, "Error"), "message": message}, status)
 
 
 def page(request: Request, template: str, ctx: dict[str, Any] | None = None, status_code: int = 200) -> Response:

@@ -15,11 +15,11 @@ from starlette.routing import BaseRoute, Route
 
 from service.admin import queries
 from service.admin.audit import record_audit
-from service.admin.guard import page, staff_of
+from service.admin.guard import admin_error, page, staff_of
 from service.admin.queries import FilterError, InquiryFilter
 from service.db import get_session
 from service.inquiries.models import INQUIRY_STATUSES
-from service.web import error_response, settings_of
+from service.web import settings_of
 
 
 def _filter(request: Request) -> InquiryFilter:
@@ -72,7 +72,7 @@ async def _load(request: Request) -> Any:
 async def inquiry_detail(request: Request) -> Response:
     inquiry = await _load(request)
     if inquiry is None:
-        return error_response(request, 404, "There is no such inquiry.")
+        return admin_error(request, 404, "There is no such inquiry.")
     session = get_session(request)
     await record_audit(session, request=request, action="inquiry_view", target_type="inquiry", target_id=inquiry.id)
     org = settings_of(request).org_name
@@ -87,11 +87,11 @@ async def inquiry_detail(request: Request) -> Response:
 async def inquiry_status(request: Request) -> Response:
     inquiry = await _load(request)
     if inquiry is None:
-        return error_response(request, 404, "There is no such inquiry.")
+        return admin_error(request, 404, "There is no such inquiry.")
     async with request.form() as form:
         status = str(form.get("status") or "")
     if status not in INQUIRY_STATUSES:
-        return error_response(request, 422, f"Status: expected one of {', '.join(INQUIRY_STATUSES)}.")
+        return admin_error(request, 422, f"Status: expected one of {', '.join(INQUIRY_STATUSES)}.")
     session = get_session(request)
     before = inquiry.status
     if await queries.set_inquiry_status(session, inquiry=inquiry, status=status, staff_id=staff_of(request).id):
@@ -103,11 +103,11 @@ async def inquiry_status(request: Request) -> Response:
 async def inquiry_note(request: Request) -> Response:
     inquiry = await _load(request)
     if inquiry is None:
-        return error_response(request, 404, "There is no such inquiry.")
+        return admin_error(request, 404, "There is no such inquiry.")
     async with request.form() as form:
         note = str(form.get("note") or "").replace("\r\n", "\n").strip()
     if not note or len(note) > 5000:
-        return error_response(request, 422, "Note: write between 1 and 5000 characters.")
+        return admin_error(request, 422, "Note: write between 1 and 5000 characters.")
     session = get_session(request)
     event = await queries.add_inquiry_note_by_staff(session, inquiry=inquiry, note=note, staff_id=staff_of(request).id)
     await record_audit(session, request=request, action="inquiry_note", target_type="inquiry",
@@ -131,7 +131,7 @@ async def inquiry_export(request: Request) -> Response:
     try:
         flt = _filter(request)
     except FilterError as exc:
-        return error_response(request, 400, str(exc))
+        return admin_error(request, 400, str(exc))
     await record_audit(get_session(request), request=request, action="inquiry_export", target_type="inquiry",
                        detail={"filter": flt.query_args()})
     sessions = request.app.state.sessions

@@ -14,12 +14,12 @@ from starlette.routing import BaseRoute, Route
 
 from service.admin import queries
 from service.admin.audit import record_audit
-from service.admin.guard import page
+from service.admin.guard import admin_error, page
 from service.db import get_session, utcnow
 from service.mail.message import message_parts, parse_raw
 from service.mail.models import OUTBOX_STATUSES, MailboxMessage, OutboxMessage
 from service.mail.outbox import retry_outbox_message
-from service.web import error_response, settings_of
+from service.web import settings_of
 
 FRAME_CSP = ("sandbox; default-src 'none'; img-src https: data:; style-src 'unsafe-inline'; "
              "font-src https: data:; frame-ancestors 'self'; form-action 'none'; base-uri 'none'")
@@ -63,7 +63,7 @@ async def _message(request: Request) -> MailboxMessage | OutboxMessage | None:
 async def outbox_message(request: Request) -> Response:
     row = await _message(request)
     if row is None:
-        return error_response(request, 404, "There is no such message.")
+        return admin_error(request, 404, "There is no such message.")
     message = parse_raw(row.raw)
     text, html = message_parts(message)
     headers = [(name, str(message[name])) for name in ("From", "To", "Reply-To", "Subject", "Date", "Message-ID",
@@ -75,7 +75,7 @@ async def outbox_message(request: Request) -> Response:
 async def outbox_message_html(request: Request) -> Response:
     row = await _message(request)
     if row is None:
-        return error_response(request, 404, "There is no such message.")
+        return admin_error(request, 404, "There is no such message.")
     _, html = message_parts(parse_raw(row.raw))
     return HTMLResponse(html, headers={"content-security-policy": FRAME_CSP, "cache-control": "no-store",
                                        "x-frame-options": "SAMEORIGIN"})
@@ -83,11 +83,11 @@ async def outbox_message_html(request: Request) -> Response:
 
 async def outbox_retry(request: Request) -> Response:
     if _local(request):
-        return error_response(request, 404, "The local outbox has nothing to retry.")
+        return admin_error(request, 404, "The local outbox has nothing to retry.")
     message_id = request.path_params["message_id"]
     session = get_session(request)
     if not await retry_outbox_message(session, message_id=message_id, now=utcnow()):
-        return error_response(request, 409, "This message is not failed (any more), so it cannot be retried.")
+        return admin_error(request, 409, "This message is not failed (any more), so it cannot be retried.")
     await record_audit(session, request=request, action="outbox_retry", target_type="outbox_message",
                        target_id=message_id)
     return RedirectResponse(f"/admin/outbox/{message_id}", status_code=303)

@@ -11,14 +11,14 @@ from starlette.routing import BaseRoute, Route
 
 from service.admin import auth, queries
 from service.admin.audit import audit_actions, list_audit_events, record_audit
-from service.admin.guard import admin_only, page, staff_of
+from service.admin.guard import admin_error, admin_only, page, staff_of
 from service.admin.models import ROLES, StaffUser
 from service.admin.queries import FilterError, SubscriberFilter
 from service.admin.users import UserChangeError, change_role, list_staff, set_active
 from service.db import get_session
 from service.forms import tokens_of
 from service.newsletter.models import SUBSCRIBER_STATUSES
-from service.web import error_response, settings_of
+from service.web import settings_of
 
 # -- subscribers ------------------------------------------------------------------------------
 
@@ -46,7 +46,7 @@ async def subscriber_list(request: Request) -> Response:
 async def subscriber_detail(request: Request) -> Response:
     subscriber = await queries.get_subscriber(get_session(request), request.path_params["subscriber_id"])
     if subscriber is None:
-        return error_response(request, 404, "There is no such subscriber.")
+        return admin_error(request, 404, "There is no such subscriber.")
     return page(request, "admin/subscriber.html", {"subscriber": subscriber})
 
 
@@ -118,7 +118,7 @@ async def user_update(request: Request) -> Response:
     """One action per form: role=…, active=0/1, or password_link=1."""
     user = await _target(request)
     if user is None:
-        return error_response(request, 404, "There is no such staff account.")
+        return admin_error(request, 404, "There is no such staff account.")
     async with request.form() as form:
         data = {k: str(form.get(k)) for k in ("role", "active", "password_link") if form.get(k) is not None}
     session = get_session(request)
@@ -139,7 +139,7 @@ async def user_update(request: Request) -> Response:
             return await _users_page(request, invited=user,
                                      link=auth.set_password_url(settings_of(request), tokens_of(request), user))
         else:
-            return error_response(request, 422, "Nothing to change.")
+            return admin_error(request, 422, "Nothing to change.")
     except UserChangeError as exc:
         return await _users_page(request, error=str(exc), status_code=409)
     if user.id == staff_of(request).id and not user.active:

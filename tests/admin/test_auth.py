@@ -294,7 +294,9 @@ async def test_login_form_needs_its_form_token(client: httpx.AsyncClient, admin:
 
 async def test_staff_cannot_reach_user_management(staff_client: httpx.AsyncClient, db: Database) -> None:
     admin = await make_staff(db)
-    assert (await staff_client.get("/admin/users")).status_code == 403
+    refused = await staff_client.get("/admin/users")
+    assert refused.status_code == 403 and "Only admins can manage staff accounts." in refused.text
+    assert 'href="/admin/inquiries"' in refused.text  # still inside the admin layout
     token = await csrf(staff_client)
     r = await staff_client.post("/admin/users/invite", data={"csrf_token": token, "email": "x@clinic.test",
                                                              "role": "admin"})
@@ -304,3 +306,61 @@ async def test_staff_cannot_reach_user_management(staff_client: httpx.AsyncClien
     assert await count(db, StaffUser) == 2
     page = await staff_client.get("/admin/")
     assert 'href="/admin/users"' not in page.text
+
+
+def _cookie_signed(settings: Any, payload: list[int], seconds_ago: int) -> str:
+    """A session cookie as the app would have signed it `seconds_ago` seconds ago."""
+    import time
+
+    from itsdangerous import TimestampSigner, URLSafeTimedSerializer
+
+    class PastSigner(TimestampSigner):
+        def get_timestamp(self) -> int:
+            return int(time.time()) - seconds_ago
+
+    serializer = URLSafeTimedSerializer(settings.secret_key, salt="tidings.admin-session", signer=PastSigner)
+    return serializer.dumps(payload)
+
+
+async def test_idle_and_absolute_session_expiry(app: Any, settings: Any, admin: StaffUser) -> None:
+    import time
+
+    now = int(time.time())
+    cases = {
+        "fresh": (_cookie_signed(settings, [admin.id, 1, now - 60], 60), 200),
+        "idle for three hours": (_cookie_signed(settings, [admin.id, 1, now - 3 * 3600], 3 * 3600), 303),
+        "active but signed in 13 hours ago": (_cookie_signed(settings, [admin.id, 1, now - 13 * 3600], 60), 303),
+        "an older session version": (_cookie_signed(settings, [admin.id, 0, now - 60], 60), 303),
+    }
+    for name, (cookie, status) in cases.items():
+        async with new_client(app) as c:
+            c.cookies.set("tidings_admin", cookie)
+            r = await c.get("/admin/")
+        assert r.status_code == status, name
+
+
+async def test_session_cookie_is_renewed_while_working(app: Any, settings: Any, admin: StaffUser) -> None:
+    import time
+
+    cookie = _cookie_signed(settings, [admin.id, 1, int(time.time()) - 600], 600)
+    async with new_client(app) as c:
+        c.cookies.set("tidings_admin", cookie)
+        r = await c.get("/admin/")
+    assert r.status_code == 200
+    renewed = r.headers["set-cookie"]
+    assert renewed.startswith("tidings_admin=") and cookie not in renewed and "HttpOnly" in renewed
+
+
+async def test_audit_and_lockout_use_the_client_address_behind_a_trusted_proxy(settings: Any, db: Database,
+                                                                              admin: StaffUser) -> None:
+    from ipaddress import ip_network
+
+    from service.app import create_app
+
+    app = create_app(settings.with_(trusted_proxies=(ip_network("203.0.113.0/24"),)), sessions=db.sessions)
+    async with new_client(app) as c:
+        c.headers["x-forwarded-for"] = "198.51.100.77"
+        await sign_in(c)
+    async with db.sessions() as session:
+        ips = (await session.scalars(select(AuditEvent.ip))).all()
+    assert ips == ["198.51.100.77"]
