@@ -178,6 +178,7 @@ async def measure(base: str, cursor: str, requests: int) -> dict[str, list[float
         "inquiries, search by email": "/admin/inquiries?q=person77%40example27.org",
         "inquiries, topic + date range": "/admin/inquiries?topic=PTSD&from=2026-01-01&to=2027-12-31",
         "subscribers, first page": "/admin/subscribers?status=confirmed",
+        "subscribers, search": "/admin/subscribers?q=reader4242",
         "dashboard": "/admin/",
     }
     timings: dict[str, list[float]] = {name: [] for name in urls}

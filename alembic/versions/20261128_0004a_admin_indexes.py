@@ -50,8 +50,13 @@ def _email_search_index_postgresql() -> None:
         op.create_index("ix_inquiries_email_search", "inquiries", ["email"])
         return
     savepoint.commit()
-    op.create_index("ix_inquiries_email_search", "inquiries", ["email"], postgresql_using="gin",
-                    postgresql_ops={"email": "gin_trgm_ops"})
+    op.create_index(
+        "ix_inquiries_email_search",
+        "inquiries",
+        ["email"],
+        postgresql_using="gin",
+        postgresql_ops={"email": "gin_trgm_ops"},
+    )
 
 
 def downgrade() -> None:
