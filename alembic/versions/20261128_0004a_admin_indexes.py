@@ -33,34 +33,39 @@ def upgrade() -> None:
     op.create_index("ix_subscribers_unsubscribed_at", "subscribers", ["unsubscribed_at"])
     if op.get_bind().dialect.name == "postgresql":
         op.create_index("ix_inquiries_search", "inquiries", [sa.text(SEARCH_DOCUMENT)], postgresql_using="gin")
-        _email_search_index_postgresql()
+        _substring_search_indexes_postgresql()
     else:
-        op.create_index("ix_inquiries_email_search", "inquiries", ["email"])
+        for name, table, column in SUBSTRING_SEARCH_INDEXES:
+            op.create_index(name, table, [column])
 
 
-def _email_search_index_postgresql() -> None:
-    """A trigram GIN index for ILIKE '%…%' on the email; a plain index when the database user may
-    not create the pg_trgm extension (address searches then scan, and still work)."""
+SUBSTRING_SEARCH_INDEXES = (
+    ("ix_inquiries_email_search", "inquiries", "email"),
+    ("ix_subscribers_email_key_search", "subscribers", "email_key"),
+    ("ix_subscribers_name_search", "subscribers", "name"),
+)
+
+
+def _substring_search_indexes_postgresql() -> None:
+    """Trigram GIN indexes for ILIKE '%…%'; plain indexes when the database user may not create
+    the pg_trgm extension (those searches then scan, and still work)."""
     bind = op.get_bind()
     savepoint = bind.begin_nested()
     try:
         bind.exec_driver_sql("CREATE EXTENSION IF NOT EXISTS pg_trgm")
     except sa.exc.DBAPIError:
         savepoint.rollback()
-        op.create_index("ix_inquiries_email_search", "inquiries", ["email"])
+        for name, table, column in SUBSTRING_SEARCH_INDEXES:
+            op.create_index(name, table, [column])
         return
     savepoint.commit()
-    op.create_index(
-        "ix_inquiries_email_search",
-        "inquiries",
-        ["email"],
-        postgresql_using="gin",
-        postgresql_ops={"email": "gin_trgm_ops"},
-    )
+    for name, table, column in SUBSTRING_SEARCH_INDEXES:
+        op.create_index(name, table, [column], postgresql_using="gin", postgresql_ops={column: "gin_trgm_ops"})
 
 
 def downgrade() -> None:
-    op.drop_index("ix_inquiries_email_search", table_name="inquiries")
+    for name, table, _column in SUBSTRING_SEARCH_INDEXES:
+        op.drop_index(name, table_name=table)
     if op.get_bind().dialect.name == "postgresql":
         op.drop_index("ix_inquiries_search", table_name="inquiries")
     op.drop_index("ix_subscribers_unsubscribed_at", table_name="subscribers")

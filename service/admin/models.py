@@ -88,10 +88,13 @@ SEARCH_INDEX_SQL = (
 Index(
     "ix_inquiries_search", text(SEARCH_INDEX_SQL), postgresql_using="gin", _table=Inquiry.__table__,
 ).ddl_if(dialect="postgresql")
-# Address searches (substring of the email): a trigram GIN index on PostgreSQL, which answers
-# ILIKE '%…%' without a scan; a plain index on SQLite (see migration 0004a; it falls back to a
-# plain index on PostgreSQL too when the pg_trgm extension cannot be created).
+# Substring searches (inquiry email; subscriber email and name): trigram GIN indexes on PostgreSQL, which answers
+# ILIKE '%…%' without a scan; plain indexes on SQLite (see migration 0004a; it falls back to
+# plain indexes on PostgreSQL too when the pg_trgm extension cannot be created).
 Index("ix_inquiries_email_search", Inquiry.email, postgresql_using="gin", postgresql_ops={"email": "gin_trgm_ops"})
+Index("ix_subscribers_email_key_search", Subscriber.email_key, postgresql_using="gin",
+      postgresql_ops={"email_key": "gin_trgm_ops"})
+Index("ix_subscribers_name_search", Subscriber.name, postgresql_using="gin", postgresql_ops={"name": "gin_trgm_ops"})
 Index("ix_inquiries_topic_created_at_id", Inquiry.topic, Inquiry.created_at, Inquiry.id)
 Index("ix_subscribers_created_at_id", Subscriber.created_at, Subscriber.id)
 Index("ix_subscribers_status_created_at_id", Subscriber.status, Subscriber.created_at, Subscriber.id)

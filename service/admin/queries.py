@@ -211,9 +211,10 @@ async def list_subscribers(session: AsyncSession, *, flt: SubscriberFilter, afte
         stmt = stmt.where(exists().where(SubscriberTopic.subscriber_id == Subscriber.id,
                                          SubscriberTopic.topic == flt.topic))
     if flt.q.strip():
+        # Substring of the address or the name; trigram indexes on PostgreSQL.
         pattern = _like(flt.q.strip().lower())
-        stmt = stmt.where(or_(Subscriber.email_key.like(pattern, escape="\\"),
-                              func.lower(Subscriber.name).like(pattern, escape="\\")))
+        stmt = stmt.where(or_(Subscriber.email_key.ilike(pattern, escape="\\"),
+                              Subscriber.name.ilike(pattern, escape="\\")))
     stmt = _newest_first(stmt, Subscriber.created_at, Subscriber.id, after, limit)
     return list((await session.scalars(stmt)).all())
 
