@@ -51,10 +51,12 @@ async def readyz(request: Request) -> Response:
 
 def domain_routes() -> list[BaseRoute]:
     """Every domain's routes, in the order they are matched."""
+    from service.admin.routes import routes as admin_routes
     from service.campaigns.routes import routes as campaign_routes
     from service.newsletter.routes import routes as newsletter_routes
 
     return [
+        *admin_routes,
         *newsletter_routes,
         *campaign_routes,
         Route("/healthz", healthz, methods=["GET", "HEAD"]),

@@ -104,7 +104,78 @@ def cmd_serve(args: argparse.Namespace) -> None:
 
 def startup_hints(settings: Settings) -> list[str]:
     """Lines printed by `tidings serve` before it starts (e.g. how to create the first admin)."""
-    return []
+    if not settings.is_sqlite:
+        return []
+    return run(_startup_hints(settings))  # type: ignore[no-any-return]
+
+
+async def _startup_hints(settings: Settings) -> list[str]:
+    from service.admin.auth import count_staff_users
+    from service.db import create_engine, session_factory
+
+    engine = create_engine(settings.database_url)
+    try:
+        async with session_factory(engine)() as session:
+            if await count_staff_users(session):
+                return []
+    finally:
+        await engine.dispose()
+    return ["No staff account yet. Create the first admin with:",
+            "  tidings create-admin you@example.org --role admin",
+            f"then sign in at {settings.base_url}/admin/login"]
+
+
+# -- staff accounts --------------------------------------------------------------------------
+
+
+def _read_new_password(args: argparse.Namespace) -> str | None:
+    """The password from stdin (--password-stdin), asked twice on a terminal, or None (link)."""
+    import getpass
+
+    from service.admin.auth import PasswordError, check_new_password
+
+    try:
+        if args.password_stdin:
+            return check_new_password(sys.stdin.readline().rstrip("\r\n"))
+        if not sys.stdin.isatty():
+            return None
+        first = getpass.getpass("Password (at least 12 characters): ")
+        return check_new_password(first, getpass.getpass("Repeat the password: "))
+    except PasswordError as exc:
+        raise CommandError(str(exc)) from None
+
+
+async def _create_admin(settings: Settings, args: argparse.Namespace, password: str | None) -> str:
+    from service.admin.audit import record_audit
+    from service.admin.auth import create_staff_user, set_password_url
+    from service.db import create_engine, session_factory, transaction
+    from service.tokens import Tokens
+
+    engine = create_engine(settings.database_url)
+    try:
+        async with transaction(session_factory(engine)) as session:
+            try:
+                user = await create_staff_user(session, email=args.email, role=args.role, name=args.name,
+                                               password=password)
+            except ValueError as exc:
+                raise CommandError(str(exc)) from None
+            await record_audit(session, action="user_invite", target_type="staff_user", target_id=user.id,
+                               ip="cli", detail={"email": user.email, "role": user.role, "via": "create-admin"})
+            if password is not None:
+                return f"created {user.role} {user.email}; sign in at {settings.base_url}/admin/login"
+            link = set_password_url(settings, Tokens(settings), user)
+            return (f"created {user.role} {user.email}. Open this one-time link within 24 hours to set the "
+                    f"password:\n{link}")
+    finally:
+        await engine.dispose()
+
+
+def cmd_create_admin(args: argparse.Namespace) -> None:
+    settings = load_settings()
+    if settings.is_sqlite:
+        run(_migrate(settings))
+    password = _read_new_password(args)
+    print(run(_create_admin(settings, args, password)))
 
 
 async def _heartbeat(path: str, stop: asyncio.Event) -> None:
@@ -315,6 +386,15 @@ def build_parser() -> argparse.ArgumentParser:
     from service.campaigns.commands import add_commands as add_campaign_commands
 
     add_campaign_commands(sub)
+
+    p = sub.add_parser("create-admin", help="create a staff account (asks for a password, or prints a "
+                                            "one-time set-password link when not run on a terminal)")
+    p.add_argument("email", metavar="EMAIL")
+    p.add_argument("--role", choices=("admin", "staff"), default="admin",
+                   help="admin: everything incl. users; staff: everything but users (default admin)")
+    p.add_argument("--name", default="", help="display name")
+    p.add_argument("--password-stdin", action="store_true", help="read the password from the first line of stdin")
+    p.set_defaults(handler=cmd_create_admin)
     return parser
 
 

@@ -59,6 +59,8 @@ def clean_text(
             raise FieldError(field, f"{label} contains control characters")
     elif _LINE_BREAKS.search(value) or _CONTROL.search(value):
         raise FieldError(field, f"{label} must be a single line")
+    else:
+        value = value.replace("\t", " ")
     if required and not value:
         raise FieldError(field, f"Please enter {label.lower()}")
     if len(value) > max_length:

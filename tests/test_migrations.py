@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,10 @@ async def test_migrations_reach_head_on_empty_database(db: Database) -> None:
 async def test_models_and_migrations_agree(db: Database) -> None:
     def diff(connection: Any) -> list[Any]:
         ctx = MigrationContext.configure(connection, opts={"compare_type": True})
-        return list(compare_metadata(ctx, Base.metadata))
+        with warnings.catch_warnings():
+            # SQLite cannot reflect expression indexes; PostgreSQL-only ones (tsvector GIN) are not made there.
+            warnings.filterwarnings("ignore", "autogenerate skipping metadata-specified expression-based index")
+            return list(compare_metadata(ctx, Base.metadata))
 
     async with db.engine.connect() as conn:
         differences = await conn.run_sync(diff)

@@ -1,0 +1,1 @@
+"""Admin area: staff accounts and sessions, the admin pages, and the audit log."""

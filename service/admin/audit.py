@@ -1,0 +1,84 @@
+"""The audit log: who did what, when, from where. Every domain records through `record_audit`.
+
+Actions in use: sign_in, sign_in_failed, sign_out, password_change, password_set,
+inquiry_view, inquiry_export, inquiry_status, inquiry_note, outbox_retry, user_invite,
+user_role, user_deactivate, user_reactivate, user_password_link (later: subscriber_erase,
+campaign_send, ...). Details never hold a password or message text.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import select, tuple_
+from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.requests import HTTPConnection
+
+from service.admin.models import AuditEvent, StaffUser
+from service.db import utcnow
+
+
+async def record_audit(
+    session: AsyncSession,
+    *,
+    action: str,
+    request: HTTPConnection | None = None,
+    actor: StaffUser | None = None,
+    target_type: str = "",
+    target_id: str | int = "",
+    detail: dict[str, Any] | None = None,
+    ip: str | None = None,
+) -> AuditEvent:
+    """Add one audit event in the caller's transaction. With `request`, the signed-in staff user
+    (request.state.staff) and the client IP are taken from it; `actor`/`ip` override them."""
+    from service.web import client_ip
+
+    if request is not None:
+        actor = actor or getattr(request.state, "staff", None)
+        ip = ip if ip is not None else client_ip(request)
+    event = AuditEvent(
+        created_at=utcnow(),
+        actor_id=actor.id if actor else None,
+        actor_email=actor.email if actor else "",
+        action=action[:64],
+        target_type=target_type[:32],
+        target_id=str(target_id)[:64],
+        ip=(ip or "")[:64],
+        detail=detail or {},
+    )
+    session.add(event)
+    await session.flush()
+    return event
+
+
+async def list_audit_events(
+    session: AsyncSession,
+    *,
+    action: str | None = None,
+    actor: str | None = None,
+    since: dt.datetime | None = None,
+    until: dt.datetime | None = None,
+    before: tuple[dt.datetime, int] | None = None,
+    limit: int = 50,
+) -> list[AuditEvent]:
+    """Newest first; `before` is the (created_at, id) keyset cursor of the last row shown."""
+    stmt = select(AuditEvent)
+    if action:
+        stmt = stmt.where(AuditEvent.action == action)
+    if actor:
+        stmt = stmt.where(AuditEvent.actor_email == actor.strip().lower())
+    if since:
+        stmt = stmt.where(AuditEvent.created_at >= since)
+    if until:
+        stmt = stmt.where(AuditEvent.created_at < until)
+    if before:
+        stmt = stmt.where(tuple_(AuditEvent.created_at, AuditEvent.id) < tuple_(*before))
+    stmt = stmt.order_by(AuditEvent.created_at.desc(), AuditEvent.id.desc()).limit(limit)
+    return list((await session.scalars(stmt)).all())
+
+
+async def audit_actions(session: AsyncSession) -> Sequence[str]:
+    """The actions present in the log, for the filter menu."""
+    return (await session.scalars(select(AuditEvent.action).distinct().order_by(AuditEvent.action))).all()

@@ -1,0 +1,265 @@
+"""Staff authentication: argon2 password hashes, sign-in with per-account and per-IP lockout,
+one-time set-password links, and the signed session cookie with its CSRF token.
+
+A session cookie carries the user id, the account's `session_version` and the time of sign-in,
+signed (itsdangerous, so it is timestamped too). It is valid while the signature is younger
+than the idle timeout (the cookie is re-signed as the user works), the sign-in is younger than
+the absolute timeout, the account is active and its `session_version` still matches: signing
+out or changing the password bumps the version and so ends every session of that account.
+The CSRF token is an HMAC of the same three values, so it dies with the session.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import re
+import time
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from service.admin.models import ROLES, StaffUser
+from service.db import utcnow
+from service.ratelimit import hit_rate_limit, peek_rate_limit
+from service.settings import RateLimit, Settings
+from service.tokens import TokenError, Tokens
+
+COOKIE_NAME = "tidings_admin"
+COOKIE_PATH = "/admin"
+IDLE_SECONDS = 2 * 60 * 60
+ABSOLUTE_SECONDS = 12 * 60 * 60
+RENEW_AFTER_SECONDS = 5 * 60
+SET_PASSWORD_SECONDS = 24 * 60 * 60
+ACCOUNT_MAX_FAILURES = 5
+ACCOUNT_LOCK = dt.timedelta(minutes=15)
+IP_LIMIT = RateLimit(20, 15 * 60)  # failed sign-ins per client IP
+MIN_PASSWORD_LENGTH = 12
+MAX_PASSWORD_LENGTH = 1024
+LOGIN_FAILED = ("That email and password did not work. After several failed attempts sign-in is "
+                "paused for 15 minutes; ask an admin if you have forgotten your password.")
+
+_hasher = PasswordHasher()
+# Verified against when the account does not exist, so that both cases take the same time.
+_DUMMY_HASH = _hasher.hash("not-a-password-of-anyone")
+
+
+class PasswordError(ValueError):
+    """A new password that does not meet the rules (the message says which)."""
+
+
+def check_new_password(password: str, confirm: str | None = None) -> str:
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise PasswordError(f"Password: use at least {MIN_PASSWORD_LENGTH} characters.")
+    if len(password) > MAX_PASSWORD_LENGTH:
+        raise PasswordError(f"Password: use at most {MAX_PASSWORD_LENGTH} characters.")
+    if confirm is not None and password != confirm:
+        raise PasswordError("Password: the two passwords are not the same.")
+    return password
+
+
+def hash_password(password: str) -> str:
+    return _hasher.hash(password)
+
+
+def verify_password(password_hash: str | None, password: str) -> bool:
+    try:
+        return _hasher.verify(password_hash or _DUMMY_HASH, password) and password_hash is not None
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+# -- accounts ---------------------------------------------------------------------------------
+
+
+_STAFF_EMAIL = re.compile(r"[^@\s<>\"\x00-\x1f\x7f]+@[^@\s<>\"\x00-\x1f\x7f]+")
+
+
+def normalise_email(email: str) -> str:
+    return email.strip().lower()
+
+
+async def get_staff_by_email(session: AsyncSession, email: str) -> StaffUser | None:
+    return await session.scalar(select(StaffUser).where(StaffUser.email == normalise_email(email)))
+
+
+async def count_staff_users(session: AsyncSession) -> int:
+    return int(await session.scalar(select(func.count()).select_from(StaffUser)) or 0)
+
+
+async def create_staff_user(
+    session: AsyncSession, *, email: str, role: str, name: str = "", password: str | None = None
+) -> StaffUser:
+    """A new account; without a password it can only be entered through a set-password link."""
+    if role not in ROLES:
+        raise ValueError(f"Role: expected one of {', '.join(ROLES)}.")
+    # A sign-in name, never mailed by us: internal domains (clinic.local) are fine.
+    address = normalise_email(email)
+    if not _STAFF_EMAIL.fullmatch(address) or len(address) > 320:
+        raise ValueError("Email: expected an address such as name@clinic.org.")
+    if await get_staff_by_email(session, address) is not None:
+        raise ValueError("Email: a staff account with this address already exists.")
+    name = name.strip()
+    if len(name) > 200 or any(ch in name for ch in "\r\n"):
+        raise ValueError("Name: use one line of at most 200 characters.")
+    user = StaffUser(
+        email=address, name=name, role=role, active=True, session_version=1, failed_logins=0,
+        password_hash=hash_password(check_new_password(password)) if password is not None else None,
+    )
+    session.add(user)
+    await session.flush()
+    return user
+
+
+async def set_password(session: AsyncSession, user: StaffUser, password: str) -> None:
+    """Store a new password and end every session of the account (and any set-password link)."""
+    user.password_hash = hash_password(password)
+    user.session_version += 1
+    user.failed_logins = 0
+    user.locked_until = None
+    await session.flush()
+
+
+# -- sign-in ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LoginResult:
+    user: StaffUser | None
+    reason: str  # "ok", "unknown", "bad_password", "locked", "inactive", "ip_locked"
+
+
+async def authenticate(session: AsyncSession, *, email: str, password: str, ip: str,
+                       now: dt.datetime | None = None) -> LoginResult:
+    """Check a sign-in attempt, counting failures per account and per IP. Callers show the same
+    message for every failure, so nobody learns whether an address has an account."""
+    now = now or utcnow()
+    ip_key = f"admin-login:{ip}"
+    user = await get_staff_by_email(session, email) if len(email) <= 320 else None
+    password_ok = verify_password(user.password_hash if user else None, password[:MAX_PASSWORD_LENGTH])
+    if await peek_rate_limit(session, key=ip_key, limit=IP_LIMIT) >= IP_LIMIT.count:
+        return LoginResult(user, "ip_locked")
+    if user is None:
+        await hit_rate_limit(session, key=ip_key, limit=IP_LIMIT)
+        return LoginResult(None, "unknown")
+    if user.locked_until is not None and user.locked_until > now:
+        return LoginResult(user, "locked")
+    if not password_ok:
+        await hit_rate_limit(session, key=ip_key, limit=IP_LIMIT)
+        user.failed_logins += 1
+        if user.failed_logins >= ACCOUNT_MAX_FAILURES:
+            user.locked_until = now + ACCOUNT_LOCK
+            user.failed_logins = 0
+        return LoginResult(user, "bad_password")
+    if not user.active:
+        return LoginResult(user, "inactive")
+    user.failed_logins = 0
+    user.locked_until = None
+    user.last_login_at = now
+    if _hasher.check_needs_rehash(user.password_hash or ""):
+        user.password_hash = hash_password(password)
+    return LoginResult(user, "ok")
+
+
+# -- set-password links -----------------------------------------------------------------------
+
+
+def _password_fingerprint(user: StaffUser) -> str:
+    return hashlib.sha256((user.password_hash or "none").encode()).hexdigest()[:16]
+
+
+def set_password_token(tokens: Tokens, user: StaffUser) -> str:
+    """Valid 24 hours and only once: it names the session version and the current password."""
+    return tokens.dumps("admin-set-password", {"u": user.id, "v": user.session_version,
+                                               "h": _password_fingerprint(user)})
+
+
+def set_password_url(settings: Settings, tokens: Tokens, user: StaffUser) -> str:
+    return f"{settings.base_url}/admin/set-password/{set_password_token(tokens, user)}"
+
+
+async def user_for_set_password(session: AsyncSession, tokens: Tokens, token: str) -> StaffUser:
+    """The account a set-password link is for; TokenError when it is forged, expired or used."""
+    data = tokens.loads("admin-set-password", token, max_age=SET_PASSWORD_SECONDS)
+    if not isinstance(data, dict):
+        raise TokenError("this link is not valid")
+    user = await session.get(StaffUser, data.get("u"))
+    if (user is None or not user.active or user.session_version != data.get("v")
+            or _password_fingerprint(user) != data.get("h")):
+        raise TokenError("this link has already been used or is no longer valid")
+    return user
+
+
+# -- the session cookie and CSRF --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AdminSession:
+    user_id: int
+    version: int
+    issued_at: int  # sign-in time, seconds since the epoch
+    signed_age: float  # seconds since the cookie was last signed
+
+
+def session_cookie_value(tokens: Tokens, user: StaffUser, issued_at: int | None = None) -> str:
+    return tokens.dumps("admin-session", [user.id, user.session_version, issued_at or int(time.time())])
+
+
+def read_session_cookie(tokens: Tokens, value: str | None) -> AdminSession | None:
+    """The session a cookie names, or None when it is missing, forged, idle or too old."""
+    if not value:
+        return None
+    try:
+        data, age = tokens.loads_with_age("admin-session", value)
+    except TokenError:
+        return None
+    if (not isinstance(data, list) or len(data) != 3 or not all(isinstance(v, int) for v in data)
+            or age > IDLE_SECONDS or time.time() - data[2] > ABSOLUTE_SECONDS):
+        return None
+    return AdminSession(user_id=data[0], version=data[1], issued_at=data[2], signed_age=age)
+
+
+def csrf_token(tokens: Tokens, session: AdminSession) -> str:
+    return tokens.keyed_hash("admin-csrf", f"{session.user_id}:{session.version}:{session.issued_at}")
+
+
+def csrf_ok(tokens: Tokens, session: AdminSession, given: str | None) -> bool:
+    if not given:
+        return False
+    return any(hmac.compare_digest(candidate, given)
+               for candidate in tokens.keyed_hashes("admin-csrf",
+                                                    f"{session.user_id}:{session.version}:{session.issued_at}"))
+
+
+def login_form_token(tokens: Tokens) -> str:
+    """CSRF for the sign-in and set-password forms (there is no session yet)."""
+    return tokens.dumps("admin-login-form", "login")
+
+
+def login_form_token_ok(tokens: Tokens, given: str | None) -> bool:
+    try:
+        return tokens.loads("admin-login-form", given or "", max_age=2 * 60 * 60) == "login"
+    except TokenError:
+        return False
+
+
+# -- redirects --------------------------------------------------------------------------------
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\\]")
+
+
+def safe_next(value: str | None, default: str = "/admin/") -> str:
+    """`value` when it is a path inside the admin area of this site, else `default`."""
+    if not value or len(value) > 2000 or _CONTROL.search(value):
+        return default
+    parts = urlsplit(value)
+    if parts.scheme or parts.netloc or not value.startswith("/") or value.startswith("//"):
+        return default
+    if not (parts.path == "/admin" or parts.path.startswith("/admin/")):
+        return default
+    return value

@@ -1,0 +1,191 @@
+"""The gate in front of every /admin route: a valid session or a redirect to the sign-in page,
+a CSRF check on every state-changing request, and the sliding renewal of the session cookie.
+
+It wraps the whole admin Mount, so a route added later is protected without anyone having to
+remember it. Only the sign-in and set-password pages are open (they carry their own form token).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Awaitable, Callable
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+from starlette.datastructures import MutableHeaders
+from starlette.exceptions import HTTPException
+from starlette.requests import HTTPConnection, Request
+from starlette.responses import RedirectResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from service.admin.auth import (
+    COOKIE_NAME,
+    COOKIE_PATH,
+    IDLE_SECONDS,
+    RENEW_AFTER_SECONDS,
+    AdminSession,
+    csrf_ok,
+    csrf_token,
+    read_session_cookie,
+    safe_next,
+    session_cookie_value,
+)
+from service.admin.models import StaffUser
+from service.db import get_session
+from service.forms import tokens_of
+from service.web import error_response, render, settings_of
+
+OPEN_PATHS = ("/admin/login", "/admin/set-password/")
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+CSRF_FIELD = "csrf_token"
+CSRF_HEADER = "x-csrf-token"
+
+
+def set_session_cookie(response: Response, conn: HTTPConnection, value: str) -> None:
+    response.set_cookie(COOKIE_NAME, value, max_age=IDLE_SECONDS, path=COOKIE_PATH, httponly=True,
+                        samesite="lax", secure=settings_of(conn).https)
+
+
+def clear_session_cookie(response: Response, conn: HTTPConnection) -> None:
+    response.delete_cookie(COOKIE_NAME, path=COOKIE_PATH, httponly=True, samesite="lax",
+                           secure=settings_of(conn).https)
+
+
+def staff_of(request: Request) -> StaffUser:
+    return request.state.staff  # type: ignore[no-any-return]
+
+
+def login_redirect(conn: HTTPConnection) -> Response:
+    """To the sign-in page, coming back afterwards to this page (or, for a form sent after the
+    session ended, to the page the form was on)."""
+    target = conn.url.path + (f"?{conn.url.query}" if conn.url.query else "")
+    if conn.scope["method"] not in SAFE_METHODS:
+        referer = urlsplit(conn.headers.get("referer", ""))
+        same_site = referer.netloc == conn.url.netloc and referer.scheme == conn.url.scheme
+        target = safe_next(referer.path + (f"?{referer.query}" if referer.query else "")) if same_site else "/admin/"
+    return RedirectResponse(f"/admin/login?next={quote(target, safe='/')}", status_code=303)
+
+
+async def _read_body(receive: Receive) -> bytes:
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise HTTPException(400, "The request was interrupted.")
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body"):
+            return b"".join(chunks)
+
+
+def _replay(body: bytes) -> Receive:
+    sent = False
+
+    async def receive() -> Message:
+        nonlocal sent
+        if sent:
+            return {"type": "http.disconnect"}
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return receive
+
+
+async def _submitted_csrf(scope: Scope, body: bytes) -> str | None:
+    request = Request(scope, _replay(body))
+    if request.headers.get(CSRF_HEADER):
+        return request.headers[CSRF_HEADER]
+    content_type = request.headers.get("content-type", "")
+    if not content_type.startswith(("application/x-www-form-urlencoded", "multipart/form-data")):
+        return None
+    async with request.form() as form:
+        value = form.get(CSRF_FIELD)
+    return value if isinstance(value, str) else None
+
+
+class AdminGuardMiddleware:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        conn = HTTPConnection(scope)
+        path = scope["path"]
+        if path == OPEN_PATHS[0] or path.startswith(OPEN_PATHS[1]):
+            await self.app(scope, receive, send)
+            return
+        tokens = tokens_of(conn)  # type: ignore[arg-type]
+        admin_session = read_session_cookie(tokens, conn.cookies.get(COOKIE_NAME))
+        user = await self._user(conn, admin_session)
+        if admin_session is None or user is None:
+            response = login_redirect(conn)
+            if COOKIE_NAME in conn.cookies:
+                clear_session_cookie(response, conn)
+            await response(scope, receive, send)
+            return
+        scope.setdefault("state", {})
+        scope["state"]["staff"] = user
+        scope["state"]["admin_session"] = admin_session
+        scope["state"]["csrf_token"] = csrf_token(tokens, admin_session)
+        if scope["method"] not in SAFE_METHODS:
+            body = await _read_body(receive)
+            if not csrf_ok(tokens, admin_session, await _submitted_csrf(scope, body)):
+                response = error_response(Request(scope), 403, "This form has expired or did not come from "
+                                          "this site. Go back, reload the page and try again.")
+                await response(scope, receive, send)
+                return
+            receive = _replay(body)
+        renew = admin_session.signed_age > RENEW_AFTER_SECONDS
+
+        async def send_renewed(message: Message) -> None:
+            if renew and message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                if "set-cookie" not in headers:  # sign-out and password change set their own
+                    value = session_cookie_value(tokens, user, admin_session.issued_at)
+                    probe = Response()
+                    set_session_cookie(probe, conn, value)
+                    headers.append("set-cookie", probe.headers["set-cookie"])
+            await send(message)
+
+        await self.app(scope, receive, send_renewed)
+
+    async def _user(self, conn: HTTPConnection, admin_session: AdminSession | None) -> StaffUser | None:
+        if admin_session is None:
+            return None
+        user = await get_session(conn).get(StaffUser, admin_session.user_id)
+        if user is None or not user.active or user.session_version != admin_session.version:
+            return None
+        return user
+
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def admin_only(handler: Handler) -> Handler:
+    """Refuse (403) a signed-in user who is not an admin."""
+
+    @functools.wraps(handler)
+    async def wrapper(request: Request) -> Response:
+        if not staff_of(request).is_admin:
+            return admin_error(request, 403, "Only admins can manage staff accounts.")
+        return await handler(request)
+
+    return wrapper
+
+
+def admin_error(request: Request, status: int, message: str) -> Response:
+    """An error page inside the admin layout (navigation kept) when someone is signed in."""
+    if getattr(request.state, "staff", None) is None:
+        return error_response(request, status, message)
+    titles = {400: "Bad request", 403: "Not allowed", 404: "Not found", 409: "Not possible", 410: "Expired",
+              422: "Please check the form"}
+    return page(request, "admin/error.html", {"title": titles.get(status, "Error"), "message": message}, status)
+
+
+def page(request: Request, template: str, ctx: dict[str, Any] | None = None, status_code: int = 200) -> Response:
+    """Render an admin page with the signed-in user and the CSRF token; never cached."""
+    base = {"staff": getattr(request.state, "staff", None), "csrf_token": getattr(request.state, "csrf_token", "")}
+    response = render(request, template, {**base, **(ctx or {})}, status_code=status_code)
+    response.headers["cache-control"] = "no-store"
+    return response

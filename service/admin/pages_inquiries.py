@@ -1,0 +1,161 @@
+"""Inquiry pages: the filtered, searchable list; the detail page (audit-logged: health data)
+with status changes and notes; the CSV export of the current filter (streamed, audit-logged)."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import AsyncIterator
+from typing import Any
+from urllib.parse import quote, urlencode, urlsplit
+
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response, StreamingResponse
+from starlette.routing import BaseRoute, Route
+
+from service.admin import queries
+from service.admin.audit import record_audit
+from service.admin.guard import admin_error, page, staff_of
+from service.admin.queries import FilterError, InquiryFilter
+from service.db import get_session
+from service.inquiries.models import INQUIRY_STATUSES
+from service.web import settings_of
+
+
+def _filter(request: Request) -> InquiryFilter:
+    params = request.query_params
+    status = params.get("status", "")
+    if status and status not in INQUIRY_STATUSES:
+        raise FilterError(f"Status: expected one of {', '.join(INQUIRY_STATUSES)}.")
+    topic = params.get("topic", "")[:40]
+    q = params.get("q", "").strip()[:200]
+    since = queries.parse_day(params.get("from"), "From")
+    until = queries.parse_day(params.get("to"), "To")
+    if since and until and since > until:
+        raise FilterError("To: the end date is before the start date.")
+    return InquiryFilter(status=status, topic=topic, since=since, until=until, q=q)
+
+
+async def inquiry_list(request: Request) -> Response:
+    ctx: dict[str, Any] = {"statuses": INQUIRY_STATUSES, "topics": settings_of(request).topics,
+                           "params": request.query_params, "rows": [], "next_url": None, "error": None}
+    try:
+        flt = _filter(request)
+        after = queries.parse_cursor(request.query_params.get("after"))
+    except FilterError as exc:
+        return page(request, "admin/inquiries.html", {**ctx, "error": str(exc), "flt": InquiryFilter()}, 400)
+    rows = await queries.list_inquiries(get_session(request), flt=flt, after=after, limit=queries.PAGE_SIZE + 1)
+    next_url = None
+    if len(rows) > queries.PAGE_SIZE:
+        rows = rows[: queries.PAGE_SIZE]
+        cursor = queries.format_cursor(rows[-1].created_at, rows[-1].id)
+        next_url = "/admin/inquiries?" + urlencode({**flt.query_args(), "after": cursor})
+    export_url = "/admin/inquiries/export.csv" + ("?" + urlencode(flt.query_args()) if flt.query_args() else "")
+    return page(request, "admin/inquiries.html", {**ctx, "rows": rows, "flt": flt, "next_url": next_url,
+                                                  "first_page": after is None, "export_url": export_url})
+
+
+def clickable(url: str) -> bool:
+    """Only plain web addresses become links (never javascript:, data: and the like)."""
+    parts = urlsplit(url)
+    return parts.scheme in ("http", "https") and bool(parts.netloc)
+
+
+def mailto_link(email: str, subject: str) -> str:
+    return f"mailto:{quote(email, safe='@')}?subject={quote(subject, safe='')}"
+
+
+async def _load(request: Request) -> Any:
+    return await queries.get_inquiry(get_session(request), request.path_params["inquiry_id"])
+
+
+async def inquiry_detail(request: Request) -> Response:
+    inquiry = await _load(request)
+    if inquiry is None:
+        return admin_error(request, 404, "There is no such inquiry.")
+    session = get_session(request)
+    await record_audit(session, request=request, action="inquiry_view", target_type="inquiry", target_id=inquiry.id)
+    org = settings_of(request).org_name
+    return page(request, "admin/inquiry.html", {
+        "inquiry": inquiry, "events": await queries.inquiry_events(session, inquiry.id),
+        "statuses": INQUIRY_STATUSES, "clickable": clickable,
+        "mailto": mailto_link(inquiry.email, f"Re: your inquiry to {org}"),
+        "error": request.query_params.get("error"), "saved": request.query_params.get("saved"),
+    })
+
+
+async def inquiry_status(request: Request) -> Response:
+    inquiry = await _load(request)
+    if inquiry is None:
+        return admin_error(request, 404, "There is no such inquiry.")
+    async with request.form() as form:
+        status = str(form.get("status") or "")
+    if status not in INQUIRY_STATUSES:
+        return admin_error(request, 422, f"Status: expected one of {', '.join(INQUIRY_STATUSES)}.")
+    session = get_session(request)
+    before = inquiry.status
+    if await queries.set_inquiry_status(session, inquiry=inquiry, status=status, staff_id=staff_of(request).id):
+        await record_audit(session, request=request, action="inquiry_status", target_type="inquiry",
+                           target_id=inquiry.id, detail={"from": before, "to": status})
+    return RedirectResponse(f"/admin/inquiries/{inquiry.id}?saved=status", status_code=303)
+
+
+async def inquiry_note(request: Request) -> Response:
+    inquiry = await _load(request)
+    if inquiry is None:
+        return admin_error(request, 404, "There is no such inquiry.")
+    async with request.form() as form:
+        note = str(form.get("note") or "").replace("\r\n", "\n").strip()
+    if not note or len(note) > 5000:
+        return admin_error(request, 422, "Note: write between 1 and 5000 characters.")
+    session = get_session(request)
+    event = await queries.add_inquiry_note_by_staff(session, inquiry=inquiry, note=note, staff_id=staff_of(request).id)
+    await record_audit(session, request=request, action="inquiry_note", target_type="inquiry",
+                       target_id=inquiry.id, detail={"event_id": event.id})
+    return RedirectResponse(f"/admin/inquiries/{inquiry.id}?saved=note", status_code=303)
+
+
+CSV_COLUMNS = ("id", "created_at", "status", "name", "email", "phone", "topic", "contact_method", "message",
+               "consent", "newsletter_optin", "source_page", "referrer", "utm_source", "utm_medium",
+               "utm_campaign", "utm_term", "utm_content")
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: Any) -> str:
+    """A cell a spreadsheet will never run as a formula."""
+    text = value.isoformat() if hasattr(value, "isoformat") else str(value)
+    return "'" + text if text.startswith(_FORMULA_START) else text
+
+
+async def inquiry_export(request: Request) -> Response:
+    try:
+        flt = _filter(request)
+    except FilterError as exc:
+        return admin_error(request, 400, str(exc))
+    await record_audit(get_session(request), request=request, action="inquiry_export", target_type="inquiry",
+                       detail={"filter": flt.query_args()})
+    sessions = request.app.state.sessions
+
+    async def rows() -> AsyncIterator[str]:
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        writer.writerow(CSV_COLUMNS)
+        async for inquiry in queries.iter_inquiries(sessions, flt=flt):
+            writer.writerow([csv_cell(getattr(inquiry, column)) for column in CSV_COLUMNS])
+            if buffer.tell() > 64 * 1024:
+                yield buffer.getvalue()
+                buffer.seek(0)
+                buffer.truncate()
+        yield buffer.getvalue()
+
+    return StreamingResponse(rows(), media_type="text/csv; charset=utf-8", headers={
+        "content-disposition": 'attachment; filename="inquiries.csv"', "cache-control": "no-store"})
+
+
+routes: list[BaseRoute] = [
+    Route("/inquiries", inquiry_list, name="admin_inquiries"),
+    Route("/inquiries/export.csv", inquiry_export, name="admin_inquiries_export"),
+    Route("/inquiries/{inquiry_id:int}", inquiry_detail, name="admin_inquiry"),
+    Route("/inquiries/{inquiry_id:int}/status", inquiry_status, methods=["POST"], name="admin_inquiry_status"),
+    Route("/inquiries/{inquiry_id:int}/notes", inquiry_note, methods=["POST"], name="admin_inquiry_note"),
+]

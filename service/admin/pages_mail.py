@@ -1,0 +1,101 @@
+"""The outbox page. On the embedded default (no SMTP_URL) it lists what the local mailbox
+"delivered", so every flow can be tried without an SMTP server; with SMTP it shows the
+transactional queue with failures and a retry button. A message's HTML is served from its own
+route under a strict `sandbox` CSP (no scripts, no forms, no same-origin) and framed by the page.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from service.admin import queries
+from service.admin.audit import record_audit
+from service.admin.guard import admin_error, page
+from service.db import get_session, utcnow
+from service.mail.message import message_parts, parse_raw
+from service.mail.models import OUTBOX_STATUSES, MailboxMessage, OutboxMessage
+from service.mail.outbox import retry_outbox_message
+from service.web import settings_of
+
+FRAME_CSP = ("sandbox; default-src 'none'; img-src https: data:; style-src 'unsafe-inline'; "
+             "font-src https: data:; frame-ancestors 'self'; form-action 'none'; base-uri 'none'")
+
+
+def _local(request: Request) -> bool:
+    return settings_of(request).uses_local_outbox
+
+
+def _before(request: Request) -> int | None:
+    value = request.query_params.get("before", "")
+    return int(value) if value.isdigit() else None
+
+
+async def outbox(request: Request) -> Response:
+    session = get_session(request)
+    before = _before(request)
+    ctx: dict[str, Any] = {"local": _local(request), "statuses": OUTBOX_STATUSES, "next_url": None,
+                           "status": "", "counts": {}}
+    rows: list[Any]
+    if ctx["local"]:
+        rows = await queries.list_mailbox(session, before_id=before, limit=queries.PAGE_SIZE + 1)
+        base = "/admin/outbox?"
+    else:
+        status = request.query_params.get("status", "")
+        status = status if status in OUTBOX_STATUSES else ""
+        rows = await queries.list_outbox(session, status=status, before_id=before, limit=queries.PAGE_SIZE + 1)
+        ctx.update(status=status, counts=await queries.outbox_counts(session))
+        base = f"/admin/outbox?status={status}&" if status else "/admin/outbox?"
+    if len(rows) > queries.PAGE_SIZE:
+        rows = rows[: queries.PAGE_SIZE]
+        ctx["next_url"] = f"{base}before={rows[-1].id}"
+    return page(request, "admin/outbox.html", {**ctx, "rows": rows, "first_page": before is None})
+
+
+async def _message(request: Request) -> MailboxMessage | OutboxMessage | None:
+    model = MailboxMessage if _local(request) else OutboxMessage
+    return await get_session(request).get(model, request.path_params["message_id"])
+
+
+async def outbox_message(request: Request) -> Response:
+    row = await _message(request)
+    if row is None:
+        return admin_error(request, 404, "There is no such message.")
+    message = parse_raw(row.raw)
+    text, html = message_parts(message)
+    headers = [(name, str(message[name])) for name in ("From", "To", "Reply-To", "Subject", "Date", "Message-ID",
+                                                         "List-Unsubscribe") if message[name] is not None]
+    return page(request, "admin/outbox_message.html", {"row": row, "local": _local(request), "headers": headers,
+                                                       "text": text, "has_html": bool(html)})
+
+
+async def outbox_message_html(request: Request) -> Response:
+    row = await _message(request)
+    if row is None:
+        return admin_error(request, 404, "There is no such message.")
+    _, html = message_parts(parse_raw(row.raw))
+    return HTMLResponse(html, headers={"content-security-policy": FRAME_CSP, "cache-control": "no-store",
+                                       "x-frame-options": "SAMEORIGIN"})
+
+
+async def outbox_retry(request: Request) -> Response:
+    if _local(request):
+        return admin_error(request, 404, "The local outbox has nothing to retry.")
+    message_id = request.path_params["message_id"]
+    session = get_session(request)
+    if not await retry_outbox_message(session, message_id=message_id, now=utcnow()):
+        return admin_error(request, 409, "This message is not failed (any more), so it cannot be retried.")
+    await record_audit(session, request=request, action="outbox_retry", target_type="outbox_message",
+                       target_id=message_id)
+    return RedirectResponse(f"/admin/outbox/{message_id}", status_code=303)
+
+
+routes: list[BaseRoute] = [
+    Route("/outbox", outbox, name="admin_outbox"),
+    Route("/outbox/{message_id:int}", outbox_message, name="admin_outbox_message"),
+    Route("/outbox/{message_id:int}/html", outbox_message_html, name="admin_outbox_message_html"),
+    Route("/outbox/{message_id:int}/retry", outbox_retry, methods=["POST"], name="admin_outbox_retry"),
+]

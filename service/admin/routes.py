@@ -1,0 +1,167 @@
+"""The admin area's routes, mounted under /admin behind AdminGuardMiddleware, and the pages
+for signing in and out, setting and changing a password, and the dashboard."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.types import Receive, Scope, Send
+
+from service.admin import auth, pages_inquiries, pages_mail, pages_misc
+from service.admin.audit import record_audit
+from service.admin.guard import (
+    AdminGuardMiddleware,
+    clear_session_cookie,
+    page,
+    set_session_cookie,
+    staff_of,
+)
+from service.admin.stats import (
+    GROWTH_DAYS,
+    bar_chart,
+    inquiries_by_status,
+    subscriber_growth,
+    subscribers_by_status,
+)
+from service.db import get_session, utcnow
+from service.forms import tokens_of
+from service.tokens import TokenError
+from service.web import client_ip, error_response
+
+# -- sign-in / sign-out -----------------------------------------------------------------------
+
+
+async def login(request: Request) -> Response:
+    tokens = tokens_of(request)
+    next_url = auth.safe_next(request.query_params.get("next"))
+    ctx: dict[str, Any] = {"next": next_url, "email": "", "error": None, "form_token": auth.login_form_token(tokens)}
+    if request.method == "GET":
+        return page(request, "admin/login.html", ctx)
+    async with request.form() as form:
+        email, password = str(form.get("email") or ""), str(form.get("password") or "")
+        next_url = auth.safe_next(str(form.get("next") or ""))
+        form_ok = auth.login_form_token_ok(tokens, str(form.get("form_token") or ""))
+    if not form_ok:
+        return error_response(request, 403, "This sign-in form has expired. Reload the page and try again.")
+    session = get_session(request)
+    result = await auth.authenticate(session, email=email, password=password, ip=client_ip(request))
+    if result.reason != "ok" or result.user is None:
+        await record_audit(session, request=request, action="sign_in_failed",
+                           target_type="staff_user", target_id=result.user.id if result.user else "",
+                           detail={"email": email.strip()[:320], "reason": result.reason})
+        return page(request, "admin/login.html", {**ctx, "next": next_url, "email": email,
+                                                  "error": auth.LOGIN_FAILED}, status_code=401)
+    await record_audit(session, request=request, actor=result.user, action="sign_in",
+                       target_type="staff_user", target_id=result.user.id)
+    response = RedirectResponse(next_url, status_code=303)
+    set_session_cookie(response, request, auth.session_cookie_value(tokens, result.user))
+    return response
+
+
+async def logout(request: Request) -> Response:
+    """Sign out everywhere: every cookie of this account stops working."""
+    user = staff_of(request)
+    user.session_version += 1
+    await record_audit(get_session(request), request=request, action="sign_out", target_type="staff_user",
+                       target_id=user.id)
+    response = RedirectResponse("/admin/login", status_code=303)
+    clear_session_cookie(response, request)
+    return response
+
+
+async def set_password_page(request: Request) -> Response:
+    tokens = tokens_of(request)
+    session = get_session(request)
+    try:
+        user = await auth.user_for_set_password(session, tokens, request.path_params["token"])
+    except TokenError as exc:
+        return error_response(request, 400 if not exc.expired else 410,
+                              f"This set-password link cannot be used: {exc}. Ask an admin for a new one.")
+    ctx: dict[str, Any] = {"account": user, "error": None, "form_token": auth.login_form_token(tokens)}
+    if request.method == "GET":
+        return page(request, "admin/set_password.html", ctx)
+    async with request.form() as form:
+        password, confirm = str(form.get("password") or ""), str(form.get("confirm") or "")
+        form_ok = auth.login_form_token_ok(tokens, str(form.get("form_token") or ""))
+    if not form_ok:
+        return error_response(request, 403, "This form has expired. Reload the page and try again.")
+    try:
+        auth.check_new_password(password, confirm)
+    except auth.PasswordError as exc:
+        return page(request, "admin/set_password.html", {**ctx, "error": str(exc)}, status_code=422)
+    await auth.set_password(session, user, password)
+    user.last_login_at = utcnow()
+    await record_audit(session, request=request, actor=user, action="password_set", target_type="staff_user",
+                       target_id=user.id)
+    response = RedirectResponse("/admin/", status_code=303)
+    set_session_cookie(response, request, auth.session_cookie_value(tokens, user))
+    return response
+
+
+async def account(request: Request) -> Response:
+    """Change one's own password (ends every other session of the account)."""
+    user = staff_of(request)
+    ctx: dict[str, Any] = {"error": None, "done": request.query_params.get("done") == "1"}
+    if request.method == "GET":
+        return page(request, "admin/account.html", ctx)
+    async with request.form() as form:
+        current = str(form.get("current") or "")
+        password, confirm = str(form.get("password") or ""), str(form.get("confirm") or "")
+    try:
+        if not auth.verify_password(user.password_hash, current[: auth.MAX_PASSWORD_LENGTH]):
+            raise auth.PasswordError("Current password: this is not your current password.")
+        auth.check_new_password(password, confirm)
+    except auth.PasswordError as exc:
+        return page(request, "admin/account.html", {**ctx, "error": str(exc)}, status_code=422)
+    session = get_session(request)
+    await auth.set_password(session, user, password)
+    await record_audit(session, request=request, action="password_change", target_type="staff_user",
+                       target_id=user.id)
+    response = RedirectResponse("/admin/account?done=1", status_code=303)
+    issued = request.state.admin_session.issued_at
+    set_session_cookie(response, request, auth.session_cookie_value(tokens_of(request), user, issued))
+    return response
+
+
+# -- dashboard --------------------------------------------------------------------------------
+
+
+async def dashboard(request: Request) -> Response:
+    session = get_session(request)
+    now = utcnow()
+    growth = await subscriber_growth(session, now=now)
+    chart = bar_chart([("bar-confirmed", [g.confirmed for g in growth]),
+                       ("bar-unsubscribed", [g.unsubscribed for g in growth])],
+                      [g.day.strftime("%d %b") for g in growth])
+    return page(request, "admin/dashboard.html", {
+        "week": await inquiries_by_status(session, since=now - dt.timedelta(days=7)),
+        "all_inquiries": await inquiries_by_status(session),
+        "subscribers": await subscribers_by_status(session),
+        "growth": growth, "chart": chart, "growth_days": GROWTH_DAYS,
+    })
+
+
+async def _to_dashboard(scope: Scope, receive: Receive, send: Send) -> None:
+    await RedirectResponse("/admin/", status_code=307)(scope, receive, send)
+
+
+admin_routes: list[BaseRoute] = [
+    Route("/", dashboard, name="admin_dashboard"),
+    Route("/login", login, methods=["GET", "POST"], name="admin_login"),
+    Route("/logout", logout, methods=["POST"], name="admin_logout"),
+    Route("/set-password/{token}", set_password_page, methods=["GET", "POST"], name="admin_set_password"),
+    Route("/account", account, methods=["GET", "POST"], name="admin_account"),
+    *pages_inquiries.routes,
+    *pages_misc.routes,
+    *pages_mail.routes,
+]
+
+routes: list[BaseRoute] = [
+    Route("/admin", AdminGuardMiddleware(_to_dashboard), methods=["GET", "HEAD"]),
+    Mount("/admin", routes=admin_routes, middleware=[Middleware(AdminGuardMiddleware)]),
+]

@@ -1,0 +1,113 @@
+"""Dashboard figures (inquiries this week and by status, subscribers by status and their daily
+growth over 90 days) and the small SVG bar charts that show them, computed on the server."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Date, cast, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from service.db import utcnow
+from service.inquiries.models import INQUIRY_STATUSES, Inquiry
+from service.newsletter.models import SUBSCRIBER_STATUSES, Subscriber
+
+GROWTH_DAYS = 90
+
+
+def _day(column: Any, dialect: str) -> Any:
+    return func.date(column) if dialect == "sqlite" else cast(column, Date)
+
+
+async def inquiries_by_status(session: AsyncSession, *, since: dt.datetime | None = None) -> dict[str, int]:
+    stmt = select(Inquiry.status, func.count()).group_by(Inquiry.status)
+    if since is not None:
+        stmt = stmt.where(Inquiry.created_at >= since)
+    found = {status: int(n) for status, n in (await session.execute(stmt)).all()}
+    return {status: found.get(status, 0) for status in INQUIRY_STATUSES}
+
+
+async def inquiries_per_day(session: AsyncSession, *, days: int, now: dt.datetime) -> list[tuple[dt.date, int]]:
+    start = (now - dt.timedelta(days=days - 1)).date()
+    day = _day(Inquiry.created_at, session.bind.dialect.name)
+    stmt = (select(day, func.count()).where(Inquiry.created_at >= dt.datetime.combine(start, dt.time(), dt.UTC))
+            .group_by(day))
+    found = {_as_date(d): int(n) for d, n in (await session.execute(stmt)).all()}
+    return [(start + dt.timedelta(days=i), found.get(start + dt.timedelta(days=i), 0)) for i in range(days)]
+
+
+async def subscribers_by_status(session: AsyncSession) -> dict[str, int]:
+    stmt = select(Subscriber.status, func.count()).group_by(Subscriber.status)
+    found = {status: int(n) for status, n in (await session.execute(stmt)).all()}
+    return {status: found.get(status, 0) for status in SUBSCRIBER_STATUSES}
+
+
+@dataclass(frozen=True)
+class GrowthDay:
+    day: dt.date
+    confirmed: int
+    unsubscribed: int
+
+
+async def subscriber_growth(session: AsyncSession, *, days: int = GROWTH_DAYS,
+                            now: dt.datetime | None = None) -> list[GrowthDay]:
+    """Per day over the last `days` days: new confirmations and unsubscriptions."""
+    now = now or utcnow()
+    start = (now - dt.timedelta(days=days - 1)).date()
+    since = dt.datetime.combine(start, dt.time(), dt.UTC)
+    dialect = session.bind.dialect.name
+    series = {}
+    for name, column in (("confirmed", Subscriber.confirmed_at), ("unsubscribed", Subscriber.unsubscribed_at)):
+        day = _day(column, dialect)
+        stmt = select(day, func.count()).where(column >= since).group_by(day)
+        series[name] = {_as_date(d): int(n) for d, n in (await session.execute(stmt)).all()}
+    return [GrowthDay(d, series["confirmed"].get(d, 0), series["unsubscribed"].get(d, 0))
+            for d in (start + dt.timedelta(days=i) for i in range(days))]
+
+
+def _as_date(value: Any) -> dt.date:
+    return value if isinstance(value, dt.date) else dt.date.fromisoformat(str(value))
+
+
+# -- SVG --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Bar:
+    x: float
+    y: float
+    width: float
+    height: float
+    label: str
+    css: str
+
+
+@dataclass(frozen=True)
+class Chart:
+    width: int
+    height: int
+    bars: list[Bar]
+    max_value: int
+    axis_labels: list[tuple[float, str]]
+
+
+def bar_chart(series: list[tuple[str, list[int]]], labels: list[str], *, width: int = 720,
+              height: int = 160) -> Chart:
+    """Grouped bars, one group per label; `series` is [(css class, values)]."""
+    top = max([1, *(v for _, values in series for v in values)])
+    groups = max(1, len(labels))
+    slot = width / groups
+    bar_w = max(1.0, (slot * 0.8) / max(1, len(series)))
+    bars = []
+    for g, label in enumerate(labels):
+        for s, (css, values) in enumerate(series):
+            value = values[g]
+            h = (height - 20) * value / top
+            bars.append(Bar(round(g * slot + slot * 0.1 + s * bar_w, 2), round(height - 16 - h, 2), round(bar_w, 2),
+                            round(h, 2), f"{label}: {value}", css))
+    step = max(1, groups // 6)
+    # Ticks counted back from the newest day, which is always labelled; the oldest may be clipped.
+    axis = [(round(g * slot + slot / 2, 2), labels[g]) for g in range(groups - 1, -1, -step) if g * slot > 20]
+    return Chart(width, height, bars, top, axis)
