@@ -17,6 +17,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from service.db import DbSessionMiddleware, Sessions, create_engine, get_session, session_factory
+from service.inquiries.routes import routes as inquiry_routes
 from service.mail.transport import Mailer, make_mailer
 from service.paths import TEMPLATES_DIR
 from service.settings import Settings
@@ -52,6 +53,7 @@ async def readyz(request: Request) -> Response:
 def domain_routes() -> list[BaseRoute]:
     """Every domain's routes, in the order they are matched."""
     return [
+        *inquiry_routes,
         Route("/healthz", healthz, methods=["GET", "HEAD"]),
         Route("/readyz", readyz, methods=["GET", "HEAD"]),
         Mount("/static", app=StaticFiles(directory=TEMPLATES_DIR / "static"), name="static"),
