@@ -20,13 +20,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.inquiries.models import CONTACT_METHODS, Inquiry
-from service.inquiries.queries import (
-    add_inquiry_note,
-    change_inquiry_status,
-    find_recent_duplicate,
-    insert_inquiry,
-    lock_dedupe_key,
-)
+from service.inquiries.queries import add_inquiry_note, change_inquiry_status, insert_inquiry_once
 from service.mail.message import format_address
 from service.mail.outbox import queue_email
 from service.settings import Settings
@@ -159,16 +153,16 @@ async def submit_inquiry(
     now: dt.datetime,
 ) -> Submission:
     """Store the inquiry and queue its two emails; a resubmission within DEDUPE_WINDOW is stored once."""
-    key = dedupe_key(inquiry.email, inquiry.message)
-    await lock_dedupe_key(session, dedupe_key=key)
-    existing = await find_recent_duplicate(session, dedupe_key=key, since=now - DEDUPE_WINDOW)
-    if existing is not None:
-        return Submission(existing, created=False)
-    row = await insert_inquiry(session, values={**asdict(inquiry), **asdict(attribution), "dedupe_key": key,
-                                                "created_at": now})
+    values = {**asdict(inquiry), **asdict(attribution), "dedupe_key": dedupe_key(inquiry.email, inquiry.message),
+              "created_at": now}
+    inquiry_id, created = await insert_inquiry_once(session, values=values, since=now - DEDUPE_WINDOW)
+    if not created:
+        return Submission(inquiry_id, created=False)
+    # a detached copy of the row just stored (saves reading it back)
+    row = Inquiry(id=inquiry_id, status="new", status_changed_at=now, **values)
     await queue_inquiry_emails(session, settings=settings, inquiry=row)
     await after_inquiry_stored(session, settings=settings, inquiry=row)
-    return Submission(row.id, created=True)
+    return Submission(inquiry_id, created=True)
 
 
 async def after_inquiry_stored(session: AsyncSession, *, settings: Settings, inquiry: Inquiry) -> None:

@@ -8,7 +8,7 @@ import hashlib
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import select, text
+from sqlalchemy import exists, insert, literal, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.db import utcnow
@@ -45,13 +45,24 @@ async def find_recent_duplicate(session: AsyncSession, *, dedupe_key: str, since
     return (await session.execute(stmt)).scalar_one_or_none()
 
 
-async def insert_inquiry(session: AsyncSession, *, values: dict[str, Any]) -> Inquiry:
-    """Store one inquiry (status new) and return it with its id."""
-    now = values.pop("created_at", None) or utcnow()
-    inquiry = Inquiry(**values, created_at=now, status="new", status_changed_at=now)
-    session.add(inquiry)
-    await session.flush()
-    return inquiry
+async def insert_inquiry_once(session: AsyncSession, *, values: dict[str, Any], since: dt.datetime) -> tuple[int, bool]:
+    """Store an inquiry (status new) unless one with the same dedupe key was stored at or after
+    `since`: (id, True) for a new row, (id of the earlier one, False) for a duplicate.
+
+    One INSERT ... SELECT ... WHERE NOT EXISTS after the key's lock: two round trips, not three."""
+    key = values["dedupe_key"]
+    await lock_dedupe_key(session, dedupe_key=key)
+    row = {**values, "status": "new", "status_changed_at": values["created_at"]}
+    columns = Inquiry.__table__.c
+    recent = select(Inquiry.id).where(Inquiry.dedupe_key == key, Inquiry.created_at >= since)
+    source = select(*(literal(v, type_=columns[k].type) for k, v in row.items())).where(~exists(recent))
+    stmt = insert(Inquiry).from_select(list(row), source, include_defaults=False).returning(Inquiry.id)
+    new_id = (await session.execute(stmt)).scalar_one_or_none()
+    if new_id is not None:
+        return int(new_id), True
+    existing = await find_recent_duplicate(session, dedupe_key=key, since=since)
+    assert existing is not None  # the NOT EXISTS above saw it, under the key's lock
+    return existing, False
 
 
 async def get_inquiry(session: AsyncSession, *, inquiry_id: int) -> Inquiry | None:
