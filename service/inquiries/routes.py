@@ -62,6 +62,7 @@ async def contact_form(request: Request) -> Response:
 async def contact_submit(request: Request) -> Response:
     data = await _read_form(request)
     if not data.get(TOKEN_FIELD) and not str(data.get(HONEYPOT_FIELD) or "").strip():
+        data["source_page"] = data.get("source_page") or request.headers.get("referer", "")
         return _form_page(request, data, {}, notice=CONFIRM_NOTICE, notice_kind="notice")
     verdict = await _screen(request, data)
     if verdict is Verdict.BOT:
@@ -120,10 +121,15 @@ def _retry_after(request: Request, verdict: Verdict) -> dict[str, str] | None:
 
 
 async def _screen(request: Request, data: Mapping[str, Any]) -> Verdict:
-    # Its own short transaction: the rate-limit counter row is locked only for this instant,
-    # not for the whole request, and a hit counts even when the submission is then refused.
-    async with request.app.state.sessions.begin() as session:
-        return await screen_submission(request, session, data, form=FORM)
+    # Not in the request's transaction: the rate-limit counter row is locked only while its
+    # upsert runs, not for the whole request, and a hit counts even when the submission is then
+    # refused. On PostgreSQL the upsert runs in autocommit (no BEGIN/COMMIT round trips).
+    async with request.app.state.sessions() as session:
+        if session.bind.dialect.name == "postgresql":
+            await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+            return await screen_submission(request, session, data, form=FORM)
+        async with session.begin():
+            return await screen_submission(request, session, data, form=FORM)
 
 
 async def _store(request: Request, data: Mapping[str, Any], inquiry: Any) -> Any:
