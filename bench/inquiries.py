@@ -45,6 +45,7 @@ class Result:
     latencies_ms: list[float] = field(default_factory=list)
     ids: list[int] = field(default_factory=list)
     seconds: float = 0.0
+    client_cpu: float = 0.0  # CPU seconds the load generator itself used
 
 
 # -- load generator (runs in child processes) ------------------------------------------------
@@ -89,9 +90,10 @@ async def _load(url: str, path: str, seconds: float, concurrency: int, tag: str)
                 else:
                     result.errors += 1
 
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         await asyncio.gather(*(one_worker(i) for i in range(concurrency)))
         result.seconds = time.perf_counter() - started
+        result.client_cpu = time.process_time() - cpu
     return result
 
 
@@ -116,6 +118,7 @@ def run_load(url: str, path: str, seconds: float, procs: int, concurrency: int) 
         total.errors += p.errors
         total.latencies_ms += p.latencies_ms
         total.ids += p.ids
+        total.client_cpu += p.client_cpu
         for k, v in p.statuses.items():
             total.statuses[k] = total.statuses.get(k, 0) + v
     return total
@@ -298,12 +301,14 @@ def bench_backend(name: str, url: str, args: argparse.Namespace) -> bool:
     print(f"{name}: server {procs} uvicorn process(es); load {args.client_procs} process(es) x "
           f"{args.concurrency} connections; {args.seconds:.0f} s per phase")
     print(line("GET /healthz (ceiling)", health))
-    print(f"  {'':<24} server CPU {health_app:.2f} ms/request")
+    print(f"  {'':<24} server CPU {health_app:.2f} ms/request; load generator CPU "
+          f"{health.client_cpu * 1000 / max(1, health.ok):.2f} ms/request")
     print(line("POST /api/inquiries", posts))
     db_part = f" + PostgreSQL backends {post_db:.2f} ms" if postgres_backend(name) else ""
     cores = os.cpu_count() or 1
     print(f"  {'':<24} server CPU {post_app:.2f} ms/request{db_part}: at most "
-          f"{cores * 1000 / (post_app + post_db):.0f} inquiries/s if the {cores} cores did nothing else")
+          f"{cores * 1000 / (post_app + post_db):.0f} inquiries/s if the {cores} cores did nothing else; "
+          f"load generator CPU {posts.client_cpu * 1000 / max(1, posts.ok):.2f} ms/request")
     print(f"  check: {len(posts.ids)} accepted in the measured phase; {stored} inquiries and {outbox} outbox "
           f"messages in the database (incl. warm-up); accepted but missing: {missing}")
     return missing == 0 and posts.errors == 0
