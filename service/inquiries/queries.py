@@ -8,7 +8,7 @@ import hashlib
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import exists, insert, literal, select, text
+from sqlalchemy import exists, func, insert, literal, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.db import utcnow
@@ -25,13 +25,16 @@ class InquiryNotFoundError(LookupError):
     """No inquiry has that id."""
 
 
+def _lock_id(dedupe_key: str) -> int:
+    return int.from_bytes(hashlib.sha256(dedupe_key.encode()).digest()[:8], "big", signed=True)
+
+
 async def lock_dedupe_key(session: AsyncSession, *, dedupe_key: str) -> None:
     """Serialise submissions with the same dedupe key until the transaction ends, so that a
     double-click cannot store two inquiries. SQLite needs nothing: its transactions begin
     IMMEDIATE, so writers already run one at a time."""
     if session.bind.dialect.name == "postgresql":
-        lock_id = int.from_bytes(hashlib.sha256(dedupe_key.encode()).digest()[:8], "big", signed=True)
-        await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": lock_id})
+        await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _lock_id(dedupe_key)})
 
 
 async def find_recent_duplicate(session: AsyncSession, *, dedupe_key: str, since: dt.datetime) -> int | None:
@@ -47,22 +50,37 @@ async def find_recent_duplicate(session: AsyncSession, *, dedupe_key: str, since
 
 async def insert_inquiry_once(session: AsyncSession, *, values: dict[str, Any], since: dt.datetime) -> tuple[int, bool]:
     """Store an inquiry (status new) unless one with the same dedupe key was stored at or after
-    `since`: (id, True) for a new row, (id of the earlier one, False) for a duplicate.
-
-    One INSERT ... SELECT ... WHERE NOT EXISTS after the key's lock: two round trips, not three."""
+    `since`: (id, True) for a new row, (id of the earlier one, False) for a duplicate."""
     key = values["dedupe_key"]
-    await lock_dedupe_key(session, dedupe_key=key)
     row = {**values, "status": "new", "status_changed_at": values["created_at"]}
-    columns = Inquiry.__table__.c
-    recent = select(Inquiry.id).where(Inquiry.dedupe_key == key, Inquiry.created_at >= since)
-    source = select(*(literal(v, type_=columns[k].type) for k, v in row.items())).where(~exists(recent))
-    stmt = insert(Inquiry).from_select(list(row), source, include_defaults=False).returning(Inquiry.id)
-    new_id = (await session.execute(stmt)).scalar_one_or_none()
+    if session.bind.dialect.name == "postgresql":
+        # Fast path, one round trip: take the key's lock without waiting and insert in the same
+        # statement. If the lock is taken (a concurrent twin is being stored) or a recent twin
+        # exists, nothing is inserted and the slow path below waits for the lock and looks
+        # again in a new statement, whose snapshot then includes the twin once committed.
+        lock = select(func.pg_try_advisory_xact_lock(_lock_id(key)).label("got")).cte("dedupe_lock")
+        new_id = await _insert_unless_recent(session, row, since, lock)
+        if new_id is not None:
+            return new_id, True
+    await lock_dedupe_key(session, dedupe_key=key)
+    new_id = await _insert_unless_recent(session, row, since, None)
     if new_id is not None:
-        return int(new_id), True
+        return new_id, True
     existing = await find_recent_duplicate(session, dedupe_key=key, since=since)
     assert existing is not None  # the NOT EXISTS above saw it, under the key's lock
     return existing, False
+
+
+async def _insert_unless_recent(session: AsyncSession, row: dict[str, Any], since: dt.datetime,
+                                lock: Any) -> int | None:
+    columns = Inquiry.__table__.c
+    recent = select(Inquiry.id).where(Inquiry.dedupe_key == row["dedupe_key"], Inquiry.created_at >= since)
+    source = select(*(literal(v, type_=columns[k].type) for k, v in row.items())).where(~exists(recent))
+    if lock is not None:
+        source = source.select_from(lock).where(lock.c.got)
+    stmt = insert(Inquiry).from_select(list(row), source, include_defaults=False).returning(Inquiry.id)
+    new_id = (await session.execute(stmt)).scalar_one_or_none()
+    return None if new_id is None else int(new_id)
 
 
 async def get_inquiry(session: AsyncSession, *, inquiry_id: int) -> Inquiry | None:
