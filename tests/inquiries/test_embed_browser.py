@@ -158,3 +158,31 @@ async def test_plain_html_snippet_works_without_javascript(db: Database) -> None
     await asyncio.sleep(0)
     (inq,) = await stored_inquiries(db)
     assert inq.name == "Ben Okafor" and inq.topic == "PTSD"
+
+
+async def test_contact_page_works_with_the_keyboard_alone_and_fits_a_phone(db: Database) -> None:
+    with blog_server({}) as blog, app_server(db, blog) as app:
+        async with browser_page() as page:
+            await page.set_viewport_size({"width": 360, "height": 740})
+            await page.goto(f"{app}/contact")
+            assert await page.evaluate("document.scrollingElement.scrollWidth") <= 360  # no sideways scrolling
+            order = []
+            for _ in range(14):
+                await page.keyboard.press("Tab")
+                order.append(await page.evaluate("document.activeElement.id || document.activeElement.tagName"))
+            # skip link, every field in reading order, the button; the honeypot is never reached
+            assert order[:10] == ["A", "inquiry-name", "inquiry-email", "inquiry-phone", "inquiry-topic",
+                                  "inquiry-contact_method-email", "inquiry-message", "inquiry-consent",
+                                  "inquiry-newsletter", "BUTTON"]
+            assert "inquiry-website" not in order
+            await page.focus("#inquiry-name")
+            await page.keyboard.type("Ana Souza")
+            await page.keyboard.press("Enter")  # submits with most fields missing
+            await page.wait_for_selector(".error-summary")
+            assert await page.evaluate("document.activeElement.classList.contains('error-summary')")
+            await page.keyboard.press("Tab")  # the first link in the summary
+            assert await page.evaluate("document.activeElement.getAttribute('href')") == "#inquiry-email"
+            await page.keyboard.press("Enter")
+            assert await page.evaluate("location.hash") == "#inquiry-email"
+            assert await page.input_value("#inquiry-name") == "Ana Souza"
+    assert await stored_inquiries(db) == []
