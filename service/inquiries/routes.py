@@ -33,6 +33,8 @@ from service.inquiries.flows import (
     ATTRIBUTION_FIELDS,
     CONTACT_METHOD_LABELS,
     UTM_FIELDS,
+    InquiryInput,
+    Submission,
     check_unicode,
     clean_attribution,
     clean_inquiry,
@@ -132,7 +134,7 @@ async def _screen(request: Request, data: Mapping[str, Any]) -> Verdict:
             return await screen_submission(request, session, data, form=FORM)
 
 
-async def _store(request: Request, data: Mapping[str, Any], inquiry: Any) -> Any:
+async def _store(request: Request, data: Mapping[str, Any], inquiry: InquiryInput) -> Submission:
     attribution = clean_attribution(data, ip=client_ip(request), user_agent=request.headers.get("user-agent", ""))
     return await submit_inquiry(get_session(request), settings=settings_of(request), inquiry=inquiry,
                                 attribution=attribution, now=utcnow())
