@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from email_validator import EmailNotValidError, validate_email
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.inquiries.models import CONTACT_METHODS, Inquiry
@@ -181,9 +182,22 @@ def inquiry_admin_url(settings: Settings, inquiry_id: int) -> str:
     return f"{settings.base_url}/admin/inquiries/{inquiry_id}"
 
 
+def mail_address(address: str) -> str | None:
+    """The address as it may appear in a mail header: an internationalised domain in its ASCII
+    (IDNA) form; None when the local part itself is not ASCII (that needs SMTPUTF8, which the
+    mail transport does not speak)."""
+    if address.isascii():
+        return address
+    try:
+        return validate_email(address, check_deliverability=False).ascii_email or None
+    except EmailNotValidError:
+        return None
+
+
 async def queue_inquiry_emails(session: AsyncSession, *, settings: Settings, inquiry: Inquiry) -> None:
     """The staff notification (Reply-To: the client) and the client's automatic reply."""
     method = CONTACT_METHOD_LABELS.get(inquiry.contact_method, inquiry.contact_method)
+    client = mail_address(inquiry.email)
     await queue_email(
         session, kind="inquiry_staff", sender=settings.mail_from, to=settings.staff_inbox,
         # user text in a header: only the name, which validation keeps to one line
@@ -196,11 +210,13 @@ async def queue_inquiry_emails(session: AsyncSession, *, settings: Settings, inq
             "source_page": inquiry.source_page, "admin_url": inquiry_admin_url(settings, inquiry.id),
             "received_at": inquiry.created_at.strftime("%Y-%m-%d %H:%M UTC"),
         },
-        reply_to=format_address(inquiry.email, inquiry.name),
+        reply_to=format_address(client, inquiry.name) if client else None,
         headers={"Auto-Submitted": "auto-generated", "X-Tidings-Kind": "inquiry_staff"},
     )
+    if client is None:  # stored and notified; staff answer from their own mail client
+        return
     await queue_email(
-        session, kind="inquiry_autoreply", sender=settings.mail_from, to=inquiry.email,
+        session, kind="inquiry_autoreply", sender=settings.mail_from, to=client,
         subject=f"We have received your message - {settings.org_name}",
         template="inquiry_autoreply",
         ctx={

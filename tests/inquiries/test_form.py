@@ -269,3 +269,19 @@ async def test_wrong_content_type_for_the_form_is_415(client: httpx.AsyncClient,
     assert r.status_code == 415 and "application/x-www-form-urlencoded" in r.text
     assert await count_rows(db) == (0, 0)
 
+
+
+async def test_international_addresses_reach_mail_headers_in_ascii_form(
+    client: httpx.AsyncClient, db: Database, smtp: SmtpServer
+) -> None:
+    assert (await post_form(client, email="ana@exämple.org")).status_code == 303
+    # a non-ASCII local part needs SMTPUTF8: stored and the staff are told, no automatic reply
+    assert (await post_form(client, email="josé@example.org", name="José")).status_code == 303
+    assert [i.email for i in await stored_inquiries(db)] == ["ana@exämple.org", "josé@example.org"]
+    assert await deliver_outbox(db, smtp) == 3
+    recipients = sorted(m.recipients[0] for m in smtp.received)
+    assert recipients == ["ana@xn--exmple-cua.org", "staff@clinic.test", "staff@clinic.test"]
+    replies = sorted(str(m.message["Reply-To"]) for m in smtp.received if m.recipients == ["staff@clinic.test"])
+    assert replies == ["Ana Souza <ana@xn--exmple-cua.org>", "None"]
+    jose = next(m.message for m in smtp.received if "José" in str(m.message["Subject"]))
+    assert "josé@example.org" in jose.get_body(("plain",)).get_content()
