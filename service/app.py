@@ -53,10 +53,12 @@ def domain_routes() -> list[BaseRoute]:
     """Every domain's routes, in the order they are matched."""
     from service.admin.routes import routes as admin_routes
     from service.campaigns.routes import routes as campaign_routes
+    from service.inquiries.routes import routes as inquiry_routes
     from service.newsletter.routes import routes as newsletter_routes
 
     return [
         *admin_routes,
+        *inquiry_routes,
         *newsletter_routes,
         *campaign_routes,
         Route("/healthz", healthz, methods=["GET", "HEAD"]),

@@ -1,0 +1,345 @@
+"""Benchmark: sustained POST /api/inquiries against a real uvicorn on loopback, on PostgreSQL and
+on SQLite, with GET /healthz measured in the same run as the ceiling of the stack.
+
+    .venv/bin/python bench/inquiries.py [--seconds 20] [--server-procs 2] [--client-procs 2]
+
+Each backend: a fresh database (PostgreSQL `tidings_bench_inquiries`, dropped afterwards; SQLite
+in a temporary directory), migrated; uvicorn (uvloop + httptools, access log off) serving
+`service.app:create_app` with FORM_MIN_SECONDS=0 and a huge FORM_RATE_LIMIT; load generator
+processes, each an asyncio loop with an httpx.AsyncClient over several keep-alive connections,
+fetch form tokens and post distinct inquiries for the whole period. Afterwards every accepted
+id (201) must be in the inquiries table, with its two outbox messages.
+
+The load generator runs on the same 2 cores as the server: the figures are a lower bound.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing as mp
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+PG_ADMIN = os.environ.get("BENCH_PG_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres")
+PG_DB = "tidings_bench_inquiries"
+
+
+@dataclass
+class Result:
+    ok: int = 0
+    errors: int = 0
+    statuses: dict[int, int] = field(default_factory=dict)
+    latencies_ms: list[float] = field(default_factory=list)
+    ids: list[int] = field(default_factory=list)
+    seconds: float = 0.0
+    client_cpu: float = 0.0  # CPU seconds the load generator itself used
+
+
+# -- load generator (runs in child processes) ------------------------------------------------
+
+
+async def _load(url: str, path: str, seconds: float, concurrency: int, tag: str) -> Result:
+    result = Result()
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=30) as client:
+        token = ""
+        if path == "/api/inquiries":
+            token = (await client.get("/api/form-token")).json()["form_token"]
+        deadline = time.perf_counter() + seconds
+        counter = 0
+
+        async def one_worker(n: int) -> None:
+            nonlocal counter
+            while time.perf_counter() < deadline:
+                counter += 1
+                started = time.perf_counter()
+                try:
+                    if path == "/api/inquiries":
+                        r = await client.post(path, json={
+                            "name": f"Bench {tag} {n}", "email": f"bench{tag}.{counter}@example.org",
+                            "topic": "anxiety", "contact_method": "email",
+                            "message": f"Benchmark inquiry {tag} {counter}: I would like to learn more.",
+                            "consent": True, "form_token": token, "website": "",
+                            "source_page": "https://blog.clinic.test/articles/bench", "utm_source": "bench",
+                        })
+                    else:
+                        r = await client.get(path)
+                except httpx.HTTPError:
+                    result.errors += 1
+                    continue
+                elapsed = (time.perf_counter() - started) * 1000
+                result.statuses[r.status_code] = result.statuses.get(r.status_code, 0) + 1
+                if r.status_code in (200, 201):
+                    result.ok += 1
+                    result.latencies_ms.append(elapsed)
+                    if r.status_code == 201:
+                        result.ids.append(r.json()["id"])
+                else:
+                    result.errors += 1
+
+        started, cpu = time.perf_counter(), time.process_time()
+        await asyncio.gather(*(one_worker(i) for i in range(concurrency)))
+        result.seconds = time.perf_counter() - started
+        result.client_cpu = time.process_time() - cpu
+    return result
+
+
+def _client_process(args: tuple[str, str, float, int, str]) -> Result:
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    return asyncio.run(_load(*args))
+
+
+def run_load(url: str, path: str, seconds: float, procs: int, concurrency: int) -> Result:
+    ctx = mp.get_context("spawn")
+    with ctx.Pool(procs) as pool:
+        parts = pool.map(_client_process, [(url, path, seconds, concurrency, f"{os.getpid()}-{i}-{time.time_ns()}")
+                                           for i in range(procs)])
+    total = Result(seconds=max(p.seconds for p in parts))
+    for p in parts:
+        total.ok += p.ok
+        total.errors += p.errors
+        total.latencies_ms += p.latencies_ms
+        total.ids += p.ids
+        total.client_cpu += p.client_cpu
+        for k, v in p.statuses.items():
+            total.statuses[k] = total.statuses.get(k, 0) + v
+    return total
+
+
+# -- server and databases --------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_server(database_url: str, procs: int) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "SECRET_KEY": secrets.token_urlsafe(48),
+        "BASE_URL": f"http://127.0.0.1:{port}",
+        "ALLOWED_ORIGINS": "https://blog.clinic.test",
+        "FORM_MIN_SECONDS": "0",
+        "FORM_RATE_LIMIT": "1000000000/60",
+        "LOG_LEVEL": "warning",
+        "MAIL_FROM": "Clinic <hello@clinic.test>",
+        "STAFF_INBOX": "staff@clinic.test",
+    }
+    cmd = [
+        sys.executable, "-m", "uvicorn", "--factory", "service.app:create_app", "--host", "127.0.0.1",
+        "--port", str(port), "--workers", str(procs), "--loop", "uvloop", "--http", "httptools",
+        "--no-access-log", "--log-level", "warning", "--lifespan", "on",
+    ]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return proc, url
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    proc.terminate()
+    raise SystemExit("uvicorn did not start")
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time of these processes so far (Linux /proc)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
+def process_tree(pid: int) -> list[int]:
+    """`pid` and its children (uvicorn's worker processes)."""
+    pids = [pid]
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        if int(fields[1]) == pid:
+            pids.append(int(stat.parent.name))
+    return pids
+
+
+async def _pg_backends() -> list[int]:
+    from sqlalchemy import text
+
+    from service.db import create_engine
+
+    engine = create_engine(PG_ADMIN)
+    async with engine.connect() as conn:
+        rows = await conn.execute(text("SELECT pid FROM pg_stat_activity WHERE datname = :n"), {"n": PG_DB})
+        pids = [int(r[0]) for r in rows]
+    await engine.dispose()
+    return pids
+
+
+def measured(base: str, path: str, args: argparse.Namespace, server: subprocess.Popen[bytes],
+             postgres: bool) -> tuple[Result, float, float]:
+    """A load phase, with the CPU the server processes (and PostgreSQL backends) spent per request."""
+    app_pids = process_tree(server.pid)
+    db_pids = asyncio.run(_pg_backends()) if postgres else []
+    app0, db0 = cpu_seconds(app_pids), cpu_seconds(db_pids)
+    result = run_load(base, path, args.seconds, args.client_procs, args.concurrency)
+    db_pids = asyncio.run(_pg_backends()) if postgres else []
+    app_ms = (cpu_seconds(app_pids) - app0) * 1000 / max(1, result.ok)
+    db_ms = (cpu_seconds(db_pids) - db0) * 1000 / max(1, result.ok) if postgres else 0.0
+    return result, app_ms, db_ms
+
+
+def stop_server(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+async def _pg(sql: str) -> None:
+    from sqlalchemy import text
+
+    from service.db import create_engine
+
+    engine = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
+    async with engine.connect() as conn:
+        await conn.execute(text(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n AND pid <> pg_backend_pid()"
+        ), {"n": PG_DB})
+        await conn.execute(text(sql))
+    await engine.dispose()
+
+
+async def _migrate(url: str) -> None:
+    from service.db import create_engine, migrate
+
+    engine = create_engine(url)
+    await migrate(engine)
+    await engine.dispose()
+
+
+async def _check(url: str, ids: list[int]) -> tuple[int, int, int]:
+    """(accepted ids missing from the table, inquiries in the table, outbox rows)"""
+    from sqlalchemy import func, select
+
+    from service.db import create_engine, import_models, session_factory
+    from service.inquiries.models import Inquiry
+    from service.mail.models import OutboxMessage
+
+    import_models()
+    engine = create_engine(url)
+    async with session_factory(engine)() as session:
+        stored = set((await session.scalars(select(Inquiry.id))).all())
+        outbox = await session.scalar(select(func.count()).select_from(OutboxMessage))
+    await engine.dispose()
+    return len(set(ids) - stored), len(stored), int(outbox or 0)
+
+
+# -- the run ------------------------------------------------------------------------------------
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    values = sorted(values)
+    return values[min(len(values) - 1, int(q * len(values)))]
+
+
+def line(label: str, r: Result) -> str:
+    rate = r.ok / r.seconds if r.seconds else 0.0
+    return (f"  {label:<24} {rate:8.0f} req/s   p50 {pct(r.latencies_ms, 0.50):6.1f} ms   "
+            f"p99 {pct(r.latencies_ms, 0.99):6.1f} ms   ok {r.ok}  errors {r.errors}  "
+            f"statuses {dict(sorted(r.statuses.items()))}")
+
+
+def postgres_backend(name: str) -> bool:
+    return name == "PostgreSQL"
+
+
+def bench_backend(name: str, url: str, args: argparse.Namespace) -> bool:
+    asyncio.run(_migrate(url))
+    procs = args.server_procs if name == "PostgreSQL" else args.sqlite_server_procs
+    proc, base = start_server(url, procs)
+    try:
+        postgres = name == "PostgreSQL"
+        run_load(base, "/healthz", 2, args.client_procs, args.concurrency)  # warm-up
+        health, health_app, _ = measured(base, "/healthz", args, proc, postgres)
+        run_load(base, "/api/inquiries", 2, args.client_procs, args.concurrency)  # warm-up
+        posts, post_app, post_db = measured(base, "/api/inquiries", args, proc, postgres)
+    finally:
+        stop_server(proc)
+    missing, stored, outbox = asyncio.run(_check(url, posts.ids))
+    print(f"{name}: server {procs} uvicorn process(es); load {args.client_procs} process(es) x "
+          f"{args.concurrency} connections; {args.seconds:.0f} s per phase")
+    print(line("GET /healthz (ceiling)", health))
+    print(f"  {'':<24} server CPU {health_app:.2f} ms/request; load generator CPU "
+          f"{health.client_cpu * 1000 / max(1, health.ok):.2f} ms/request")
+    print(line("POST /api/inquiries", posts))
+    db_part = f" + PostgreSQL backends {post_db:.2f} ms" if postgres_backend(name) else ""
+    cores = os.cpu_count() or 1
+    print(f"  {'':<24} server CPU {post_app:.2f} ms/request{db_part}: at most "
+          f"{cores * 1000 / (post_app + post_db):.0f} inquiries/s if the {cores} cores did nothing else; "
+          f"load generator CPU {posts.client_cpu * 1000 / max(1, posts.ok):.2f} ms/request")
+    print(f"  check: {len(posts.ids)} accepted in the measured phase; {stored} inquiries and {outbox} outbox "
+          f"messages in the database (incl. warm-up); accepted but missing: {missing}")
+    return missing == 0 and posts.errors == 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--server-procs", type=int, default=2)
+    parser.add_argument("--sqlite-server-procs", type=int, default=1)
+    parser.add_argument("--client-procs", type=int, default=1)
+    # 12 keeps each of 2 server processes within its pool of 10 database connections: beyond that,
+    # SQLAlchemy opens and closes overflow connections all the time and the figures collapse.
+    parser.add_argument("--concurrency", type=int, default=12, help="connections per load process")
+    parser.add_argument("--only", choices=("postgresql", "sqlite"))
+    args = parser.parse_args()
+    print(f"Tidings inquiry benchmark; {os.cpu_count()} CPUs (shared with other work on this machine)")
+    ok = True
+    if args.only in (None, "postgresql"):
+        asyncio.run(_pg(f'DROP DATABASE IF EXISTS "{PG_DB}"'))
+        asyncio.run(_pg(f'CREATE DATABASE "{PG_DB}"'))
+        try:
+            ok &= bench_backend("PostgreSQL", PG_ADMIN.rsplit("/", 1)[0] + f"/{PG_DB}", args)
+        finally:
+            asyncio.run(_pg(f'DROP DATABASE IF EXISTS "{PG_DB}"'))
+    if args.only in (None, "sqlite"):
+        with tempfile.TemporaryDirectory() as tmp:
+            ok &= bench_backend("SQLite", f"sqlite+aiosqlite:///{tmp}/bench.db", args)
+    print("result:", "every accepted inquiry is stored" if ok else "FAILED (errors or missing inquiries)")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

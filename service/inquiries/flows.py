@@ -1,0 +1,241 @@
+"""The inquiry flow: clean a submission, store it once, and queue the staff notification and the
+client's automatic reply in the same transaction (the outbox delivers them later, so a request
+never waits on SMTP and an SMTP outage loses nothing).
+
+Privacy: an inquiry may hold health information. The message itself is never put in an email:
+the staff notification says who wrote, about which topic and links to the admin; the subject
+carries neither the topic nor the message. The automatic reply echoes nothing the visitor typed
+(not even the name), so the form cannot be used to send someone else text of a spammer's choice.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import re
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from email_validator import EmailNotValidError, validate_email
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from service.inquiries.models import CONTACT_METHODS, Inquiry
+from service.inquiries.queries import add_inquiry_note, change_inquiry_status, insert_inquiry_once
+from service.mail.message import format_address
+from service.mail.outbox import queue_email
+from service.settings import Settings
+from service.validation import (
+    Errors,
+    FieldError,
+    clean_bool,
+    clean_choice,
+    clean_email,
+    clean_phone,
+    clean_text,
+    email_key,
+    raw_value,
+)
+
+__all__ = [
+    "ATTRIBUTION_FIELDS", "DEDUPE_WINDOW", "Attribution", "InquiryInput", "Submission", "add_inquiry_note",
+    "after_inquiry_stored", "change_inquiry_status", "clean_attribution", "clean_inquiry", "submit_inquiry",
+]
+
+NAME_MAX = 200
+MESSAGE_MAX = 5000
+PHONE_MAX = 40
+UTM_MAX = 200
+URL_MAX = 2000
+USER_AGENT_MAX = 500
+DEDUPE_WINDOW = dt.timedelta(minutes=10)
+UTM_FIELDS = ("utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content")
+ATTRIBUTION_FIELDS = ("source_page", "referrer", *UTM_FIELDS)
+# Shown beside the inquiry form's newsletter checkbox (templates/inquiries/contact.html) and
+# stored as the consent evidence of a signup made through it.
+NEWSLETTER_CONSENT_TEXT = (
+    "Also send me the newsletter. We will email you a link to confirm first. "
+    "You can unsubscribe at any time."
+)
+CONTACT_METHOD_LABELS = {"email": "Email", "phone": "Phone", "either": "Either is fine"}
+
+
+@dataclass(frozen=True)
+class InquiryInput:
+    name: str
+    email: str
+    phone: str
+    topic: str
+    contact_method: str
+    message: str
+    consent: bool
+    newsletter_optin: bool
+
+
+@dataclass(frozen=True)
+class Attribution:
+    source_page: str = ""
+    referrer: str = ""
+    utm_source: str = ""
+    utm_medium: str = ""
+    utm_campaign: str = ""
+    utm_term: str = ""
+    utm_content: str = ""
+    ip: str = ""
+    user_agent: str = ""
+
+
+@dataclass(frozen=True)
+class Submission:
+    inquiry_id: int
+    created: bool  # False: a duplicate of an inquiry stored moments ago
+
+
+def check_unicode(data: Mapping[str, Any]) -> None:
+    """Refuse text that cannot be stored as UTF-8 (lone surrogates from JSON \\ud800 escapes)."""
+    for field, value in data.items():
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                raise FieldError(str(field), "contains characters that are not valid Unicode") from None
+
+
+def clean_inquiry(data: Mapping[str, Any], settings: Settings) -> tuple[InquiryInput | None, Errors]:
+    """The cleaned inquiry, or None and an error message per field."""
+    errors = Errors()
+    name = errors.collect("name", clean_text, data, "name", label="Your name", max_length=NAME_MAX, required=True)
+    email = errors.collect("email", clean_email, data, "email")
+    phone = errors.collect("phone", _clean_phone, data)
+    topic = errors.collect("topic", clean_choice, data, "topic", label="A topic", choices=settings.topics)
+    method = errors.collect("contact_method", clean_choice, data, "contact_method",
+                            label="How we should contact you", choices=CONTACT_METHODS, default="email")
+    if method == "phone" and phone == "" and "phone" not in errors:
+        errors["phone"] = "Please enter your phone number so that we can call you"
+    message = errors.collect("message", clean_text, data, "message", label="Your message",
+                             max_length=MESSAGE_MAX, required=True, multiline=True)
+    consent = clean_bool(data, "consent")
+    if not consent:
+        errors["consent"] = "Please tick this box so that we may contact you about your inquiry"
+    if errors:
+        return None, errors
+    return InquiryInput(
+        name=name, email=email, phone=phone, topic=topic, contact_method=method, message=message,
+        consent=True, newsletter_optin=clean_bool(data, "newsletter"),
+    ), errors
+
+
+def _clean_phone(data: Mapping[str, Any]) -> str:
+    if len(raw_value(data, "phone")) > PHONE_MAX:
+        raise FieldError("phone", f"Phone number is too long (at most {PHONE_MAX} characters)")
+    return clean_phone(data, "phone")
+
+
+_FLATTEN = re.compile(r"[\x00-\x1f\x7f\u2028\u2029\x85]+")
+
+
+def _flatten(value: Any, limit: int) -> str:
+    if not isinstance(value, str):
+        return ""
+    value = value.encode("utf-8", "replace").decode("utf-8")
+    return _FLATTEN.sub(" ", value).strip()[:limit]
+
+
+def clean_attribution(data: Mapping[str, Any], *, ip: str, user_agent: str) -> Attribution:
+    """Where the visitor came from. Best effort: these hidden values are flattened to one line and
+    cut to length, never refused, since a person cannot correct a field they cannot see."""
+    values = {f: _flatten(data.get(f), URL_MAX if f in ("source_page", "referrer") else UTM_MAX)
+              for f in ATTRIBUTION_FIELDS}
+    return Attribution(**values, ip=_flatten(ip, 64), user_agent=_flatten(user_agent, USER_AGENT_MAX))
+
+
+def dedupe_key(email: str, message: str) -> str:
+    """Same address and same words (whitespace and case aside) make the same key."""
+    words = " ".join(message.split()).casefold()
+    return hashlib.sha256(f"{email_key(email)}\n{words}".encode()).hexdigest()
+
+
+async def submit_inquiry(
+    session: AsyncSession, *, settings: Settings, inquiry: InquiryInput, attribution: Attribution,
+    now: dt.datetime,
+) -> Submission:
+    """Store the inquiry and queue its two emails; a resubmission within DEDUPE_WINDOW is stored once."""
+    values = {**asdict(inquiry), **asdict(attribution), "dedupe_key": dedupe_key(inquiry.email, inquiry.message),
+              "created_at": now}
+    inquiry_id, created = await insert_inquiry_once(session, values=values, since=now - DEDUPE_WINDOW)
+    if not created:
+        return Submission(inquiry_id, created=False)
+    # a detached copy of the row just stored (saves reading it back)
+    row = Inquiry(id=inquiry_id, status="new", status_changed_at=now, **values)
+    await queue_inquiry_emails(session, settings=settings, inquiry=row)
+    await after_inquiry_stored(session, settings=settings, inquiry=row)
+    return Submission(inquiry_id, created=True)
+
+
+async def after_inquiry_stored(session: AsyncSession, *, settings: Settings, inquiry: Inquiry) -> None:
+    """Runs once per stored inquiry, in its transaction: a ticked newsletter box starts the
+    newsletter's double opt-in, with this inquiry's request as the consent evidence."""
+    if not inquiry.newsletter_optin:
+        return
+    from service.newsletter.flows import request_subscription
+    from service.tokens import Tokens
+
+    if mail_address(inquiry.email) is None:
+        return  # cannot be mailed (see mail_address); the choice stays recorded on the inquiry
+    try:
+        await request_subscription(
+            session, settings=settings, tokens=Tokens(settings), email=inquiry.email, name=inquiry.name,
+            topics=[], ip=inquiry.ip, user_agent=inquiry.user_agent, source="form:contact",
+            consent_text=NEWSLETTER_CONSENT_TEXT,
+        )
+    except FieldError:
+        return  # the inquiry's address passed the inquiry's own validation; nothing more to do
+
+
+def inquiry_admin_url(settings: Settings, inquiry_id: int) -> str:
+    return f"{settings.base_url}/admin/inquiries/{inquiry_id}"
+
+
+def mail_address(address: str) -> str | None:
+    """The address as it may appear in a mail header: an internationalised domain in its ASCII
+    (IDNA) form; None when the local part itself is not ASCII (that needs SMTPUTF8, which the
+    mail transport does not speak)."""
+    if address.isascii():
+        return address
+    try:
+        return validate_email(address, check_deliverability=False).ascii_email or None
+    except EmailNotValidError:
+        return None
+
+
+async def queue_inquiry_emails(session: AsyncSession, *, settings: Settings, inquiry: Inquiry) -> None:
+    """The staff notification (Reply-To: the client) and the client's automatic reply."""
+    method = CONTACT_METHOD_LABELS.get(inquiry.contact_method, inquiry.contact_method)
+    client = mail_address(inquiry.email)
+    await queue_email(
+        session, kind="inquiry_staff", sender=settings.mail_from, to=settings.staff_inbox,
+        # user text in a header: only the name, which validation keeps to one line
+        subject=f"New inquiry #{inquiry.id} from {inquiry.name}",
+        template="inquiry_staff",
+        ctx={
+            "org_name": settings.org_name, "inquiry_id": inquiry.id, "name": inquiry.name,
+            "email": inquiry.email, "phone": inquiry.phone, "topic": inquiry.topic,
+            "contact_method": method, "newsletter_optin": inquiry.newsletter_optin,
+            "source_page": inquiry.source_page, "admin_url": inquiry_admin_url(settings, inquiry.id),
+            "received_at": inquiry.created_at.strftime("%Y-%m-%d %H:%M UTC"),
+        },
+        reply_to=format_address(client, inquiry.name) if client else None,
+        headers={"Auto-Submitted": "auto-generated", "X-Tidings-Kind": "inquiry_staff"},
+    )
+    if client is None:  # stored and notified; staff answer from their own mail client
+        return
+    await queue_email(
+        session, kind="inquiry_autoreply", sender=settings.mail_from, to=client,
+        subject=f"We have received your message - {settings.org_name}",
+        template="inquiry_autoreply",
+        ctx={
+            "org_name": settings.org_name, "contact_method": inquiry.contact_method,
+            "base_url": settings.base_url,
+        },
+        headers={"Auto-Submitted": "auto-replied", "X-Tidings-Kind": "inquiry_autoreply"},
+    )

@@ -1,0 +1,135 @@
+"""SQL for inquiries: storing a submission once, reading it back, and the staff's status changes
+and notes (each recorded as an InquiryEvent with its time). None of these commit."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import exists, func, insert, literal, select, text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from service.db import utcnow
+from service.inquiries.models import INQUIRY_STATUSES, Inquiry, InquiryEvent
+
+NOTE_MAX_LENGTH = 10_000
+
+
+class UnknownStatusError(ValueError):
+    """A status that is not one of INQUIRY_STATUSES."""
+
+
+class InquiryNotFoundError(LookupError):
+    """No inquiry has that id."""
+
+
+def _lock_id(dedupe_key: str) -> int:
+    return int.from_bytes(hashlib.sha256(dedupe_key.encode()).digest()[:8], "big", signed=True)
+
+
+async def lock_dedupe_key(session: AsyncSession, *, dedupe_key: str) -> None:
+    """Serialise submissions with the same dedupe key until the transaction ends, so that a
+    double-click cannot store two inquiries. SQLite needs nothing: its transactions begin
+    IMMEDIATE, so writers already run one at a time."""
+    if session.bind.dialect.name == "postgresql":
+        await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _lock_id(dedupe_key)})
+
+
+async def find_recent_duplicate(session: AsyncSession, *, dedupe_key: str, since: dt.datetime) -> int | None:
+    """The id of an inquiry with this dedupe key stored at or after `since`, if any."""
+    stmt = (
+        select(Inquiry.id)
+        .where(Inquiry.dedupe_key == dedupe_key, Inquiry.created_at >= since)
+        .order_by(Inquiry.id)
+        .limit(1)
+    )
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def insert_inquiry_once(session: AsyncSession, *, values: dict[str, Any], since: dt.datetime) -> tuple[int, bool]:
+    """Store an inquiry (status new) unless one with the same dedupe key was stored at or after
+    `since`: (id, True) for a new row, (id of the earlier one, False) for a duplicate."""
+    key = values["dedupe_key"]
+    row = {**values, "status": "new", "status_changed_at": values["created_at"]}
+    if session.bind.dialect.name == "postgresql":
+        # Fast path, one round trip: take the key's lock without waiting and insert in the same
+        # statement. If the lock is taken (a concurrent twin is being stored) or a recent twin
+        # exists, nothing is inserted and the slow path below waits for the lock and looks
+        # again in a new statement, whose snapshot then includes the twin once committed.
+        lock = select(func.pg_try_advisory_xact_lock(_lock_id(key)).label("got")).cte("dedupe_lock")
+        new_id = await _insert_unless_recent(session, row, since, lock)
+        if new_id is not None:
+            return new_id, True
+    await lock_dedupe_key(session, dedupe_key=key)
+    new_id = await _insert_unless_recent(session, row, since, None)
+    if new_id is not None:
+        return new_id, True
+    existing = await find_recent_duplicate(session, dedupe_key=key, since=since)
+    assert existing is not None  # the NOT EXISTS above saw it, under the key's lock
+    return existing, False
+
+
+async def _insert_unless_recent(session: AsyncSession, row: dict[str, Any], since: dt.datetime,
+                                lock: Any) -> int | None:
+    columns = Inquiry.__table__.c
+    recent = select(Inquiry.id).where(Inquiry.dedupe_key == row["dedupe_key"], Inquiry.created_at >= since)
+    source = select(*(literal(v, type_=columns[k].type) for k, v in row.items())).where(~exists(recent))
+    if lock is not None:
+        source = source.select_from(lock).where(lock.c.got)
+    stmt = insert(Inquiry).from_select(list(row), source, include_defaults=False).returning(Inquiry.id)
+    new_id = (await session.execute(stmt)).scalar_one_or_none()
+    return None if new_id is None else int(new_id)
+
+
+async def get_inquiry(session: AsyncSession, *, inquiry_id: int) -> Inquiry | None:
+    return await session.get(Inquiry, inquiry_id)
+
+
+async def list_inquiry_events(session: AsyncSession, *, inquiry_id: int) -> Sequence[InquiryEvent]:
+    """Status changes and notes of one inquiry, oldest first."""
+    stmt = select(InquiryEvent).where(InquiryEvent.inquiry_id == inquiry_id).order_by(InquiryEvent.id)
+    return (await session.scalars(stmt)).all()
+
+
+async def change_inquiry_status(
+    session: AsyncSession, *, inquiry_id: int, to_status: str, staff_id: int | None,
+    now: dt.datetime | None = None,
+) -> InquiryEvent | None:
+    """Move an inquiry to `to_status`, recording who and when; None when it already had it."""
+    if to_status not in INQUIRY_STATUSES:
+        raise UnknownStatusError(f"unknown inquiry status {to_status!r}; expected one of {', '.join(INQUIRY_STATUSES)}")
+    inquiry = await session.get(Inquiry, inquiry_id, with_for_update=True)
+    if inquiry is None:
+        raise InquiryNotFoundError(f"no inquiry {inquiry_id}")
+    if inquiry.status == to_status:
+        return None
+    now = now or utcnow()
+    event = InquiryEvent(
+        inquiry_id=inquiry_id, created_at=now, kind="status", from_status=inquiry.status,
+        to_status=to_status, staff_id=staff_id,
+    )
+    inquiry.status = to_status
+    inquiry.status_changed_at = now
+    session.add(event)
+    await session.flush()
+    return event
+
+
+async def add_inquiry_note(
+    session: AsyncSession, *, inquiry_id: int, note: str, staff_id: int | None, now: dt.datetime | None = None,
+) -> InquiryEvent:
+    """Attach an internal note (kept as text, shown escaped) to an inquiry."""
+    note = note.replace("\r\n", "\n").replace("\r", "\n").strip()
+    if not note:
+        raise ValueError("the note is empty")
+    if len(note) > NOTE_MAX_LENGTH:
+        raise ValueError(f"the note is too long ({len(note)} characters; at most {NOTE_MAX_LENGTH})")
+    if await session.get(Inquiry, inquiry_id) is None:
+        raise InquiryNotFoundError(f"no inquiry {inquiry_id}")
+    event = InquiryEvent(inquiry_id=inquiry_id, created_at=now or utcnow(), kind="note", note=note,
+                         staff_id=staff_id)
+    session.add(event)
+    await session.flush()
+    return event
