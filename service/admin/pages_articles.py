@@ -50,7 +50,7 @@ async def articles_import(request: Request) -> Response:
         await record_audit(get_session(request), request=request, action="articles_import",
                            detail={"error": str(exc)[:300]})
         return await _articles_page(request, error=f"The feed could not be imported, nothing changed: {exc}",
-                                    status_code=502)
+                                    status_code=422)  # not 5xx: that would roll back the audit event
     await record_audit(get_session(request), request=request, action="articles_import",
                        detail={"new": result.created, "updated": result.updated})
     return await _articles_page(request, result=f"{result.created} new, {result.updated} updated, "
