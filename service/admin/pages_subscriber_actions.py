@@ -46,6 +46,12 @@ async def _subscriber(request: Request) -> Subscriber | None:
     return await get_session(request).get(Subscriber, request.path_params["subscriber_id"])
 
 
+async def _reload_staff(request: Request) -> None:
+    """The importer and erasure expire the session's objects; load the signed-in user again now
+    (the page and the audit event read it, and a lazy load cannot happen in a template)."""
+    await get_session(request).refresh(staff_of(request))
+
+
 def _to_detail(subscriber_id: int, notice: str) -> Response:
     return RedirectResponse(f"/admin/subscribers/{subscriber_id}?notice={notice}", status_code=303)
 
@@ -107,6 +113,7 @@ async def subscriber_erase(request: Request) -> Response:
     session = get_session(request)
     subscriber_id, before = sub.id, sub.status
     await erase_subscriber(session, tokens=tokens_of(request), subscriber_id=subscriber_id)
+    await _reload_staff(request)
     # No address in the audit detail: the point of erasing is that it is gone.
     await record_audit(session, request=request, action="subscriber_erase", target_type="subscriber",
                        target_id=subscriber_id, detail={"status": before})
@@ -142,11 +149,13 @@ async def _run_import(request: Request, binary: IO[bytes], *, dry_run: bool, sen
                                           dry_run=dry_run)
     except BaseException:
         await nested.rollback()
+        await _reload_staff(request)
         raise
     if dry_run:
         await nested.rollback()
     else:
         await nested.commit()
+    await _reload_staff(request)
     return report
 
 
