@@ -327,3 +327,23 @@ async def test_xss_in_campaign_and_article_text_renders_inert(staff: httpx.Async
         assert "<script>alert" not in body and "<img src=x" not in body, path
         assert 'href="javascript:' not in body, path
         assert str(escape(XSS)) in body, path
+
+
+async def test_a_test_send_on_the_embedded_default_lands_in_the_local_outbox(
+    admin_client: httpx.AsyncClient, db: Database, settings: Settings
+) -> None:
+    from service.mail.models import MailboxMessage
+
+    articles = await sample_articles(db, settings)
+    campaign_id = await _create(admin_client, [a.id for a in articles])
+    r = await admin_client.post(f"/admin/campaigns/{campaign_id}/test",
+                                data={"csrf_token": await csrf(admin_client), "address": "me@example.org"})
+    assert r.status_code == 200 and "stored in the local outbox" in r.text
+    async with db.sessions() as session:
+        stored = (await session.scalars(select(MailboxMessage))).one()
+    assert stored.recipients == "me@example.org" and stored.subject == "[TEST] November at the clinic"
+    outbox = await admin_client.get("/admin/outbox")
+    assert "[TEST] November at the clinic" in outbox.text
+    r = await admin_client.post(f"/admin/campaigns/{campaign_id}/test",
+                                data={"csrf_token": await csrf(admin_client), "address": "not an address"})
+    assert r.status_code == 422 and 'id="err-address"' in r.text and await count(db, MailboxMessage) == 1

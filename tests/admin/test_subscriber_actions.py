@@ -47,6 +47,10 @@ async def test_detail_lists_every_delivery_they_received(admin_client: httpx.Asy
 async def test_unsubscribe_and_suppress_by_staff(admin_client: httpx.AsyncClient, db: Database) -> None:
     a = await add_subscriber(db, "a@example.org")
     b = await add_subscriber(db, "b@example.org")
+    for path in (f"/admin/subscribers/{a}/unsubscribe", f"/admin/subscribers/{a}/suppress"):
+        r = await admin_client.post(path, data={"reason": "no token"})
+        assert r.status_code == 403
+    assert (await _sub(db, a)).status == "confirmed"  # type: ignore[union-attr]
     token = await csrf(admin_client)
     r = await admin_client.post(f"/admin/subscribers/{a}/unsubscribe", data={"csrf_token": token})
     assert r.status_code == 303
