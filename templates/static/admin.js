@@ -49,7 +49,8 @@ function watchProgress(box) {
       .then(function (data) {
         if (!data) { return; }
         show(data);
-        if (data.status === "sending" || data.status === "scheduled") { window.setTimeout(poll, 2000); }
+        if (data.status === "sending") { window.setTimeout(poll, 2000); }
+        else if (data.status === "scheduled") { window.setTimeout(poll, 30000); }
         else if (note) { note.hidden = true; }
       })
       .catch(function () { window.setTimeout(poll, 10000); });
