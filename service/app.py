@@ -21,6 +21,7 @@ from service.mail.transport import Mailer, make_mailer
 from service.paths import TEMPLATES_DIR
 from service.settings import Settings
 from service.web import (
+    DatabaseOutageMiddleware,
     RequestLogMiddleware,
     SecurityHeadersMiddleware,
     http_exception_handler,
@@ -107,6 +108,7 @@ def create_app(
         middleware=[
             Middleware(RequestLogMiddleware),
             Middleware(SecurityHeadersMiddleware, settings=settings),
+            Middleware(DatabaseOutageMiddleware),
             Middleware(DbSessionMiddleware, sessions=sessions),
         ],
         exception_handlers={HTTPException: http_exception_handler, Exception: server_error_handler},

@@ -122,8 +122,8 @@ async def expire_leases(db: Database, campaign_id: int) -> int:
         return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
-async def wait_for(condition: Callable[[], Any], *, timeout: float, what: str, proc: Process | None = None) -> None:
-    deadline = time.monotonic() + timeout
+async def wait_for(condition: Callable[[], Any], *, seconds: float, what: str, proc: Process | None = None) -> None:
+    deadline = time.monotonic() + seconds
     while True:
         result = condition()
         if asyncio.iscoroutine(result):

@@ -44,7 +44,7 @@ async def test_flaky_smtp_server_during_a_digest_serves_every_recipient_once(
             await make_retries_due(db, campaign_id)
             return await campaign_status(db, campaign_id) == "sent"
 
-        await wait_for(finished, timeout=120, what="the campaign to finish", proc=worker)
+        await wait_for(finished, seconds=120, what="the campaign to finish", proc=worker)
     finally:
         assert worker.stop() == 0, worker.log()
 

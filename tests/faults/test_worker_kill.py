@@ -51,7 +51,7 @@ async def test_worker_killed_twice_mid_campaign_serves_everyone_once(
         async def reached_the_held_recipient(served: int = served) -> bool:
             return len(handler.received) == served and (await count_status(db, campaign_id))["sent"] == served
 
-        await wait_for(reached_the_held_recipient, timeout=60, what=f"run {run} to reach {held}", proc=worker)
+        await wait_for(reached_the_held_recipient, seconds=60, what=f"run {run} to reach {held}", proc=worker)
         assert worker.proc is not None
         worker.kill()
         assert worker.proc.returncode == -signal.SIGKILL
@@ -66,7 +66,7 @@ async def test_worker_killed_twice_mid_campaign_serves_everyone_once(
         async def finished() -> bool:
             return await campaign_status(db, campaign_id) == "sent"
 
-        await wait_for(finished, timeout=90, what="the campaign to finish", proc=last)
+        await wait_for(finished, seconds=90, what="the campaign to finish", proc=last)
     finally:
         assert last.stop() == 0, last.log()
     assert handler.per_recipient() == dict.fromkeys(addresses, 1)
