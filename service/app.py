@@ -56,12 +56,14 @@ def domain_routes() -> list[BaseRoute]:
     from service.campaigns.routes import routes as campaign_routes
     from service.inquiries.routes import routes as inquiry_routes
     from service.newsletter.routes import routes as newsletter_routes
+    from service.openapi import route as openapi_route
 
     return [
         *admin_routes,
         *inquiry_routes,
         *newsletter_routes,
         *campaign_routes,
+        openapi_route,
         Route("/healthz", healthz, methods=["GET", "HEAD"]),
         Route("/readyz", readyz, methods=["GET", "HEAD"]),
         Mount("/static", app=StaticFiles(directory=TEMPLATES_DIR / "static"), name="static"),
