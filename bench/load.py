@@ -217,13 +217,16 @@ class Stats:
 
 
 class Load:
+    USERS = {"inquiry": 6, "signup": 4, "confirm": 2, "unsubscribe": 2, "admin": 2}  # concurrent users per kind
+
     def __init__(self, clients: list[httpx.AsyncClient], admins: list[httpx.AsyncClient], links: Any,
-                 subscribers: int, until: float) -> None:
+                 subscribers: int) -> None:
         self.clients = clients
         self.admins = admins
         self.links = links
-        self.until = until
+        self.until = 0.0
         self.stats = Stats()
+        self.phases: dict[str, tuple[Stats, float]] = {}
         self.counter = 0
         self.rng = random.Random(2026)
         tokens = Tokens(bench_settings())
@@ -296,6 +299,36 @@ class Load:
         c = self.rng.choice(self.admins)
         page = self.rng.choice(ADMIN_PAGES)
         await self.timed("admin", lambda: c.get(page), 200)
+
+    async def run(self, phase: str, seconds: float) -> None:
+        """The mix for `seconds`: every kind's users at once, each sending its next request when
+        the last one is answered (a closed loop)."""
+        self.stats = Stats()
+        started = time.monotonic()
+        self.until = started + seconds
+        await asyncio.gather(*(self.user(kind) for kind, n in self.USERS.items() for _ in range(n)))
+        self.phases[phase] = (self.stats, time.monotonic() - started)
+
+    def report(self, phase: str) -> None:
+        stats, elapsed = self.phases[phase]
+        print(f"\n{phase}\n{'kind':<12}{'ok':>8}{'per s':>9}{'p50 ms':>9}{'p99 ms':>9}  errors")
+        for kind in KINDS:
+            lat = stats.latencies.get(kind, [])
+            errors = ", ".join(f"{what} ×{n}" for what, n in stats.errors.get(kind, Counter()).items()) or "-"
+            p50 = statistics.median(lat) * 1000 if lat else float("nan")
+            print(f"{kind:<12}{len(lat):>8}{len(lat) / elapsed:>9.1f}{p50:>9.0f}{percentile(lat, 99) * 1000:>9.0f}  "
+                  f"{errors}")
+
+    def all_writes(self) -> Stats:
+        merged = Stats()
+        for stats, _ in self.phases.values():
+            merged.inquiries.update(stats.inquiries)
+            merged.signups |= stats.signups
+            merged.confirmed |= stats.confirmed
+            merged.unsubscribed |= stats.unsubscribed
+            for kind, errors in stats.errors.items():
+                merged.errors[kind].update(errors)
+        return merged
 
     async def user(self, kind: str) -> None:
         action = getattr(self, kind)
@@ -394,27 +427,25 @@ async def main(args: argparse.Namespace, links: Any, sink_port: int, stop_sink: 
         admins = [await sign_in(u) for u in urls]
         clients += admins
 
+        load = Load(clients[:2], admins, links, args.subscribers)
+        users = ", ".join(f"{n} {kind}" for kind, n in Load.USERS.items())
+        print(f"load: concurrent users: {users}; 2 app processes, 1 worker (logs in {logs})")
+        if args.baseline_seconds:
+            await load.run(f"baseline: {args.baseline_seconds} s of the same load, no digest sending",
+                           args.baseline_seconds)
         async with sessions.begin() as session:
             queued = await q.start_campaign(session, campaign_id=campaign_id, now=utcnow())
         started = time.monotonic()
-        print(f"digest {campaign_id}: {queued:,} deliveries queued; SEND_RATE {args.send_rate or 'unlimited'}; "
-              f"load for {args.seconds} s: 2 app processes, 1 worker (logs in {logs})")
-        load = Load(clients[:2], admins, links, args.subscribers, started + args.seconds)
-        users = {"inquiry": 6, "signup": 4, "confirm": 2, "unsubscribe": 2, "admin": 2}
-        await asyncio.gather(*(load.user(kind) for kind, n in users.items() for _ in range(n)))
+        phase = f"{args.seconds} s while digest {campaign_id} sends to {queued:,} subscribers " \
+                f"(SEND_RATE {args.send_rate or 'unlimited'})"
+        await load.run(phase, args.seconds)
         elapsed = time.monotonic() - started
         async with sessions() as session:
             sent_during = int(await session.scalar(select(func.count()).where(
                 Delivery.campaign_id == campaign_id, Delivery.status == "sent")) or 0)
-
-        print(f"\n{'kind':<12}{'ok':>8}{'per s':>9}{'p50 ms':>9}{'p99 ms':>9}  errors")
-        for kind in KINDS:
-            lat = load.stats.latencies.get(kind, [])
-            errors = ", ".join(f"{what} ×{n}" for what, n in load.stats.errors.get(kind, Counter()).items()) or "-"
-            p50 = statistics.median(lat) * 1000 if lat else float("nan")
-            print(f"{kind:<12}{len(lat):>8}{len(lat) / elapsed:>9.1f}{p50:>9.0f}{percentile(lat, 99) * 1000:>9.0f}  "
-                  f"{errors}")
-        print(f"digest: {sent_during:,} of {queued:,} sent during the {elapsed:.0f} s of load "
+        for name in load.phases:
+            load.report(name)
+        print(f"\ndigest: {sent_during:,} of {queued:,} sent during the {elapsed:.0f} s of load "
               f"({sent_during / elapsed:,.0f}/s)")
 
         deadline = time.monotonic() + args.drain_seconds
@@ -424,7 +455,13 @@ async def main(args: argparse.Namespace, links: Any, sink_port: int, stop_sink: 
             if status == "sent" or time.monotonic() > deadline:
                 break
             await asyncio.sleep(1)
-        print(f"digest status '{status}' {time.monotonic() - started:.0f} s after the start")
+        after = time.monotonic() - started - elapsed
+        async with sessions() as session:
+            sent_total = int(await session.scalar(select(func.count()).where(
+                Delivery.campaign_id == campaign_id, Delivery.status == "sent")) or 0)
+        alone = sent_total - sent_during
+        print(f"digest: status '{status}' {time.monotonic() - started:.0f} s after its start; alone after the load: "
+              f"{alone:,} in {after:.0f} s ({alone / max(after, 0.001):,.0f}/s)")
         for proc in procs:
             proc.stop()
         procs = []
@@ -434,8 +471,8 @@ async def main(args: argparse.Namespace, links: Any, sink_port: int, stop_sink: 
         if status != "sent":
             print(f"FAILED: the digest did not finish within --drain-seconds ({args.drain_seconds} s)")
             return 1
-        problems = await check(sessions, load.stats, campaign_id, digests)
-        s = load.stats
+        s = load.all_writes()
+        problems = await check(sessions, s, campaign_id, digests)
         print(f"checks: {len(s.inquiries):,} inquiries, {len(s.signups):,} signups, {len(s.confirmed):,} "
               f"confirmations, {len(s.unsubscribed):,} unsubscribes: each stored as answered; "
               f"{len(digests):,} recipients got the digest, {sum(digests.values()) - len(digests)} duplicates")
@@ -456,6 +493,8 @@ async def main(args: argparse.Namespace, links: Any, sink_port: int, stop_sink: 
 def cli() -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--seconds", type=int, default=60)
+    parser.add_argument("--baseline-seconds", type=int, default=15,
+                        help="the same load first, without the digest (0 = skip)")
     parser.add_argument("--subscribers", type=int, default=20_000)
     parser.add_argument("--send-rate", type=int, default=350, help="SEND_RATE of the worker (0 = unlimited)")
     parser.add_argument("--drain-seconds", type=int, default=240, help="how long to wait for the digest afterwards")
