@@ -111,3 +111,15 @@ async def test_fuzzed_requests_never_get_a_5xx_and_every_4xx_is_a_json_error(
         body = response.json()
         assert isinstance(body, dict) and (isinstance(body.get("error"), str) or isinstance(body.get("errors"), dict))
     case.validate_response(response, checks=CHECKS_RUN)
+
+
+@pytest.mark.parametrize(("method", "path", "status"), [
+    ("GET", "/api/no-such-thing", 404), ("DELETE", "/api/inquiries", 405), ("PUT", "/api/subscriptions", 405),
+    ("POST", "/api/form-token", 405), ("POST", OPENAPI_PATH, 405),
+])
+async def test_unknown_api_paths_and_methods_answer_json_errors(
+    api: httpx.AsyncClient, method: str, path: str, status: int
+) -> None:
+    r = await api.request(method, path)
+    assert r.status_code == status
+    assert r.headers["content-type"].startswith("application/json") and isinstance(r.json()["error"], str)
