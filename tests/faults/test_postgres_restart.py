@@ -24,16 +24,17 @@ from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from service.app import create_app
 from service.db import create_engine, migrate, session_factory
 from service.inquiries.models import Inquiry
+from service.mail.models import OutboxMessage
 from service.settings import RateLimit, Settings
 from tests.conftest import TEST_SECRET
-from tests.live import LiveServer, tidings_env
-from tests.smtp import free_port
+from tests.live import LiveServer, Process, tidings_env
+from tests.smtp import SmtpServer, free_port
 
 
 @dataclass
@@ -98,9 +99,9 @@ class Answer:
     at: float
 
 
-async def _one(client: httpx.AsyncClient, n: int) -> Answer:
+async def _one(client: httpx.AsyncClient, n: int, run: str) -> Answer:
     kind = "api" if n % 2 else "form"
-    email = f"load{n}@example.org"
+    email = f"load{run}-{n}@example.org"
     fields = {**FIELDS, "email": email, "message": f"Inquiry number {n} sent while the database restarts."}
     started = time.monotonic()
     try:
@@ -115,13 +116,13 @@ async def _one(client: httpx.AsyncClient, n: int) -> Answer:
                   r.headers.get("retry-after"), started)
 
 
-async def _load(client: httpx.AsyncClient, answers: list[Answer], stop: asyncio.Event, *, clients: int = 6,
+async def _load(client: httpx.AsyncClient, run: str, answers: list[Answer], stop: asyncio.Event, *, clients: int = 6,
                 limit: int = 20_000) -> None:
     counter = itertools.count(1)
 
     async def loop() -> None:
         while not stop.is_set() and len(answers) < limit:
-            answers.append(await _one(client, next(counter)))
+            answers.append(await _one(client, next(counter), run))
             await asyncio.sleep(0.01)
 
     await asyncio.gather(*(loop() for _ in range(clients)))
@@ -144,20 +145,31 @@ async def _outages(cluster: Cluster) -> list[tuple[str, float, float]]:
     return windows
 
 
-@pytest.fixture(params=["tidings serve", "in-process app without pool_pre_ping"])
-async def base_client(request: pytest.FixtureRequest, migrated: Cluster,
-                      tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
-    if request.param == "tidings serve":
-        env = tidings_env(migrated.url, TEST_SECRET, FORM_MIN_SECONDS="0", FORM_RATE_LIMIT="100000/600")
+@dataclass
+class Target:
+    client: httpx.AsyncClient
+    worker: Process | None = None  # `tidings worker` delivering the outbox, with the live server
+    smtp: SmtpServer | None = None
+
+
+@pytest.fixture(params=["tidings serve + tidings worker", "in-process app without pool_pre_ping"])
+async def target(request: pytest.FixtureRequest, migrated: Cluster, smtp: SmtpServer,
+                 tmp_path: Path) -> AsyncIterator[Target]:
+    if request.param.startswith("tidings serve"):
+        env = tidings_env(migrated.url, TEST_SECRET, FORM_MIN_SECONDS="0", FORM_RATE_LIMIT="100000/600",
+                          SMTP_URL=smtp.url)
         server = LiveServer(env, tmp_path / "serve.log", worker=False)
+        worker = Process(["worker"], env, tmp_path / "worker.log")
         server.start()
+        worker.start()
         try:
             async with httpx.AsyncClient(base_url=server.url, timeout=20) as client:
-                yield client
+                yield Target(client, worker, smtp)
         finally:
             server.stop()
-            log = server.log()
-            assert "Traceback" not in log, log[-4000:]
+            worker.stop()
+            for log in (server.log(), worker.log()):
+                assert "Traceback" not in log, log[-4000:]
         return
     engine = create_async_engine(migrated.url, pool_pre_ping=False, pool_size=5, max_overflow=5)
     settings = Settings(database_url=migrated.url, secret_key=TEST_SECRET, base_url="http://testserver",
@@ -167,18 +179,20 @@ async def base_client(request: pytest.FixtureRequest, migrated: Cluster,
         async with app.router.lifespan_context(app):
             transport = httpx.ASGITransport(app=app, raise_app_exceptions=False, client=("203.0.113.9", 5000))
             async with httpx.AsyncClient(transport=transport, base_url="http://testserver", timeout=20) as client:
-                yield client
+                yield Target(client)
     finally:
         await engine.dispose()
 
 
 @pytest.mark.slow
 async def test_postgres_restart_under_inquiry_load_gives_503s_then_recovers_and_loses_nothing(
-    migrated: Cluster, base_client: httpx.AsyncClient
+    migrated: Cluster, target: Target
 ) -> None:
+    base_client = target.client
+    run = secrets.token_hex(3)
     answers: list[Answer] = []
     stop = asyncio.Event()
-    load = asyncio.create_task(_load(base_client, answers, stop))
+    load = asyncio.create_task(_load(base_client, run, answers, stop))
     try:
         windows = await _outages(migrated)
     finally:
@@ -201,7 +215,7 @@ async def test_postgres_restart_under_inquiry_load_gives_503s_then_recovers_and_
     assert late and all(a.status in (201, 303) for a in late), [a.status for a in late]
     # ... and still does, on a fresh request of each kind.
     for n in (10_000_001, 10_000_002):
-        assert (await _one(base_client, n)).status in (201, 303)
+        assert (await _one(base_client, n, run)).status in (201, 303)
     accepted = {a.email for a in answers if a.status in (201, 303)}
     engine = create_engine(migrated.url)
     try:
@@ -210,3 +224,32 @@ async def test_postgres_restart_under_inquiry_load_gives_503s_then_recovers_and_
     finally:
         await engine.dispose()
     assert accepted <= stored, sorted(accepted - stored)[:10]
+    if target.worker is not None:
+        await _worker_catches_up(migrated, target, accepted)
+
+
+async def _worker_catches_up(cluster: Cluster, target: Target, accepted: set[str]) -> None:
+    """The worker lived through the outages and delivers the outbox: every visitor whose inquiry
+    was accepted gets the acknowledgement (at least once: a message the server accepted just
+    before the database went away is sent again, by design)."""
+    assert target.worker is not None and target.smtp is not None
+    engine = create_engine(cluster.url)
+    deadline = time.monotonic() + 90
+    try:
+        while True:
+            async with session_factory(engine).begin() as session:
+                pending = int(await session.scalar(select(func.count()).select_from(OutboxMessage).where(
+                    OutboxMessage.status.in_(("queued", "sending")))) or 0)
+                if time.monotonic() > deadline - 75:  # after 15 s: the leases of rows claimed in the outage end
+                    await session.execute(update(OutboxMessage).where(OutboxMessage.status == "sending")
+                                          .values(lease_expires_at=OutboxMessage.created_at))
+            if not pending:
+                break
+            assert target.worker.proc is not None and target.worker.proc.poll() is None, target.worker.log()
+            assert time.monotonic() < deadline, f"{pending} outbox messages still waiting:\n{target.worker.log()}"
+            await asyncio.sleep(0.25)
+    finally:
+        await engine.dispose()
+    mailed = {r.lower() for m in target.smtp.received for r in m.recipients}
+    assert accepted <= mailed, sorted(accepted - mailed)[:10]
+    assert target.worker.proc is not None and target.worker.proc.poll() is None
