@@ -1,13 +1,15 @@
 """PostgreSQL stopped and restarted under inquiry load (`pg_ctlcluster … stop` / `start`, then
 `pg_ctlcluster … restart`): requests fail with 503 while the database is away (a JSON error on
 /api, the HTML error page on /contact; never a traceback, never a 500), the service recovers by
-itself, and every inquiry that was answered 201 or 303 is in the table.
+itself, and every inquiry that was answered 201 or 303 is in the table; a `tidings worker`
+running through it all stays up and delivers every accepted inquiry's acknowledgement.
 
 The test makes its OWN throw-away cluster on a free port (pg_createcluster, trust auth) and
 drops it afterwards, even on failure: the suite's shared cluster is never touched. It runs once
 per suite, not per backend (it is about PostgreSQL only), and twice over: against a real
-`tidings serve --no-worker` (the engine as configured, pool_pre_ping included) and against the
-app in-process on an engine WITHOUT pool_pre_ping, so recovery never depends on pre-ping."""
+`tidings serve --no-worker` plus `tidings worker` (the engine as configured, pool_pre_ping
+included) and against the app in-process on an engine WITHOUT pool_pre_ping, so recovery never
+depends on pre-ping."""
 
 from __future__ import annotations
 
