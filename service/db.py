@@ -64,7 +64,9 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
 
 
 def create_engine(database_url: str, **kwargs: Any) -> AsyncEngine:
-    """An async engine tuned for the database behind `database_url`."""
+    """An async engine tuned for the database behind `database_url`. Statement parameters are
+    kept out of error messages and logs: they carry inquiries (health information)."""
+    kwargs.setdefault("hide_parameters", True)
     if database_url.startswith("sqlite"):
         engine = create_async_engine(database_url, connect_args={"timeout": 30}, **kwargs)
         _tune_sqlite(engine)
