@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from service.inquiries.models import CONTACT_METHODS, Inquiry
 from service.inquiries.queries import add_inquiry_note, change_inquiry_status, insert_inquiry_once
 from service.mail.message import format_address
-from service.mail.outbox import queue_email
+from service.mail.outbox import email_values, queue_emails
 from service.settings import Settings
 from service.validation import (
     Errors,
@@ -209,11 +209,13 @@ def mail_address(address: str) -> str | None:
 
 
 async def queue_inquiry_emails(session: AsyncSession, *, settings: Settings, inquiry: Inquiry) -> None:
-    """The staff notification (Reply-To: the client) and the client's automatic reply."""
+    """The staff notification (Reply-To: the client) and the client's automatic reply, queued with
+    one INSERT; the outbox worker renders them when it sends them."""
     method = CONTACT_METHOD_LABELS.get(inquiry.contact_method, inquiry.contact_method)
     client = mail_address(inquiry.email)
-    await queue_email(
-        session, kind="inquiry_staff", sender=settings.mail_from, to=settings.staff_inbox,
+    now = inquiry.created_at
+    emails = [email_values(
+        kind="inquiry_staff", sender=settings.mail_from, to=settings.staff_inbox,
         # user text in a header: only the name, which validation keeps to one line
         subject=f"New inquiry #{inquiry.id} from {inquiry.name}",
         template="inquiry_staff",
@@ -226,16 +228,18 @@ async def queue_inquiry_emails(session: AsyncSession, *, settings: Settings, inq
         },
         reply_to=format_address(client, inquiry.name) if client else None,
         headers={"Auto-Submitted": "auto-generated", "X-Tidings-Kind": "inquiry_staff"},
-    )
-    if client is None:  # stored and notified; staff answer from their own mail client
-        return
-    await queue_email(
-        session, kind="inquiry_autoreply", sender=settings.mail_from, to=client,
-        subject=f"We have received your message - {settings.org_name}",
-        template="inquiry_autoreply",
-        ctx={
-            "org_name": settings.org_name, "contact_method": inquiry.contact_method,
-            "base_url": settings.base_url,
-        },
-        headers={"Auto-Submitted": "auto-replied", "X-Tidings-Kind": "inquiry_autoreply"},
-    )
+        now=now,
+    )]
+    if client is not None:  # else stored and notified; staff answer from their own mail client
+        emails.append(email_values(
+            kind="inquiry_autoreply", sender=settings.mail_from, to=client,
+            subject=f"We have received your message - {settings.org_name}",
+            template="inquiry_autoreply",
+            ctx={
+                "org_name": settings.org_name, "contact_method": inquiry.contact_method,
+                "base_url": settings.base_url,
+            },
+            headers={"Auto-Submitted": "auto-replied", "X-Tidings-Kind": "inquiry_autoreply"},
+            now=now,
+        ))
+    await queue_emails(session, emails)
