@@ -4,11 +4,12 @@ and notes (each recorded as an InquiryEvent with its time). None of these commit
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import exists, func, insert, literal, select, text
+from sqlalchemy import BigInteger, bindparam, exists, func, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.db import utcnow
@@ -58,12 +59,11 @@ async def insert_inquiry_once(session: AsyncSession, *, values: dict[str, Any], 
         # statement. If the lock is taken (a concurrent twin is being stored) or a recent twin
         # exists, nothing is inserted and the slow path below waits for the lock and looks
         # again in a new statement, whose snapshot then includes the twin once committed.
-        lock = select(func.pg_try_advisory_xact_lock(_lock_id(key)).label("got")).cte("dedupe_lock")
-        new_id = await _insert_unless_recent(session, row, since, lock)
+        new_id = await _insert_unless_recent(session, row, since, True)
         if new_id is not None:
             return new_id, True
     await lock_dedupe_key(session, dedupe_key=key)
-    new_id = await _insert_unless_recent(session, row, since, None)
+    new_id = await _insert_unless_recent(session, row, since, False)
     if new_id is not None:
         return new_id, True
     existing = await find_recent_duplicate(session, dedupe_key=key, since=since)
@@ -72,15 +72,33 @@ async def insert_inquiry_once(session: AsyncSession, *, values: dict[str, Any], 
 
 
 async def _insert_unless_recent(session: AsyncSession, row: dict[str, Any], since: dt.datetime,
-                                lock: Any) -> int | None:
-    columns = Inquiry.__table__.c
-    recent = select(Inquiry.id).where(Inquiry.dedupe_key == row["dedupe_key"], Inquiry.created_at >= since)
-    source = select(*(literal(v, type_=columns[k].type) for k, v in row.items())).where(~exists(recent))
-    if lock is not None:
-        source = source.select_from(lock).where(lock.c.got)
-    stmt = insert(Inquiry).from_select(list(row), source, include_defaults=False).returning(Inquiry.id)
-    new_id = (await session.execute(stmt)).scalar_one_or_none()
+                                lock: bool) -> int | None:
+    stmt = _insert_statement(tuple(row), lock)
+    params = {**row, "since": since}
+    if lock:
+        params["lock_id"] = _lock_id(row["dedupe_key"])
+    connection = await session.connection()
+    new_id = (await connection.execute(stmt, params)).scalar_one_or_none()
     return None if new_id is None else int(new_id)
+
+
+@functools.lru_cache(maxsize=8)
+def _insert_statement(keys: tuple[str, ...], lock: bool) -> Any:
+    """INSERT INTO inquiries (...) SELECT :values... WHERE NOT EXISTS (a recent twin) [and the
+    dedupe key's advisory lock was free]: built once per column set, so SQLAlchemy compiles it
+    once and each request only binds its values."""
+    table = Inquiry.__table__
+    columns = table.c
+    recent = select(columns.id).where(
+        columns.dedupe_key == bindparam("dedupe_key", type_=columns.dedupe_key.type),
+        columns.created_at >= bindparam("since", type_=columns.created_at.type),
+    )
+    source = select(*(bindparam(k, type_=columns[k].type) for k in keys)).where(~exists(recent))
+    if lock:
+        got = select(func.pg_try_advisory_xact_lock(bindparam("lock_id", type_=BigInteger())).label("got"))
+        cte = got.cte("dedupe_lock")
+        source = source.select_from(cte).where(cte.c.got)
+    return insert(table).from_select(list(keys), source, include_defaults=False).returning(columns.id)
 
 
 async def get_inquiry(session: AsyncSession, *, inquiry_id: int) -> Inquiry | None:

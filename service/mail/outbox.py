@@ -111,7 +111,8 @@ async def queue_email(
 async def queue_emails(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
     """Queue several messages made by `email_values` with one INSERT statement."""
     if rows:
-        await session.execute(insert(OutboxMessage), list(rows))
+        connection = await session.connection()  # Core: no ORM bookkeeping for rows nobody reads back
+        await connection.execute(insert(OutboxMessage.__table__), list(rows))
 
 
 def outbox_email(row: OutboxMessage) -> EmailMessage:
