@@ -111,8 +111,13 @@ async def queue_email(
 async def queue_emails(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
     """Queue several messages made by `email_values` with one INSERT statement."""
     if rows:
-        connection = await session.connection()  # Core: no ORM bookkeeping for rows nobody reads back
-        await connection.execute(insert(OutboxMessage.__table__), list(rows))
+        # Core, no ORM bookkeeping; RETURNING makes SQLAlchemy send one multi-row INSERT
+        # ("insertmanyvalues") rather than the driver's executemany.
+        connection = await session.connection()
+        await connection.execute(_INSERT_RETURNING_ID, list(rows))
+
+
+_INSERT_RETURNING_ID = insert(OutboxMessage.__table__).returning(OutboxMessage.__table__.c.id)
 
 
 def outbox_email(row: OutboxMessage) -> EmailMessage:
