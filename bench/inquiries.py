@@ -230,17 +230,26 @@ def start_server(database_url: str, procs: int) -> tuple[subprocess.Popen[bytes]
     raise SystemExit("uvicorn did not start")
 
 
-def cpu_seconds(pids: list[int]) -> float:
-    """User + system CPU time of these processes so far (Linux /proc)."""
+def cpu_by_pid(pids: list[int]) -> dict[int, float]:
+    """User + system CPU time of each of these processes so far (Linux /proc)."""
     tick = os.sysconf("SC_CLK_TCK")
-    total = 0.0
+    times = {}
     for pid in pids:
         try:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         except (FileNotFoundError, ProcessLookupError):
             continue
-        total += (int(fields[11]) + int(fields[12])) / tick
-    return total
+        times[pid] = (int(fields[11]) + int(fields[12])) / tick
+    return times
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    return sum(cpu_by_pid(pids).values())
+
+
+def cpu_spent(before: dict[int, float], after: dict[int, float]) -> float:
+    """CPU spent between two snapshots, by processes alive at the second (new ones count whole)."""
+    return sum(t - before.get(pid, 0.0) for pid, t in after.items())
 
 
 def process_tree(pid: int) -> list[int]:
@@ -274,11 +283,11 @@ def measured(base: str, path: str, args: argparse.Namespace, server: subprocess.
     """A load phase, with the CPU the server processes (and PostgreSQL backends) spent per request."""
     app_pids = process_tree(server.pid)
     db_pids = asyncio.run(_pg_backends()) if postgres else []
-    app0, db0 = cpu_seconds(app_pids), cpu_seconds(db_pids)
+    app0, db0 = cpu_seconds(app_pids), cpu_by_pid(db_pids)
     result = run_load(base, path, args.seconds, args.client_procs, args.concurrency)
     db_pids = asyncio.run(_pg_backends()) if postgres else []
     app_ms = (cpu_seconds(app_pids) - app0) * 1000 / max(1, result.ok)
-    db_ms = (cpu_seconds(db_pids) - db0) * 1000 / max(1, result.ok) if postgres else 0.0
+    db_ms = cpu_spent(db0, cpu_by_pid(db_pids)) * 1000 / max(1, result.ok) if postgres else 0.0
     return result, app_ms, db_ms
 
 

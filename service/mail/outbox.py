@@ -130,8 +130,9 @@ def outbox_email(row: OutboxMessage) -> EmailMessage:
         raise ValueError("the message has neither its bytes nor a template to render")
     values: dict[str, str] = json.loads(row.headers)
     rendered = render_email(row.template, json.loads(row.context))
+    del values["Subject"]  # the row's own (an inquiry's notification gets its id in it as it is stored)
     return build_message(
-        sender=values.pop("From"), to=values.pop("To"), subject=values.pop("Subject"),
+        sender=values.pop("From"), to=values.pop("To"), subject=row.subject,
         reply_to=values.pop("Reply-To", None), date=values.pop("Date", None), headers=values,
         text=rendered.text, html=rendered.html, message_id=row.message_id,
     )
