@@ -278,16 +278,34 @@ async def _pg_backends() -> list[int]:
     return pids
 
 
+async def _pg_sessions() -> int:
+    """Connections ever opened to the bench database (PostgreSQL 14+), to see pool churn."""
+    from sqlalchemy import text
+
+    from service.db import create_engine
+
+    engine = create_engine(PG_ADMIN)
+    async with engine.connect() as conn:
+        n = await conn.scalar(text("SELECT sessions FROM pg_stat_database WHERE datname = :n"), {"n": PG_DB})
+    await engine.dispose()
+    return int(n or 0)
+
+
 def measured(base: str, path: str, args: argparse.Namespace, server: subprocess.Popen[bytes],
              postgres: bool) -> tuple[Result, float, float]:
     """A load phase, with the CPU the server processes (and PostgreSQL backends) spent per request."""
     app_pids = process_tree(server.pid)
     db_pids = asyncio.run(_pg_backends()) if postgres else []
+    sessions0 = asyncio.run(_pg_sessions()) if postgres else 0
     app0, db0 = cpu_seconds(app_pids), cpu_by_pid(db_pids)
     result = run_load(base, path, args.seconds, args.client_procs, args.concurrency)
     db_pids = asyncio.run(_pg_backends()) if postgres else []
     app_ms = (cpu_seconds(app_pids) - app0) * 1000 / max(1, result.ok)
     db_ms = cpu_spent(db0, cpu_by_pid(db_pids)) * 1000 / max(1, result.ok) if postgres else 0.0
+    if postgres:
+        opened = asyncio.run(_pg_sessions()) - sessions0
+        print(f"  ({path}: {len(db_pids)} PostgreSQL backends at the end; {opened} connections opened "
+              f"during the phase; backends that exited in it are not counted in their CPU)")
     return result, app_ms, db_ms
 
 
