@@ -12,6 +12,7 @@ from service.mail.message import HeaderInjectionError
 from service.mail.models import OutboxMessage
 from service.mail.outbox import OutboxWorker, queue_email
 from service.mail.transport import SmtpTransport
+from service.settings import Settings
 from tests.conftest import Database
 from tests.smtp import SmtpServer
 
@@ -114,3 +115,27 @@ async def test_an_unknown_template_or_a_context_that_is_not_json_is_refused_when
     with pytest.raises(TypeError):
         await _queue(db, ctx={"org_name": object(), "sent_at": "now"})
     assert await _count(db) == 0
+
+
+async def test_the_admin_outbox_shows_a_queued_message_rendered_on_demand_and_why_a_broken_one_failed(
+        settings: Settings, db: Database, smtp: SmtpServer) -> None:
+    from service.app import create_app
+    from tests.admin.conftest import make_staff, new_client, sign_in
+
+    queued = await _queue(db, subject="Still queued")
+    broken = await _queue(db, ctx={"org_name": "Clinic"}, subject="Broken")
+    async with db.sessions.begin() as session:  # only the broken one is due now
+        await session.execute(update(OutboxMessage).where(OutboxMessage.id == queued).values(
+            next_attempt_at=dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)))
+    assert await _drain(db, smtp) == 1
+    app = create_app(settings.with_(smtp_url=smtp.url), sessions=db.sessions)
+    await make_staff(db)
+    async with new_client(app) as client:
+        await sign_in(client)
+        page = await client.get(f"/admin/outbox/{queued}")
+        assert page.status_code == 200 and "Still queued" in page.text and "Clinic Ünïcode" in page.text
+        frame = await client.get(f"/admin/outbox/{queued}/html")
+        assert frame.status_code == 200 and "Clinic Ünïcode" in frame.text
+        failed = await client.get(f"/admin/outbox/{broken}")
+        assert failed.status_code == 200 and "cannot be rendered" in failed.text and "sent_at" in failed.text
+    assert (await _row(db, queued)).raw is None  # showing it rendered nothing into the row
