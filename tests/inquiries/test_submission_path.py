@@ -12,7 +12,7 @@ from sqlalchemy import text
 from service.app import create_app
 from service.db import create_engine, session_factory
 from service.mail.outbox import outbox_email
-from tests.conftest import Database, make_settings
+from tests.conftest import PG_URL, Database, make_settings
 from tests.inquiries.conftest import ROOMY, count_rows, outbox_messages, post_json
 
 
@@ -40,9 +40,9 @@ async def test_both_inquiry_emails_are_queued_unrendered_and_render_with_their_i
     assert reply_msg["To"] == "ana@example.org" and reply_msg["Auto-Submitted"] == "auto-replied"
 
 
+# PostgreSQL's pool only (SQLite has no server to lose); CI always runs it.
+@pytest.mark.parametrize("database", ["postgresql"] if PG_URL else [], indirect=True)
 async def test_a_killed_database_connection_costs_at_most_one_clean_503(db: Database) -> None:
-    if not db.is_postgres:
-        pytest.skip("PostgreSQL connection pool")
     engine = create_engine(db.url, connect_args={"server_settings": {"application_name": "tidings-pool-test"}})
     app = create_app(make_settings(db, form_rate_limit=ROOMY), sessions=session_factory(engine))
     transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 50000), raise_app_exceptions=False)
