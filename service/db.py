@@ -19,9 +19,10 @@ from contextlib import asynccontextmanager, suppress
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 from sqlalchemy import DateTime, MetaData, TypeDecorator, event
 from sqlalchemy.engine import Dialect
-from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase
 from starlette.requests import HTTPConnection
@@ -42,6 +43,31 @@ Sessions = async_sessionmaker[AsyncSession]
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+# asyncpg's errors for a server that is gone, going or not there yet (SQLSTATE class 08, 57P01-03,
+# 53300), which SQLAlchemy wraps as a plain DBAPIError when they happen while connecting.
+_OUTAGE_ERRORS: tuple[type[BaseException], ...] = (
+    asyncpg.exceptions.PostgresConnectionError, asyncpg.exceptions.ConnectionDoesNotExistError,
+    asyncpg.exceptions.CannotConnectNowError, asyncpg.exceptions.AdminShutdownError,
+    asyncpg.exceptions.CrashShutdownError, asyncpg.exceptions.TooManyConnectionsError,
+)
+
+
+def is_database_outage(exc: BaseException) -> bool:
+    """A lost or refused database connection (as opposed to a bug in a query)."""
+    if isinstance(exc, OperationalError | InterfaceError):
+        return True
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    cause: BaseException | None = exc
+    for _ in range(4):  # DBAPIError -> the adapted driver error -> asyncpg's own error
+        if cause is None:
+            break
+        if isinstance(cause, _OUTAGE_ERRORS):
+            return True
+        cause = getattr(cause, "orig", None) or cause.__cause__
+    return isinstance(exc, ConnectionError | TimeoutError | OSError) and not isinstance(exc, FileNotFoundError)
 
 
 def utcnow() -> dt.datetime:

@@ -10,15 +10,14 @@ import time
 import uuid
 from typing import Any
 
-import asyncpg
 import jinja2
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse, Response
 from starlette.templating import Jinja2Templates
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from service.db import is_database_outage
 from service.paths import TEMPLATES_DIR
 from service.settings import Settings
 
@@ -205,31 +204,6 @@ def _default_phrase(status: int) -> str:
         return http.HTTPStatus(status).phrase
     except ValueError:
         return ""
-
-
-# asyncpg's errors for a server that is gone, going or not there yet (SQLSTATE class 08, 57P01-03,
-# 53300), which SQLAlchemy wraps as a plain DBAPIError when they happen while connecting.
-_OUTAGE_ERRORS: tuple[type[BaseException], ...] = (
-    asyncpg.exceptions.PostgresConnectionError, asyncpg.exceptions.ConnectionDoesNotExistError,
-    asyncpg.exceptions.CannotConnectNowError, asyncpg.exceptions.AdminShutdownError,
-    asyncpg.exceptions.CrashShutdownError, asyncpg.exceptions.TooManyConnectionsError,
-)
-
-
-def is_database_outage(exc: BaseException) -> bool:
-    """A lost or refused database connection (as opposed to a bug in a query)."""
-    if isinstance(exc, OperationalError | InterfaceError):
-        return True
-    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
-        return True
-    cause: BaseException | None = exc
-    for _ in range(4):  # DBAPIError -> the adapted driver error -> asyncpg's own error
-        if cause is None:
-            break
-        if isinstance(cause, _OUTAGE_ERRORS):
-            return True
-        cause = getattr(cause, "orig", None) or cause.__cause__
-    return isinstance(exc, ConnectionError | TimeoutError | OSError) and not isinstance(exc, FileNotFoundError)
 
 
 class DatabaseOutageMiddleware:

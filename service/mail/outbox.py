@@ -26,7 +26,8 @@ import json
 import logging
 import random
 import re
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from email.message import EmailMessage
 from email.utils import formatdate
 from typing import Any
@@ -34,7 +35,7 @@ from typing import Any
 from sqlalchemy import and_, delete, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from service.db import Sessions, utcnow
+from service.db import Sessions, is_database_outage, utcnow
 from service.mail.message import POLICY, build_message, checked_headers, new_message_id, parse_raw
 from service.mail.models import OutboxMessage
 from service.mail.render import render_email
@@ -258,8 +259,8 @@ class OutboxWorker:
         except Exception as exc:  # a template error fails this message, never the worker
             error = f"could not render the message: {type(exc).__name__}: {exc}"
             log.warning("outbox message %s: %s", row.id, error)
-            async with self.sessions.begin() as session:
-                await mark_outbox_failed(session, message_id=row.id, owner=self.owner, error=error, retry_at=None)
+            await self._record(row.id, lambda s: mark_outbox_failed(
+                s, message_id=row.id, owner=self.owner, error=error, retry_at=None))
             return
         try:
             result = await self.mailer.send(message)
@@ -271,19 +272,36 @@ class OutboxWorker:
             else:
                 error = f"gave up after {row.attempts} attempts: {error}"
             log.warning("outbox message %s: temporary failure (attempt %s): %s", row.id, row.attempts, exc)
-            async with self.sessions.begin() as session:
-                await mark_outbox_failed(session, message_id=row.id, owner=self.owner, error=error,
-                                         retry_at=retry_at)
+            await self._record(row.id, lambda s: mark_outbox_failed(
+                s, message_id=row.id, owner=self.owner, error=error, retry_at=retry_at))
             return
         except PermanentFailure as exc:
-            log.warning("outbox message %s: permanent failure: %s", row.id, exc)
-            async with self.sessions.begin() as session:
-                await mark_outbox_failed(session, message_id=row.id, owner=self.owner, error=str(exc),
-                                         retry_at=None)
+            reason = str(exc)
+            log.warning("outbox message %s: permanent failure: %s", row.id, reason)
+            await self._record(row.id, lambda s: mark_outbox_failed(
+                s, message_id=row.id, owner=self.owner, error=reason, retry_at=None))
             return
-        async with self.sessions.begin() as session:
-            await mark_outbox_sent(session, message_id=row.id, owner=self.owner, response=result.response,
-                                   now=utcnow(), raw=raw)
+        await self._record(row.id, lambda s: mark_outbox_sent(
+            s, message_id=row.id, owner=self.owner, response=result.response, now=utcnow(), raw=raw))
+
+    async def _record(self, row_id: int, write: Callable[[AsyncSession], Awaitable[bool]]) -> None:
+        """Write the outcome of one send. Through a database outage it keeps trying for as long
+        as the lease lasts: a message the SMTP server has accepted must be recorded as sent, or
+        it would go out again once the lease ends."""
+        deadline = time.monotonic() + self.lease.total_seconds() * 0.8
+        delay = 0.25
+        while True:
+            try:
+                async with self.sessions.begin() as session:
+                    await write(session)
+                return
+            except Exception as exc:
+                if not is_database_outage(exc) or time.monotonic() + delay > deadline:
+                    raise
+                log.warning("outbox message %s: cannot record the result yet (database unavailable); retrying",
+                            row_id)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
 
     async def drain(self) -> int:
         """Run batches until nothing is due (tests and the CLI)."""
