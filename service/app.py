@@ -21,6 +21,7 @@ from service.mail.transport import Mailer, make_mailer
 from service.paths import TEMPLATES_DIR
 from service.settings import Settings
 from service.web import (
+    DatabaseOutageMiddleware,
     RequestLogMiddleware,
     SecurityHeadersMiddleware,
     http_exception_handler,
@@ -55,12 +56,14 @@ def domain_routes() -> list[BaseRoute]:
     from service.campaigns.routes import routes as campaign_routes
     from service.inquiries.routes import routes as inquiry_routes
     from service.newsletter.routes import routes as newsletter_routes
+    from service.openapi import route as openapi_route
 
     return [
         *admin_routes,
         *inquiry_routes,
         *newsletter_routes,
         *campaign_routes,
+        openapi_route,
         Route("/healthz", healthz, methods=["GET", "HEAD"]),
         Route("/readyz", readyz, methods=["GET", "HEAD"]),
         Mount("/static", app=StaticFiles(directory=TEMPLATES_DIR / "static"), name="static"),
@@ -107,6 +110,7 @@ def create_app(
         middleware=[
             Middleware(RequestLogMiddleware),
             Middleware(SecurityHeadersMiddleware, settings=settings),
+            Middleware(DatabaseOutageMiddleware),
             Middleware(DbSessionMiddleware, sessions=sessions),
         ],
         exception_handlers={HTTPException: http_exception_handler, Exception: server_error_handler},

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import time
+from typing import Any
 
 from sqlalchemy import Integer, String, delete, func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -29,17 +31,22 @@ async def hit_rate_limit(session: AsyncSession, *, key: str, limit: RateLimit) -
     now = time.time()
     window = int(now // limit.seconds) * limit.seconds
     expires = dt.datetime.fromtimestamp(window + limit.seconds, dt.UTC)
-    insert = pg_insert if session.bind.dialect.name == "postgresql" else sqlite_insert
-    stmt = (
-        insert(RateLimitCounter)
-        .values(key=key, window_start=window, count=1, expires_at=expires)
-        .on_conflict_do_update(
-            index_elements=["key", "window_start"], set_={"count": RateLimitCounter.count + 1}
-        )
-        .returning(RateLimitCounter.count)
-    )
-    count = (await session.execute(stmt)).scalar_one()
+    stmt = _upsert_statement(session.bind.dialect.name)
+    params = {"key": key, "window_start": window, "count": 1, "expires_at": expires}
+    count = (await session.execute(stmt, params)).scalar_one()
     return count <= limit.count
+
+
+@functools.lru_cache(maxsize=2)
+def _upsert_statement(dialect: str) -> Any:
+    """Built once per dialect (bound values only), so SQLAlchemy compiles it once."""
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    table = RateLimitCounter.__table__
+    return (
+        insert(table)
+        .on_conflict_do_update(index_elements=["key", "window_start"], set_={"count": table.c.count + 1})
+        .returning(table.c.count)
+    )
 
 
 async def peek_rate_limit(session: AsyncSession, *, key: str, limit: RateLimit) -> int:

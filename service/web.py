@@ -10,6 +10,7 @@ import time
 import uuid
 from typing import Any
 
+import asyncpg
 import jinja2
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException
@@ -206,13 +207,60 @@ def _default_phrase(status: int) -> str:
         return ""
 
 
+# asyncpg's errors for a server that is gone, going or not there yet (SQLSTATE class 08, 57P01-03,
+# 53300), which SQLAlchemy wraps as a plain DBAPIError when they happen while connecting.
+_OUTAGE_ERRORS: tuple[type[BaseException], ...] = (
+    asyncpg.exceptions.PostgresConnectionError, asyncpg.exceptions.ConnectionDoesNotExistError,
+    asyncpg.exceptions.CannotConnectNowError, asyncpg.exceptions.AdminShutdownError,
+    asyncpg.exceptions.CrashShutdownError, asyncpg.exceptions.TooManyConnectionsError,
+)
+
+
 def is_database_outage(exc: BaseException) -> bool:
     """A lost or refused database connection (as opposed to a bug in a query)."""
     if isinstance(exc, OperationalError | InterfaceError):
         return True
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return True
+    cause: BaseException | None = exc
+    for _ in range(4):  # DBAPIError -> the adapted driver error -> asyncpg's own error
+        if cause is None:
+            break
+        if isinstance(cause, _OUTAGE_ERRORS):
+            return True
+        cause = getattr(cause, "orig", None) or cause.__cause__
     return isinstance(exc, ConnectionError | TimeoutError | OSError) and not isinstance(exc, FileNotFoundError)
+
+
+class DatabaseOutageMiddleware:
+    """A lost database answers 503 (Retry-After; JSON on /api, the error page elsewhere) with one
+    log line. Without it the error would reach Starlette's ServerErrorMiddleware, which answers
+    the same 503 but then re-raises: uvicorn logs a full traceback for every request of the
+    outage and closes the keep-alive connection under the client's next request. Sits outside
+    DbSessionMiddleware, so a commit that fails is caught too."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def send_tracking(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_tracking)
+        except Exception as exc:
+            if started or not is_database_outage(exc):
+                raise
+            log.error("database unavailable: %s (answered 503)", type(exc).__name__)
+            await error_response(Request(scope), 503)(scope, receive, send)
 
 
 async def server_error_handler(request: Request, exc: Exception) -> Response:

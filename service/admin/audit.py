@@ -2,8 +2,11 @@
 
 Actions in use: sign_in, sign_in_failed, sign_out, password_change, password_set,
 inquiry_view, inquiry_export, inquiry_status, inquiry_note, outbox_retry, user_invite,
-user_role, user_deactivate, user_reactivate, user_password_link (later: subscriber_erase,
-campaign_send, ...). Details never hold a password or message text.
+user_role, user_deactivate, user_reactivate, user_password_link, campaign_test_send, campaign_send,
+campaign_schedule, campaign_approve, campaign_pause, campaign_resume, campaign_cancel,
+digest_rule_save, digest_rule_activate, digest_rule_deactivate, articles_import,
+subscriber_unsubscribe, subscriber_suppress, subscriber_erase (never the address),
+subscriber_import, subscriber_export. Details never hold a password or message text.
 """
 
 from __future__ import annotations

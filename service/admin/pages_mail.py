@@ -6,6 +6,7 @@ route under a strict `sandbox` CSP (no scripts, no forms, no same-origin) and fr
 
 from __future__ import annotations
 
+from email.message import EmailMessage
 from typing import Any
 
 from starlette.requests import Request
@@ -16,9 +17,9 @@ from service.admin import queries
 from service.admin.audit import record_audit
 from service.admin.guard import admin_error, page
 from service.db import get_session, utcnow
-from service.mail.message import message_parts, parse_raw
+from service.mail.message import build_message, message_parts, parse_raw
 from service.mail.models import OUTBOX_STATUSES, MailboxMessage, OutboxMessage
-from service.mail.outbox import retry_outbox_message
+from service.mail.outbox import outbox_email, retry_outbox_message
 from service.web import settings_of
 
 FRAME_CSP = ("sandbox; default-src 'none'; img-src https: data:; style-src 'unsafe-inline'; "
@@ -60,11 +61,23 @@ async def _message(request: Request) -> MailboxMessage | OutboxMessage | None:
     return await get_session(request).get(model, request.path_params["message_id"])
 
 
+def _email(row: MailboxMessage | OutboxMessage) -> EmailMessage:
+    """The message as sent, or (queued outbox mail is rendered at send) as it will be sent."""
+    if isinstance(row, MailboxMessage):
+        return parse_raw(row.raw)
+    try:
+        return outbox_email(row)
+    except Exception as exc:  # a broken template: show why instead of the message
+        return build_message(sender="unknown@invalid", to=row.recipient, subject=row.subject, html="",
+                             text=f"This message cannot be rendered: {type(exc).__name__}: {exc}",
+                             message_id=row.message_id)
+
+
 async def outbox_message(request: Request) -> Response:
     row = await _message(request)
     if row is None:
         return admin_error(request, 404, "There is no such message.")
-    message = parse_raw(row.raw)
+    message = _email(row)
     text, html = message_parts(message)
     headers = [(name, str(message[name])) for name in ("From", "To", "Reply-To", "Subject", "Date", "Message-ID",
                                                          "List-Unsubscribe") if message[name] is not None]
@@ -76,7 +89,7 @@ async def outbox_message_html(request: Request) -> Response:
     row = await _message(request)
     if row is None:
         return admin_error(request, 404, "There is no such message.")
-    _, html = message_parts(parse_raw(row.raw))
+    _, html = message_parts(_email(row))
     return HTMLResponse(html, headers={"content-security-policy": FRAME_CSP, "cache-control": "no-store",
                                        "x-frame-options": "SAMEORIGIN"})
 

@@ -11,6 +11,7 @@ from starlette.routing import BaseRoute, Route
 
 from service.admin import auth, queries
 from service.admin.audit import audit_actions, list_audit_events, record_audit
+from service.admin.campaign_queries import subscriber_deliveries
 from service.admin.guard import admin_error, admin_only, page, staff_of
 from service.admin.models import ROLES, StaffUser
 from service.admin.queries import FilterError, SubscriberFilter
@@ -26,7 +27,8 @@ from service.web import settings_of
 async def subscriber_list(request: Request) -> Response:
     params = request.query_params
     ctx: dict[str, Any] = {"statuses": SUBSCRIBER_STATUSES, "topics": settings_of(request).topics,
-                           "params": params, "rows": [], "next_url": None, "error": None}
+                           "params": params, "rows": [], "next_url": None, "error": None,
+                           "notice": params.get("notice", ""), "export_url": "/admin/subscribers/export.csv"}
     try:
         status = params.get("status", "")
         if status and status not in SUBSCRIBER_STATUSES:
@@ -40,14 +42,18 @@ async def subscriber_list(request: Request) -> Response:
         rows = rows[: queries.PAGE_SIZE]
         cursor = queries.format_cursor(rows[-1].created_at, rows[-1].id)
         ctx["next_url"] = "/admin/subscribers?" + urlencode({**flt.query_args(), "after": cursor})
-    return page(request, "admin/subscribers.html", {**ctx, "rows": rows, "first_page": after is None})
+    export_url = "/admin/subscribers/export.csv" + ("?" + urlencode(flt.query_args()) if flt.query_args() else "")
+    return page(request, "admin/subscribers.html", {**ctx, "rows": rows, "first_page": after is None,
+                                                    "export_url": export_url})
 
 
 async def subscriber_detail(request: Request) -> Response:
     subscriber = await queries.get_subscriber(get_session(request), request.path_params["subscriber_id"])
     if subscriber is None:
         return admin_error(request, 404, "There is no such subscriber.")
-    return page(request, "admin/subscriber.html", {"subscriber": subscriber})
+    deliveries = await subscriber_deliveries(get_session(request), subscriber_id=subscriber.id)
+    return page(request, "admin/subscriber.html", {"subscriber": subscriber, "deliveries": deliveries,
+                                                   "notice": request.query_params.get("notice", "")})
 
 
 # -- audit log --------------------------------------------------------------------------------

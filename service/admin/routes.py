@@ -12,8 +12,18 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import Receive, Scope, Send
 
-from service.admin import auth, pages_inquiries, pages_mail, pages_misc
+from service.admin import (
+    auth,
+    pages_articles,
+    pages_campaign_actions,
+    pages_campaigns,
+    pages_inquiries,
+    pages_mail,
+    pages_misc,
+    pages_subscriber_actions,
+)
 from service.admin.audit import record_audit
+from service.admin.campaign_queries import list_campaigns
 from service.admin.guard import (
     AdminGuardMiddleware,
     clear_session_cookie,
@@ -143,6 +153,7 @@ async def dashboard(request: Request) -> Response:
         "all_inquiries": await inquiries_by_status(session),
         "subscribers": await subscribers_by_status(session),
         "growth": growth, "chart": chart, "growth_days": GROWTH_DAYS,
+        "campaigns": await list_campaigns(session, limit=5),
     })
 
 
@@ -159,9 +170,14 @@ admin_routes: list[BaseRoute] = [
     *pages_inquiries.routes,
     *pages_misc.routes,
     *pages_mail.routes,
+    *pages_campaigns.routes,
+    *pages_campaign_actions.routes,
+    *pages_articles.routes,
+    *pages_subscriber_actions.routes,
 ]
 
 routes: list[BaseRoute] = [
     Route("/admin", AdminGuardMiddleware(_to_dashboard), methods=["GET", "HEAD"]),
+    *pages_subscriber_actions.upload_routes,
     Mount("/admin", routes=admin_routes, middleware=[Middleware(AdminGuardMiddleware)]),
 ]

@@ -317,3 +317,21 @@ async def suppress_bounced(session: AsyncSession, *, subscriber_id: int, reason:
     from service.newsletter.flows import mark_bounced
 
     await mark_bounced(session, subscriber_id=subscriber_id, reason=reason)
+
+
+async def update_draft(
+    session: AsyncSession, *, campaign_id: int, subject: str, preheader: str, intro: str,
+    audience_topics: Sequence[str], article_ids: Sequence[int], now: dt.datetime,
+) -> Campaign:
+    """Change a draft's text, audience and articles (in the given order); only drafts change."""
+    campaign = await get_campaign(session, campaign_id=campaign_id)
+    if campaign.status != "draft":
+        raise CampaignError(f"campaign {campaign_id} is {campaign.status}; only a draft can be edited")
+    campaign.subject, campaign.preheader, campaign.intro = subject, preheader, intro
+    campaign.audience_topics = list(audience_topics)
+    campaign.article_rows.clear()
+    await session.flush()
+    campaign.article_rows.extend(CampaignArticle(article_id=a, position=i) for i, a in enumerate(article_ids))
+    campaign.updated_at = now
+    await session.flush()
+    return campaign

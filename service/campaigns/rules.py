@@ -66,3 +66,25 @@ async def create_rule(
     session.add(rule)
     await session.flush()
     return rule
+
+
+async def update_rule(
+    session: AsyncSession, rule: DigestRule, *, spec: str, now: dt.datetime, name: str = "", subject: str = "",
+    audience_topics: Sequence[str] = (), requires_approval: bool = False,
+) -> DigestRule:
+    """Change a rule's schedule, subject, audience and approval; the next run is recomputed."""
+    weekday, at_time, zone = parse_rule(spec)
+    rule.name = name or f"weekly on {WEEKDAYS[weekday].title()} {at_time} {zone}"
+    rule.weekday, rule.at_time, rule.timezone = weekday, at_time, zone
+    rule.subject, rule.audience_topics, rule.requires_approval = subject, list(audience_topics), requires_approval
+    rule.next_run_at = next_run(weekday, at_time, zone, after=now)
+    await session.flush()
+    return rule
+
+
+async def set_rule_active(session: AsyncSession, rule: DigestRule, *, active: bool, now: dt.datetime) -> None:
+    """Activate (next run recomputed from now, so a long-paused rule does not fire at once) or deactivate."""
+    rule.active = active
+    if active:
+        rule.next_run_at = next_run(rule.weekday, rule.at_time, rule.timezone, after=now)
+    await session.flush()

@@ -21,9 +21,14 @@ from email_validator import EmailNotValidError, validate_email
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.inquiries.models import CONTACT_METHODS, Inquiry
-from service.inquiries.queries import add_inquiry_note, change_inquiry_status, insert_inquiry_once
+from service.inquiries.queries import (
+    add_inquiry_note,
+    change_inquiry_status,
+    insert_inquiry_once,
+    insert_inquiry_with_emails,
+)
 from service.mail.message import format_address
-from service.mail.outbox import queue_email
+from service.mail.outbox import email_values, queue_emails
 from service.settings import Settings
 from service.validation import (
     Errors,
@@ -162,7 +167,20 @@ async def submit_inquiry(
     """Store the inquiry and queue its two emails; a resubmission within DEDUPE_WINDOW is stored once."""
     values = {**asdict(inquiry), **asdict(attribution), "dedupe_key": dedupe_key(inquiry.email, inquiry.message),
               "created_at": now}
-    inquiry_id, created = await insert_inquiry_once(session, values=values, since=now - DEDUPE_WINDOW)
+    since = now - DEDUPE_WINDOW
+    if (session.bind.dialect.name == "postgresql" and not inquiry.newsletter_optin
+            and not session.in_transaction()):
+        # The common case in one autocommit statement on its own connection: no BEGIN/COMMIT,
+        # one round trip. The headers are checked (in inquiry_emails) before anything is stored.
+        emails = inquiry_emails(settings, Inquiry(id=0, status="new", status_changed_at=now, **values))
+        async with session.bind.connect() as conn:
+            conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+            new_id = await insert_inquiry_with_emails(conn, values=values, since=since, emails=emails,
+                                                      admin_base=inquiry_admin_url(settings, 0)[:-1])
+        if new_id is not None:
+            return Submission(new_id, created=True)
+        # the key's lock was taken or a twin exists: the transactional path decides
+    inquiry_id, created = await insert_inquiry_once(session, values=values, since=since)
     if not created:
         return Submission(inquiry_id, created=False)
     # a detached copy of the row just stored (saves reading it back)
@@ -208,14 +226,21 @@ def mail_address(address: str) -> str | None:
         return None
 
 
-async def queue_inquiry_emails(session: AsyncSession, *, settings: Settings, inquiry: Inquiry) -> None:
-    """The staff notification (Reply-To: the client) and the client's automatic reply."""
+STAFF_SUBJECT_BEFORE = "New inquiry #"
+
+
+def inquiry_emails(settings: Settings, inquiry: Inquiry) -> list[dict[str, Any]]:
+    """Outbox rows (`email_values`, headers checked) for the staff notification (Reply-To: the
+    client) and the client's automatic reply. The staff row is marked `with_id`, with its subject
+    around the id, for `insert_inquiry_with_emails`, which puts the id in as the row is stored."""
     method = CONTACT_METHOD_LABELS.get(inquiry.contact_method, inquiry.contact_method)
     client = mail_address(inquiry.email)
-    await queue_email(
-        session, kind="inquiry_staff", sender=settings.mail_from, to=settings.staff_inbox,
-        # user text in a header: only the name, which validation keeps to one line
-        subject=f"New inquiry #{inquiry.id} from {inquiry.name}",
+    now = inquiry.created_at
+    # user text in a header: only the name, which validation keeps to one line
+    subject_after = f" from {inquiry.name}"
+    staff = email_values(
+        kind="inquiry_staff", sender=settings.mail_from, to=settings.staff_inbox,
+        subject=f"{STAFF_SUBJECT_BEFORE}{inquiry.id}{subject_after}",
         template="inquiry_staff",
         ctx={
             "org_name": settings.org_name, "inquiry_id": inquiry.id, "name": inquiry.name,
@@ -226,11 +251,13 @@ async def queue_inquiry_emails(session: AsyncSession, *, settings: Settings, inq
         },
         reply_to=format_address(client, inquiry.name) if client else None,
         headers={"Auto-Submitted": "auto-generated", "X-Tidings-Kind": "inquiry_staff"},
+        now=now,
     )
+    staff.update(with_id=True, subject_before=STAFF_SUBJECT_BEFORE, subject_after=subject_after)
     if client is None:  # stored and notified; staff answer from their own mail client
-        return
-    await queue_email(
-        session, kind="inquiry_autoreply", sender=settings.mail_from, to=client,
+        return [staff]
+    return [staff, email_values(
+        kind="inquiry_autoreply", sender=settings.mail_from, to=client,
         subject=f"We have received your message - {settings.org_name}",
         template="inquiry_autoreply",
         ctx={
@@ -238,4 +265,14 @@ async def queue_inquiry_emails(session: AsyncSession, *, settings: Settings, inq
             "base_url": settings.base_url,
         },
         headers={"Auto-Submitted": "auto-replied", "X-Tidings-Kind": "inquiry_autoreply"},
-    )
+        now=now,
+    )]
+
+
+async def queue_inquiry_emails(session: AsyncSession, *, settings: Settings, inquiry: Inquiry) -> None:
+    """Queue both emails of a stored inquiry with one INSERT; the outbox worker renders them."""
+    rows = [{k: v for k, v in row.items() if k not in _ID_MARKS} for row in inquiry_emails(settings, inquiry)]
+    await queue_emails(session, rows)
+
+
+_ID_MARKS = ("with_id", "subject_before", "subject_after")

@@ -4,12 +4,13 @@ and notes (each recorded as an InquiryEvent with its time). None of these commit
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import exists, func, insert, literal, select, text
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import BigInteger, String, bindparam, exists, func, insert, select, text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from service.db import utcnow
 from service.inquiries.models import INQUIRY_STATUSES, Inquiry, InquiryEvent
@@ -58,12 +59,11 @@ async def insert_inquiry_once(session: AsyncSession, *, values: dict[str, Any], 
         # statement. If the lock is taken (a concurrent twin is being stored) or a recent twin
         # exists, nothing is inserted and the slow path below waits for the lock and looks
         # again in a new statement, whose snapshot then includes the twin once committed.
-        lock = select(func.pg_try_advisory_xact_lock(_lock_id(key)).label("got")).cte("dedupe_lock")
-        new_id = await _insert_unless_recent(session, row, since, lock)
+        new_id = await _insert_unless_recent(session, row, since, True)
         if new_id is not None:
             return new_id, True
     await lock_dedupe_key(session, dedupe_key=key)
-    new_id = await _insert_unless_recent(session, row, since, None)
+    new_id = await _insert_unless_recent(session, row, since, False)
     if new_id is not None:
         return new_id, True
     existing = await find_recent_duplicate(session, dedupe_key=key, since=since)
@@ -72,15 +72,113 @@ async def insert_inquiry_once(session: AsyncSession, *, values: dict[str, Any], 
 
 
 async def _insert_unless_recent(session: AsyncSession, row: dict[str, Any], since: dt.datetime,
-                                lock: Any) -> int | None:
-    columns = Inquiry.__table__.c
-    recent = select(Inquiry.id).where(Inquiry.dedupe_key == row["dedupe_key"], Inquiry.created_at >= since)
-    source = select(*(literal(v, type_=columns[k].type) for k, v in row.items())).where(~exists(recent))
-    if lock is not None:
-        source = source.select_from(lock).where(lock.c.got)
-    stmt = insert(Inquiry).from_select(list(row), source, include_defaults=False).returning(Inquiry.id)
-    new_id = (await session.execute(stmt)).scalar_one_or_none()
+                                lock: bool) -> int | None:
+    stmt = _insert_statement(tuple(row), lock)
+    params = {**row, "since": since}
+    if lock:
+        params["lock_id"] = _lock_id(row["dedupe_key"])
+    connection = await session.connection()
+    new_id = (await connection.execute(stmt, params)).scalar_one_or_none()
     return None if new_id is None else int(new_id)
+
+
+@functools.lru_cache(maxsize=8)
+def _insert_statement(keys: tuple[str, ...], lock: bool) -> Any:
+    """INSERT INTO inquiries (...) SELECT :values... WHERE NOT EXISTS (a recent twin) [and the
+    dedupe key's advisory lock was free]: built once per column set, so SQLAlchemy compiles it
+    once and each request only binds its values."""
+    table = Inquiry.__table__
+    columns = table.c
+    recent = select(columns.id).where(
+        columns.dedupe_key == bindparam("dedupe_key", type_=columns.dedupe_key.type),
+        columns.created_at >= bindparam("since", type_=columns.created_at.type),
+    )
+    source = select(*(bindparam(k, type_=columns[k].type) for k in keys)).where(~exists(recent))
+    if lock:
+        got = select(func.pg_try_advisory_xact_lock(bindparam("lock_id", type_=BigInteger())).label("got"))
+        cte = got.cte("dedupe_lock")
+        source = source.select_from(cte).where(cte.c.got)
+    return insert(table).from_select(list(keys), source, include_defaults=False).returning(columns.id)
+
+
+# -- PostgreSQL: the inquiry and its emails in one autocommit statement ----------------------
+
+
+async def insert_inquiry_with_emails(
+    connection: AsyncConnection, *, values: dict[str, Any], since: dt.datetime, emails: Sequence[dict[str, Any]],
+    admin_base: str,
+) -> int | None:
+    """PostgreSQL only, on a connection in autocommit: one statement (so one transaction and one
+    round trip, no BEGIN/COMMIT) that takes the dedupe key's advisory lock without waiting, stores
+    the inquiry unless a recent twin exists, and queues `emails` (rows from `email_values`) for it.
+    An email whose `with_id` is true gets the new id put into its subject (between
+    `subject_before` and `subject_after`) and into its context as `inquiry_id` and `admin_url`
+    (`admin_base` + id). None, with nothing stored, when the lock was taken or a twin exists:
+    the caller then takes the slow path (`insert_inquiry_once`)."""
+    key = values["dedupe_key"]
+    row = {**values, "status": "new", "status_changed_at": values["created_at"]}
+    params: dict[str, Any] = {f"i_{k}": v for k, v in row.items()}
+    params.update(since=since, lock_id=_lock_id(key), admin_base=admin_base)
+    for n, email in enumerate(emails):
+        params.update({f"o{n}_{k}": v for k, v in email.items() if k in _OUTBOX_COLUMNS})
+        params.update({f"o{n}_with_id": bool(email.get("with_id")),
+                       f"o{n}_subject_before": email.get("subject_before", ""),
+                       f"o{n}_subject_after": email.get("subject_after", "")})
+    result = await connection.execute(_combined_statement(tuple(row), len(emails)), params)
+    new_id = result.scalar_one_or_none()
+    return None if new_id is None else int(new_id)
+
+
+_OUTBOX_COLUMNS = ("created_at", "kind", "recipient", "subject", "message_id", "template", "context", "headers",
+                   "status", "attempts", "next_attempt_at")
+
+
+@functools.lru_cache(maxsize=8)
+def _combined_statement(keys: tuple[str, ...], n_emails: int) -> Any:
+    from sqlalchemy.dialects import postgresql
+
+    from service.mail.models import OutboxMessage
+
+    dialect = postgresql.dialect()  # type: ignore[no-untyped-call]
+    inq = Inquiry.__table__.c
+    out = OutboxMessage.__table__.c
+
+    def typed(name: str, column: Any) -> str:
+        # VARCHAR without its length: a cast to VARCHAR(n) would cut a longer value silently
+        sql_type = "VARCHAR" if type(column.type) is String else column.type.compile(dialect=dialect)
+        return f"CAST(:{name} AS {sql_type})"
+
+    rows = []
+    for n in range(n_emails):
+        cells = [typed(f"o{n}_{c}", out[c]) for c in _OUTBOX_COLUMNS]
+        cells += [f"CAST(:o{n}_with_id AS BOOLEAN)", f"CAST(:o{n}_subject_before AS VARCHAR)",
+                  f"CAST(:o{n}_subject_after AS VARCHAR)"]
+        rows.append(f"({', '.join(cells)})")
+    outbox_select = [f"v.{c}" for c in _OUTBOX_COLUMNS]
+    outbox_select[_OUTBOX_COLUMNS.index("subject")] = (
+        "CASE WHEN v.with_id THEN v.subject_before || ins.id || v.subject_after ELSE v.subject END")
+    outbox_select[_OUTBOX_COLUMNS.index("context")] = (
+        "CASE WHEN v.with_id THEN CAST(CAST(v.context AS JSONB) || jsonb_build_object("
+        "'inquiry_id', ins.id, 'admin_url', CAST(:admin_base AS VARCHAR) || ins.id) AS TEXT) ELSE v.context END")
+    sql = f"""
+WITH dedupe_lock AS (SELECT pg_try_advisory_xact_lock(CAST(:lock_id AS BIGINT)) AS got),
+ins AS (
+  INSERT INTO inquiries ({', '.join(keys)})
+  SELECT {', '.join(typed(f"i_{k}", inq[k]) for k in keys)}
+  FROM dedupe_lock
+  WHERE dedupe_lock.got AND NOT EXISTS (
+    SELECT 1 FROM inquiries WHERE dedupe_key = CAST(:i_dedupe_key AS VARCHAR)
+      AND created_at >= CAST(:since AS TIMESTAMP WITH TIME ZONE))
+  RETURNING id
+),
+queued AS (
+  INSERT INTO outbox_messages ({', '.join(_OUTBOX_COLUMNS)})
+  SELECT {', '.join(outbox_select)}
+  FROM ins CROSS JOIN (VALUES {', '.join(rows)})
+    AS v({', '.join(_OUTBOX_COLUMNS)}, with_id, subject_before, subject_after)
+)
+SELECT id FROM ins"""
+    return text(sql)
 
 
 async def get_inquiry(session: AsyncSession, *, inquiry_id: int) -> Inquiry | None:

@@ -40,6 +40,33 @@ def domain_of(address: str) -> str:
     return parseaddr(address)[1].rpartition("@")[2] or "localhost"
 
 
+def checked_headers(
+    *,
+    sender: str,
+    to: str,
+    subject: str,
+    reply_to: str | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """The message's header values in order (From, To, Subject, Reply-To, then `headers`), each
+    checked for CR/LF/NUL and the address headers for an address; raises HeaderInjectionError or
+    ValueError naming the header."""
+    values = {"From": sender, "To": to, "Subject": subject}
+    if reply_to:
+        values["Reply-To"] = reply_to
+    values.update(headers or {})
+    for name, value in values.items():
+        check_header_value(name, value)
+    for name in ("From", "To", "Reply-To"):
+        if name in values:
+            _check_address(name, values[name])
+    return values
+
+
+def new_message_id(sender: str) -> str:
+    return make_msgid(domain=domain_of(sender))
+
+
 def build_message(
     *,
     sender: str,
@@ -50,20 +77,13 @@ def build_message(
     reply_to: str | None = None,
     headers: Mapping[str, str] | None = None,
     message_id: str | None = None,
+    date: str | None = None,
 ) -> EmailMessage:
     """A multipart/alternative message (text first, HTML preferred) with checked headers."""
+    values = checked_headers(sender=sender, to=to, subject=subject, reply_to=reply_to, headers=headers)
     msg = EmailMessage(policy=POLICY)
-    values = {"From": sender, "To": to, "Subject": subject}
-    if reply_to:
-        values["Reply-To"] = reply_to
-    values.update(headers or {})
-    for name, value in values.items():
-        check_header_value(name, value)
-    for name in ("From", "To", "Reply-To"):
-        if name in values:
-            _check_address(name, values[name])
-    msg["Message-ID"] = message_id or make_msgid(domain=domain_of(sender))
-    msg["Date"] = formatdate(localtime=False, usegmt=True)
+    msg["Message-ID"] = message_id or new_message_id(sender)
+    msg["Date"] = date or formatdate(localtime=False, usegmt=True)
     for name, value in values.items():
         msg[name] = value
     msg["MIME-Version"] = "1.0"

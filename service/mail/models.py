@@ -24,7 +24,13 @@ class OutboxMessage(Base):
     recipient: Mapped[str] = mapped_column(String(320))
     subject: Mapped[str] = mapped_column(String(500))
     message_id: Mapped[str] = mapped_column(String(255))
-    raw: Mapped[bytes] = mapped_column(LargeBinary)
+    # Rendered and built by the worker at send time from `template`, `context` (JSON) and
+    # `headers` (JSON: every header but Message-ID, in order); the bytes that went out are kept
+    # here once sent. NULL until then (and always for a message queued before 0005p: raw only).
+    raw: Mapped[bytes | None] = mapped_column(LargeBinary)
+    template: Mapped[str | None] = mapped_column(String(100))
+    context: Mapped[str | None] = mapped_column(Text)
+    headers: Mapped[str | None] = mapped_column(Text)
     status: Mapped[str] = mapped_column(String(16), default="queued")
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)

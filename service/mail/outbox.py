@@ -8,27 +8,82 @@ cannot overwrite the newer owner's result. Delivery is at-least-once across a cr
 SMTP answer and the commit of `sent` (a window of one message per worker); the Message-ID is
 fixed when the message is queued, so a receiving server sees the same message twice, never two
 different ones.
+
+Queuing is cheap: `queue_email` checks every header value (CR/LF/NUL, addresses) and fixes the
+Message-ID and Date in the request, but stores only the template name, its context (JSON) and the
+headers; the worker renders the template, inlines the CSS and builds the MIME message when it
+sends it, and keeps the bytes that went out in `raw`. A template that fails at send time fails
+that message (with the reason in `last_error`; the admin's retry button renders it again), never
+the worker.
 """
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
+import json
 import logging
 import random
+import re
 from collections.abc import Mapping, Sequence
+from email.message import EmailMessage
+from email.utils import formatdate
 from typing import Any
 
-from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy import and_, delete, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.db import Sessions, utcnow
-from service.mail.message import POLICY, build_message, parse_raw
+from service.mail.message import POLICY, build_message, checked_headers, new_message_id, parse_raw
 from service.mail.models import OutboxMessage
 from service.mail.render import render_email
 from service.mail.transport import Mailer, PermanentFailure, TemporaryFailure
+from service.paths import TEMPLATES_DIR
 
 log = logging.getLogger("tidings.outbox")
+
+
+_TEMPLATE_NAME = re.compile(r"[a-z0-9_]+")
+
+
+@functools.lru_cache(maxsize=128)
+def _check_template(name: str) -> None:
+    """A typo in a template name fails the request that queues it, as rendering there used to."""
+    if not _TEMPLATE_NAME.fullmatch(name):
+        raise ValueError(f"email template name {name!r}: expected lower-case letters, digits and _")
+    for ext in ("html", "txt"):
+        if not (TEMPLATES_DIR / "email" / f"{name}.{ext}").is_file():
+            raise ValueError(f"email template {name}.{ext} does not exist")
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def email_values(
+    *,
+    kind: str,
+    sender: str,
+    to: str,
+    subject: str,
+    template: str,
+    ctx: Mapping[str, Any],
+    reply_to: str | None = None,
+    headers: Mapping[str, str] | None = None,
+    now: dt.datetime | None = None,
+) -> dict[str, Any]:
+    """The outbox row for one message, checked as `queue_email` does (for `queue_emails`)."""
+    _check_template(template)
+    values = checked_headers(sender=sender, to=to, subject=subject, reply_to=reply_to, headers=headers)
+    now = now or utcnow()
+    values["Date"] = formatdate(now.timestamp(), usegmt=True)
+    return {
+        "created_at": now, "kind": kind, "recipient": to, "subject": subject,
+        "message_id": new_message_id(sender), "raw": None, "template": template,
+        "context": _json(dict(ctx)),  # TypeError here for a context that is not JSON
+        "headers": _json(values), "status": "queued", "attempts": 0, "next_attempt_at": now,
+    }
 
 
 async def queue_email(
@@ -43,25 +98,44 @@ async def queue_email(
     reply_to: str | None = None,
     headers: Mapping[str, str] | None = None,
 ) -> OutboxMessage:
-    """Render `template` and queue the message in the caller's transaction."""
-    rendered = render_email(template, ctx)
-    message = build_message(
-        sender=sender, to=to, subject=subject, text=rendered.text, html=rendered.html,
-        reply_to=reply_to, headers=headers,
-    )
-    row = OutboxMessage(
-        kind=kind,
-        recipient=to,
-        subject=subject,
-        message_id=str(message["Message-ID"]),
-        raw=message.as_bytes(policy=POLICY),
-        status="queued",
-        attempts=0,
-        next_attempt_at=utcnow(),
-    )
+    """Queue the message in the caller's transaction; the worker renders `template` with `ctx`
+    (which must be JSON: strings, numbers, booleans, lists, dicts) when it sends it. Raises
+    HeaderInjectionError / ValueError for a bad header value here, in the caller's request."""
+    row = OutboxMessage(**email_values(kind=kind, sender=sender, to=to, subject=subject, template=template,
+                                       ctx=ctx, reply_to=reply_to, headers=headers))
     session.add(row)
     await session.flush()
     return row
+
+
+async def queue_emails(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
+    """Queue several messages made by `email_values` with one INSERT statement."""
+    if rows:
+        # Core, no ORM bookkeeping; RETURNING makes SQLAlchemy send one multi-row INSERT
+        # ("insertmanyvalues") rather than the driver's executemany.
+        connection = await session.connection()
+        await connection.execute(_INSERT_RETURNING_ID, list(rows))
+
+
+_INSERT_RETURNING_ID = insert(OutboxMessage.__table__).returning(OutboxMessage.__table__.c.id)
+
+
+def outbox_email(row: OutboxMessage) -> EmailMessage:
+    """The message of an outbox row: the bytes that were sent, or rendered and built now from the
+    stored template, context and headers (with the Message-ID and Date fixed when it was queued).
+    Raises whatever rendering raises (jinja2.TemplateError, ...)."""
+    if row.raw is not None:
+        return parse_raw(row.raw)
+    if row.template is None or row.context is None or row.headers is None:
+        raise ValueError("the message has neither its bytes nor a template to render")
+    values: dict[str, str] = json.loads(row.headers)
+    rendered = render_email(row.template, json.loads(row.context))
+    del values["Subject"]  # the row's own (an inquiry's notification gets its id in it as it is stored)
+    return build_message(
+        sender=values.pop("From"), to=values.pop("To"), subject=row.subject,
+        reply_to=values.pop("Reply-To", None), date=values.pop("Date", None), headers=values,
+        text=rendered.text, html=rendered.html, message_id=row.message_id,
+    )
 
 
 async def claim_outbox_batch(
@@ -96,15 +170,19 @@ async def claim_outbox_batch(
 
 
 async def mark_outbox_sent(
-    session: AsyncSession, *, message_id: int, owner: str, response: str, now: dt.datetime
+    session: AsyncSession, *, message_id: int, owner: str, response: str, now: dt.datetime,
+    raw: bytes | None = None,
 ) -> bool:
-    """Record a delivery; False when the lease was lost to another worker."""
+    """Record a delivery (and the bytes sent, when given); False when the lease was lost."""
+    values: dict[str, Any] = {"status": "sent", "sent_at": now, "smtp_response": response[:2000],
+                              "last_error": None, "lease_owner": None, "lease_expires_at": None}
+    if raw is not None:
+        values["raw"] = raw
     result = await session.execute(
         update(OutboxMessage)
         .where(OutboxMessage.id == message_id, OutboxMessage.lease_owner == owner,
                OutboxMessage.status == "sending")
-        .values(status="sent", sent_at=now, smtp_response=response[:2000], last_error=None,
-                lease_owner=None, lease_expires_at=None)
+        .values(**values)
     )
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
@@ -175,7 +253,16 @@ class OutboxWorker:
 
     async def _deliver(self, row: OutboxMessage) -> None:
         try:
-            result = await self.mailer.send(parse_raw(row.raw))
+            message = outbox_email(row)
+            raw = message.as_bytes(policy=POLICY) if row.raw is None else None
+        except Exception as exc:  # a template error fails this message, never the worker
+            error = f"could not render the message: {type(exc).__name__}: {exc}"
+            log.warning("outbox message %s: %s", row.id, error)
+            async with self.sessions.begin() as session:
+                await mark_outbox_failed(session, message_id=row.id, owner=self.owner, error=error, retry_at=None)
+            return
+        try:
+            result = await self.mailer.send(message)
         except TemporaryFailure as exc:
             retry_at = None
             error = str(exc)
@@ -196,7 +283,7 @@ class OutboxWorker:
             return
         async with self.sessions.begin() as session:
             await mark_outbox_sent(session, message_id=row.id, owner=self.owner, response=result.response,
-                                   now=utcnow())
+                                   now=utcnow(), raw=raw)
 
     async def drain(self) -> int:
         """Run batches until nothing is due (tests and the CLI)."""

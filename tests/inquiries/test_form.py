@@ -7,6 +7,7 @@ import re
 
 import httpx
 
+from service.mail.outbox import outbox_email
 from tests.conftest import Database
 from tests.inquiries.conftest import (
     CLIENT_IP,
@@ -227,7 +228,7 @@ async def test_line_breaks_never_reach_a_mail_header(client: httpx.AsyncClient, 
     (inq,) = await stored_inquiries(db)
     assert inq.message == "Hello\nBcc: victim@evil.test\n\nbye"
     for row in await outbox_messages(db):
-        headers = row.raw.split(b"\r\n\r\n", 1)[0]
+        headers = outbox_email(row).as_bytes().split(b"\r\n\r\n", 1)[0]
         assert b"victim@evil.test" not in headers
 
 

@@ -1,0 +1,134 @@
+"""The articles page ("Import now" runs the same feed import as `tidings articles import`) and the
+recurring digest rules (list, create, edit, activate/deactivate)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from service.admin.audit import record_audit
+from service.admin.campaign_forms import RuleForm
+from service.admin.campaign_queries import awaiting_approval, list_rules
+from service.admin.guard import admin_error, page
+from service.admin.pages_campaign_actions import _end_request_transaction
+from service.articles.flows import import_articles
+from service.articles.ingest import IngestError
+from service.articles.queries import list_articles
+from service.campaigns.models import DigestRule
+from service.campaigns.rules import WEEKDAYS, RuleError, create_rule, set_rule_active, update_rule
+from service.db import get_session, utcnow
+from service.web import settings_of
+
+# -- articles ---------------------------------------------------------------------------------
+
+
+async def _articles_page(request: Request, *, result: str = "", error: str = "", status_code: int = 200
+                         ) -> Response:
+    return page(request, "admin/articles.html", {
+        "articles": await list_articles(get_session(request)), "feed_url": settings_of(request).feed_url,
+        "result": result, "error": error,
+    }, status_code)
+
+
+async def articles(request: Request) -> Response:
+    return await _articles_page(request)
+
+
+async def articles_import(request: Request) -> Response:
+    settings = settings_of(request)
+    if not settings.feed_url:
+        return await _articles_page(request, error="FEED_URL is not set, so there is no feed to import. Set it to "
+                                    "the blog's RSS or Atom feed (or run `tidings articles import FILE`).",
+                                    status_code=409)
+    await _end_request_transaction(request)
+    try:
+        result = await import_articles(request.app.state.sessions, settings, [])
+    except IngestError as exc:
+        await record_audit(get_session(request), request=request, action="articles_import",
+                           detail={"error": str(exc)[:300]})
+        return await _articles_page(request, error=f"The feed could not be imported, nothing changed: {exc}",
+                                    status_code=422)  # not 5xx: that would roll back the audit event
+    await record_audit(get_session(request), request=request, action="articles_import",
+                       detail={"new": result.created, "updated": result.updated})
+    return await _articles_page(request, result=f"{result.created} new, {result.updated} updated, "
+                                f"{result.unchanged} unchanged.")
+
+
+# -- digest rules -----------------------------------------------------------------------------
+
+
+async def _rules_page(request: Request, form: RuleForm | None = None, *, editing: DigestRule | None = None,
+                      status_code: int = 200) -> Response:
+    session = get_session(request)
+    ctx: dict[str, Any] = {
+        "rules": await list_rules(session), "approval": await awaiting_approval(session),
+        "form": form or RuleForm(), "editing": editing, "weekdays": WEEKDAYS, "topics": settings_of(request).topics,
+        "notice": request.query_params.get("notice", ""),
+    }
+    return page(request, "admin/rules.html", ctx, status_code)
+
+
+async def rules(request: Request) -> Response:
+    return await _rules_page(request)
+
+
+async def _save_rule(request: Request, rule: DigestRule | None) -> Response:
+    async with request.form() as data:
+        form = RuleForm.parse(data, topics=settings_of(request).topics)
+    if form.errors:
+        return await _rules_page(request, form, editing=rule, status_code=422)
+    session = get_session(request)
+    kwargs: dict[str, Any] = {"spec": form.spec, "now": utcnow(), "name": form.name, "subject": form.subject,
+                              "audience_topics": form.topics if form.audience == "topics" else [],
+                              "requires_approval": form.requires_approval}
+    try:
+        if rule is None:
+            rule = await create_rule(session, **kwargs)
+        else:
+            await update_rule(session, rule, **kwargs)
+    except RuleError as exc:
+        form.errors["at_time"] = str(exc)
+        return await _rules_page(request, form, editing=rule, status_code=422)
+    await record_audit(session, request=request, action="digest_rule_save", target_type="digest_rule",
+                       target_id=rule.id, detail={"rule": rule.name})
+    return RedirectResponse("/admin/digest-rules?notice=saved", status_code=303)
+
+
+async def rule_create(request: Request) -> Response:
+    return await _save_rule(request, None)
+
+
+async def rule_edit(request: Request) -> Response:
+    rule = await get_session(request).get(DigestRule, request.path_params["rule_id"])
+    if rule is None:
+        return admin_error(request, 404, "There is no such digest rule.")
+    if request.method == "GET":
+        return await _rules_page(request, RuleForm.for_rule(rule), editing=rule)
+    return await _save_rule(request, rule)
+
+
+async def rule_active(request: Request) -> Response:
+    session = get_session(request)
+    rule = await session.get(DigestRule, request.path_params["rule_id"])
+    if rule is None:
+        return admin_error(request, 404, "There is no such digest rule.")
+    async with request.form() as data:
+        active = data.get("active") == "1"
+    await set_rule_active(session, rule, active=active, now=utcnow())
+    await record_audit(session, request=request, action="digest_rule_activate" if active else "digest_rule_deactivate",
+                       target_type="digest_rule", target_id=rule.id)
+    return RedirectResponse("/admin/digest-rules?notice=" + ("activated" if active else "deactivated"),
+                            status_code=303)
+
+
+routes: list[BaseRoute] = [
+    Route("/articles", articles, name="admin_articles"),
+    Route("/articles/import", articles_import, methods=["POST"], name="admin_articles_import"),
+    Route("/digest-rules", rules, name="admin_digest_rules"),
+    Route("/digest-rules/new", rule_create, methods=["POST"], name="admin_digest_rule_new"),
+    Route("/digest-rules/{rule_id:int}", rule_edit, methods=["GET", "POST"], name="admin_digest_rule"),
+    Route("/digest-rules/{rule_id:int}/active", rule_active, methods=["POST"], name="admin_digest_rule_active"),
+]

@@ -1,0 +1,141 @@
+"""What staff do to a campaign: send a test, send now (queue the deliveries; the worker sends),
+schedule, approve, pause, resume, cancel. Every one is a CSRF-checked POST (the guard) and
+audit-logged; a refused one shows the campaign page again with the reason and changes nothing."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from service.admin.audit import record_audit
+from service.admin.campaign_forms import parse_schedule, parse_test_address
+from service.admin.guard import admin_error
+from service.admin.pages_campaigns import _campaign, campaign_detail
+from service.campaigns import queries as cq
+from service.campaigns.flows import send_test
+from service.campaigns.transport import bulk_transport_for
+from service.db import get_session, utcnow
+from service.mail.transport import make_mailer
+from service.web import settings_of
+
+STATUS_ACTIONS = {"pause": "paused", "resume": "sending", "cancel": "cancelled"}
+
+
+def _back(campaign_id: int, notice: str) -> Response:
+    return RedirectResponse(f"/admin/campaigns/{campaign_id}?notice={notice}", status_code=303)
+
+
+async def _end_request_transaction(request: Request) -> None:
+    """SQLite begins every transaction IMMEDIATE, so the request's session (opened by the guard to
+    load the signed-in user, nothing written yet) holds the write lock; a second session of this
+    same request (send_test renders in one, the local outbox stores in one) would wait on it."""
+    session = get_session(request)
+    if session.in_transaction():
+        await session.commit()
+
+
+async def campaign_test(request: Request) -> Response:
+    campaign = await _campaign(request)
+    if campaign is None:
+        return admin_error(request, 404, "There is no such campaign.")
+    async with request.form() as form:
+        address, errors = parse_test_address(form)
+        raw = str(form.get("address") or "")[:320]
+    if address is None:
+        return await campaign_detail(request, errors=errors, values={"address": raw}, status_code=422)
+    settings = settings_of(request)
+    sessions = request.app.state.sessions
+    await _end_request_transaction(request)
+    mailer = make_mailer(settings.smtp_url, sessions, concurrency=1)
+    transport = bulk_transport_for(mailer, concurrency=1)
+    try:
+        answer = await send_test(sessions, transport, settings=settings, campaign_id=campaign.id, address=address)
+    except cq.CampaignError as exc:
+        return await campaign_detail(request, errors={"address": f"Test: {exc}."}, values={"address": address},
+                                     status_code=502 if "not accepted" in str(exc) else 422)
+    finally:
+        await transport.close()
+        await mailer.close()
+    await record_audit(get_session(request), request=request, action="campaign_test_send", target_type="campaign",
+                       target_id=campaign.id, detail={"to": address, "answer": answer[:200]})
+    return await campaign_detail(request, notice=f"test sent to {address}: {answer}")
+
+
+async def campaign_send(request: Request) -> Response:
+    campaign = await _campaign(request)
+    if campaign is None:
+        return admin_error(request, 404, "There is no such campaign.")
+    session = get_session(request)
+    before = campaign.status
+    try:
+        queued = await cq.start_campaign(session, campaign_id=campaign.id, now=utcnow())
+    except cq.CampaignError as exc:
+        return await campaign_detail(request, errors={"send": f"Send: {exc}."}, status_code=409)
+    await record_audit(session, request=request, action="campaign_send", target_type="campaign",
+                       target_id=campaign.id, detail={"from": before, "queued": queued})
+    return _back(campaign.id, "sending")
+
+
+async def campaign_schedule(request: Request) -> Response:
+    campaign = await _campaign(request)
+    if campaign is None:
+        return admin_error(request, 404, "There is no such campaign.")
+    async with request.form() as form:
+        at, errors = parse_schedule(form)
+        values = {"when": str(form.get("when") or ""), "timezone": str(form.get("timezone") or "")}
+    if at is None:
+        return await campaign_detail(request, errors=errors, values=values, status_code=422)
+    now = utcnow()
+    if at <= now:
+        return await campaign_detail(request, errors={"when": "Date and time: this is in the past; use Send now "
+                                                      "to send at once."}, values=values, status_code=422)
+    session = get_session(request)
+    try:
+        await cq.schedule_campaign(session, campaign_id=campaign.id, at=at, now=now)
+    except cq.CampaignError as exc:
+        return await campaign_detail(request, errors={"when": f"Schedule: {exc}."}, values=values, status_code=409)
+    await record_audit(session, request=request, action="campaign_schedule", target_type="campaign",
+                       target_id=campaign.id, detail={"at": at.isoformat(), "timezone": values["timezone"]})
+    return _back(campaign.id, "scheduled")
+
+
+async def campaign_approve(request: Request) -> Response:
+    campaign = await _campaign(request)
+    if campaign is None:
+        return admin_error(request, 404, "There is no such campaign.")
+    if not (campaign.requires_approval and campaign.approved_at is None and campaign.status == "scheduled"):
+        return await campaign_detail(request, errors={"send": "Approve: this campaign does not await an "
+                                                      "approval."}, status_code=409)
+    session = get_session(request)
+    await cq.approve_campaign(session, campaign_id=campaign.id, now=utcnow())
+    await record_audit(session, request=request, action="campaign_approve", target_type="campaign",
+                       target_id=campaign.id)
+    return _back(campaign.id, "approved")
+
+
+async def campaign_status_action(request: Request) -> Response:
+    campaign = await _campaign(request)
+    if campaign is None:
+        return admin_error(request, 404, "There is no such campaign.")
+    action = request.url.path.rsplit("/", 1)[1]
+    session = get_session(request)
+    before = campaign.status
+    try:
+        await cq.set_campaign_status(session, campaign_id=campaign.id, status=STATUS_ACTIONS[action], now=utcnow())
+    except cq.CampaignError as exc:
+        return await campaign_detail(request, errors={"send": f"{action.title()}: {exc}."}, status_code=409)
+    await record_audit(session, request=request, action=f"campaign_{action}", target_type="campaign",
+                       target_id=campaign.id, detail={"from": before})
+    return _back(campaign.id, action)
+
+
+routes: list[BaseRoute] = [
+    Route("/campaigns/{campaign_id:int}/test", campaign_test, methods=["POST"], name="admin_campaign_test"),
+    Route("/campaigns/{campaign_id:int}/send", campaign_send, methods=["POST"], name="admin_campaign_send"),
+    Route("/campaigns/{campaign_id:int}/schedule", campaign_schedule, methods=["POST"],
+          name="admin_campaign_schedule"),
+    Route("/campaigns/{campaign_id:int}/approve", campaign_approve, methods=["POST"], name="admin_campaign_approve"),
+    *(Route(f"/campaigns/{{campaign_id:int}}/{action}", campaign_status_action, methods=["POST"],
+            name=f"admin_campaign_{action}") for action in STATUS_ACTIONS),
+]

@@ -1,0 +1,268 @@
+"""What staff do to subscribers: unsubscribe, suppress, erase (after typing the address), CSV
+import (a dry run first, then apply) and CSV export of the current filter. The import and the
+export are the newsletter's own code (`importer.import_subscribers`, `exporter.export_rows`),
+the same as `tidings subscribers import|export`.
+
+Between the dry run and "apply" the file is not kept anywhere: the dry-run page carries a signed
+token naming the file's SHA-256 (and the staff user), and "apply" asks for the same file again and
+refuses any other. Nothing lives on one app server's disk, so any process can take the second
+step. The upload route sits outside the /admin Mount with its own body limit (the guard reads the
+whole body to check the CSRF token, so the limit must be raised in front of the guard)."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+from collections.abc import AsyncIterator
+from typing import IO, Any
+
+from starlette.datastructures import UploadFile
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response, StreamingResponse
+from starlette.routing import BaseRoute, Route, request_response
+
+from service.admin.audit import record_audit
+from service.admin.guard import AdminGuardMiddleware, admin_error, page, staff_of
+from service.admin.pages_inquiries import csv_cell
+from service.admin.queries import SubscriberFilter
+from service.db import get_session
+from service.forms import tokens_of
+from service.newsletter.exporter import export_rows
+from service.newsletter.flows import mark_complained, unsubscribe_subscriber
+from service.newsletter.importer import ImportFileError, ImportReport, import_subscribers
+from service.newsletter.models import SUBSCRIBER_STATUSES, Subscriber
+from service.tokens import TokenError
+from service.validation import FieldError, clean_text
+from service.web import settings_of
+
+MAX_IMPORT_BYTES = 20 * 1024 * 1024
+IMPORT_PURPOSE = "admin-subscriber-import"
+IMPORT_TOKEN_AGE = 3600
+SUPPRESS_PREFIX = "suppressed by staff: "
+
+
+async def _subscriber(request: Request) -> Subscriber | None:
+    return await get_session(request).get(Subscriber, request.path_params["subscriber_id"])
+
+
+async def _reload_staff(request: Request) -> None:
+    """The importer and erasure expire the session's objects; load the signed-in user again now
+    (the page and the audit event read it, and a lazy load cannot happen in a template)."""
+    await get_session(request).refresh(staff_of(request))
+
+
+def _to_detail(subscriber_id: int, notice: str) -> Response:
+    return RedirectResponse(f"/admin/subscribers/{subscriber_id}?notice={notice}", status_code=303)
+
+
+# -- unsubscribe, suppress, erase -------------------------------------------------------------
+
+
+async def subscriber_unsubscribe(request: Request) -> Response:
+    sub = await _subscriber(request)
+    if sub is None:
+        return admin_error(request, 404, "There is no such subscriber.")
+    if sub.status not in ("pending", "confirmed"):
+        return admin_error(request, 409, f"This subscriber is already {sub.status}: they get no campaigns.")
+    session = get_session(request)
+    before = sub.status
+    await unsubscribe_subscriber(session, subscriber_id=sub.id, source="admin")
+    await record_audit(session, request=request, action="subscriber_unsubscribe", target_type="subscriber",
+                       target_id=sub.id, detail={"from": before})
+    return _to_detail(sub.id, "unsubscribed")
+
+
+async def subscriber_suppress(request: Request) -> Response:
+    """Stop mailing without it being their own unsubscribe: the newsletter's complaint status (the
+    strongest do-not-mail state), with the staff's reason kept as the subscriber's last note."""
+    sub = await _subscriber(request)
+    if sub is None:
+        return admin_error(request, 404, "There is no such subscriber.")
+    async with request.form() as form:
+        data = {"reason": str(form.get("reason") or "")}
+    try:
+        reason = clean_text(data, "reason", label="Reason", max_length=300, required=True)
+    except FieldError as exc:
+        return admin_error(request, 422, f"{exc.message}. Nothing was changed.")
+    if sub.status == "complained":
+        return admin_error(request, 409, "This subscriber is already suppressed (complained).")
+    session = get_session(request)
+    before = sub.status
+    await mark_complained(session, subscriber_id=sub.id, reason=SUPPRESS_PREFIX + reason)
+    await record_audit(session, request=request, action="subscriber_suppress", target_type="subscriber",
+                       target_id=sub.id, detail={"from": before, "reason": reason})
+    return _to_detail(sub.id, "suppressed")
+
+
+async def subscriber_erase(request: Request) -> Response:
+    """GET: the confirmation page; POST: erase when the typed address matches."""
+    sub = await _subscriber(request)
+    if sub is None:
+        return admin_error(request, 404, "There is no such subscriber.")
+    if request.method == "GET":
+        return page(request, "admin/subscriber_erase.html", {"subscriber": sub, "error": None})
+    async with request.form() as form:
+        typed = str(form.get("confirm_email") or "").strip()
+    if typed.lower() != sub.email_key:
+        return page(request, "admin/subscriber_erase.html", {
+            "subscriber": sub, "error": "Type the subscriber's address exactly to confirm. Nothing was erased."},
+            422)
+    from service.newsletter.flows import erase_subscriber
+
+    session = get_session(request)
+    subscriber_id, before = sub.id, sub.status
+    await erase_subscriber(session, tokens=tokens_of(request), subscriber_id=subscriber_id)
+    await _reload_staff(request)
+    # No address in the audit detail: the point of erasing is that it is gone.
+    await record_audit(session, request=request, action="subscriber_erase", target_type="subscriber",
+                       target_id=subscriber_id, detail={"status": before})
+    return RedirectResponse("/admin/subscribers?notice=erased", status_code=303)
+
+
+# -- import -----------------------------------------------------------------------------------
+
+
+def _import_page(request: Request, status_code: int = 200, **ctx: Any) -> Response:
+    base: dict[str, Any] = {"report": None, "error": None, "token": None, "applied": False, "filename": "",
+                            "send_confirmation": False, "max_mb": MAX_IMPORT_BYTES >> 20}
+    return page(request, "admin/subscriber_import.html", {**base, **ctx}, status_code)
+
+
+def _digest(binary: IO[bytes]) -> str:
+    h = hashlib.sha256()
+    for chunk in iter(lambda: binary.read(1 << 16), b""):
+        h.update(chunk)
+    binary.seek(0)
+    return h.hexdigest()
+
+
+async def _run_import(request: Request, binary: IO[bytes], *, dry_run: bool, send_confirmation: bool
+                      ) -> ImportReport:
+    """The newsletter's importer in a savepoint of the request's transaction: rolled back for a
+    dry run or a bad file (ImportFileError), kept for an apply."""
+    session = get_session(request)
+    nested = await session.begin_nested()
+    try:
+        report = await import_subscribers(session, binary, settings=settings_of(request), tokens=tokens_of(request),
+                                          source="admin import", send_confirmation=send_confirmation,
+                                          dry_run=dry_run)
+    except BaseException:
+        await nested.rollback()
+        await _reload_staff(request)
+        raise
+    if dry_run:
+        await nested.rollback()
+    else:
+        await nested.commit()
+    await _reload_staff(request)
+    return report
+
+
+async def import_upload(request: Request) -> Response:
+    async with request.form(max_files=1) as form:
+        upload = form.get("file")
+        step = str(form.get("step") or "check")
+        send_confirmation = form.get("send_confirmation") == "1"
+        token = str(form.get("token") or "")
+        if not isinstance(upload, UploadFile) or not upload.filename:
+            return _import_page(request, 422, error="File: choose a CSV file to upload.")
+        filename = upload.filename[:200]
+        digest = _digest(upload.file)
+        tokens = tokens_of(request)
+        if step == "apply":
+            try:
+                signed = tokens.loads(IMPORT_PURPOSE, token, max_age=IMPORT_TOKEN_AGE)
+            except TokenError:
+                return _import_page(request, 422, error="This check has expired or was not made here: check the "
+                                    "file again first. Nothing was imported.")
+            if signed.get("sha256") != digest or signed.get("staff") != staff_of(request).id:
+                return _import_page(request, 422, error="File: this is not the file that was checked. Check it "
+                                    "first, then apply the same file. Nothing was imported.")
+            send_confirmation = bool(signed.get("confirm"))
+        try:
+            report = await _run_import(request, upload.file, dry_run=step != "apply",
+                                       send_confirmation=send_confirmation)
+        except ImportFileError as exc:
+            return _import_page(request, 422, error=f"{filename}: {exc}. Nothing was imported.")
+    if step != "apply":
+        signed_token = tokens.dumps(IMPORT_PURPOSE, {"sha256": digest, "staff": staff_of(request).id,
+                                                     "confirm": send_confirmation})
+        return _import_page(request, report=report, token=signed_token, filename=filename,
+                            send_confirmation=send_confirmation)
+    await record_audit(get_session(request), request=request, action="subscriber_import", target_type="subscriber",
+                       detail={"file": filename, "sha256": digest, "rows": report.rows, "added": report.added,
+                               "updated": report.updated, "skipped": sum(report.skipped.values()),
+                               "errors": report.error_count, "confirmations": report.confirmations_queued})
+    return _import_page(request, report=report, applied=True, filename=filename)
+
+
+async def import_page(request: Request) -> Response:
+    return _import_page(request)
+
+
+# -- export -----------------------------------------------------------------------------------
+
+
+def _export_filter(request: Request) -> SubscriberFilter:
+    params = request.query_params
+    status = params.get("status", "")
+    return SubscriberFilter(status=status if status in SUBSCRIBER_STATUSES else "", topic=params.get("topic", "")[:40],
+                            q=params.get("q", "").strip()[:200])
+
+
+def _matches(flt: SubscriberFilter, row: dict[str, str]) -> bool:
+    """The list page's topic and search filters, applied to the exporter's rows."""
+    if flt.topic and flt.topic not in row["topics"].split(";"):
+        return False
+    q = flt.q.lower()
+    return not q or q in row["email"].lower() or q in row["name"].lower()
+
+
+async def subscriber_export(request: Request) -> Response:
+    params = request.query_params
+    if params.get("status") and params["status"] not in SUBSCRIBER_STATUSES:
+        return admin_error(request, 400, f"Status: expected one of {', '.join(SUBSCRIBER_STATUSES)}.")
+    flt = _export_filter(request)
+    await record_audit(get_session(request), request=request, action="subscriber_export", target_type="subscriber",
+                       detail={"filter": flt.query_args()})
+    sessions = request.app.state.sessions
+
+    async def body() -> AsyncIterator[str]:
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        async with sessions() as session:
+            header: list[str] | None = None
+            async for cells in export_rows(session, status=flt.status or None):
+                if header is None:
+                    header = cells
+                    writer.writerow(cells)
+                    continue
+                if _matches(flt, dict(zip(header, cells, strict=True))):
+                    writer.writerow([csv_cell(c) for c in cells])
+                if buffer.tell() > 64 * 1024:
+                    yield buffer.getvalue()
+                    buffer.seek(0)
+                    buffer.truncate()
+        yield buffer.getvalue()
+
+    return StreamingResponse(body(), media_type="text/csv; charset=utf-8", headers={
+        "content-disposition": 'attachment; filename="subscribers.csv"', "cache-control": "no-store"})
+
+
+routes: list[BaseRoute] = [
+    Route("/subscribers/export.csv", subscriber_export, name="admin_subscribers_export"),
+    Route("/subscribers/import", import_page, name="admin_subscribers_import"),
+    Route("/subscribers/{subscriber_id:int}/unsubscribe", subscriber_unsubscribe, methods=["POST"],
+          name="admin_subscriber_unsubscribe"),
+    Route("/subscribers/{subscriber_id:int}/suppress", subscriber_suppress, methods=["POST"],
+          name="admin_subscriber_suppress"),
+    Route("/subscribers/{subscriber_id:int}/erase", subscriber_erase, methods=["GET", "POST"],
+          name="admin_subscriber_erase"),
+]
+
+# Mounted beside the /admin Mount (before it), behind the same guard, with a larger body limit.
+upload_routes: list[BaseRoute] = [
+    Route("/admin/subscribers/import", AdminGuardMiddleware(request_response(import_upload)), methods=["POST"],
+          max_body_size=MAX_IMPORT_BYTES, name="admin_subscribers_import_upload"),
+]
