@@ -136,6 +136,7 @@ async def test_the_main_admin_pages_have_no_serious_accessibility_violation(page
     await audit.check("dashboard", "Dashboard")
     inquiry = await first(db, Inquiry, Inquiry.name == "Sofia Rossi")
     subscriber = await first(db, Subscriber)
+    campaign = await first(db, Campaign)
     for name, path, heading in (
         ("inquiries", "/admin/inquiries", "Inquiries"),
         ("inquiries filtered", "/admin/inquiries?q=parking&status=new", "Inquiries"),
@@ -146,6 +147,11 @@ async def test_the_main_admin_pages_have_no_serious_accessibility_violation(page
         ("audit", "/admin/audit", "Audit log"),
         ("users", "/admin/users", "Users"),
         ("account", "/admin/account", "Your account"),
+        ("campaigns", "/admin/campaigns", "Campaigns"),
+        ("new digest", "/admin/campaigns/new", "New digest"),
+        ("campaign", f"/admin/campaigns/{campaign.id}", campaign.subject),
+        ("campaign preview", f"/admin/campaigns/{campaign.id}/preview", "Preview"),
+        ("articles", "/admin/articles", "Articles"),
     ):
         await audit.visit(name, path, heading)
     assert audit.found == {}
