@@ -339,6 +339,37 @@ def cmd_subscribers_export(args: argparse.Namespace) -> None:
         print(f"{count} subscribers written to {args.output}", file=sys.stderr)
 
 
+# -- demo ------------------------------------------------------------------------------------
+
+
+def cmd_demo(args: argparse.Namespace) -> None:
+    from service.admin.auth import PasswordError, check_new_password
+    from service.db import create_engine, session_factory
+    from service.demo import DemoRefused, load_demo, summary_lines
+
+    settings = load_settings()
+    run(_migrate(settings) if settings.is_sqlite else _check_schema(settings))
+    password = None
+    if args.password_stdin:
+        try:
+            password = check_new_password(sys.stdin.readline().rstrip("\r\n"))
+        except PasswordError as exc:
+            raise CommandError(str(exc)) from None
+
+    async def load() -> Any:
+        engine = create_engine(settings.database_url)
+        try:
+            return await load_demo(session_factory(engine), settings, admin_email=args.admin_email,
+                                   password=password)
+        except (DemoRefused, ValueError) as exc:
+            raise CommandError(str(exc)) from None
+        finally:
+            await engine.dispose()
+
+    for line in summary_lines(settings, run(load())):
+        print(line)
+
+
 # -- the parser ------------------------------------------------------------------------------
 
 Handler = Callable[[argparse.Namespace], None]
@@ -395,6 +426,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", default="", help="display name")
     p.add_argument("--password-stdin", action="store_true", help="read the password from the first line of stdin")
     p.set_defaults(handler=cmd_create_admin)
+
+    p = sub.add_parser("demo", help="load the sample blog, example subscribers and inquiries, a draft digest and "
+                                    "an admin account into an empty database")
+    p.add_argument("--admin-email", default="admin@example.org", help="the demo admin's sign-in (default "
+                                                                        "admin@example.org)")
+    p.add_argument("--password-stdin", action="store_true",
+                   help="read the admin password from the first line of stdin (default: a random one, printed once)")
+    p.set_defaults(handler=cmd_demo)
     return parser
 
 

@@ -1,0 +1,157 @@
+"""axe-core on every public page and the main admin pages, as a browser renders them from a
+real `tidings serve`: no serious or critical violation anywhere. The public pages are checked
+twice: on a desktop and on a phone-sized screen (where reflow and contrast can differ).
+
+AXE_IMPACTS=minor,moderate,serious,critical widens the check (it passes today, too)."""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+from itsdangerous import TimestampSigner, URLSafeTimedSerializer
+from sqlalchemy import select
+
+from service.campaigns.models import Campaign
+from service.campaigns.queries import start_campaign
+from service.db import transaction, utcnow
+from service.inquiries.models import Inquiry
+from service.newsletter.models import Subscriber
+from service.newsletter.tokens import confirm_url, unsubscribe_url
+from service.tokens import Tokens
+from tests.browser.conftest import axe_violations
+from tests.browser.helpers import load_demo_data, sign_in
+from tests.conftest import TEST_SECRET, Database, make_settings
+from tests.live import LiveServer
+
+IMPACTS = tuple(os.environ.get("AXE_IMPACTS", "serious,critical").split(","))
+
+
+class EightDaysAgo(TimestampSigner):
+    def get_timestamp(self) -> int:
+        return int(time.time()) - 8 * 24 * 3600
+
+
+class Audit:
+    """Visits pages and collects axe violations by page name, so one run reports every page."""
+
+    def __init__(self, page: Any, live: LiveServer) -> None:
+        self.page, self.live, self.found = page, live, {}  # type: ignore[var-annotated]
+
+    async def check(self, name: str, heading: str) -> None:
+        h1 = await self.page.inner_text("h1")
+        assert heading in h1, f"{name}: expected a page headed {heading!r}, got {h1!r}"
+        assert await self.page.title(), f"{name}: no title"
+        violations = await axe_violations(self.page, impacts=IMPACTS)
+        if violations:
+            self.found[name] = violations
+
+    async def visit(self, name: str, path: str, heading: str, status: int = 200) -> None:
+        url = path if path.startswith("http") else f"{self.live.url}{path}"
+        response = await self.page.goto(url)
+        assert response.status == status, f"{name}: {response.status}"
+        await self.check(name, heading)
+
+
+async def first(db: Database, model: Any, *where: Any) -> Any:
+    async with db.sessions() as session:
+        return (await session.scalars(select(model).where(*where).order_by(model.id).limit(1))).one()
+
+
+async def audit_public_pages(page: Any, live: LiveServer, db: Database) -> dict[str, Any]:
+    await load_demo_data(db, live)
+    settings = make_settings(db, base_url=live.url)
+    tokens = Tokens(settings)
+    audit = Audit(page, live)
+
+    await audit.visit("contact", "/contact", "Let's get your project started!")
+    await page.get_by_role("button", name="Send my inquiry").click()
+    await audit.check("contact with errors", "Let's get your project started!")
+    await page.get_by_label("Your name").fill("Alex Example")
+    await page.get_by_label("Email address").fill("alex@example.org")
+    await page.get_by_label("What would you like to talk about?").select_option(label="Other")
+    await page.get_by_label("Your message").fill("When is your next information evening?")
+    await page.get_by_label("You may contact me about my inquiry.").check()
+    await page.get_by_role("button", name="Send my inquiry").click()
+    await page.wait_for_url(f"{live.url}/contact/thanks")
+    await audit.check("contact/thanks", "Thank you")
+
+    await audit.visit("subscribe", "/subscribe", "Subscribe to our newsletter")
+    await page.get_by_role("button", name="Subscribe").click()
+    await audit.check("subscribe with errors", "Subscribe to our newsletter")
+    await page.get_by_label("Email address").fill("alex@example.org")
+    await page.get_by_role("button", name="Subscribe").click()
+    await page.wait_for_url(f"{live.url}/subscribe/thanks")
+    await audit.check("subscribe/thanks", "Please check your inbox")
+
+    pending = await first(db, Subscriber, Subscriber.status == "pending", Subscriber.signup_source == "demo")
+    await audit.visit("confirm", confirm_url(settings, tokens, pending.id), "Confirm your subscription")
+    await page.get_by_role("button", name="Confirm my subscription").click()
+    await audit.check("confirm result", "You are subscribed")
+    old = URLSafeTimedSerializer(TEST_SECRET, salt="tidings.confirm", signer=EightDaysAgo).dumps(pending.id)
+    await audit.visit("expired confirmation link", f"/confirm/{old}", "This confirmation link has expired", 410)
+
+    confirmed = await first(db, Subscriber, Subscriber.status == "confirmed")
+    centre = unsubscribe_url(settings, tokens, confirmed.id)
+    await audit.visit("preference centre", centre, "Your newsletter preferences")
+    await page.get_by_role("button", name="Unsubscribe").click()
+    await audit.check("unsubscribed", "You are unsubscribed")
+    await audit.visit("preference centre (unsubscribed)", centre, "Your newsletter preferences")
+
+    async with transaction(db.sessions) as session:
+        campaign = await first(db, Campaign)
+        await start_campaign(session, campaign_id=campaign.id, now=utcnow())
+    await audit.visit("archive", "/archive", "Digest archive")
+    await audit.visit("archive item", f"/archive/{campaign.slug}", campaign.subject)
+    await audit.visit("404", "/no-such-page", "Page not found", 404)
+    return audit.found
+
+
+async def test_every_public_page_has_no_serious_accessibility_violation(page: Any, live: LiveServer,
+                                                                         db: Database) -> None:
+    assert await audit_public_pages(page, live, db) == {}
+
+
+async def test_public_pages_on_a_phone_sized_screen_have_no_serious_violation(
+        browser: Any, live: LiveServer, db: Database) -> None:
+    # (axe needs JavaScript in the page, so this phone runs it; the pages use none themselves)
+    context = await browser.new_context(viewport={"width": 360, "height": 740}, is_mobile=True, has_touch=True)
+    try:
+        assert await audit_public_pages(await context.new_page(), live, db) == {}
+    finally:
+        await context.close()
+
+
+async def test_the_main_admin_pages_have_no_serious_accessibility_violation(page: Any, live: LiveServer,
+                                                                            db: Database) -> None:
+    await load_demo_data(db, live)
+    audit = Audit(page, live)
+    await audit.visit("login", "/admin/login", "Sign in")
+    await page.get_by_label("Email").fill("admin@example.org")
+    await page.get_by_label("Password").fill("not the right password")
+    await page.get_by_role("button", name="Sign in").click()
+    await audit.check("login failed", "Sign in")
+    await sign_in(page, live)
+    await audit.check("dashboard", "Dashboard")
+    inquiry = await first(db, Inquiry, Inquiry.name == "Sofia Rossi")
+    subscriber = await first(db, Subscriber)
+    campaign = await first(db, Campaign)
+    for name, path, heading in (
+        ("inquiries", "/admin/inquiries", "Inquiries"),
+        ("inquiries filtered", "/admin/inquiries?q=parking&status=new", "Inquiries"),
+        ("inquiry detail", f"/admin/inquiries/{inquiry.id}", "Sofia Rossi"),
+        ("subscribers", "/admin/subscribers", "Subscribers"),
+        ("subscriber detail", f"/admin/subscribers/{subscriber.id}", subscriber.email),
+        ("outbox", "/admin/outbox", "Outbox"),
+        ("audit", "/admin/audit", "Audit log"),
+        ("users", "/admin/users", "Users"),
+        ("account", "/admin/account", "Your account"),
+        ("campaigns", "/admin/campaigns", "Campaigns"),
+        ("new digest", "/admin/campaigns/new", "New digest"),
+        ("campaign", f"/admin/campaigns/{campaign.id}", campaign.subject),
+        ("campaign preview", f"/admin/campaigns/{campaign.id}/preview", "Preview"),
+        ("articles", "/admin/articles", "Articles"),
+    ):
+        await audit.visit(name, path, heading)
+    assert audit.found == {}
