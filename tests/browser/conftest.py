@@ -8,6 +8,7 @@ a skip fails the run (see tests/conftest.py).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 from collections.abc import AsyncIterator, Iterator
@@ -59,15 +60,24 @@ async def nojs_page(browser: Any) -> AsyncIterator[Any]:
     await context.close()
 
 
-@pytest.fixture
-def live(db: Database, smtp: SmtpServer, tmp_path: Path) -> Iterator[LiveServer]:
+@contextlib.contextmanager
+def live_server(db: Database, smtp: SmtpServer, tmp_path: Path, *, send_rate: str = "0") -> Iterator[LiveServer]:
+    """A real `tidings serve` (with its in-process worker) on the test database and SMTP server."""
     env = tidings_env(db.url, TEST_SECRET, SMTP_URL=smtp.url, FORM_MIN_SECONDS="0",
                       MAIL_FROM="Clinic <hello@clinic.test>", STAFF_INBOX="staff@clinic.test",
-                      ORG_NAME="Clinic", SEND_RATE="0")
+                      ORG_NAME="Clinic", SEND_RATE=send_rate)
     server = LiveServer(env, tmp_path / "serve.log")
     server.start()
-    yield server
-    server.stop()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def live(db: Database, smtp: SmtpServer, tmp_path: Path) -> Iterator[LiveServer]:
+    with live_server(db, smtp, tmp_path) as server:
+        yield server
 
 
 async def axe_violations(page: Any, *, impacts: tuple[str, ...] = ("serious", "critical")) -> list[dict[str, Any]]:

@@ -15,11 +15,11 @@ from typing import Any
 import pytest
 from playwright.async_api import expect
 
-from tests.browser.conftest import axe_violations, screenshot
+from tests.browser.conftest import axe_violations, live_server, screenshot
 from tests.browser.helpers import html_of, load_demo_data, sign_in, to, wait_for_mail
 from tests.browser.test_journeys import subscribe_and_confirm
-from tests.conftest import TEST_SECRET, Database
-from tests.live import LiveServer, tidings_env
+from tests.conftest import Database
+from tests.live import LiveServer
 from tests.smtp import SmtpServer
 
 READER = "sam.reader@example.org"
@@ -29,13 +29,8 @@ SUBJECT = "Our autumn reading"
 @pytest.fixture
 def throttled_live(db: Database, smtp: SmtpServer, tmp_path: Path) -> Iterator[LiveServer]:
     """`live`, sending campaigns at 80 messages/s: the demo's 277 recipients take about 3.5 s."""
-    env = tidings_env(db.url, TEST_SECRET, SMTP_URL=smtp.url, FORM_MIN_SECONDS="0",
-                      MAIL_FROM="Clinic <hello@clinic.test>", STAFF_INBOX="staff@clinic.test",
-                      ORG_NAME="Clinic", SEND_RATE="80")
-    server = LiveServer(env, tmp_path / "serve.log")
-    server.start()
-    yield server
-    server.stop()
+    with live_server(db, smtp, tmp_path, send_rate="80") as server:
+        yield server
 
 
 async def test_staff_builds_previews_and_sends_a_digest_and_its_unsubscribe_link_ends_in_the_preference_centre(
