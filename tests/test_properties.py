@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import string
+import unicodedata
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -111,9 +112,10 @@ def test_clean_phone_gives_plus_and_digits_only(value: str) -> None:
 
 @given(st.text())
 def test_header_values_with_line_breaks_are_always_refused(value: str) -> None:
+    breaks = [c for c in value if c != "\t" and (unicodedata.category(c) == "Cc" or c in "\u2028\u2029")]
     try:
         check_header_value("Subject", value)
     except HeaderInjectionError:
-        assert any(c in value for c in "\r\n\x00")
+        assert breaks
         return
-    assert not any(c in value for c in "\r\n\x00")
+    assert not breaks

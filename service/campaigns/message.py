@@ -5,28 +5,29 @@ goes through `email.message`, which costs more than the rest of the send path to
 Every message carries List-Unsubscribe (+ List-Unsubscribe-Post for RFC 8058 one-click),
 List-Id, a Message-ID fixed by the delivery id (a resend after a crash is the same message to
 the receiver), Feedback-ID with the campaign id, and Precedence: bulk; DKIM-signed when a key is
-configured.
+configured. The subject and the recipient's name go through `service.mail.headers` (made safe
+and encoded there), and every message's header block is checked after it is built (and signed).
 """
 
 from __future__ import annotations
 
+import functools
 import uuid
 from dataclasses import dataclass
-from email.header import Header
-from email.utils import formataddr, formatdate, parseaddr
+from email.utils import formatdate, getaddresses, parseaddr
 
 from service.campaigns.render import qp
-from service.mail.message import check_header_value, domain_of
+from service.mail.headers import check_header_value, check_serialised, fold_addresses, fold_text, header_text
+from service.mail.message import domain_of
 from service.settings import Settings
 
+HEADERS = ("From", "To", "Subject", "Date", "Message-ID", "MIME-Version", "List-Unsubscribe",
+           "List-Unsubscribe-Post", "List-Id", "Feedback-ID", "Precedence", "Auto-Submitted", "Content-Type")
 
-def _encode_header(value: str) -> str:
-    check_header_value("header", value)
-    try:
-        value.encode("ascii")
-    except UnicodeEncodeError:
-        return Header(value, "utf-8", maxlinelen=900).encode()
-    return value
+
+@functools.lru_cache(maxsize=64)
+def _subject_line(subject: str) -> str:
+    return fold_text("Subject", subject)
 
 
 @dataclass(frozen=True)
@@ -34,7 +35,7 @@ class MessageFactory:
     """Builds one campaign's messages; create it once per campaign."""
 
     campaign_id: int
-    sender: str
+    sender: str  # the From line(s), folded
     envelope_from: str
     subject: str
     list_id: str
@@ -46,9 +47,9 @@ class MessageFactory:
                      ) -> MessageFactory:
         return cls(
             campaign_id=campaign_id,
-            sender=formataddr(parseaddr(settings.mail_from), charset="utf-8"),
+            sender=fold_addresses("From", getaddresses([settings.mail_from])),
             envelope_from=parseaddr(settings.mail_from)[1],
-            subject=subject,
+            subject=header_text(subject),  # staff's text: made safe here, encoded by fold_text
             list_id=settings.list_id,
             domain=domain_of(settings.mail_from),
             signer=signer,
@@ -70,13 +71,12 @@ class MessageFactory:
             f"<digest.{self.campaign_id}.test.{uuid.uuid4().hex}@{self.domain}>"
         )
         check_header_value("To", to_email)
-        to = formataddr((" ".join(to_name.split()), to_email), charset="utf-8") if to_name.strip() else to_email
         check_header_value("List-Unsubscribe", unsubscribe_url)
         boundary = f"=_tidings_{uuid.uuid4().hex}"
         head = (
-            f"From: {self.sender}\r\n"
-            f"To: {to}\r\n"
-            f"Subject: {_encode_header(subject or self.subject)}\r\n"
+            f"{self.sender}"
+            f"{fold_addresses('To', [(to_name, to_email)])}"
+            f"{_subject_line(header_text(subject) if subject else self.subject)}"
             f"Date: {formatdate(usegmt=True)}\r\n"
             f"Message-ID: {message_id}\r\n"
             "MIME-Version: 1.0\r\n"
@@ -100,4 +100,5 @@ class MessageFactory:
         raw = b"".join([head, part, text_body, part_html, html_body, f"\r\n--{boundary}--\r\n".encode()])
         if self.signer is not None:
             raw = self.signer.sign(raw)  # type: ignore[attr-defined]
-        return message_id, raw
+            return message_id, check_serialised(raw, (*HEADERS, "DKIM-Signature"))
+        return message_id, check_serialised(raw, HEADERS)

@@ -210,8 +210,13 @@ class _Batch:
             if bodies is None:
                 self._add("skipped", {"id": claim.id, "response": NO_MATCH})
                 continue
-            message_id, raw = factory.build(delivery_id=claim.id, to_email=claim.email, to_name=person.name,
-                                            html_qp=bodies[0], text_qp=bodies[1], unsubscribe_url=url)
+            try:
+                message_id, raw = factory.build(delivery_id=claim.id, to_email=claim.email, to_name=person.name,
+                                                html_qp=bodies[0], text_qp=bodies[1], unsubscribe_url=url)
+            except ValueError as exc:  # HeaderInjectionError: these bytes must not go out
+                self._add("failed", {"id": claim.id, "message_id": factory.message_id(claim.id),
+                                     "response": f"not sent: {exc}", "bounced": False})
+                continue
             return claim, Outgoing(factory.envelope_from, claim.email, factory.subject, message_id, raw)
         return None
 

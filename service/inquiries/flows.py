@@ -27,7 +27,7 @@ from service.inquiries.queries import (
     insert_inquiry_once,
     insert_inquiry_with_emails,
 )
-from service.mail.message import format_address
+from service.mail.message import format_address, header_text
 from service.mail.outbox import email_values, queue_emails
 from service.settings import Settings
 from service.validation import (
@@ -236,8 +236,8 @@ def inquiry_emails(settings: Settings, inquiry: Inquiry) -> list[dict[str, Any]]
     method = CONTACT_METHOD_LABELS.get(inquiry.contact_method, inquiry.contact_method)
     client = mail_address(inquiry.email)
     now = inquiry.created_at
-    # user text in a header: only the name, which validation keeps to one line
-    subject_after = f" from {inquiry.name}"
+    # user text in a header: only the name, made safe by header_text (encoded words, line breaks)
+    subject_after = f" from {header_text(inquiry.name)}"
     staff = email_values(
         kind="inquiry_staff", sender=settings.mail_from, to=settings.staff_inbox,
         subject=f"{STAFF_SUBJECT_BEFORE}{inquiry.id}{subject_after}",

@@ -1,16 +1,29 @@
 """Building messages on `email.message.EmailMessage`: an HTML part and a plain-text part,
-and header values that can never carry CR or LF (no header injection)."""
+and header values that can never carry a line break (no header injection): the address headers
+and the subject are encoded by `service.mail.headers`, every other value is checked, and
+`serialise` checks the bytes once more."""
 
 from __future__ import annotations
 
 import email.policy
 import functools
-import re
 import uuid
 from collections.abc import Mapping
-from email.headerregistry import Address, BaseHeader, HeaderRegistry
+from email.headerregistry import BaseHeader, HeaderRegistry
 from email.message import EmailMessage
-from email.utils import formatdate, getaddresses, make_msgid, parseaddr
+from email.utils import formatdate, make_msgid, parseaddr
+
+from service.mail.headers import (
+    AddressHeader,
+    HeaderInjectionError,
+    TextHeader,
+    check_header_value,
+    check_serialised,
+    display_address,
+    header_text,
+)
+
+__all__ = ["HeaderInjectionError", "check_header_value", "header_text"]
 
 
 class _CachedHeaderRegistry(HeaderRegistry):
@@ -23,17 +36,8 @@ class _CachedHeaderRegistry(HeaderRegistry):
 
 
 POLICY = email.policy.SMTP.clone(max_line_length=998, header_factory=_CachedHeaderRegistry())
-_BAD_HEADER_CHARS = re.compile(r"[\r\n\x00]")
-
-
-class HeaderInjectionError(ValueError):
-    """A header value contained CR, LF or NUL."""
-
-
-def check_header_value(name: str, value: str) -> str:
-    if _BAD_HEADER_CHARS.search(value):
-        raise HeaderInjectionError(f"{name}: line breaks are not allowed in a mail header")
-    return value
+POLICY_7BIT = POLICY.clone(cte_type="7bit")
+ADDRESS_HEADERS = ("From", "To", "Reply-To")
 
 
 def domain_of(address: str) -> str:
@@ -49,17 +53,17 @@ def checked_headers(
     headers: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
     """The message's header values in order (From, To, Subject, Reply-To, then `headers`), each
-    checked for CR/LF/NUL and the address headers for an address; raises HeaderInjectionError or
-    ValueError naming the header."""
-    values = {"From": sender, "To": to, "Subject": subject}
+    checked for line breaks and control characters and the address headers for an address (the
+    subject through `header_text`); raises HeaderInjectionError or ValueError naming the header."""
+    values = {"From": sender, "To": to, "Subject": header_text(check_header_value("Subject", subject))}
     if reply_to:
         values["Reply-To"] = reply_to
     values.update(headers or {})
     for name, value in values.items():
         check_header_value(name, value)
-    for name in ("From", "To", "Reply-To"):
+    for name in ADDRESS_HEADERS:
         if name in values:
-            _check_address(name, values[name])
+            values[name] = str(AddressHeader(name, values[name]))
     return values
 
 
@@ -79,13 +83,19 @@ def build_message(
     message_id: str | None = None,
     date: str | None = None,
 ) -> EmailMessage:
-    """A multipart/alternative message (text first, HTML preferred) with checked headers."""
+    """A multipart/alternative message (text first, HTML preferred) with checked headers; the
+    addresses and the subject encoded by us (RFC 2047 words of at most 75 characters)."""
     values = checked_headers(sender=sender, to=to, subject=subject, reply_to=reply_to, headers=headers)
     msg = EmailMessage(policy=POLICY)
-    msg["Message-ID"] = message_id or new_message_id(sender)
-    msg["Date"] = date or formatdate(localtime=False, usegmt=True)
+    msg["Message-ID"] = check_header_value("Message-ID", message_id or new_message_id(sender))
+    msg["Date"] = check_header_value("Date", date or formatdate(localtime=False, usegmt=True))
     for name, value in values.items():
-        msg[name] = value
+        if name in ADDRESS_HEADERS:
+            msg[name] = AddressHeader(name, value)
+        elif name == "Subject":
+            msg[name] = TextHeader(name, value)
+        else:
+            msg[name] = value
     msg["MIME-Version"] = "1.0"
     msg.set_content(text, subtype="plain", charset="utf-8")
     msg.add_alternative(html, subtype="html", charset="utf-8")
@@ -95,20 +105,17 @@ def build_message(
     return msg
 
 
-def _check_address(name: str, value: str) -> None:
-    addresses = getaddresses([value])
-    if not addresses or any("@" not in addr for _display, addr in addresses):
-        raise ValueError(f"{name}: not an email address")
-
-
 def format_address(email: str, name: str = "") -> str:
-    """'Name <email>' with the display name quoted as needed; CR/LF refused."""
-    check_header_value("address", email)
-    check_header_value("display name", name)
-    if not name:
-        return email
-    local, _, domain = email.rpartition("@")
-    return str(Address(display_name=name, username=local, domain=domain))
+    """'Name <email>': the name is a person's text, made safe by `header_text` (line breaks and
+    encoded-word syntax neutralised, never refused) and quoted as needed."""
+    return display_address(email, name)
+
+
+def serialise(message: EmailMessage, *, seven_bit: bool = False) -> bytes:
+    """The bytes to send (CRLF line ends), refused with HeaderInjectionError unless their header
+    block holds exactly the headers set on `message`. `seven_bit` for a server without 8BITMIME."""
+    raw = message.as_bytes(policy=POLICY_7BIT if seven_bit else POLICY)
+    return check_serialised(raw, message.keys())
 
 
 def message_parts(msg: EmailMessage) -> tuple[str, str]:

@@ -36,7 +36,8 @@ from sqlalchemy import and_, delete, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.db import Sessions, is_database_outage, utcnow
-from service.mail.message import POLICY, build_message, checked_headers, new_message_id, parse_raw
+from service.mail.headers import HeaderInjectionError, header_names
+from service.mail.message import build_message, checked_headers, new_message_id, parse_raw, serialise
 from service.mail.models import OutboxMessage
 from service.mail.render import render_email
 from service.mail.transport import Mailer, PermanentFailure, TemporaryFailure
@@ -255,7 +256,15 @@ class OutboxWorker:
     async def _deliver(self, row: OutboxMessage) -> None:
         try:
             message = outbox_email(row)
-            raw = message.as_bytes(policy=POLICY) if row.raw is None else None
+            if row.raw is not None:
+                header_names(row.raw)  # stored bytes (queued before 0005p): a well-formed header block
+            raw = serialise(message) if row.raw is None else None
+        except HeaderInjectionError as exc:  # the bytes would carry headers that were not set
+            error = f"not sent: {exc}"
+            log.warning("outbox message %s: %s", row.id, error)
+            await self._record(row.id, lambda s: mark_outbox_failed(
+                s, message_id=row.id, owner=self.owner, error=error, retry_at=None))
+            return
         except Exception as exc:  # a template error fails this message, never the worker
             error = f"could not render the message: {type(exc).__name__}: {exc}"
             log.warning("outbox message %s: %s", row.id, error)

@@ -20,7 +20,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import aiosmtplib
 
 from service.db import Sessions
-from service.mail.message import POLICY
+from service.mail.message import HeaderInjectionError, serialise
 
 
 @dataclass(frozen=True)
@@ -85,6 +85,8 @@ class SmtpConfig:
 
 
 def _classify(exc: BaseException) -> Exception:
+    if isinstance(exc, HeaderInjectionError):
+        return PermanentFailure(str(exc))
     if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
         codes = [r.code for r in exc.recipients]
         text = "; ".join(f"{r.code} {r.message}" for r in exc.recipients)
@@ -122,9 +124,14 @@ class SmtpTransport:
             try:
                 if not client.is_connected:
                     await client.connect()
+                if client.last_ehlo_response is None:
+                    await client.ehlo()
                 sender, recipients = envelope(message)
-                _errors, response = await client.send_message(
-                    message, sender=sender, recipients=recipients
+                eight_bit = client.supports_extension("8bitmime")
+                # the bytes checked by `serialise` are the bytes sent (not send_message's own copy)
+                _errors, response = await client.sendmail(
+                    sender, recipients, serialise(message, seven_bit=not eight_bit),
+                    mail_options=["BODY=8BITMIME"] if eight_bit else [],
                 )
             except BaseException as exc:
                 await _discard(client, exc)
@@ -186,7 +193,7 @@ class LocalMailboxTransport:
                         recipients=", ".join(recipients),
                         subject=str(message["Subject"]),
                         message_id=str(message["Message-ID"]),
-                        raw=message.as_bytes(policy=POLICY),
+                        raw=serialise(message),
                     )
                 )
 

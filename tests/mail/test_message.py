@@ -29,9 +29,9 @@ def test_extra_header_injection_refused() -> None:
                       headers={"List-Id": "x\r\nBcc: e@f.test"})
 
 
-def test_display_name_injection_refused() -> None:
-    with pytest.raises(HeaderInjectionError):
-        format_address("ana@example.org", "Ana\r\nBcc: x@evil.test")
+def test_display_name_line_breaks_become_spaces() -> None:
+    # a display name is a person's text: made safe (see tests/mail/test_header_safety.py), not refused
+    assert format_address("ana@example.org", "Ana\r\nBcc: x@evil.test") == '"Ana Bcc: x@evil.test" <ana@example.org>'
     assert format_address("ana@example.org", 'Ana "The" Client') == '"Ana \\"The\\" Client" <ana@example.org>'
 
 

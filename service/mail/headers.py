@@ -1,0 +1,232 @@
+"""What makes a mail header safe, written once.
+
+Text a person typed (an inquiry's name, a subscriber's name, a campaign subject) reaches a
+header only through `header_text`, which makes it one plain line: every line-break-like or
+control character (CR, LF, VT, FF, NEL U+0085, U+2028, U+2029, NUL, the rest of C0/C1) becomes
+a space, and encoded-word syntax (`=?` ... `?=`) is broken up with a space, so that no decoder,
+not even the standard library's header parser on Python < 3.11.10 (CVE-2024-6923), can turn
+the text back into a line break. We then encode it ourselves (`TextHeader`, `AddressHeader`):
+plain ASCII as it is, anything else as RFC 2047 encoded words of at most 75 characters on lines
+of at most 76, and the standard library only writes those lines out.
+
+Whatever produced a message, `check_serialised` reads the header block of the bytes that go to
+the SMTP server (or the local outbox) and refuses them unless their header names and counts are
+exactly the ones that were set: the last line of defence against header injection.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from collections import Counter
+from collections.abc import Iterable
+from email.policy import Policy
+from email.utils import getaddresses
+
+# Everything a reader might take for the end of a line, and every other control character.
+_BREAKS_AND_CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+# "=?" opens an encoded word and "?=" closes one: a space between the two characters breaks both.
+_ENCODED_WORD_MARKS = re.compile(r"(=)(?=\?)|(\?)(?==)")
+_ATOMS = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~ -]*")  # a phrase that needs no quoting
+_ADDR_SPEC = re.compile(r"[!-~]+@[!-~]+")
+_FIELD_NAME = re.compile(rb"[!-9;-~]+")
+LINE_LIMIT = 76  # RFC 2047: a line holding an encoded word is at most 76 characters
+WORD_LIMIT = 75  # RFC 2047: an encoded word is at most 75 characters
+
+
+class HeaderInjectionError(ValueError):
+    """A header value contained a line break or control character (or a built message carries
+    headers other than the ones that were set)."""
+
+
+def header_text(value: str) -> str:
+    """`value` made safe for a header: one line, no control characters, no encoded-word syntax,
+    runs of white space as one space. Idempotent, and readable: only spaces are added."""
+    value = _BREAKS_AND_CONTROLS.sub(" ", value)
+    value = " ".join(value.split())
+    return _ENCODED_WORD_MARKS.sub(lambda m: (m.group(1) or m.group(2)) + " ", value)
+
+
+def check_header_value(name: str, value: str) -> str:
+    """`value` unchanged, or HeaderInjectionError naming the header when it holds a line break
+    or a control character (text from a person goes through `header_text` first)."""
+    if _BREAKS_AND_CONTROLS.search(value.replace("\t", " ")):
+        raise HeaderInjectionError(f"{name}: line breaks and control characters are not allowed in a mail header")
+    return value
+
+
+def _encoded_words(text: str, room: int) -> list[str]:
+    """`text` as RFC 2047 base64 words of at most `room` characters, cut between characters."""
+    max_bytes = max(3, (room - len("=?utf-8?b??=")) // 4 * 3)
+    words, chunk, size = [], [], 0
+    for char in text:
+        n = len(char.encode("utf-8"))
+        if size + n > max_bytes and chunk:
+            words.append("".join(chunk))
+            chunk, size = [], 0
+        chunk.append(char)
+        size += n
+    if chunk:
+        words.append("".join(chunk))
+    return [f"=?utf-8?b?{base64.b64encode(w.encode('utf-8')).decode('ascii')}?=" for w in words]
+
+
+def _mixed_tokens(name: str, text: str, plain: re.Pattern[str]) -> list[str]:
+    """The words of `text`: those that `plain` matches as they are, each run of the others as
+    encoded words (a run keeps its inner spaces inside the encoded text, so every decoder,
+    including Python's, reads the words back as they were)."""
+    room = min(WORD_LIMIT, LINE_LIMIT - len(name) - 2)
+    tokens: list[str] = []
+    run: list[str] = []
+    for word in text.split(" ") if text else []:
+        if plain.fullmatch(word):
+            if run:
+                tokens += _encoded_words(" ".join(run), room)
+                run = []
+            tokens.append(word)
+        else:
+            run.append(word)
+    if run:
+        tokens += _encoded_words(" ".join(run), room)
+    return tokens
+
+
+_PLAIN_TEXT_WORD = re.compile(r"[!-~]*")  # printable ASCII, in unstructured text
+_PLAIN_PHRASE_WORD = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+")  # an atom, in a display name
+
+
+def _text_tokens(name: str, text: str) -> list[str]:
+    return _mixed_tokens(name, text, _PLAIN_TEXT_WORD)
+
+
+def _phrase_tokens(name: str, display: str) -> list[str]:
+    if display.isascii() and not _ATOMS.fullmatch(display):
+        quoted = display.replace("\\", "\\\\").replace('"', '\\"')
+        return [f'"{quoted}"']
+    return _mixed_tokens(name, display, _PLAIN_PHRASE_WORD)
+
+
+def _fold(name: str, tokens: list[str], linesep: str) -> str:
+    """`Name: tokens...` on lines of at most LINE_LIMIT characters where the tokens allow."""
+    lines = [f"{name}:"]
+    for token in tokens:
+        if len(lines[-1]) + 1 + len(token) > LINE_LIMIT and lines[-1] != f"{name}:":
+            lines.append(f" {token}")
+        else:
+            lines[-1] += f" {token}"
+    return linesep.join(lines) + linesep
+
+
+class TextHeader(str):
+    """An unstructured header (Subject) whose value we encode and fold ourselves; as a `str` it
+    is the safe text. The email package writes `fold()`'s lines as they are."""
+
+    name: str
+
+    def __new__(cls, name: str, value: str) -> TextHeader:
+        self = super().__new__(cls, header_text(check_header_value(name, value)))
+        self.name = name
+        return self
+
+    def __getnewargs__(self) -> tuple[str, str]:  # type: ignore[override]  # copy and pickle
+        return (self.name, str(self))
+
+    def fold(self, *, policy: Policy) -> str:
+        return fold_text(self.name, str(self), policy.linesep)
+
+
+def display_address(email: str, name: str = "") -> str:
+    """'Name <email>' (the name through `header_text`, quoted as needed), or `email` alone."""
+    check_header_value("address", email)
+    name = header_text(name)
+    if not name:
+        return email
+    if name.isascii() and _ATOMS.fullmatch(name):
+        return f"{name} <{email}>"
+    quoted = name.replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{quoted}" <{email}>'
+
+
+class AddressHeader(str):
+    """From, To, Reply-To: each address's display name through `header_text` and encoded by us,
+    each addr-spec checked (ASCII, no spaces or brackets); as a `str` the readable form."""
+
+    name: str
+    pairs: tuple[tuple[str, str], ...]
+
+    def __new__(cls, name: str, value: str) -> AddressHeader:
+        check_header_value(name, value)
+        pairs = tuple((header_text(display), addr) for display, addr in getaddresses([value]))
+        if not pairs or any(not _ADDR_SPEC.fullmatch(addr) or "<" in addr or ">" in addr for _d, addr in pairs):
+            raise ValueError(f"{name}: not an email address")
+        self = super().__new__(cls, ", ".join(display_address(addr, display) for display, addr in pairs))
+        self.name = name
+        self.pairs = pairs
+        return self
+
+    def __getnewargs__(self) -> tuple[str, str]:  # type: ignore[override]  # copy and pickle
+        return (self.name, str(self))
+
+    def fold(self, *, policy: Policy) -> str:
+        return fold_addresses(self.name, self.pairs, policy.linesep)
+
+
+def fold_addresses(name: str, pairs: Iterable[tuple[str, str]], linesep: str = "\r\n") -> str:
+    """The header line(s) `Name: display <addr>, ...`, display names encoded by us; each display
+    name through `header_text`, each addr-spec checked."""
+    pairs = list(pairs)
+    tokens: list[str] = []
+    for i, (display, addr) in enumerate(pairs):
+        if not _ADDR_SPEC.fullmatch(addr) or "<" in addr or ">" in addr:
+            raise ValueError(f"{name}: not an email address")
+        display = header_text(display)
+        comma = "," if i < len(pairs) - 1 else ""
+        tokens += [*_phrase_tokens(name, display), f"<{addr}>{comma}"] if display else [f"{addr}{comma}"]
+    return _fold(name, tokens, linesep)
+
+
+def fold_text(name: str, value: str, linesep: str = "\r\n") -> str:
+    """The header line(s) `Name: value`, the value through `header_text` and encoded by us."""
+    return _fold(name, _text_tokens(name, header_text(check_header_value(name, value))), linesep)
+
+
+# -- after serialisation -------------------------------------------------------------------------
+
+
+def header_names(raw: bytes) -> Counter[str]:
+    """How often each header name (lower case) occurs in the header block of `raw`; raises
+    HeaderInjectionError for a block that is not plain ASCII lines ending in CRLF."""
+    end = raw.find(b"\r\n\r\n")
+    if end < 0:
+        raise HeaderInjectionError("the message has no blank line after its headers")
+    names: Counter[str] = Counter()
+    current = "the first header"
+    for line in raw[:end].split(b"\r\n"):
+        if b"\r" in line or b"\n" in line:
+            raise HeaderInjectionError(f"{current}: a line break that is not CRLF inside the header")
+        if not line.isascii():
+            raise HeaderInjectionError(f"{current}: characters that are not ASCII in the header")
+        if line[:1] in (b" ", b"\t"):
+            if not names:
+                raise HeaderInjectionError("the message starts with a folded line")
+            continue
+        field, colon, _rest = line.partition(b":")
+        if not colon or not _FIELD_NAME.fullmatch(field):
+            raise HeaderInjectionError(f"{current}: followed by a line that is not a header")
+        current = field.decode("ascii")
+        names[current.lower()] += 1
+    return names
+
+
+def check_serialised(raw: bytes, expected: Iterable[str]) -> bytes:
+    """`raw` when its header names and their counts are exactly `expected`; otherwise
+    HeaderInjectionError naming the first header that differs."""
+    found = header_names(raw)
+    wanted = Counter(name.lower() for name in expected)
+    if found != wanted:
+        name = next(iter((found - wanted) or (wanted - found)))
+        raise HeaderInjectionError(
+            f"{name.title()}: the message as written has {found[name]} such header(s), "
+            f"{wanted[name]} set; not sent"
+        )
+    return raw
