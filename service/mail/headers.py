@@ -202,19 +202,20 @@ def header_names(raw: bytes) -> Counter[str]:
     names: Counter[str] = Counter()
     current = "the first header"
     for line in raw[:end].split(b"\r\n"):
+        continued = line[:1] in (b" ", b"\t")
+        field, colon, _rest = line.partition(b":")
+        if not continued and colon and _FIELD_NAME.fullmatch(field):
+            current = field.decode("ascii")
+        elif not continued:
+            raise HeaderInjectionError(f"{current}: followed by a line that is not a header")
+        elif not names:
+            raise HeaderInjectionError("the message starts with a folded line")
         if b"\r" in line or b"\n" in line:
             raise HeaderInjectionError(f"{current}: a line break that is not CRLF inside the header")
         if not line.isascii():
             raise HeaderInjectionError(f"{current}: characters that are not ASCII in the header")
-        if line[:1] in (b" ", b"\t"):
-            if not names:
-                raise HeaderInjectionError("the message starts with a folded line")
-            continue
-        field, colon, _rest = line.partition(b":")
-        if not colon or not _FIELD_NAME.fullmatch(field):
-            raise HeaderInjectionError(f"{current}: followed by a line that is not a header")
-        current = field.decode("ascii")
-        names[current.lower()] += 1
+        if not continued:
+            names[current.lower()] += 1
     return names
 
 
