@@ -71,6 +71,13 @@ class Settings:
     dkim_private_key_file: str | None = None
     dkim_selector: str | None = None
     dkim_domain: str | None = None
+    reply_to: str | None = None  # None: STAFF_INBOX (see `reply_address`)
+    outbox_max_age: int = 5 * 24 * 3600  # seconds a message keeps being retried through 4xx/outages
+
+    @property
+    def reply_address(self) -> str:
+        """Where replies to mail that invites one go: REPLY_TO, else STAFF_INBOX."""
+        return self.reply_to or self.staff_inbox
 
     @property
     def is_sqlite(self) -> bool:
@@ -153,6 +160,11 @@ def _parse(config: Config) -> Settings:
                           ("debug", "info", "warning", "error")),
     )
     settings = replace(settings, **_dkim(config, settings.mail_from))
+    reply_to = _get(config, "REPLY_TO")
+    settings = replace(
+        settings, reply_to=_address("REPLY_TO", reply_to) if reply_to is not None else None,
+        outbox_max_age=_duration("OUTBOX_MAX_AGE", _get(config, "OUTBOX_MAX_AGE", "5d") or "5d", minimum=60),
+    )
     secret_key = _get(config, "SECRET_KEY")
     fallbacks = tuple(k.strip() for k in (_get(config, "SECRET_KEY_FALLBACKS", "") or "").split(",") if k.strip())
     for key in fallbacks:
@@ -303,6 +315,21 @@ def _rate_limit(value: str) -> RateLimit:
             f"FORM_RATE_LIMIT: expected COUNT/SECONDS such as 10/600, got {value!r}"
         ) from exc
     return RateLimit(count, seconds)
+
+
+_DURATION = re.compile(r"(\d+)\s*([smhd]?)")
+_UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _duration(name: str, value: str, *, minimum: int) -> int:
+    """Seconds from '5d', '12h', '30m', '3600s' or plain seconds."""
+    match = _DURATION.fullmatch(value.strip().lower())
+    if not match:
+        raise SettingsError(f"{name}: expected a duration such as 5d, 12h, 30m, 3600s or 3600, got {value!r}")
+    seconds = int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    if seconds < minimum:
+        raise SettingsError(f"{name}: expected at least {minimum} seconds, got {value!r}")
+    return seconds
 
 
 def _one_line(name: str, value: str) -> str:

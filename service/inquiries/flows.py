@@ -264,6 +264,7 @@ def inquiry_emails(settings: Settings, inquiry: Inquiry) -> list[dict[str, Any]]
             "org_name": settings.org_name, "contact_method": inquiry.contact_method,
             "base_url": settings.base_url,
         },
+        reply_to=settings.reply_address,  # it says "simply reply to this email": replies reach staff
         headers={"Auto-Submitted": "auto-replied", "X-Tidings-Kind": "inquiry_autoreply"},
         now=now,
     )]
