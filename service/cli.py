@@ -28,6 +28,9 @@ def setup_logging(level: str = "info") -> None:
     )
     for noisy in ("aiosqlite", "asyncio", "mail.log", "httpx", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    from service.mail.redact import redact_handlers
+
+    redact_handlers(logging.getLogger())  # no email address in any log line
 
 
 def load_settings() -> Settings:

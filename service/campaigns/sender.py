@@ -33,6 +33,7 @@ from service.campaigns.throttle import TokenBucket, process_bucket
 from service.campaigns.transport import BulkTransport, Outcome, Outgoing
 from service.db import Sessions, transaction, utcnow
 from service.mail.outbox import backoff
+from service.mail.redact import redact
 from service.mail.transport import PermanentFailure
 from service.newsletter.tokens import unsubscribe_url
 from service.settings import Settings
@@ -258,7 +259,7 @@ class _Batch:
                 await q.suppress_bounced(session, subscriber_id=subscriber_id, reason=reason, now=now)
         if rows["retry"]:
             log.warning("campaign %s: %s deliveries will be retried (%s)", self.campaign_id, len(rows["retry"]),
-                        rows["retry"][0]["error"])
+                        redact(rows["retry"][0]["error"]))
         if self.s.on_progress is not None:
             self.s.on_progress(ChunkResult(len(rows["sent"]), len(rows["failed"]), len(rows["retry"]),
                                            len(rows["skipped"])))

@@ -39,6 +39,7 @@ from service.db import Sessions, is_database_outage, utcnow
 from service.mail.headers import HeaderInjectionError, header_names
 from service.mail.message import build_message, checked_headers, new_message_id, parse_raw, serialise
 from service.mail.models import OutboxMessage
+from service.mail.redact import redact
 from service.mail.render import render_email
 from service.mail.transport import Mailer, PermanentFailure, TemporaryFailure
 from service.paths import TEMPLATES_DIR
@@ -261,13 +262,13 @@ class OutboxWorker:
             raw = serialise(message) if row.raw is None else None
         except HeaderInjectionError as exc:  # the bytes would carry headers that were not set
             error = f"not sent: {exc}"
-            log.warning("outbox message %s: %s", row.id, error)
+            log.warning("outbox message %s: %s", row.id, redact(error))
             await self._record(row.id, lambda s: mark_outbox_failed(
                 s, message_id=row.id, owner=self.owner, error=error, retry_at=None))
             return
         except Exception as exc:  # a template error fails this message, never the worker
             error = f"could not render the message: {type(exc).__name__}: {exc}"
-            log.warning("outbox message %s: %s", row.id, error)
+            log.warning("outbox message %s: %s", row.id, redact(error))
             await self._record(row.id, lambda s: mark_outbox_failed(
                 s, message_id=row.id, owner=self.owner, error=error, retry_at=None))
             return
@@ -280,13 +281,13 @@ class OutboxWorker:
                 retry_at = utcnow() + backoff(row.attempts, base=self.backoff_base, cap=self.backoff_cap)
             else:
                 error = f"gave up after {row.attempts} attempts: {error}"
-            log.warning("outbox message %s: temporary failure (attempt %s): %s", row.id, row.attempts, exc)
+            log.warning("outbox message %s: temporary failure (attempt %s): %s", row.id, row.attempts, redact(exc))
             await self._record(row.id, lambda s: mark_outbox_failed(
                 s, message_id=row.id, owner=self.owner, error=error, retry_at=retry_at))
             return
         except PermanentFailure as exc:
             reason = str(exc)
-            log.warning("outbox message %s: permanent failure: %s", row.id, reason)
+            log.warning("outbox message %s: permanent failure: %s", row.id, redact(reason))
             await self._record(row.id, lambda s: mark_outbox_failed(
                 s, message_id=row.id, owner=self.owner, error=reason, retry_at=None))
             return
