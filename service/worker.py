@@ -9,6 +9,7 @@ or SMTP outage delays work, it never stops the worker.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 import os
 import socket
@@ -45,7 +46,8 @@ class Loop:
 
 
 async def _outbox_job(ctx: WorkerContext) -> int:
-    return await OutboxWorker(ctx.sessions, ctx.mailer, owner=ctx.owner).run_once()
+    return await OutboxWorker(ctx.sessions, ctx.mailer, owner=ctx.owner,
+                              max_age=dt.timedelta(seconds=ctx.settings.outbox_max_age)).run_once()
 
 
 async def _housekeeping_job(ctx: WorkerContext) -> int:

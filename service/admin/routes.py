@@ -35,13 +35,14 @@ from service.admin.stats import (
     GROWTH_DAYS,
     bar_chart,
     inquiries_by_status,
+    mail_trouble,
     subscriber_growth,
     subscribers_by_status,
 )
 from service.db import get_session, utcnow
 from service.forms import tokens_of
 from service.tokens import TokenError
-from service.web import client_ip, error_response
+from service.web import client_ip, error_response, settings_of
 
 # -- sign-in / sign-out -----------------------------------------------------------------------
 
@@ -154,7 +155,17 @@ async def dashboard(request: Request) -> Response:
         "subscribers": await subscribers_by_status(session),
         "growth": growth, "chart": chart, "growth_days": GROWTH_DAYS,
         "campaigns": await list_campaigns(session, limit=5),
+        "mail": await mail_trouble(session, now=now), "max_age": _days(settings_of(request).outbox_max_age),
+        "local_outbox": settings_of(request).uses_local_outbox,
     })
+
+
+def _days(seconds: int) -> str:
+    """OUTBOX_MAX_AGE in words: '5 days', '12 hours'."""
+    if seconds % 86400 == 0:
+        return f"{seconds // 86400} day{'s' if seconds != 86400 else ''}"
+    hours = max(1, seconds // 3600)
+    return f"{hours} hour{'s' if hours != 1 else ''}"
 
 
 async def _to_dashboard(scope: Scope, receive: Receive, send: Send) -> None:

@@ -1,5 +1,6 @@
 """Dashboard figures (inquiries this week and by status, subscribers by status and their daily
-growth over 90 days) and the small SVG bar charts that show them, computed on the server."""
+growth over 90 days, mail that failed or waits) and the small SVG bar charts that show them,
+computed on the server."""
 
 from __future__ import annotations
 
@@ -12,9 +13,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.db import utcnow
 from service.inquiries.models import INQUIRY_STATUSES, Inquiry
+from service.mail.models import OutboxMessage
 from service.newsletter.models import SUBSCRIBER_STATUSES, Subscriber
 
 GROWTH_DAYS = 90
+MAIL_WAITING = dt.timedelta(hours=1)
 
 
 def _day(column: Any, dialect: str) -> Any:
@@ -36,6 +39,21 @@ async def inquiries_per_day(session: AsyncSession, *, days: int, now: dt.datetim
             .group_by(day))
     found = {_as_date(d): int(n) for d, n in (await session.execute(stmt)).all()}
     return [(start + dt.timedelta(days=i), found.get(start + dt.timedelta(days=i), 0)) for i in range(days)]
+
+
+@dataclass(frozen=True)
+class MailTrouble:
+    failed: int  # outbox messages that gave up (5xx, OUTBOX_MAX_AGE, a broken template)
+    waiting: int  # outbox messages still queued more than MAIL_WAITING after they were queued
+
+
+async def mail_trouble(session: AsyncSession, *, now: dt.datetime) -> MailTrouble:
+    """Transactional mail that needs a look: failed, or waiting (an SMTP outage, 4xx) > 1 hour."""
+    failed = func.count().filter(OutboxMessage.status == "failed")
+    waiting = func.count().filter(OutboxMessage.status.in_(("queued", "sending")),
+                                  OutboxMessage.created_at < now - MAIL_WAITING)
+    row = (await session.execute(select(failed, waiting).select_from(OutboxMessage))).one()
+    return MailTrouble(failed=int(row[0] or 0), waiting=int(row[1] or 0))
 
 
 async def subscribers_by_status(session: AsyncSession) -> dict[str, int]:

@@ -210,6 +210,7 @@ class Claimed:
     subscriber_id: int
     email: str
     attempts: int
+    created_at: dt.datetime  # when it was queued: 4xx are retried until OUTBOX_MAX_AGE after this
 
 
 async def claim_delivery_batch(
@@ -232,7 +233,7 @@ async def claim_delivery_batch(
     result = await session.execute(
         update(_D).where(_D.c.id.in_(ids), expired | queued)
         .values(status="sending", lease_owner=owner, lease_expires_at=now + lease, attempts=_D.c.attempts + 1)
-        .returning(_D.c.id, _D.c.subscriber_id, _D.c.email, _D.c.attempts)
+        .returning(_D.c.id, _D.c.subscriber_id, _D.c.email, _D.c.attempts, _D.c.created_at)
     )
     return sorted((Claimed(*row) for row in result.all()), key=lambda c: c.id)
 

@@ -7,8 +7,9 @@
   a second; unsent rows of the batch are handed back at once.
 - Each chunk's results are written in ONE transaction (executemany, fenced on the lease owner):
   a few commits per second, not one per message.
-- 4xx and dropped connections are retried with exponential backoff; 5xx fails the delivery,
-  and a 5xx on the recipient also suppresses the address as bounced.
+- 4xx and dropped connections are retried with exponential backoff until OUTBOX_MAX_AGE after the
+  delivery was queued (as transactional mail is); 5xx fails the delivery at once, and a 5xx on
+  the recipient also suppresses the address as bounced.
 - A worker killed mid-batch leaves its rows 'sending'; another claims them when the lease runs
   out. Messages whose SMTP answer arrived but whose chunk was not yet committed are sent again
   then (at-least-once within one chunk), with the same Message-ID, so receivers see the same
@@ -32,7 +33,7 @@ from service.campaigns.render import DigestTemplate, build_digest
 from service.campaigns.throttle import TokenBucket, process_bucket
 from service.campaigns.transport import BulkTransport, Outcome, Outgoing
 from service.db import Sessions, transaction, utcnow
-from service.mail.outbox import backoff
+from service.mail.outbox import retry_time
 from service.mail.redact import redact
 from service.mail.transport import PermanentFailure
 from service.newsletter.tokens import unsubscribe_url
@@ -77,7 +78,7 @@ class CampaignSender:
         lease: dt.timedelta = dt.timedelta(minutes=5),
         backoff_base: float = 30.0,
         backoff_cap: float = 1800.0,
-        max_attempts: int = 8,
+        max_age: dt.timedelta | None = None,
         bucket: TokenBucket | None = None,
         signer: object | None = None,
         on_progress: Progress | None = None,
@@ -90,7 +91,7 @@ class CampaignSender:
         self.lease = lease
         self.backoff_base = backoff_base
         self.backoff_cap = backoff_cap
-        self.max_attempts = max_attempts
+        self.max_age = max_age if max_age is not None else dt.timedelta(seconds=settings.outbox_max_age)
         self.bucket = bucket or process_bucket(settings.send_rate)
         self.signer = signer
         self.on_progress = on_progress
@@ -222,7 +223,7 @@ class _Batch:
         return None
 
     def done(self, claim: q.Claimed, item: Outgoing, outcome: Outcome) -> None:
-        """Classify one result: sent, retry later (4xx, dropped), or failed (5xx / too many tries)."""
+        """Classify one result: sent, retry later (4xx, dropped), or failed (5xx / past OUTBOX_MAX_AGE)."""
         if isinstance(outcome, str):
             self._add("sent", {"id": claim.id, "message_id": item.message_id, "response": outcome, "sent_at": utcnow()})
         elif isinstance(outcome, PermanentFailure):
@@ -230,11 +231,11 @@ class _Batch:
                                  "bounced": outcome.recipient_refused})
             if outcome.recipient_refused:
                 self.rows["bounced"].append((claim.subscriber_id, str(outcome)))
-        elif claim.attempts >= self.s.max_attempts:
+        elif (retry_at := retry_time(claim.created_at, claim.attempts, now=utcnow(), max_age=self.s.max_age,
+                                     base=self.s.backoff_base, cap=self.s.backoff_cap)) is None:
             self._add("failed", {"id": claim.id, "message_id": item.message_id,
                                  "response": f"gave up after {claim.attempts} attempts: {outcome}"})
         else:
-            retry_at = utcnow() + backoff(claim.attempts, base=self.s.backoff_base, cap=self.s.backoff_cap)
             self._add("retry", {"id": claim.id, "error": str(outcome), "retry_at": retry_at})
 
     def _add(self, kind: str, row: dict[str, Any]) -> None:

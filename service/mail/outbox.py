@@ -221,6 +221,26 @@ def backoff(attempts: int, *, base: float, cap: float) -> dt.timedelta:
     return dt.timedelta(seconds=delay * random.uniform(0.5, 1.0))
 
 
+def retry_time(queued_at: dt.datetime, attempts: int, *, now: dt.datetime, max_age: dt.timedelta, base: float,
+               cap: float) -> dt.datetime | None:
+    """When to try again after a temporary failure, or None to give up: like an MTA, a message is
+    retried with backoff until it has been queued for `max_age` (OUTBOX_MAX_AGE), the last try
+    falling at that moment; the number of attempts does not matter."""
+    deadline = queued_at + max_age
+    if now >= deadline:
+        return None
+    return min(now + backoff(attempts, base=base, cap=cap), deadline)
+
+
+def _duration(delta: dt.timedelta) -> str:
+    seconds = int(delta.total_seconds())
+    if seconds >= 2 * 86400:
+        return f"{seconds // 86400} days"
+    if seconds >= 2 * 3600:
+        return f"{seconds // 3600} hours"
+    return f"{max(1, seconds // 60)} minutes"
+
+
 class OutboxWorker:
     """Delivers queued transactional mail; many may run at once against one database."""
 
@@ -234,7 +254,7 @@ class OutboxWorker:
         lease: dt.timedelta = dt.timedelta(minutes=5),
         backoff_base: float = 30.0,
         backoff_cap: float = 3600.0,
-        max_attempts: int = 12,
+        max_age: dt.timedelta = dt.timedelta(days=5),
     ) -> None:
         self.sessions = sessions
         self.mailer = mailer
@@ -243,7 +263,7 @@ class OutboxWorker:
         self.lease = lease
         self.backoff_base = backoff_base
         self.backoff_cap = backoff_cap
-        self.max_attempts = max_attempts
+        self.max_age = max_age
 
     async def run_once(self) -> int:
         """Claim one batch and try each message once; returns how many were claimed."""
@@ -275,12 +295,11 @@ class OutboxWorker:
         try:
             result = await self.mailer.send(message)
         except TemporaryFailure as exc:
-            retry_at = None
             error = str(exc)
-            if row.attempts < self.max_attempts:
-                retry_at = utcnow() + backoff(row.attempts, base=self.backoff_base, cap=self.backoff_cap)
-            else:
-                error = f"gave up after {row.attempts} attempts: {error}"
+            retry_at = retry_time(row.created_at, row.attempts, now=utcnow(), max_age=self.max_age,
+                                  base=self.backoff_base, cap=self.backoff_cap)
+            if retry_at is None:
+                error = f"gave up after {row.attempts} attempts over {_duration(utcnow() - row.created_at)}: {error}"
             log.warning("outbox message %s: temporary failure (attempt %s): %s", row.id, row.attempts, redact(exc))
             await self._record(row.id, lambda s: mark_outbox_failed(
                 s, message_id=row.id, owner=self.owner, error=error, retry_at=retry_at))

@@ -104,17 +104,6 @@ async def test_5xx_fails_with_the_servers_answer(db: Database, smtp: SmtpServer)
     assert smtp.received == []
 
 
-async def test_temporary_failures_give_up_after_max_attempts(db: Database, smtp: SmtpServer) -> None:
-    await _queue(db)
-    smtp.handler.behaviour.data_failures = ["421 4.3.2 busy"] * 3
-    worker = _worker(db, smtp, backoff_base=0, max_attempts=3)
-    await worker.drain()
-    await worker.mailer.close()
-    (row,) = await _rows(db)
-    assert row.status == "failed" and row.attempts == 3
-    assert row.last_error == "gave up after 3 attempts: 421 4.3.2 busy"
-
-
 async def test_dropped_connection_is_retried(db: Database, smtp: SmtpServer) -> None:
     await _queue(db, 3, to="c{i}@example.org")
     smtp.handler.behaviour.drop_connections = 2
