@@ -17,7 +17,7 @@ from service.admin import queries
 from service.admin.audit import record_audit
 from service.admin.guard import admin_error, page
 from service.db import get_session, utcnow
-from service.mail.message import build_message, message_parts, parse_raw
+from service.mail.message import build_message, header_text, message_parts, parse_raw
 from service.mail.models import OUTBOX_STATUSES, MailboxMessage, OutboxMessage
 from service.mail.outbox import outbox_email, retry_outbox_message
 from service.web import settings_of
@@ -68,7 +68,7 @@ def _email(row: MailboxMessage | OutboxMessage) -> EmailMessage:
     try:
         return outbox_email(row)
     except Exception as exc:  # a broken template: show why instead of the message
-        return build_message(sender="unknown@invalid", to=row.recipient, subject=row.subject, html="",
+        return build_message(sender="unknown@invalid", to=row.recipient, subject=header_text(row.subject), html="",
                              text=f"This message cannot be rendered: {type(exc).__name__}: {exc}",
                              message_id=row.message_id)
 

@@ -82,7 +82,7 @@ def email_values(
     now = now or utcnow()
     values["Date"] = formatdate(now.timestamp(), usegmt=True)
     return {
-        "created_at": now, "kind": kind, "recipient": to, "subject": subject,
+        "created_at": now, "kind": kind, "recipient": values["To"], "subject": values["Subject"],
         "message_id": new_message_id(sender), "raw": None, "template": template,
         "context": _json(dict(ctx)),  # TypeError here for a context that is not JSON
         "headers": _json(values), "status": "queued", "attempts": 0, "next_attempt_at": now,
