@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from service.inquiries.flows import queue_inquiry_emails
 from service.inquiries.models import Inquiry
 from service.mail.headers import HeaderInjectionError, check_serialised, header_text
-from service.mail.message import build_message, serialise
+from service.mail.message import build_message, format_address, serialise
 from service.mail.outbox import OutboxWorker
 from service.mail.transport import SmtpTransport
 from service.newsletter.flows import queue_confirmation, queue_welcome
@@ -49,6 +49,10 @@ RAW = [
     ("Eve\x0bBcc:\x0csomeone@evil.example", "Eve Bcc: someone@evil.example"),
 ]
 ALL = ENCODED + RAW
+# PostgreSQL cannot store NUL in text at all: those cases are below without a database
+STORABLE = [(t, shown) for t, shown in ALL if "\x00" not in t]
+RAW_STORABLE = [(t, shown) for t, shown in RAW if "\x00" not in t]
+NUL = ("Eve\x00Bcc: someone@evil.example", "Eve Bcc: someone@evil.example")
 
 
 def header_block(received: Received) -> list[str]:
@@ -131,7 +135,7 @@ async def test_inquiry_name_with_a_line_break_is_refused_by_the_form(client, db:
     assert await outbox_messages(db) == []
 
 
-@pytest.mark.parametrize(("typed", "shown"), RAW)
+@pytest.mark.parametrize(("typed", "shown"), RAW_STORABLE)
 async def test_stored_name_with_a_line_break_still_makes_one_header_line(
     db: Database, settings: Settings, smtp: SmtpServer, typed: str, shown: str,
 ) -> None:
@@ -171,7 +175,7 @@ async def test_subscriber_name_with_encoded_words_in_the_confirmation_to_header(
     assert (to.display_name, to.addr_spec) == (shown, "sam@example.org")
 
 
-@pytest.mark.parametrize(("typed", "shown"), ALL)
+@pytest.mark.parametrize(("typed", "shown"), STORABLE)
 async def test_any_stored_subscriber_name_gives_one_to_line_in_the_confirmation_and_welcome(
     db: Database, settings: Settings, smtp: SmtpServer, typed: str, shown: str,
 ) -> None:
@@ -198,7 +202,7 @@ CAMPAIGN_HEADERS = ["From", "To", "Subject", "Date", "Message-ID", "MIME-Version
                     "List-Unsubscribe-Post", "List-Id", "Feedback-ID", "Precedence", "Auto-Submitted", "Content-Type"]
 
 
-@pytest.mark.parametrize(("typed", "shown"), ALL)
+@pytest.mark.parametrize(("typed", "shown"), STORABLE)
 async def test_campaign_subject_and_subscriber_names_make_exactly_the_digest_headers(
     db: Database, settings: Settings, smtp: SmtpServer, typed: str, shown: str,
 ) -> None:
@@ -216,6 +220,38 @@ async def test_campaign_subject_and_subscriber_names_make_exactly_the_digest_hea
         (to,) = got[address].message["To"].addresses
         assert (to.display_name, to.addr_spec) == (name, address)
         assert got[address].message["Subject"] == f"News {shown}"
+
+
+def test_nul_in_a_name_or_a_subject_gives_exactly_the_headers_set(settings: Settings) -> None:
+    """NUL, which PostgreSQL cannot store, through the same code without a database: the staff
+    notice as the outbox worker builds it, a To display name, and a campaign message."""
+    from email import message_from_bytes, policy
+
+    from service.campaigns.message import MessageFactory
+    from service.db import utcnow
+    from service.inquiries.flows import inquiry_emails
+    from service.mail.models import OutboxMessage
+    from service.mail.outbox import outbox_email
+
+    typed, shown = NUL
+    inquiry = Inquiry(id=7, name=typed, email="pat@example.org", phone="", topic="other", contact_method="email",
+                      message="m", consent=True, newsletter_optin=False, created_at=utcnow(), source_page="")
+    staff_row = {k: v for k, v in inquiry_emails(settings, inquiry)[0].items()
+                 if k not in ("with_id", "subject_before", "subject_after")}
+    staff = message_from_bytes(serialise(outbox_email(OutboxMessage(**staff_row))), policy=policy.default)
+    assert staff["Subject"] == f"New inquiry #7 from {shown}" and staff["Bcc"] is None
+    assert staff["Reply-To"].addresses[0].display_name == shown
+
+    welcome = build_message(sender="a@clinic.test", to=format_address("sam@example.org", typed), subject="Hi",
+                            text="t", html="h")
+    assert message_from_bytes(serialise(welcome), policy=policy.default)["To"].addresses[0].display_name == shown
+
+    factory = MessageFactory.for_campaign(settings, campaign_id=1, subject=f"News {typed}")
+    _mid, raw = factory.build(delivery_id=1, to_email="sam@example.org", to_name=typed, html="h", text="t",
+                              unsubscribe_url="https://x.test/u/1")
+    digest = message_from_bytes(raw, policy=policy.default)
+    assert digest["Subject"] == f"News {shown}" and digest["To"].addresses[0].display_name == shown
+    assert digest["Bcc"] is None
 
 
 async def test_an_outbox_message_whose_bytes_fail_the_check_is_failed_and_not_sent(
