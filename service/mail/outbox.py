@@ -9,12 +9,16 @@ SMTP answer and the commit of `sent` (a window of one message per worker); the M
 fixed when the message is queued, so a receiving server sees the same message twice, never two
 different ones.
 
-Queuing is cheap: `queue_email` checks every header value (CR/LF/NUL, addresses) and fixes the
+Queuing is cheap: `queue_email` checks every header value (line breaks, controls, addresses) and fixes the
 Message-ID and Date in the request, but stores only the template name, its context (JSON) and the
 headers; the worker renders the template, inlines the CSS and builds the MIME message when it
 sends it, and keeps the bytes that went out in `raw`. A template that fails at send time fails
 that message (with the reason in `last_error`; the admin's retry button renders it again), never
-the worker.
+the worker; so do bytes whose header block is not exactly the headers that were set
+(`service.mail.headers.check_serialised`).
+
+Temporary failures (no connection, 4xx) are retried with backoff until OUTBOX_MAX_AGE after the
+message was queued, as an MTA keeps its queue, not for a number of attempts; a 5xx fails at once.
 """
 
 from __future__ import annotations
