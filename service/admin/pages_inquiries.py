@@ -7,7 +7,7 @@ import csv
 import io
 from collections.abc import AsyncIterator
 from typing import Any
-from urllib.parse import quote, urlencode, urlsplit
+from urllib.parse import quote, urlencode
 
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response, StreamingResponse
@@ -19,6 +19,7 @@ from service.admin.guard import admin_error, page, staff_of
 from service.admin.queries import FilterError, InquiryFilter
 from service.db import get_session
 from service.inquiries.models import INQUIRY_STATUSES
+from service.validation import safe_http_url
 from service.web import settings_of
 
 
@@ -57,8 +58,7 @@ async def inquiry_list(request: Request) -> Response:
 
 def clickable(url: str) -> bool:
     """Only plain web addresses become links (never javascript:, data: and the like)."""
-    parts = urlsplit(url)
-    return parts.scheme in ("http", "https") and bool(parts.netloc)
+    return safe_http_url(url) is not None
 
 
 def mailto_link(email: str, subject: str) -> str:
