@@ -3,8 +3,6 @@ with status changes and notes; the CSV export of the current filter (streamed, a
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -17,6 +15,7 @@ from service.admin import queries
 from service.admin.audit import record_audit
 from service.admin.guard import admin_error, page, staff_of
 from service.admin.queries import FilterError, InquiryFilter
+from service.csvfile import stream_csv
 from service.db import get_session
 from service.inquiries.models import INQUIRY_STATUSES
 from service.validation import safe_http_url
@@ -118,13 +117,6 @@ async def inquiry_note(request: Request) -> Response:
 CSV_COLUMNS = ("id", "created_at", "status", "name", "email", "phone", "topic", "contact_method", "message",
                "consent", "newsletter_optin", "source_page", "referrer", "utm_source", "utm_medium",
                "utm_campaign", "utm_term", "utm_content")
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
-
-def csv_cell(value: Any) -> str:
-    """A cell a spreadsheet will never run as a formula."""
-    text = value.isoformat() if hasattr(value, "isoformat") else str(value)
-    return "'" + text if text.startswith(_FORMULA_START) else text
 
 
 async def inquiry_export(request: Request) -> Response:
@@ -136,19 +128,12 @@ async def inquiry_export(request: Request) -> Response:
                        detail={"filter": flt.query_args()})
     sessions = request.app.state.sessions
 
-    async def rows() -> AsyncIterator[str]:
-        buffer = io.StringIO()
-        writer = csv.writer(buffer)
-        writer.writerow(CSV_COLUMNS)
+    async def rows() -> AsyncIterator[list[Any]]:
+        yield list(CSV_COLUMNS)
         async for inquiry in queries.iter_inquiries(sessions, flt=flt):
-            writer.writerow([csv_cell(getattr(inquiry, column)) for column in CSV_COLUMNS])
-            if buffer.tell() > 64 * 1024:
-                yield buffer.getvalue()
-                buffer.seek(0)
-                buffer.truncate()
-        yield buffer.getvalue()
+            yield [getattr(inquiry, column) for column in CSV_COLUMNS]
 
-    return StreamingResponse(rows(), media_type="text/csv; charset=utf-8", headers={
+    return StreamingResponse(stream_csv(rows()), media_type="text/csv; charset=utf-8", headers={
         "content-disposition": 'attachment; filename="inquiries.csv"', "cache-control": "no-store"})
 
 
