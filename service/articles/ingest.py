@@ -26,7 +26,8 @@ from markdown_it import MarkdownIt
 from service.validation import safe_http_url
 
 MAX_FEED_BYTES = 10 * 1024 * 1024
-FETCH_TIMEOUT = 20.0
+FETCH_TIMEOUT = 20.0  # per connect/read: how long the server may stay silent
+FETCH_DEADLINE = 30.0  # the whole fetch (FEED_FETCH_DEADLINE): a server that drips bytes is cut off
 SUMMARY_CHARS = 400
 
 
@@ -128,8 +129,18 @@ def _feed_article(entry: Any, source: str) -> ParsedArticle | None:
     )
 
 
-async def fetch_feed(url: str, *, time_limit: float = FETCH_TIMEOUT, max_bytes: int = MAX_FEED_BYTES) -> bytes:
-    """The body at `url`; IngestError when unreachable, not 200, or larger than `max_bytes`."""
+async def fetch_feed(url: str, *, deadline: float = FETCH_DEADLINE, max_bytes: int = MAX_FEED_BYTES) -> bytes:
+    """The body at `url`; IngestError when unreachable, not 200, larger than `max_bytes`, or not
+    complete within `deadline` seconds in all (httpx's timeout applies to each read only, so a
+    server sending a byte a second would otherwise hold the import for as long as it likes)."""
+    try:
+        async with asyncio.timeout(deadline):
+            return await _fetch(url, time_limit=min(FETCH_TIMEOUT, deadline), max_bytes=max_bytes)
+    except TimeoutError:
+        raise IngestError(f"{url}: the feed did not arrive within {deadline:g} seconds") from None
+
+
+async def _fetch(url: str, *, time_limit: float, max_bytes: int) -> bytes:
     try:
         async with httpx.AsyncClient(timeout=time_limit, follow_redirects=True, max_redirects=5) as client:
             async with client.stream("GET", url, headers={"User-Agent": "Tidings feed reader"}) as response:
@@ -239,12 +250,13 @@ def _read_path(source: str) -> list[ParsedArticle]:
     raise IngestError(f"{source}: no such file, and not an http(s) URL")
 
 
-async def load_sources(sources: Iterable[str]) -> list[ParsedArticle]:
-    """Parse every source (feed URL, feed file, Markdown file, or a folder of .md files) first."""
+async def load_sources(sources: Iterable[str], *, deadline: float = FETCH_DEADLINE) -> list[ParsedArticle]:
+    """Parse every source (feed URL, feed file, Markdown file, or a folder of .md files) first;
+    each URL must arrive within `deadline` seconds."""
     articles: list[ParsedArticle] = []
     for source in sources:
         if urlsplit(source).scheme in ("http", "https"):
-            articles += parse_feed(await fetch_feed(source), source=source)
+            articles += parse_feed(await fetch_feed(source, deadline=deadline), source=source)
             continue
         articles += await asyncio.to_thread(_read_path, source)
     return articles
