@@ -12,7 +12,7 @@ from starlette.responses import RedirectResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
 from service.admin import queries
-from service.admin.audit import record_audit
+from service.admin.audit import filter_detail, record_audit
 from service.admin.guard import admin_error, page, staff_of
 from service.admin.queries import FilterError, InquiryFilter
 from service.csvfile import stream_csv
@@ -45,6 +45,8 @@ async def inquiry_list(request: Request) -> Response:
     except FilterError as exc:
         return page(request, "admin/inquiries.html", {**ctx, "error": str(exc), "flt": InquiryFilter()}, 400)
     rows = await queries.list_inquiries(get_session(request), flt=flt, after=after, limit=queries.PAGE_SIZE + 1)
+    if flt.q:
+        await _audit_search(request, flt, first_page=after is None)
     next_url = None
     if len(rows) > queries.PAGE_SIZE:
         rows = rows[: queries.PAGE_SIZE]
@@ -53,6 +55,15 @@ async def inquiry_list(request: Request) -> Response:
     export_url = "/admin/inquiries/export.csv" + ("?" + urlencode(flt.query_args()) if flt.query_args() else "")
     return page(request, "admin/inquiries.html", {**ctx, "rows": rows, "flt": flt, "next_url": next_url,
                                                   "first_page": after is None, "export_url": export_url})
+
+
+async def _audit_search(request: Request, flt: InquiryFilter, *, first_page: bool) -> None:
+    """A search shows inquiry data outside the detail page: record that one ran and how many
+    inquiries matched, never the words (they may be a client's name)."""
+    session = get_session(request)
+    matched = await queries.count_inquiries(session, flt=flt)
+    await record_audit(session, request=request, action="inquiry_search", target_type="inquiry",
+                       detail={"matched": matched, "first_page": first_page, **filter_detail(flt.query_args())})
 
 
 def clickable(url: str) -> bool:
@@ -125,7 +136,7 @@ async def inquiry_export(request: Request) -> Response:
     except FilterError as exc:
         return admin_error(request, 400, str(exc))
     await record_audit(get_session(request), request=request, action="inquiry_export", target_type="inquiry",
-                       detail={"filter": flt.query_args()})
+                       detail=filter_detail(flt.query_args()))
     sessions = request.app.state.sessions
 
     async def rows() -> AsyncIterator[list[Any]]:

@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route, request_response
 
-from service.admin.audit import record_audit
+from service.admin.audit import filter_detail, record_audit
 from service.admin.guard import AdminGuardMiddleware, admin_error, page, staff_of
 from service.admin.queries import SubscriberFilter
 from service.csvfile import stream_csv
@@ -223,7 +223,7 @@ async def subscriber_export(request: Request) -> Response:
         return admin_error(request, 400, f"Status: expected one of {', '.join(SUBSCRIBER_STATUSES)}.")
     flt = _export_filter(request)
     await record_audit(get_session(request), request=request, action="subscriber_export", target_type="subscriber",
-                       detail={"filter": flt.query_args()})
+                       detail=filter_detail(flt.query_args()))
     sessions = request.app.state.sessions
 
     async def body() -> AsyncIterator[list[Any]]:
