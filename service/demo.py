@@ -163,7 +163,7 @@ async def _load_articles(session: AsyncSession, settings: Settings) -> int:
 def subscribers_csv(settings: Settings, now: dt.datetime) -> bytes:
     """The demo subscribers as a CSV file for the newsletter importer (same content every run,
     dates relative to `now`: signups spread over the last 90 days, more of them lately)."""
-    import csv
+    from service.csvfile import CsvWriter
 
     rng = random.Random(20240702)  # noqa: S311 - sample data, not security
     people = [(f, la) for f in _FIRST for la in _LAST]
@@ -171,7 +171,7 @@ def subscribers_csv(settings: Settings, now: dt.datetime) -> bytes:
     statuses = [s for s, n in SUBSCRIBERS.items() for _ in range(n)]
     rng.shuffle(statuses)
     out = io.StringIO()
-    writer = csv.writer(out)
+    writer = CsvWriter(out)
     writer.writerow(["email", "name", "topics", "status", "signup_at", "signup_ip", "signup_user_agent",
                      "signup_source", "consent_text", "confirmed_at", "confirm_ip", "created_at",
                      "status_changed_at", "unsubscribed_at"])

@@ -52,6 +52,7 @@ class Settings:
     allowed_origins: tuple[str, ...] = ()
     feed_url: str | None = None
     feed_poll_seconds: int = 900
+    feed_fetch_deadline: float = 30.0
     send_rate: float = 20.0
     send_concurrency: int = 4
     trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
@@ -144,6 +145,7 @@ def _parse(config: Config) -> Settings:
         allowed_origins=_origins(_get(config, "ALLOWED_ORIGINS", "") or ""),
         feed_url=_feed_url(_get(config, "FEED_URL")),
         feed_poll_seconds=_int(config, "FEED_POLL_SECONDS", d.feed_poll_seconds, minimum=60),
+        feed_fetch_deadline=_int(config, "FEED_FETCH_DEADLINE", int(d.feed_fetch_deadline), minimum=1, maximum=600),
         send_rate=_float(config, "SEND_RATE", d.send_rate, minimum=0.0),
         send_concurrency=_int(config, "SEND_CONCURRENCY", d.send_concurrency, minimum=1, maximum=64),
         trusted_proxies=_networks(_get(config, "TRUSTED_PROXIES", "") or ""),

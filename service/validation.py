@@ -7,6 +7,7 @@ import re
 import unicodedata
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 from email_validator import EmailNotValidError, validate_email
 
@@ -132,3 +133,26 @@ def clean_phone(data: Mapping[str, Any], field: str = "phone", *, required: bool
     if not 6 <= len(digits) <= 15:
         raise FieldError(field, "Phone number should have between 6 and 15 digits")
     return ("+" if international else "") + digits
+
+
+_URL_FORBIDDEN = re.compile(r"[\x00-\x20\x7f\"'<>\\`]")
+
+
+def safe_http_url(value: object) -> str | None:
+    """`value` when it is an absolute http(s) URL with a host, else None.
+
+    The one rule for what may become an `href` or `src`, used when articles are read (feeds and
+    front matter) and again when anything is rendered, so a row stored before the rule existed
+    cannot become a `javascript:` link either. Whitespace and control characters anywhere are
+    refused rather than stripped, because browsers drop them inside schemes (`java\\tscript:`).
+    """
+    if not isinstance(value, str) or not value or len(value) > 2000 or _URL_FORBIDDEN.search(value):
+        return None
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError on a malformed port
+    except ValueError:
+        return None
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        return None
+    return value

@@ -58,6 +58,8 @@ def test_placeholder_or_short_secret_refused(secret: str) -> None:
         ("LOG_LEVEL", "loud", "LOG_LEVEL: expected one of"),
         ("SECRET_KEY_FALLBACKS", "old", "SECRET_KEY_FALLBACKS: expected a random secret"),
         ("FEED_URL", "gopher://feed", "FEED_URL: expected"),
+        ("FEED_FETCH_DEADLINE", "0", "FEED_FETCH_DEADLINE: expected a whole number between 1 and 600"),
+        ("FEED_FETCH_DEADLINE", "forever", "FEED_FETCH_DEADLINE: expected a whole number"),
     ],
 )
 def test_bad_value_names_the_variable(name: str, value: str, message: str) -> None:

@@ -1,18 +1,21 @@
 """The audit log: who did what, when, from where. Every domain records through `record_audit`.
 
 Actions in use: sign_in, sign_in_failed, sign_out, password_change, password_set,
-inquiry_view, inquiry_export, inquiry_status, inquiry_note, outbox_retry, user_invite,
+inquiry_view, inquiry_search, inquiry_export, inquiry_status, inquiry_note, outbox_view, outbox_list,
+outbox_retry, user_invite,
 user_role, user_deactivate, user_reactivate, user_password_link, campaign_test_send, campaign_send,
 campaign_schedule, campaign_approve, campaign_pause, campaign_resume, campaign_cancel,
 digest_rule_save, digest_rule_activate, digest_rule_deactivate, articles_import,
 subscriber_unsubscribe, subscriber_suppress, subscriber_erase (never the address),
-subscriber_import, subscriber_export. Details never hold a password or message text.
+subscriber_import, subscriber_export. Details never hold a password or message text, nor the
+words of a search (they may be a client's name or address: `filter_detail` keeps only that
+there was one).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import select, tuple_
@@ -54,6 +57,14 @@ async def record_audit(
     session.add(event)
     await session.flush()
     return event
+
+
+def filter_detail(args: Mapping[str, str]) -> dict[str, Any]:
+    """A list filter as an audit detail: the search words left out, only that there were some."""
+    kept: dict[str, Any] = {k: v for k, v in args.items() if k not in ("q", "after", "before")}
+    if args.get("q"):
+        kept["search"] = True
+    return {"filter": kept}
 
 
 async def list_audit_events(

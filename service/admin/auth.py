@@ -15,6 +15,7 @@ import datetime as dt
 import hashlib
 import hmac
 import re
+import secrets
 import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -236,16 +237,35 @@ def csrf_ok(tokens: Tokens, session: AdminSession, given: str | None) -> bool:
                                                     f"{session.user_id}:{session.version}:{session.issued_at}"))
 
 
-def login_form_token(tokens: Tokens) -> str:
-    """CSRF for the sign-in and set-password forms (there is no session yet)."""
-    return tokens.dumps("admin-login-form", "login")
+LOGIN_FORM_SECONDS = 2 * 60 * 60
+_BINDING = re.compile(r"[A-Za-z0-9_-]{43}")
 
 
-def login_form_token_ok(tokens: Tokens, given: str | None) -> bool:
+def new_login_binding() -> str:
+    """A random value for the browser's pre-session cookie (256 bits)."""
+    return secrets.token_urlsafe(32)
+
+
+def is_login_binding(value: str | None) -> bool:
+    return bool(value) and bool(_BINDING.fullmatch(value or ""))
+
+
+def login_form_token(tokens: Tokens, binding: str) -> str:
+    """CSRF for the sign-in and set-password forms (there is no session yet): signed, expiring,
+    and bound to this browser by an HMAC of its pre-session cookie, so a form token fetched by
+    another site (for its own browser) is worthless in the victim's (login CSRF)."""
+    return tokens.dumps("admin-login-form", tokens.keyed_hash("admin-login-binding", binding))
+
+
+def login_form_token_ok(tokens: Tokens, given: str | None, binding: str | None) -> bool:
+    if not is_login_binding(binding):
+        return False
     try:
-        return tokens.loads("admin-login-form", given or "", max_age=2 * 60 * 60) == "login"
+        data = tokens.loads("admin-login-form", given or "", max_age=LOGIN_FORM_SECONDS)
     except TokenError:
         return False
+    return isinstance(data, str) and any(
+        hmac.compare_digest(data, h) for h in tokens.keyed_hashes("admin-login-binding", binding or ""))
 
 
 # -- redirects --------------------------------------------------------------------------------

@@ -2,7 +2,9 @@
 a CSRF check on every state-changing request, and the sliding renewal of the session cookie.
 
 It wraps the whole admin Mount, so a route added later is protected without anyone having to
-remember it. Only the sign-in and set-password pages are open (they carry their own form token).
+remember it. Only the sign-in and set-password pages are open: they carry their own form token,
+bound to the browser by a pre-session cookie and checked with `Origin`/`Referer`
+(`preauth_form_ok`), so another site cannot sign a browser in to an account of its choosing.
 """
 
 from __future__ import annotations
@@ -22,10 +24,14 @@ from service.admin.auth import (
     COOKIE_NAME,
     COOKIE_PATH,
     IDLE_SECONDS,
+    LOGIN_FORM_SECONDS,
     RENEW_AFTER_SECONDS,
     AdminSession,
     csrf_ok,
     csrf_token,
+    is_login_binding,
+    login_form_token_ok,
+    new_login_binding,
     read_session_cookie,
     safe_next,
     session_cookie_value,
@@ -49,6 +55,51 @@ def set_session_cookie(response: Response, conn: HTTPConnection, value: str) -> 
 def clear_session_cookie(response: Response, conn: HTTPConnection) -> None:
     response.delete_cookie(COOKIE_NAME, path=COOKIE_PATH, httponly=True, samesite="lax",
                            secure=settings_of(conn).https)
+
+
+# -- the forms before a session exists (sign-in, set-password) ---------------------------------
+
+LOGIN_COOKIE = "tidings_login"
+
+
+def login_binding(conn: HTTPConnection) -> tuple[str, bool]:
+    """This browser's pre-session value (from its cookie), and whether it is new and must be set."""
+    value = conn.cookies.get(LOGIN_COOKIE)
+    if is_login_binding(value):
+        return str(value), False
+    return new_login_binding(), True
+
+
+def set_login_cookie(response: Response, conn: HTTPConnection, value: str) -> None:
+    response.set_cookie(LOGIN_COOKIE, value, max_age=LOGIN_FORM_SECONDS, path=COOKIE_PATH, httponly=True,
+                        samesite="lax", secure=settings_of(conn).https)
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}".lower()
+
+
+def same_origin(conn: HTTPConnection) -> bool:
+    """Whether a form without a session was sent from our own pages (OWASP "verifying origin with
+    standard headers"): `Origin` must be this site (BASE_URL's origin or the one requested);
+    without `Origin`, `Referer` must be; with neither (some privacy settings strip both) the
+    request is allowed, because the form token bound to the browser's cookie is checked anyway."""
+    ours = {_origin(settings_of(conn).base_url), _origin(str(conn.url))}
+    origin = conn.headers.get("origin")
+    if origin is not None:
+        return origin.strip().lower().rstrip("/") in ours  # "null" (sandboxed, privacy) is refused
+    referer = conn.headers.get("referer")
+    if referer:
+        return _origin(referer) in ours
+    return True
+
+
+def preauth_form_ok(conn: HTTPConnection, given: str | None) -> bool:
+    """The CSRF check of the sign-in and set-password forms: same origin, and the form token
+    was issued to this browser (its pre-session cookie)."""
+    binding = conn.cookies.get(LOGIN_COOKIE)
+    return same_origin(conn) and login_form_token_ok(tokens_of(conn), given, binding)  # type: ignore[arg-type]
 
 
 def staff_of(request: Request) -> StaffUser:

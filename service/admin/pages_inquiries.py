@@ -3,22 +3,22 @@ with status changes and notes; the CSV export of the current filter (streamed, a
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import AsyncIterator
 from typing import Any
-from urllib.parse import quote, urlencode, urlsplit
+from urllib.parse import quote, urlencode
 
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
 from service.admin import queries
-from service.admin.audit import record_audit
+from service.admin.audit import filter_detail, record_audit
 from service.admin.guard import admin_error, page, staff_of
 from service.admin.queries import FilterError, InquiryFilter
+from service.csvfile import stream_csv
 from service.db import get_session
 from service.inquiries.models import INQUIRY_STATUSES
+from service.validation import safe_http_url
 from service.web import settings_of
 
 
@@ -45,6 +45,8 @@ async def inquiry_list(request: Request) -> Response:
     except FilterError as exc:
         return page(request, "admin/inquiries.html", {**ctx, "error": str(exc), "flt": InquiryFilter()}, 400)
     rows = await queries.list_inquiries(get_session(request), flt=flt, after=after, limit=queries.PAGE_SIZE + 1)
+    if flt.q:
+        await _audit_search(request, flt, first_page=after is None)
     next_url = None
     if len(rows) > queries.PAGE_SIZE:
         rows = rows[: queries.PAGE_SIZE]
@@ -55,10 +57,18 @@ async def inquiry_list(request: Request) -> Response:
                                                   "first_page": after is None, "export_url": export_url})
 
 
+async def _audit_search(request: Request, flt: InquiryFilter, *, first_page: bool) -> None:
+    """A search shows inquiry data outside the detail page: record that one ran and how many
+    inquiries matched, never the words (they may be a client's name)."""
+    session = get_session(request)
+    matched = await queries.count_inquiries(session, flt=flt)
+    await record_audit(session, request=request, action="inquiry_search", target_type="inquiry",
+                       detail={"matched": matched, "first_page": first_page, **filter_detail(flt.query_args())})
+
+
 def clickable(url: str) -> bool:
     """Only plain web addresses become links (never javascript:, data: and the like)."""
-    parts = urlsplit(url)
-    return parts.scheme in ("http", "https") and bool(parts.netloc)
+    return safe_http_url(url) is not None
 
 
 def mailto_link(email: str, subject: str) -> str:
@@ -118,13 +128,6 @@ async def inquiry_note(request: Request) -> Response:
 CSV_COLUMNS = ("id", "created_at", "status", "name", "email", "phone", "topic", "contact_method", "message",
                "consent", "newsletter_optin", "source_page", "referrer", "utm_source", "utm_medium",
                "utm_campaign", "utm_term", "utm_content")
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
-
-def csv_cell(value: Any) -> str:
-    """A cell a spreadsheet will never run as a formula."""
-    text = value.isoformat() if hasattr(value, "isoformat") else str(value)
-    return "'" + text if text.startswith(_FORMULA_START) else text
 
 
 async def inquiry_export(request: Request) -> Response:
@@ -133,22 +136,15 @@ async def inquiry_export(request: Request) -> Response:
     except FilterError as exc:
         return admin_error(request, 400, str(exc))
     await record_audit(get_session(request), request=request, action="inquiry_export", target_type="inquiry",
-                       detail={"filter": flt.query_args()})
+                       detail=filter_detail(flt.query_args()))
     sessions = request.app.state.sessions
 
-    async def rows() -> AsyncIterator[str]:
-        buffer = io.StringIO()
-        writer = csv.writer(buffer)
-        writer.writerow(CSV_COLUMNS)
+    async def rows() -> AsyncIterator[list[Any]]:
+        yield list(CSV_COLUMNS)
         async for inquiry in queries.iter_inquiries(sessions, flt=flt):
-            writer.writerow([csv_cell(getattr(inquiry, column)) for column in CSV_COLUMNS])
-            if buffer.tell() > 64 * 1024:
-                yield buffer.getvalue()
-                buffer.seek(0)
-                buffer.truncate()
-        yield buffer.getvalue()
+            yield [getattr(inquiry, column) for column in CSV_COLUMNS]
 
-    return StreamingResponse(rows(), media_type="text/csv; charset=utf-8", headers={
+    return StreamingResponse(stream_csv(rows()), media_type="text/csv; charset=utf-8", headers={
         "content-disposition": 'attachment; filename="inquiries.csv"', "cache-control": "no-store"})
 
 

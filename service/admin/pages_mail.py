@@ -2,6 +2,10 @@
 "delivered", so every flow can be tried without an SMTP server; with SMTP it shows the
 transactional queue with failures and a retry button. A message's HTML is served from its own
 route under a strict `sandbox` CSP (no scripts, no forms, no same-origin) and framed by the page.
+
+Messages carry personal data, and the inquiry notifications and auto-replies carry inquiry data
+(health information), so opening any message is audit-logged (`outbox_view`, its kind, never its
+text), and so is a filtered list that shows inquiry mail (`outbox_list`, counts only).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from service.mail.models import OUTBOX_STATUSES, MailboxMessage, OutboxMessage
 from service.mail.outbox import outbox_email, retry_outbox_message
 from service.web import settings_of
 
+INQUIRY_KINDS = ("inquiry_staff", "inquiry_autoreply")
 FRAME_CSP = ("sandbox; default-src 'none'; img-src https: data:; style-src 'unsafe-inline'; "
              "font-src https: data:; frame-ancestors 'self'; form-action 'none'; base-uri 'none'")
 
@@ -53,12 +58,25 @@ async def outbox(request: Request) -> Response:
     if len(rows) > queries.PAGE_SIZE:
         rows = rows[: queries.PAGE_SIZE]
         ctx["next_url"] = f"{base}before={rows[-1].id}"
+    inquiry_rows = sum(1 for r in rows if getattr(r, "kind", "") in INQUIRY_KINDS)
+    if ctx["status"] and inquiry_rows:  # a filtered list that shows inquiry mail
+        await record_audit(session, request=request, action="outbox_list", target_type="outbox_message",
+                           detail={"status": ctx["status"], "first_page": before is None, "shown": len(rows),
+                                   "inquiry_messages": inquiry_rows})
     return page(request, "admin/outbox.html", {**ctx, "rows": rows, "first_page": before is None})
 
 
 async def _message(request: Request) -> MailboxMessage | OutboxMessage | None:
     model = MailboxMessage if _local(request) else OutboxMessage
     return await get_session(request).get(model, request.path_params["message_id"])
+
+
+async def _audit_view(request: Request, row: MailboxMessage | OutboxMessage, message: EmailMessage,
+                      part: str) -> None:
+    """Record that a staff member opened a message (`part`: the page or its HTML frame)."""
+    kind = row.kind if isinstance(row, OutboxMessage) else str(message["X-Tidings-Kind"] or "")
+    await record_audit(get_session(request), request=request, action="outbox_view", target_type="outbox_message",
+                       target_id=row.id, detail={"kind": kind, "part": part})
 
 
 def _email(row: MailboxMessage | OutboxMessage) -> EmailMessage:
@@ -78,6 +96,7 @@ async def outbox_message(request: Request) -> Response:
     if row is None:
         return admin_error(request, 404, "There is no such message.")
     message = _email(row)
+    await _audit_view(request, row, message, "page")
     text, html = message_parts(message)
     headers = [(name, str(message[name])) for name in ("From", "To", "Reply-To", "Subject", "Date", "Message-ID",
                                                          "List-Unsubscribe") if message[name] is not None]
@@ -89,7 +108,9 @@ async def outbox_message_html(request: Request) -> Response:
     row = await _message(request)
     if row is None:
         return admin_error(request, 404, "There is no such message.")
-    _, html = message_parts(_email(row))
+    message = _email(row)
+    await _audit_view(request, row, message, "html")
+    _, html = message_parts(message)
     return HTMLResponse(html, headers={"content-security-policy": FRAME_CSP, "cache-control": "no-store",
                                        "x-frame-options": "SAMEORIGIN"})
 

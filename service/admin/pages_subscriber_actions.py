@@ -11,9 +11,7 @@ whole body to check the CSRF token, so the limit must be raised in front of the 
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 from collections.abc import AsyncIterator
 from typing import IO, Any
 
@@ -22,10 +20,10 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route, request_response
 
-from service.admin.audit import record_audit
+from service.admin.audit import filter_detail, record_audit
 from service.admin.guard import AdminGuardMiddleware, admin_error, page, staff_of
-from service.admin.pages_inquiries import csv_cell
 from service.admin.queries import SubscriberFilter
+from service.csvfile import stream_csv
 from service.db import get_session
 from service.forms import tokens_of
 from service.newsletter.exporter import export_rows
@@ -211,7 +209,7 @@ def _export_filter(request: Request) -> SubscriberFilter:
                             q=params.get("q", "").strip()[:200])
 
 
-def _matches(flt: SubscriberFilter, row: dict[str, str]) -> bool:
+def _matches(flt: SubscriberFilter, row: dict[str, Any]) -> bool:
     """The list page's topic and search filters, applied to the exporter's rows."""
     if flt.topic and flt.topic not in row["topics"].split(";"):
         return False
@@ -225,28 +223,20 @@ async def subscriber_export(request: Request) -> Response:
         return admin_error(request, 400, f"Status: expected one of {', '.join(SUBSCRIBER_STATUSES)}.")
     flt = _export_filter(request)
     await record_audit(get_session(request), request=request, action="subscriber_export", target_type="subscriber",
-                       detail={"filter": flt.query_args()})
+                       detail=filter_detail(flt.query_args()))
     sessions = request.app.state.sessions
 
-    async def body() -> AsyncIterator[str]:
-        buffer = io.StringIO()
-        writer = csv.writer(buffer, lineterminator="\n")
+    async def body() -> AsyncIterator[list[Any]]:
         async with sessions() as session:
             header: list[str] | None = None
             async for cells in export_rows(session, status=flt.status or None):
                 if header is None:
                     header = cells
-                    writer.writerow(cells)
-                    continue
-                if _matches(flt, dict(zip(header, cells, strict=True))):
-                    writer.writerow([csv_cell(c) for c in cells])
-                if buffer.tell() > 64 * 1024:
-                    yield buffer.getvalue()
-                    buffer.seek(0)
-                    buffer.truncate()
-        yield buffer.getvalue()
+                    yield cells
+                elif _matches(flt, dict(zip(header, cells, strict=True))):
+                    yield cells
 
-    return StreamingResponse(body(), media_type="text/csv; charset=utf-8", headers={
+    return StreamingResponse(stream_csv(body()), media_type="text/csv; charset=utf-8", headers={
         "content-disposition": 'attachment; filename="subscribers.csv"', "cache-control": "no-store"})
 
 

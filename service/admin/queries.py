@@ -139,6 +139,12 @@ async def list_inquiries(session: AsyncSession, *, flt: InquiryFilter, after: Cu
     return list((await session.scalars(stmt)).all())
 
 
+async def count_inquiries(session: AsyncSession, *, flt: InquiryFilter) -> int:
+    """How many inquiries match `flt` (all pages)."""
+    query = inquiry_query(flt, session.bind.dialect.name).subquery()
+    return int(await session.scalar(select(func.count()).select_from(query)) or 0)
+
+
 async def iter_inquiries(sessions: Sessions, *, flt: InquiryFilter, chunk: int = 1000) -> AsyncIterator[Inquiry]:
     """Every inquiry matching `flt`, in chunks, each read in its own short transaction."""
     after: Cursor | None = None

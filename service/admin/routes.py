@@ -27,7 +27,10 @@ from service.admin.campaign_queries import list_campaigns
 from service.admin.guard import (
     AdminGuardMiddleware,
     clear_session_cookie,
+    login_binding,
     page,
+    preauth_form_ok,
+    set_login_cookie,
     set_session_cookie,
     staff_of,
 )
@@ -47,26 +50,40 @@ from service.web import client_ip, error_response, settings_of
 # -- sign-in / sign-out -----------------------------------------------------------------------
 
 
+def _preauth_page(request: Request, template: str, ctx: dict[str, Any], status_code: int = 200) -> Response:
+    """A sign-in or set-password form, with a form token bound to this browser's cookie."""
+    binding, fresh = login_binding(request)
+    response = page(request, template, {**ctx, "form_token": auth.login_form_token(tokens_of(request), binding)},
+                    status_code)
+    if fresh:
+        set_login_cookie(response, request, binding)
+    return response
+
+
+_PREAUTH_REFUSED = ("This form has expired or did not come from this site's own page. Reload the page and "
+                    "try again.")
+
+
 async def login(request: Request) -> Response:
     tokens = tokens_of(request)
     next_url = auth.safe_next(request.query_params.get("next"))
-    ctx: dict[str, Any] = {"next": next_url, "email": "", "error": None, "form_token": auth.login_form_token(tokens)}
+    ctx: dict[str, Any] = {"next": next_url, "email": "", "error": None}
     if request.method == "GET":
-        return page(request, "admin/login.html", ctx)
+        return _preauth_page(request, "admin/login.html", ctx)
     async with request.form() as form:
         email, password = str(form.get("email") or ""), str(form.get("password") or "")
         next_url = auth.safe_next(str(form.get("next") or ""))
-        form_ok = auth.login_form_token_ok(tokens, str(form.get("form_token") or ""))
+        form_ok = preauth_form_ok(request, str(form.get("form_token") or ""))
     if not form_ok:
-        return error_response(request, 403, "This sign-in form has expired. Reload the page and try again.")
+        return error_response(request, 403, _PREAUTH_REFUSED)
     session = get_session(request)
     result = await auth.authenticate(session, email=email, password=password, ip=client_ip(request))
     if result.reason != "ok" or result.user is None:
         await record_audit(session, request=request, action="sign_in_failed",
                            target_type="staff_user", target_id=result.user.id if result.user else "",
                            detail={"email": email.strip()[:320], "reason": result.reason})
-        return page(request, "admin/login.html", {**ctx, "next": next_url, "email": email,
-                                                  "error": auth.LOGIN_FAILED}, status_code=401)
+        return _preauth_page(request, "admin/login.html", {**ctx, "next": next_url, "email": email,
+                                                           "error": auth.LOGIN_FAILED}, status_code=401)
     await record_audit(session, request=request, actor=result.user, action="sign_in",
                        target_type="staff_user", target_id=result.user.id)
     response = RedirectResponse(next_url, status_code=303)
@@ -93,18 +110,18 @@ async def set_password_page(request: Request) -> Response:
     except TokenError as exc:
         return error_response(request, 400 if not exc.expired else 410,
                               f"This set-password link cannot be used: {exc}. Ask an admin for a new one.")
-    ctx: dict[str, Any] = {"account": user, "error": None, "form_token": auth.login_form_token(tokens)}
+    ctx: dict[str, Any] = {"account": user, "error": None}
     if request.method == "GET":
-        return page(request, "admin/set_password.html", ctx)
+        return _preauth_page(request, "admin/set_password.html", ctx)
     async with request.form() as form:
         password, confirm = str(form.get("password") or ""), str(form.get("confirm") or "")
-        form_ok = auth.login_form_token_ok(tokens, str(form.get("form_token") or ""))
+        form_ok = preauth_form_ok(request, str(form.get("form_token") or ""))
     if not form_ok:
-        return error_response(request, 403, "This form has expired. Reload the page and try again.")
+        return error_response(request, 403, _PREAUTH_REFUSED)
     try:
         auth.check_new_password(password, confirm)
     except auth.PasswordError as exc:
-        return page(request, "admin/set_password.html", {**ctx, "error": str(exc)}, status_code=422)
+        return _preauth_page(request, "admin/set_password.html", {**ctx, "error": str(exc)}, status_code=422)
     await auth.set_password(session, user, password)
     user.last_login_at = utcnow()
     await record_audit(session, request=request, actor=user, action="password_set", target_type="staff_user",

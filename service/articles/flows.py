@@ -16,6 +16,6 @@ async def import_articles(sessions: Sessions, settings: Settings, sources: Seque
         if not settings.feed_url:
             raise IngestError("no feed given: pass a feed URL or file, or set FEED_URL")
         sources = [settings.feed_url]
-    parsed = await load_sources(sources)
+    parsed = await load_sources(sources, deadline=settings.feed_fetch_deadline)
     async with transaction(sessions) as session:
         return await save_articles(session, articles=parsed, topics=settings.topics)

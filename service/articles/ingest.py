@@ -23,8 +23,11 @@ import httpx
 import nh3
 from markdown_it import MarkdownIt
 
+from service.validation import safe_http_url
+
 MAX_FEED_BYTES = 10 * 1024 * 1024
-FETCH_TIMEOUT = 20.0
+FETCH_TIMEOUT = 20.0  # per connect/read: how long the server may stay silent
+FETCH_DEADLINE = 30.0  # the whole fetch (FEED_FETCH_DEADLINE): a server that drips bytes is cut off
 SUMMARY_CHARS = 400
 
 
@@ -67,19 +70,13 @@ def shorten(text: str, limit: int = SUMMARY_CHARS) -> str:
     return cut.rstrip(" ,.;:") + "…"
 
 
-def _http_url(value: str | None) -> str | None:
-    if value and urlsplit(value).scheme in ("http", "https"):
-        return value
-    return None
-
-
 def _first_image(content_html: str) -> tuple[str | None, str]:
     match = re.search(r"<img\b[^>]*>", content_html)
     if not match:
         return None, ""
     src = re.search(r'\bsrc="([^"]+)"', match.group(0))
     alt = re.search(r'\balt="([^"]*)"', match.group(0))
-    return _http_url(html.unescape(src.group(1)) if src else None), html.unescape(alt.group(1)) if alt else ""
+    return safe_http_url(html.unescape(src.group(1)) if src else None), html.unescape(alt.group(1)) if alt else ""
 
 
 # -- feeds ---------------------------------------------------------------------------------
@@ -102,8 +99,10 @@ def parse_feed(data: bytes, *, source: str) -> list[ParsedArticle]:
 
 
 def _feed_article(entry: Any, source: str) -> ParsedArticle | None:
-    link = _http_url(entry.get("link"))
-    guid = (entry.get("id") or link or "").strip()
+    guid = str(entry.get("id") or entry.get("link") or "").strip()
+    # Only an http(s) address may become the article's link; a guid such as
+    # `javascript:…` or `tag:…` stays a key and nothing more (no link at all is fine).
+    link = safe_http_url(entry.get("link")) or safe_http_url(guid) or ""
     title = html_to_text(entry.get("title", ""))
     if not guid or not title:
         return None
@@ -118,24 +117,30 @@ def _feed_article(entry: Any, source: str) -> ParsedArticle | None:
     tags = [t.get("term", "").strip() for t in entry.get("tags", []) if t.get("term", "").strip()]
     image_url, image_alt = None, ""
     for media in [*entry.get("media_content", []), *entry.get("media_thumbnail", [])]:
-        if _http_url(media.get("url")):
-            image_url = media["url"]
-            break
-    if image_url is None:
-        for enclosure in entry.get("enclosures", []):
-            if str(enclosure.get("type", "")).startswith("image/") and _http_url(enclosure.get("href")):
-                image_url = enclosure["href"]
-                break
+        image_url = image_url or safe_http_url(media.get("url"))
+    for enclosure in entry.get("enclosures", []):
+        if str(enclosure.get("type", "")).startswith("image/"):
+            image_url = image_url or safe_http_url(enclosure.get("href"))
     if image_url is None:
         image_url, image_alt = _first_image(content_html)
     return ParsedArticle(
-        guid=guid[:1000], link=link or guid, title=title[:500], summary=summary, content_html=content_html,
+        guid=guid[:1000], link=link, title=title[:500], summary=summary, content_html=content_html,
         published_at=published, tags=tags, image_url=image_url, image_alt=image_alt or title, source=source,
     )
 
 
-async def fetch_feed(url: str, *, time_limit: float = FETCH_TIMEOUT, max_bytes: int = MAX_FEED_BYTES) -> bytes:
-    """The body at `url`; IngestError when unreachable, not 200, or larger than `max_bytes`."""
+async def fetch_feed(url: str, *, deadline: float = FETCH_DEADLINE, max_bytes: int = MAX_FEED_BYTES) -> bytes:
+    """The body at `url`; IngestError when unreachable, not 200, larger than `max_bytes`, or not
+    complete within `deadline` seconds in all (httpx's timeout applies to each read only, so a
+    server sending a byte a second would otherwise hold the import for as long as it likes)."""
+    try:
+        async with asyncio.timeout(deadline):
+            return await _fetch(url, time_limit=min(FETCH_TIMEOUT, deadline), max_bytes=max_bytes)
+    except TimeoutError:
+        raise IngestError(f"{url}: the feed did not arrive within {deadline:g} seconds") from None
+
+
+async def _fetch(url: str, *, time_limit: float, max_bytes: int) -> bytes:
     try:
         async with httpx.AsyncClient(timeout=time_limit, follow_redirects=True, max_redirects=5) as client:
             async with client.stream("GET", url, headers={"User-Agent": "Tidings feed reader"}) as response:
@@ -192,7 +197,7 @@ def parse_markdown(text: str, *, source: str) -> ParsedArticle:
     title = str(fields.get("title") or "").strip()
     if not title:
         raise IngestError(f"{source}: front matter has no title")
-    link = _http_url(str(fields.get("url") or fields.get("link") or ""))
+    link = safe_http_url(str(fields.get("url") or fields.get("link") or ""))
     if not link:
         raise IngestError(f"{source}: front matter has no http(s) url")
     try:
@@ -208,7 +213,7 @@ def parse_markdown(text: str, *, source: str) -> ParsedArticle:
         tags = [t.strip() for t in tags.split(",") if t.strip()]
     content_html = sanitize_html(_MD.render(body))
     summary = shorten(html_to_text(str(fields.get("summary") or "")) or html_to_text(content_html))
-    image_url = _http_url(str(fields.get("image") or "")) or _first_image(content_html)[0]
+    image_url = safe_http_url(str(fields.get("image") or "")) or _first_image(content_html)[0]
     return ParsedArticle(
         guid=str(fields.get("guid") or link), link=link, title=title[:500], summary=summary,
         content_html=content_html, published_at=published.astimezone(dt.UTC), tags=list(tags),
@@ -245,12 +250,13 @@ def _read_path(source: str) -> list[ParsedArticle]:
     raise IngestError(f"{source}: no such file, and not an http(s) URL")
 
 
-async def load_sources(sources: Iterable[str]) -> list[ParsedArticle]:
-    """Parse every source (feed URL, feed file, Markdown file, or a folder of .md files) first."""
+async def load_sources(sources: Iterable[str], *, deadline: float = FETCH_DEADLINE) -> list[ParsedArticle]:
+    """Parse every source (feed URL, feed file, Markdown file, or a folder of .md files) first;
+    each URL must arrive within `deadline` seconds."""
     articles: list[ParsedArticle] = []
     for source in sources:
         if urlsplit(source).scheme in ("http", "https"):
-            articles += parse_feed(await fetch_feed(source), source=source)
+            articles += parse_feed(await fetch_feed(source, deadline=deadline), source=source)
             continue
         articles += await asyncio.to_thread(_read_path, source)
     return articles

@@ -41,12 +41,14 @@ async def save_articles(
     now = utcnow()
     seen: dict[str, Article] = {}
     for parsed in articles:
-        row = seen.get(parsed.guid) or seen.get(parsed.link)
+        # An article without a link (its feed gave no http(s) address) is matched by guid only.
+        row = seen.get(parsed.guid) or (seen.get(parsed.link) if parsed.link else None)
         if row is None:
+            same = Article.guid == parsed.guid
             row = (
                 await session.scalars(
-                    select(Article).where(or_(Article.guid == parsed.guid, Article.link == parsed.link))
-                    .order_by((Article.guid == parsed.guid).desc(), Article.id).limit(1)
+                    select(Article).where(or_(same, Article.link == parsed.link) if parsed.link else same)
+                    .order_by(same.desc(), Article.id).limit(1)
                 )
             ).first()
         mapped = topics_for_tags(parsed.tags, topics)
@@ -71,7 +73,9 @@ async def save_articles(
                 result.updated += 1
             else:
                 result.unchanged += 1
-        seen[parsed.guid] = seen[parsed.link] = row
+        seen[parsed.guid] = row
+        if parsed.link:
+            seen[parsed.link] = row
         await session.flush()
     return result
 

@@ -18,6 +18,7 @@ from typing import Any
 from service.articles.models import Article
 from service.mail.render import html_env, inline_css, text_env
 from service.settings import Settings
+from service.validation import safe_http_url
 
 GREETING = "@@TIDINGS_GREETING@@"
 UNSUBSCRIBE = "@@TIDINGS_UNSUBSCRIBE_URL@@"
@@ -141,9 +142,10 @@ def article_context(article: Article) -> dict[str, Any]:
     return {
         "id": article.id,
         "title": article.title,
-        "link": article.link,
+        # Checked again at render time: a row stored before the rule must not become a link.
+        "link": safe_http_url(article.link),
         "summary": article.summary,
-        "image_url": article.image_url,
+        "image_url": safe_http_url(article.image_url),
         "image_alt": article.image_alt or article.title,
         "published": f"{article.published_at:%-d %B %Y}",
         "topics": article.topics,

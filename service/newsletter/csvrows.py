@@ -88,7 +88,10 @@ def _open_csv(binary: IO[bytes], text_stream: io.TextIOWrapper) -> tuple[Any, li
     if not header_line.strip():
         raise ImportFileError("the file is empty: expected a header line with at least an 'email' column")
     delimiter = ";" if header_line.count(";") > header_line.count(",") else ","
-    header = next(csv.reader([header_line], delimiter=delimiter))
+    try:
+        header = next(csv.reader([header_line], delimiter=delimiter))
+    except csv.Error as exc:
+        raise ImportFileError(f"line 1: {_csv_problem(exc)}; nothing was imported") from None
     columns: list[str] = []
     unknown: list[str] = []
     for raw in header:
@@ -116,18 +119,33 @@ def _open_csv(binary: IO[bytes], text_stream: io.TextIOWrapper) -> tuple[Any, li
     return reader, columns, position
 
 
+def _csv_problem(exc: csv.Error) -> str:
+    """What csv.Error means, for the person who chose the file."""
+    if "field larger than field limit" in str(exc):
+        return f"a field is longer than {csv.field_size_limit() // 1024} KB ({csv.field_size_limit()} characters)"
+    return f"not readable as CSV ({exc})"
+
+
 class _Reader:
-    """csv.reader that keeps hold of its text stream (to detach it from the caller's file)."""
+    """csv.reader that keeps hold of its text stream (to detach it from the caller's file), and
+    turns a line the csv module cannot read (a field over its size limit) into an
+    ImportFileError naming the line the record starts on: the import stops and changes nothing."""
 
     def __init__(self, stream: io.TextIOWrapper, delimiter: str) -> None:
         self.stream = stream
         self._reader = csv.reader(stream, delimiter=delimiter, strict=False)
+        self._start = 2  # the line the next record starts on (the header is line 1)
 
     def __iter__(self) -> _Reader:
         return self
 
     def __next__(self) -> list[str]:
-        return next(self._reader)
+        try:
+            record = next(self._reader)
+        except csv.Error as exc:
+            raise ImportFileError(f"line {self._start}: {_csv_problem(exc)}; nothing was imported") from None
+        self._start = self._reader.line_num + 2
+        return record
 
     @property
     def line_num(self) -> int:

@@ -1,17 +1,16 @@
 """CSV export of subscribers with their status, topics and all consent evidence, streamed in
 id order (keyset pages), so memory stays flat. Its columns are exactly what the importer
-reads: an export imports back unchanged."""
+reads, and the importer undoes the formula escaping: an export imports back unchanged."""
 
 from __future__ import annotations
 
-import csv
-import datetime as dt
 from collections.abc import AsyncIterator
-from typing import IO
+from typing import IO, Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from service.csvfile import CsvWriter
 from service.newsletter.models import SUBSCRIBER_STATUSES, Subscriber, SubscriberTopic
 
 EXPORT_COLUMNS = (
@@ -22,16 +21,9 @@ EXPORT_COLUMNS = (
 PAGE = 2000
 
 
-def _cell(value: object) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, dt.datetime):
-        return value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
-    return str(value)
-
-
-async def export_rows(session: AsyncSession, *, status: str | None = None) -> AsyncIterator[list[str]]:
-    """The header, then one row per subscriber (optionally of one status), in id order."""
+async def export_rows(session: AsyncSession, *, status: str | None = None) -> AsyncIterator[list[Any]]:
+    """The header, then one row of values per subscriber (optionally of one status), in id order;
+    `service.csvfile` turns them into cells."""
     if status is not None and status not in SUBSCRIBER_STATUSES:
         raise ValueError(f"status must be one of {', '.join(SUBSCRIBER_STATUSES)}")
     yield list(EXPORT_COLUMNS)
@@ -53,13 +45,13 @@ async def export_rows(session: AsyncSession, *, status: str | None = None) -> As
         for r in rows:
             values = dict(zip([c for c in EXPORT_COLUMNS if c != "topics"], r[1:], strict=True))
             values["topics"] = ";".join(topics.get(r[0], []))
-            yield [_cell(values[c]) for c in EXPORT_COLUMNS]
+            yield [values[c] for c in EXPORT_COLUMNS]
         last = ids[-1]
 
 
 async def export_subscribers(session: AsyncSession, out: IO[str], *, status: str | None = None) -> int:
-    """Write the CSV to `out`; returns the number of subscribers written."""
-    writer = csv.writer(out, lineterminator="\n")
+    """Write the CSV to `out` (formula-safe cells); returns the number of subscribers written."""
+    writer = CsvWriter(out)
     count = -1
     async for row in export_rows(session, status=status):
         writer.writerow(row)

@@ -119,7 +119,8 @@ async def queue_confirmation(session: AsyncSession, *, settings: Settings, token
         subject=f"Please confirm your subscription to {settings.org_name}",
         template="newsletter_confirm",
         ctx={"org_name": settings.org_name, "name": subscriber.name,
-             "confirm_url": confirm_url(settings, tokens, subscriber.id), "base_url": settings.base_url},
+             "confirm_url": confirm_url(settings, tokens, subscriber.id, subscriber.signup_at),
+             "base_url": settings.base_url},
         headers={"Auto-Submitted": "auto-generated"},
     )
 
@@ -142,6 +143,7 @@ class ConfirmProblem(enum.Enum):
     INVALID = "invalid"  # tampered, or another purpose: 400
     EXPIRED = "expired"  # older than 7 days: 410
     USED = "used"  # the subscriber is no longer pending (confirmed, left, erased): 410
+    SUPERSEDED = "superseded"  # sent for an earlier signup of this address (or names none): 410
 
 
 @dataclass(frozen=True)
@@ -154,14 +156,16 @@ async def check_confirm_token(session: AsyncSession, *, tokens: Tokens, token: s
                               for_update: bool = False) -> ConfirmCheck:
     """Whether `token` may confirm a subscription now (it counts only while its row is pending)."""
     try:
-        subscriber_id = read_confirm_token(tokens, token)
+        claim = read_confirm_token(tokens, token)
     except TokenError as exc:
         return ConfirmCheck(None, ConfirmProblem.EXPIRED if exc.expired else ConfirmProblem.INVALID)
     except (TypeError, ValueError):
         return ConfirmCheck(None, ConfirmProblem.INVALID)
-    sub = await queries.get_subscriber(session, subscriber_id=subscriber_id, for_update=for_update)
+    sub = await queries.get_subscriber(session, subscriber_id=claim.subscriber_id, for_update=for_update)
     if sub is None or sub.status != "pending":
         return ConfirmCheck(None, ConfirmProblem.USED)
+    if not claim.matches(sub.signup_at):  # a link from an earlier signup confirms only that one
+        return ConfirmCheck(None, ConfirmProblem.SUPERSEDED)
     return ConfirmCheck(sub, None)
 
 

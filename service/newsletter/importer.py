@@ -4,9 +4,9 @@ The file is streamed: each row is checked in Python, and valid rows go in batche
 temporary staging table (COPY on PostgreSQL, executemany on SQLite), so memory stays flat in
 the size of the file. Then a handful of set-based statements decide and apply everything:
 duplicates within the file, addresses that must never be revived, new rows, updates, topics.
-It all runs in the caller's one transaction: a fatal error (unknown columns, a database
-failure) raises and the caller rolls back, so a bad file leaves nothing behind; a dry run is
-the same import rolled back, so its summary is exact.
+It all runs in the caller's one transaction: a fatal error (unknown columns, a field over the csv
+module's size limit, a database failure) raises and the caller rolls back, so a bad file leaves
+nothing behind; a dry run is the same import rolled back, so its summary is exact.
 
 Rules (docs/newsletter.md): erased addresses (suppression hash) are skipped; existing
 unsubscribed, bounced or complained rows are never revived; status "confirmed" needs a consent
@@ -24,6 +24,7 @@ from typing import IO, Any
 from sqlalchemy import Column, Integer, MetaData, String, Table, Text, bindparam, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from service.csvfile import unescape_cell
 from service.db import UTCDateTime, utcnow
 from service.newsletter.csvrows import (
     COLUMNS,
@@ -147,6 +148,8 @@ async def _import(
         if len(record) > width:
             report.error(start, f"{len(record)} fields, but the header has {width}")
             continue
+        if any(cell.startswith("'") for cell in record):
+            record = [unescape_cell(cell) for cell in record]  # our exports' formula guard
         cells = dict(zip(columns, record, strict=False))
         try:
             row, topics, downgraded = checker.check(cells)

@@ -33,7 +33,8 @@ from service.web import client_ip, render, settings_of
 
 FORM = "newsletter"
 THANKS = "/subscribe/thanks"
-_PROBLEM_STATUS = {flows.ConfirmProblem.INVALID: 400, flows.ConfirmProblem.EXPIRED: 410, flows.ConfirmProblem.USED: 410}
+_PROBLEM_STATUS = {flows.ConfirmProblem.INVALID: 400, flows.ConfirmProblem.EXPIRED: 410,
+                   flows.ConfirmProblem.USED: 410, flows.ConfirmProblem.SUPERSEDED: 410}
 
 
 # -- signup ---------------------------------------------------------------------------------

@@ -110,9 +110,11 @@ async def test_cookie_is_secure_when_base_url_is_https(settings: Any, db: Databa
     from service.app import create_app
 
     app = create_app(settings.with_(base_url="https://news.clinic.test"), sessions=db.sessions)
-    async with new_client(app) as c:
+    # over https, as such a site is reached: the pre-session cookie is Secure too, so plain http would not send it
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app, client=("203.0.113.7", 50000)),
+                                 base_url="https://news.clinic.test") as c:
         r = await sign_in(c)
-    assert "Secure" in r.headers["set-cookie"]
+    assert r.status_code == 303 and "Secure" in r.headers["set-cookie"]
 
 
 async def test_wrong_password_and_unknown_account_get_the_same_answer(app: Any, admin: StaffUser,

@@ -86,7 +86,8 @@ async def audit_public_pages(page: Any, live: LiveServer, db: Database) -> dict[
     await audit.check("subscribe/thanks", "Please check your inbox")
 
     pending = await first(db, Subscriber, Subscriber.status == "pending", Subscriber.signup_source == "demo")
-    await audit.visit("confirm", confirm_url(settings, tokens, pending.id), "Confirm your subscription")
+    link = confirm_url(settings, tokens, pending.id, pending.signup_at)
+    await audit.visit("confirm", link, "Confirm your subscription")
     await page.get_by_role("button", name="Confirm my subscription").click()
     await audit.check("confirm result", "You are subscribed")
     old = URLSafeTimedSerializer(TEST_SECRET, salt="tidings.confirm", signer=EightDaysAgo).dumps(pending.id)

@@ -60,7 +60,7 @@ async def test_token_of_another_purpose_does_not_confirm(client: httpx.AsyncClie
     for token in (unsubscribe_token(tokens, sub.id), tokens.dumps("form", sub.id)):
         r = await client.post(f"/confirm/{token}")
         assert r.status_code == 400
-    r = await client.get(f"/unsubscribe/{confirm_token(tokens, sub.id)}")
+    r = await client.get(f"/unsubscribe/{confirm_token(tokens, sub.id, sub.signup_at)}")
     assert r.status_code == 400 and "not valid" in r.text
     assert (await subscriber(db, "purpose@example.org")).status == "pending"  # type: ignore[union-attr]
 
@@ -113,3 +113,70 @@ async def test_links_signed_with_a_rotated_key_still_work(db: Database, smtp: Sm
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(bare, sessions=db.sessions)),
                                  base_url="http://testserver") as client:
         assert (await client.get(f"/unsubscribe/{old_unsubscribe}")).status_code == 400
+
+
+async def _unsubscribe(client: httpx.AsyncClient, settings: Settings, subscriber_id: int) -> None:
+    r = await client.post(f"/unsubscribe/{unsubscribe_token(Tokens(settings), subscriber_id)}",
+                          data={"List-Unsubscribe": "One-Click"})
+    assert r.status_code == 200
+
+
+async def test_a_used_link_does_not_confirm_a_later_signup_after_unsubscribe(
+        client: httpx.AsyncClient, db: Database, smtp: SmtpServer, settings: Settings) -> None:
+    first = await _pending(client, db, smtp, "again@example.org")
+    assert (await client.post(first)).status_code == 200
+    await deliver(db, smtp)  # the welcome, so that the next email received is the new confirmation
+    sub = await subscriber(db, "again@example.org")
+    assert sub is not None and sub.status == "confirmed"
+    await _unsubscribe(client, settings, sub.id)
+    second = await _pending(client, db, smtp, "again@example.org")  # a new signup: pending again
+    assert second != first
+    await deliver(db, smtp)
+    before = len(smtp.received)
+    for method in ("GET", "POST"):
+        r = await client.request(method, first)
+        assert r.status_code == 410 and "no longer valid" in r.text and 'action="/subscribe/resend"' in r.text
+    row = await subscriber(db, "again@example.org")
+    assert row is not None and row.status == "pending" and row.confirm_ip == sub.confirm_ip
+    assert await deliver(db, smtp) == 0 and len(smtp.received) == before  # no welcome
+    assert (await client.post(second)).status_code == 200  # the new signup's own link works
+    assert (await subscriber(db, "again@example.org")).status == "confirmed"  # type: ignore[union-attr]
+
+
+async def test_an_unused_link_of_an_earlier_signup_confirms_nothing(
+        client: httpx.AsyncClient, db: Database, smtp: SmtpServer, settings: Settings) -> None:
+    first = await _pending(client, db, smtp, "twice@example.org")
+    sub = await subscriber(db, "twice@example.org")
+    assert sub is not None
+    await _unsubscribe(client, settings, sub.id)
+    await signup(client, "twice@example.org")
+    r = await client.post(first)
+    assert r.status_code == 410 and "no longer valid" in r.text
+    assert (await subscriber(db, "twice@example.org")).status == "pending"  # type: ignore[union-attr]
+
+
+async def test_a_link_bound_to_no_signup_confirms_nothing(
+        client: httpx.AsyncClient, db: Database, smtp: SmtpServer, settings: Settings) -> None:
+    """A token that names only the subscriber (as links did before they were bound to a signup)."""
+    await _pending(client, db, smtp, "bare@example.org")
+    sub = await subscriber(db, "bare@example.org")
+    assert sub is not None
+    for payload in (sub.id, [sub.id, 1], [sub.id, "x"]):
+        r = await client.post(f"/confirm/{Tokens(settings).dumps('confirm', payload)}")
+        assert r.status_code in (400, 410)
+    assert (await subscriber(db, "bare@example.org")).status == "pending"  # type: ignore[union-attr]
+
+
+async def test_imported_pending_rows_without_a_signup_date_confirm_by_their_link(
+        client: httpx.AsyncClient, db: Database, smtp: SmtpServer, settings: Settings) -> None:
+    import io
+
+    from service.newsletter.importer import import_subscribers
+
+    async with db.sessions.begin() as session:
+        report = await import_subscribers(session, io.BytesIO(b"email\nold@example.org\n"), settings=settings,
+                                          tokens=Tokens(settings), send_confirmation=True)
+    assert report.confirmations_queued == 1
+    await deliver(db, smtp)
+    assert (await client.post(link_in(smtp.received[-1].message, "/confirm/"))).status_code == 200
+    assert (await subscriber(db, "old@example.org")).status == "confirmed"  # type: ignore[union-attr]
