@@ -58,6 +58,8 @@ def test_placeholder_or_short_secret_refused(secret: str) -> None:
         ("LOG_LEVEL", "loud", "LOG_LEVEL: expected one of"),
         ("SECRET_KEY_FALLBACKS", "old", "SECRET_KEY_FALLBACKS: expected a random secret"),
         ("FEED_URL", "gopher://feed", "FEED_URL: expected"),
+        ("INQUIRY_RETENTION_DAYS", "0", "INQUIRY_RETENTION_DAYS: expected a whole number at least 1"),
+        ("INQUIRY_RETENTION_DAYS", "a year", "INQUIRY_RETENTION_DAYS: expected a whole number"),
     ],
 )
 def test_bad_value_names_the_variable(name: str, value: str, message: str) -> None:
@@ -83,6 +85,7 @@ def test_all_settings_parsed() -> None:
         "SEND_CONCURRENCY": "8",
         "TRUSTED_PROXIES": "10.0.0.0/8, 127.0.0.1",
         "TOPICS": "depression, anxiety",
+        "INQUIRY_RETENTION_DAYS": "90",
     }
     s = Settings.from_env(env, env_file=None)
     assert s.database_url == "postgresql+asyncpg://u:p@db:5432/tidings"
@@ -93,6 +96,7 @@ def test_all_settings_parsed() -> None:
     assert [str(n) for n in s.trusted_proxies] == ["10.0.0.0/8", "127.0.0.1/32"]
     assert s.topics == ("depression", "anxiety")
     assert s.mail_from == "Clinic <hello@clinic.test>"
+    assert s.inquiry_retention_days == 90 and Settings().inquiry_retention_days == 365
 
 
 def test_env_file_is_read_and_environment_wins(tmp_path: Path) -> None:
