@@ -9,11 +9,12 @@ import re
 import httpx
 from sqlalchemy import select
 
+from service.campaigns.models import Campaign, Delivery
 from service.mail.models import MailboxMessage
 from service.privacy.erase import subscriber_hash
 from service.settings import Settings
 from service.tokens import Tokens
-from tests.admin.conftest import token_in
+from tests.admin.conftest import count, token_in
 from tests.conftest import Database
 from tests.newsletter.helpers import signup, subscriber
 from tests.privacy.helpers import deliver_locally, ledger, mailbox_mentions
@@ -41,6 +42,11 @@ async def test_erasing_a_subscriber_scrubs_the_stored_copies_of_their_mail(
     outbox_page = await admin_client.get("/admin/outbox")
     assert ADDRESS in outbox_page.text
     assert await mailbox_mentions(db, ADDRESS) == 4 and await mailbox_mentions(db, "Forgetmenot") == 4
+    async with db.sessions.begin() as session:  # a campaign went to them: its delivery row holds the address
+        campaign = Campaign(slug="c1", subject="News", status="sent", audience_topics=[])
+        session.add(campaign)
+        await session.flush()
+        session.add(Delivery(campaign_id=campaign.id, subscriber_id=sub.id, email=ADDRESS, status="sent"))
 
     page = await admin_client.get(f"/admin/subscribers/{sub.id}/erase")
     r = await admin_client.post(f"/admin/subscribers/{sub.id}/erase",
@@ -51,6 +57,7 @@ async def test_erasing_a_subscriber_scrubs_the_stored_copies_of_their_mail(
     assert ADDRESS not in outbox_page.text and "other@example.org" in outbox_page.text
     assert await mailbox_mentions(db, ADDRESS) == 0 and await mailbox_mentions(db, "Forgetmenot") == 0
     assert await mailbox_mentions(db, "other@example.org") == 2
+    assert await count(db, Delivery) == 0
     (entry,) = await ledger(db)
     assert (entry.kind, entry.reason) == ("subscriber", "erased")
     assert entry.subject_hash == subscriber_hash(Tokens(settings), ADDRESS.upper())
