@@ -107,13 +107,10 @@ def as_json(data: dict[str, Any]) -> str:
     return json.dumps(data, ensure_ascii=False, indent=2) + "\n"
 
 
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
-
 def _cell(value: Any) -> str:
-    """A cell a spreadsheet will never run as a formula."""
-    text = "" if value is None else str(value)
-    return "'" + text if text.startswith(_FORMULA_START) else text
+    from service.admin.pages_inquiries import csv_cell  # the one formula-safe cell rule
+
+    return csv_cell("" if value is None else value)
 
 
 def as_csv(data: dict[str, Any]) -> str:
