@@ -32,6 +32,7 @@ async def expired_inquiry_ids(session: AsyncSession, *, cutoff: dt.datetime, lim
         .where(Inquiry.status.in_(FINISHED_STATUSES), Inquiry.status_changed_at < cutoff, ~recent_event)
         .order_by(Inquiry.id)
         .limit(limit)
+        .with_for_update(skip_locked=True)  # two workers never take the same batch (PostgreSQL)
     )
     return list((await session.scalars(stmt)).all())
 

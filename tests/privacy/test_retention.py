@@ -8,7 +8,7 @@ import json
 
 import httpx
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from service.admin.models import AuditEvent
 from service.db import utcnow
@@ -16,7 +16,7 @@ from service.mail.transport import LocalMailboxTransport
 from service.privacy.retention import expire_inquiries
 from service.settings import Settings
 from service.worker import WorkerContext, default_loops
-from tests.conftest import Database
+from tests.conftest import PG_URL, Database
 from tests.inquiries.conftest import ROOMY, stored_inquiries
 from tests.privacy.helpers import add_note, age_inquiry, copies_of, deliver_locally, ledger, submit
 
@@ -73,3 +73,22 @@ async def test_retention_works_in_batches(client: httpx.AsyncClient, db: Databas
     async with db.sessions.begin() as session:
         assert await expire_inquiries(session, settings=settings, now=utcnow(), limit=2) == 1
     assert await stored_inquiries(db) == []
+
+
+# Two workers at once is a PostgreSQL matter (SQLite runs one writer at a time); CI always runs it.
+@pytest.mark.parametrize("database", ["postgresql"] if PG_URL else [], indirect=True)
+async def test_two_workers_never_expire_the_same_inquiry_twice(
+        client: httpx.AsyncClient, db: Database, settings: Settings) -> None:
+    ids = [await submit(client, db, n) for n in range(4)]
+    for inquiry_id in ids:
+        await age_inquiry(db, inquiry_id, status="closed", days=365)
+    async with db.sessions.begin() as first:
+        assert await expire_inquiries(first, settings=settings, now=utcnow(), limit=2) == 2
+        async with db.sessions.begin() as second:  # while the first batch is still locked
+            await second.execute(text("SET LOCAL lock_timeout = '5s'"))  # waiting on it is the bug
+            assert await expire_inquiries(second, settings=settings, now=utcnow(), limit=10) == 2
+    assert await stored_inquiries(db) == [] and len(await ledger(db)) == 4
+    async with db.sessions() as session:
+        details = (await session.scalars(select(AuditEvent.detail)
+                                         .where(AuditEvent.action == "inquiry_retention"))).all()
+    assert sorted(d["deleted"] for d in details) == [2, 2]
