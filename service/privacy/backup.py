@@ -120,10 +120,7 @@ def restore(settings: Settings, source: Path) -> list[str]:
 
     if not source.is_file():
         raise BackupError(f"cannot read {source}: no such file")
-    if settings.is_sqlite:
-        _check_sqlite_backup(source)
-    else:
-        _run([_tool("pg_restore"), "--list", str(source)], settings)  # refuses anything but a pg_dump archive
+    _check_revision(source, _sqlite_revision(source) if settings.is_sqlite else _pg_revision(settings, source))
     ledger: list[LedgerEntry] = asyncio.run(_current_ledger(settings))
     lines = [f"kept the erasure ledger of the current database: {len(ledger)} erasures"]
     if settings.is_sqlite:
@@ -137,13 +134,43 @@ def restore(settings: Settings, source: Path) -> list[str]:
     return lines
 
 
-def _check_sqlite_backup(source: Path) -> None:
+def _sqlite_revision(source: Path) -> str | None:
     try:
         with sqlite3.connect(f"file:{source}?mode=ro", uri=True) as conn:
-            conn.execute("SELECT version_num FROM alembic_version").fetchone()
+            row = conn.execute("SELECT version_num FROM alembic_version").fetchone()
         conn.close()
     except sqlite3.DatabaseError as exc:
         raise BackupError(f"{source} is not a Tidings backup (SQLite says: {exc})") from None
+    return str(row[0]) if row else None
+
+
+_COPY_REVISION = re.compile(rb"^COPY public\.alembic_version \(version_num\) FROM stdin;\n([^\n]*)\n", re.MULTILINE)
+
+
+def _pg_revision(settings: Settings, source: Path) -> str | None:
+    """The schema revision stored in a pg_dump archive (pg_restore refuses anything else)."""
+    data = _run([_tool("pg_restore"), "--data-only", "--table=alembic_version", "--file=-", str(source)],
+                settings).stdout
+    found = _COPY_REVISION.search(data)
+    return found.group(1).decode() if found and found.group(1) != b"\\." else None
+
+
+def _check_revision(source: Path, revision: str | None) -> None:
+    """Refuse, before anything changes, a backup this version of Tidings cannot migrate."""
+    from alembic.script import ScriptDirectory
+    from alembic.util.exc import CommandError as AlembicError
+
+    from service.db import alembic_config
+
+    if revision is None:
+        raise BackupError(f"{source} is not a Tidings backup: it has no schema revision")
+    try:
+        known = ScriptDirectory.from_config(alembic_config()).get_revision(revision)
+    except AlembicError:
+        known = None
+    if known is None:
+        raise BackupError(f"{source} has schema revision {revision}, unknown to this version of Tidings "
+                          "(made by a newer one?): nothing was changed")
 
 
 async def _current_ledger(settings: Settings) -> list[Any]:

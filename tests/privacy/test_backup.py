@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from service.inquiries.models import Inquiry
 from service.newsletter.models import Subscriber, Suppression
@@ -122,3 +122,23 @@ async def test_bad_backup_and_restore_input_is_one_line_and_changes_nothing(
     assert await _count(db, Inquiry) == 1
     bad = tidings(db, "restore", str(bogus), "--yes")
     assert ("is not a Tidings backup" in bad.stderr) if not db.is_postgres else ("pg_restore failed" in bad.stderr)
+
+
+async def test_a_backup_from_a_newer_tidings_is_refused_before_anything_changes(
+        client: httpx.AsyncClient, db: Database, tmp_path: Path) -> None:
+    await submit(client, db, 1)
+    async with db.engine.begin() as conn:
+        head = (await conn.execute(text("SELECT version_num FROM alembic_version"))).scalar_one()
+        await conn.execute(text("UPDATE alembic_version SET version_num = '9999future'"))
+    newer = tmp_path / "newer.backup"
+    try:
+        assert tidings(db, "backup", str(newer)).returncode == 0
+    finally:
+        async with db.engine.begin() as conn:
+            await conn.execute(text("UPDATE alembic_version SET version_num = :v"), {"v": head})
+    await submit(client, db, 2)
+    result = tidings(db, "restore", str(newer), "--yes")
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr == (f"error: {newer} has schema revision 9999future, unknown to this version of Tidings "
+                             "(made by a newer one?): nothing was changed\n")
+    assert await _count(db, Inquiry) == 2
