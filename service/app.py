@@ -57,11 +57,13 @@ def domain_routes() -> list[BaseRoute]:
     from service.inquiries.routes import routes as inquiry_routes
     from service.newsletter.routes import routes as newsletter_routes
     from service.openapi import route as openapi_route
+    from service.privacy.routes import routes as privacy_routes
 
     return [
         *admin_routes,
         *inquiry_routes,
         *newsletter_routes,
+        *privacy_routes,
         *campaign_routes,
         openapi_route,
         Route("/healthz", healthz, methods=["GET", "HEAD"]),

@@ -160,6 +160,7 @@ def import_models() -> None:
     import service.inquiries.models
     import service.mail.models
     import service.newsletter.models
+    import service.privacy.models
     import service.ratelimit  # noqa: F401
 
 

@@ -79,6 +79,8 @@ class Settings:
     def reply_address(self) -> str:
         """Where replies to mail that invites one go: REPLY_TO, else STAFF_INBOX."""
         return self.reply_to or self.staff_inbox
+    # closed and spam inquiries are deleted this many days after their last change
+    inquiry_retention_days: int = 365
 
     @property
     def is_sqlite(self) -> bool:
@@ -158,6 +160,7 @@ def _parse(config: Config) -> Settings:
         form_min_seconds=_float(config, "FORM_MIN_SECONDS", d.form_min_seconds, minimum=0.0),
         form_max_age_seconds=_int(config, "FORM_MAX_AGE_SECONDS", d.form_max_age_seconds, minimum=60),
         form_rate_limit=_rate_limit(_get(config, "FORM_RATE_LIMIT", "10/600") or "10/600"),
+        inquiry_retention_days=_int(config, "INQUIRY_RETENTION_DAYS", d.inquiry_retention_days, minimum=1),
         log_level=_choice("LOG_LEVEL", (_get(config, "LOG_LEVEL", "info") or "info").lower(),
                           ("debug", "info", "warning", "error")),
     )

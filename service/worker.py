@@ -75,6 +75,7 @@ async def _feed_job(ctx: WorkerContext) -> int:
 def default_loops(settings: Settings | None = None) -> list[Loop]:
     """Every loop a worker runs. Domains add theirs here."""
     from service.campaigns.jobs import campaign_schedule_job, campaign_send_job
+    from service.privacy.retention import expire_inquiries_job
 
     loops = [
         Loop("outbox", _outbox_job, 1.0),
@@ -82,6 +83,7 @@ def default_loops(settings: Settings | None = None) -> list[Loop]:
         Loop("newsletter-purge", _newsletter_purge_job, 3600.0),
         Loop("campaigns", campaign_send_job, 1.0),
         Loop("campaign-schedule", campaign_schedule_job, 30.0),
+        Loop("inquiry-retention", expire_inquiries_job, 3600.0),
     ]
     if settings is not None and settings.feed_url:
         loops.append(Loop("feed", _feed_job, float(settings.feed_poll_seconds)))

@@ -60,6 +60,8 @@ def test_placeholder_or_short_secret_refused(secret: str) -> None:
         ("FEED_URL", "gopher://feed", "FEED_URL: expected"),
         ("FEED_FETCH_DEADLINE", "0", "FEED_FETCH_DEADLINE: expected a whole number between 1 and 600"),
         ("FEED_FETCH_DEADLINE", "forever", "FEED_FETCH_DEADLINE: expected a whole number"),
+        ("INQUIRY_RETENTION_DAYS", "0", "INQUIRY_RETENTION_DAYS: expected a whole number at least 1"),
+        ("INQUIRY_RETENTION_DAYS", "a year", "INQUIRY_RETENTION_DAYS: expected a whole number"),
     ],
 )
 def test_bad_value_names_the_variable(name: str, value: str, message: str) -> None:
@@ -85,6 +87,7 @@ def test_all_settings_parsed() -> None:
         "SEND_CONCURRENCY": "8",
         "TRUSTED_PROXIES": "10.0.0.0/8, 127.0.0.1",
         "TOPICS": "depression, anxiety",
+        "INQUIRY_RETENTION_DAYS": "90",
     }
     s = Settings.from_env(env, env_file=None)
     assert s.database_url == "postgresql+asyncpg://u:p@db:5432/tidings"
@@ -95,6 +98,7 @@ def test_all_settings_parsed() -> None:
     assert [str(n) for n in s.trusted_proxies] == ["10.0.0.0/8", "127.0.0.1/32"]
     assert s.topics == ("depression", "anxiety")
     assert s.mail_from == "Clinic <hello@clinic.test>"
+    assert s.inquiry_retention_days == 90 and Settings().inquiry_retention_days == 365
 
 
 def test_env_file_is_read_and_environment_wins(tmp_path: Path) -> None:

@@ -1,5 +1,6 @@
 """Inquiry pages: the filtered, searchable list; the detail page (audit-logged: health data)
-with status changes and notes; the CSV export of the current filter (streamed, audit-logged)."""
+with status changes and notes; erasure on the person's request (after typing ERASE or the
+address); the CSV export of the current filter (streamed, audit-logged)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from service.admin.guard import admin_error, page, staff_of
 from service.admin.queries import FilterError, InquiryFilter
 from service.csvfile import stream_csv
 from service.db import get_session
+from service.forms import tokens_of
 from service.inquiries.models import INQUIRY_STATUSES
 from service.validation import safe_http_url
 from service.web import settings_of
@@ -125,6 +127,34 @@ async def inquiry_note(request: Request) -> Response:
     return RedirectResponse(f"/admin/inquiries/{inquiry.id}?saved=note", status_code=303)
 
 
+ERASE_WORD = "ERASE"
+
+
+def erase_confirmed(typed: str, email: str) -> bool:
+    """The typed confirmation: the word ERASE, or the inquiry's address (any case)."""
+    typed = typed.strip()
+    return typed == ERASE_WORD or (bool(typed) and typed.lower() == email.strip().lower())
+
+
+async def inquiry_erase(request: Request) -> Response:
+    """GET: what erasing removes, and the confirmation field; POST: erase when it was typed."""
+    inquiry = await _load(request)
+    if inquiry is None:
+        return admin_error(request, 404, "There is no such inquiry.")
+    ctx = {"inquiry": inquiry, "erase_word": ERASE_WORD, "error": None}
+    if request.method == "GET":
+        return page(request, "admin/inquiry_erase.html", ctx)
+    async with request.form() as form:
+        typed = str(form.get("confirm") or "")
+    if not erase_confirmed(typed, inquiry.email):
+        error = f"Confirm: type {ERASE_WORD} or the inquiry's email address exactly. Nothing was erased."
+        return page(request, "admin/inquiry_erase.html", {**ctx, "error": error}, 422)
+    from service.privacy.erase import erase_inquiry
+
+    await erase_inquiry(get_session(request), tokens=tokens_of(request), inquiry_id=inquiry.id, request=request)
+    return RedirectResponse("/admin/inquiries?notice=erased", status_code=303)
+
+
 CSV_COLUMNS = ("id", "created_at", "status", "name", "email", "phone", "topic", "contact_method", "message",
                "consent", "newsletter_optin", "source_page", "referrer", "utm_source", "utm_medium",
                "utm_campaign", "utm_term", "utm_content")
@@ -154,4 +184,5 @@ routes: list[BaseRoute] = [
     Route("/inquiries/{inquiry_id:int}", inquiry_detail, name="admin_inquiry"),
     Route("/inquiries/{inquiry_id:int}/status", inquiry_status, methods=["POST"], name="admin_inquiry_status"),
     Route("/inquiries/{inquiry_id:int}/notes", inquiry_note, methods=["POST"], name="admin_inquiry_note"),
+    Route("/inquiries/{inquiry_id:int}/erase", inquiry_erase, methods=["GET", "POST"], name="admin_inquiry_erase"),
 ]

@@ -106,7 +106,7 @@ async def subscriber_erase(request: Request) -> Response:
         return page(request, "admin/subscriber_erase.html", {
             "subscriber": sub, "error": "Type the subscriber's address exactly to confirm. Nothing was erased."},
             422)
-    from service.newsletter.flows import erase_subscriber
+    from service.privacy.erase import erase_subscriber
 
     session = get_session(request)
     subscriber_id, before = sub.id, sub.status

@@ -336,3 +336,14 @@ async def update_draft(
     campaign.updated_at = now
     await session.flush()
     return campaign
+
+
+async def campaigns_sent_to(session: AsyncSession, *, subscriber_id: int) -> list[dict[str, Any]]:
+    """The campaigns delivered to one subscriber (for their access request), oldest first."""
+    rows = (await session.execute(
+        select(Campaign.subject, Campaign.slug, Delivery.sent_at)
+        .join(Delivery, Delivery.campaign_id == Campaign.id)
+        .where(Delivery.subscriber_id == subscriber_id, Delivery.status == "sent")
+        .order_by(Delivery.sent_at, Delivery.id)
+    )).all()
+    return [{"subject": subject, "slug": slug, "sent_at": sent_at} for subject, slug, sent_at in rows]

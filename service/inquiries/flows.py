@@ -271,8 +271,10 @@ def inquiry_emails(settings: Settings, inquiry: Inquiry) -> list[dict[str, Any]]
 
 
 async def queue_inquiry_emails(session: AsyncSession, *, settings: Settings, inquiry: Inquiry) -> None:
-    """Queue both emails of a stored inquiry with one INSERT; the outbox worker renders them."""
-    rows = [{k: v for k, v in row.items() if k not in _ID_MARKS} for row in inquiry_emails(settings, inquiry)]
+    """Queue both emails of a stored inquiry with one INSERT; the outbox worker renders them.
+    Each row is linked to the inquiry, so its copies go when the inquiry is erased or expires."""
+    rows = [{**{k: v for k, v in row.items() if k not in _ID_MARKS}, "inquiry_id": inquiry.id}
+            for row in inquiry_emails(settings, inquiry)]
     await queue_emails(session, rows)
 
 

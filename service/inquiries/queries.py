@@ -110,7 +110,8 @@ async def insert_inquiry_with_emails(
 ) -> int | None:
     """PostgreSQL only, on a connection in autocommit: one statement (so one transaction and one
     round trip, no BEGIN/COMMIT) that takes the dedupe key's advisory lock without waiting, stores
-    the inquiry unless a recent twin exists, and queues `emails` (rows from `email_values`) for it.
+    the inquiry unless a recent twin exists, and queues `emails` (rows from `email_values`) for it,
+    linked to it by `inquiry_id`.
     An email whose `with_id` is true gets the new id put into its subject (between
     `subject_before` and `subject_after`) and into its context as `inquiry_id` and `admin_url`
     (`admin_base` + id). None, with nothing stored, when the lock was taken or a twin exists:
@@ -172,8 +173,8 @@ ins AS (
   RETURNING id
 ),
 queued AS (
-  INSERT INTO outbox_messages ({', '.join(_OUTBOX_COLUMNS)})
-  SELECT {', '.join(outbox_select)}
+  INSERT INTO outbox_messages ({', '.join(_OUTBOX_COLUMNS)}, inquiry_id)
+  SELECT {', '.join(outbox_select)}, ins.id
   FROM ins CROSS JOIN (VALUES {', '.join(rows)})
     AS v({', '.join(_OUTBOX_COLUMNS)}, with_id, subject_before, subject_after)
 )

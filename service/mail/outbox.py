@@ -344,26 +344,71 @@ class OutboxWorker:
         return total
 
 
-async def forget_recipient(session: AsyncSession, *, address: str) -> int:
-    """Delete every outbox and local-mailbox message to `address` (erasure of a person);
-    returns how many outbox rows went."""
+def _is_to(recipients: str, wanted: str) -> bool:
+    from email.utils import getaddresses
+
+    return any(a.lower() == wanted for _n, a in getaddresses([recipients]))
+
+
+async def forget_recipient(session: AsyncSession, *, address: str, until: dt.datetime | None = None) -> int:
+    """Delete every outbox and local-mailbox message to `address` (erasure of a person), or only
+    those stored at or before `until`; returns how many outbox rows went."""
+    from service.mail.models import MailboxMessage
+
+    wanted = address.strip().lower()
+    stmt = (select(OutboxMessage.id, OutboxMessage.recipient)
+            .where(func.lower(OutboxMessage.recipient).contains(wanted, autoescape=True)))
+    if until is not None:
+        stmt = stmt.where(OutboxMessage.created_at <= until)
+    ids = [i for i, rcpt in (await session.execute(stmt)).all() if _is_to(rcpt, wanted)]
+    if ids:
+        await session.execute(delete(OutboxMessage).where(OutboxMessage.id.in_(ids)))
+    boxed = (select(MailboxMessage.id, MailboxMessage.recipients)
+             .where(func.lower(MailboxMessage.recipients).contains(wanted, autoescape=True)))
+    if until is not None:
+        boxed = boxed.where(MailboxMessage.created_at <= until)
+    box_ids = [i for i, rcpts in (await session.execute(boxed)).all() if _is_to(rcpts, wanted)]
+    if box_ids:
+        await session.execute(delete(MailboxMessage).where(MailboxMessage.id.in_(box_ids)))
+    return len(ids)
+
+
+async def forget_inquiry_mail(session: AsyncSession, *, inquiry_ids: Sequence[int]) -> int:
+    """Delete the emails of these inquiries: their outbox rows and the local mailbox's copies of
+    them (matched by Message-ID, fixed when queued); returns how many outbox rows went."""
+    from service.mail.models import MailboxMessage
+
+    ids = list(inquiry_ids)
+    if not ids:
+        return 0
+    message_ids = select(OutboxMessage.message_id).where(OutboxMessage.inquiry_id.in_(ids))
+    await session.execute(delete(MailboxMessage).where(MailboxMessage.message_id.in_(message_ids)))
+    result = await session.execute(delete(OutboxMessage).where(OutboxMessage.inquiry_id.in_(ids)))
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+async def stored_recipients(session: AsyncSession) -> set[str]:
+    """Every address (lower-cased) that a stored outbox or local-mailbox message was sent to."""
     from email.utils import getaddresses
 
     from service.mail.models import MailboxMessage
 
+    found: set[str] = set()
+    for column in (OutboxMessage.recipient, MailboxMessage.recipients):
+        for (value,) in (await session.execute(select(column).distinct())).all():
+            found.update(a.lower() for _n, a in getaddresses([value]) if a)
+    return found
+
+
+async def messages_to(session: AsyncSession, *, address: str) -> list[dict[str, Any]]:
+    """What is stored of the transactional emails to `address` (for a person's access request):
+    kind, subject, status and times, oldest first. Not the bodies."""
     wanted = address.strip().lower()
     rows = (await session.execute(
-        select(OutboxMessage.id, OutboxMessage.recipient)
+        select(OutboxMessage.kind, OutboxMessage.subject, OutboxMessage.status, OutboxMessage.created_at,
+               OutboxMessage.sent_at, OutboxMessage.recipient)
         .where(func.lower(OutboxMessage.recipient).contains(wanted, autoescape=True))
+        .order_by(OutboxMessage.id)
     )).all()
-    ids = [i for i, rcpt in rows if any(a.lower() == wanted for _n, a in getaddresses([rcpt]))]
-    if ids:
-        await session.execute(delete(OutboxMessage).where(OutboxMessage.id.in_(ids)))
-    boxed = (await session.execute(
-        select(MailboxMessage.id, MailboxMessage.recipients)
-        .where(func.lower(MailboxMessage.recipients).contains(wanted, autoescape=True))
-    )).all()
-    box_ids = [i for i, rcpts in boxed if any(a.lower() == wanted for _n, a in getaddresses([rcpts]))]
-    if box_ids:
-        await session.execute(delete(MailboxMessage).where(MailboxMessage.id.in_(box_ids)))
-    return len(ids)
+    return [{"kind": kind, "subject": subject, "status": status, "queued_at": created, "sent_at": sent}
+            for kind, subject, status, created, sent, rcpt in rows if _is_to(rcpt, wanted)]

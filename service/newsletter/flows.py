@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.db import utcnow
 from service.mail.message import format_address
-from service.mail.outbox import forget_recipient, queue_email
+from service.mail.outbox import queue_email
 from service.newsletter import queries
 from service.newsletter.models import SUPPRESSED_STATUSES, Subscriber
 from service.newsletter.tokens import CONFIRM_MAX_AGE, confirm_url, read_confirm_token, unsubscribe_url
@@ -238,18 +238,19 @@ async def mark_complained(session: AsyncSession, *, subscriber_id: int | None = 
                                         reason=reason, now=utcnow())
 
 
-async def erase_subscriber(session: AsyncSession, *, tokens: Tokens, subscriber_id: int) -> bool:
-    """Right to be forgotten: delete the row, its topics and its mail; keep only a keyed hash
-    of the address so that no import can bring it back. False when not found."""
+async def erase_subscriber(session: AsyncSession, *, tokens: Tokens, subscriber_id: int) -> str | None:
+    """The newsletter's part of the right to be forgotten: delete the row, its topics (and, by
+    foreign key, its campaign deliveries); keep only a keyed hash of the address so that no
+    import can bring it back. Returns the erased address, None when not found. The whole erase
+    (stored mail copies, the erasure ledger) is `service.privacy.erase.erase_subscriber`."""
     sub = await queries.get_subscriber(session, subscriber_id=subscriber_id, for_update=True)
     if sub is None:
-        return False
+        return None
     email = sub.email
     await queries.add_suppression(session, tokens=tokens, email=email, reason="erased")
     session.expunge(sub)
     await queries.delete_subscriber(session, subscriber_id=subscriber_id)
-    await forget_recipient(session, address=email)
-    return True
+    return email
 
 
 async def purge_unconfirmed(session: AsyncSession, *, now: dt.datetime) -> int:

@@ -4,7 +4,7 @@ unconfirmed signups. Functions take the caller's session and never commit."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 
 from sqlalchemy import ColumnElement, delete, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -160,3 +160,17 @@ async def mark_status_by(session: AsyncSession, *, subscriber_id: int | None, em
     if result.rowcount:  # type: ignore[attr-defined]
         return True
     return (await session.scalar(select(Subscriber.id).where(where))) is not None
+
+
+async def iter_subscriber_identities(session: AsyncSession, *, batch: int = 1000
+                                     ) -> AsyncIterator[list[tuple[int, str, dt.datetime]]]:
+    """Every subscriber's (id, address, created_at), in batches by id (for the erasure ledger)."""
+    after = 0
+    while True:
+        stmt = (select(Subscriber.id, Subscriber.email, Subscriber.created_at).where(Subscriber.id > after)
+                .order_by(Subscriber.id).limit(batch))
+        rows = [(int(i), str(e), c) for i, e, c in (await session.execute(stmt)).all()]
+        if not rows:
+            return
+        yield rows
+        after = rows[-1][0]

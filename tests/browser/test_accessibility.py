@@ -19,6 +19,7 @@ from service.db import transaction, utcnow
 from service.inquiries.models import Inquiry
 from service.newsletter.models import Subscriber
 from service.newsletter.tokens import confirm_url, unsubscribe_url
+from service.privacy.access import access_url
 from service.tokens import Tokens
 from tests.browser.conftest import axe_violations
 from tests.browser.helpers import load_demo_data, sign_in
@@ -96,6 +97,12 @@ async def audit_public_pages(page: Any, live: LiveServer, db: Database) -> dict[
     confirmed = await first(db, Subscriber, Subscriber.status == "confirmed")
     centre = unsubscribe_url(settings, tokens, confirmed.id)
     await audit.visit("preference centre", centre, "Your newsletter preferences")
+    await page.get_by_role("button", name="Email me my data").click()
+    await audit.check("access requested", "Check your inbox")
+    await audit.visit("access", access_url(settings, tokens, confirmed.id), "What we hold about you")
+    expired = URLSafeTimedSerializer(TEST_SECRET, salt="tidings.access", signer=EightDaysAgo).dumps(confirmed.id)
+    await audit.visit("expired access link", f"/access/{expired}", "This link has expired", 410)
+    await audit.visit("preference centre", centre, "Your newsletter preferences")
     await page.get_by_role("button", name="Unsubscribe").click()
     await audit.check("unsubscribed", "You are unsubscribed")
     await audit.visit("preference centre (unsubscribed)", centre, "Your newsletter preferences")
@@ -142,6 +149,7 @@ async def test_the_main_admin_pages_have_no_serious_accessibility_violation(page
         ("inquiries", "/admin/inquiries", "Inquiries"),
         ("inquiries filtered", "/admin/inquiries?q=parking&status=new", "Inquiries"),
         ("inquiry detail", f"/admin/inquiries/{inquiry.id}", "Sofia Rossi"),
+        ("erase an inquiry", f"/admin/inquiries/{inquiry.id}/erase", "Erase inquiry"),
         ("subscribers", "/admin/subscribers", "Subscribers"),
         ("subscriber detail", f"/admin/subscribers/{subscriber.id}", subscriber.email),
         ("outbox", "/admin/outbox", "Outbox"),
