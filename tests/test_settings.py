@@ -58,6 +58,8 @@ def test_placeholder_or_short_secret_refused(secret: str) -> None:
         ("LOG_LEVEL", "loud", "LOG_LEVEL: expected one of"),
         ("SECRET_KEY_FALLBACKS", "old", "SECRET_KEY_FALLBACKS: expected a random secret"),
         ("FEED_URL", "gopher://feed", "FEED_URL: expected"),
+        ("MAX_HEADER_BYTES", "16k", "MAX_HEADER_BYTES: expected a whole number"),
+        ("MAX_HEADER_BYTES", "100", "MAX_HEADER_BYTES: expected a whole number between 4096 and 1048576"),
     ],
 )
 def test_bad_value_names_the_variable(name: str, value: str, message: str) -> None:
@@ -83,6 +85,7 @@ def test_all_settings_parsed() -> None:
         "SEND_CONCURRENCY": "8",
         "TRUSTED_PROXIES": "10.0.0.0/8, 127.0.0.1",
         "TOPICS": "depression, anxiety",
+        "MAX_HEADER_BYTES": "32768",
     }
     s = Settings.from_env(env, env_file=None)
     assert s.database_url == "postgresql+asyncpg://u:p@db:5432/tidings"
@@ -92,6 +95,7 @@ def test_all_settings_parsed() -> None:
     assert s.send_rate == 0 and s.send_concurrency == 8
     assert [str(n) for n in s.trusted_proxies] == ["10.0.0.0/8", "127.0.0.1/32"]
     assert s.topics == ("depression", "anxiety")
+    assert s.max_header_bytes == 32768
     assert s.mail_from == "Clinic <hello@clinic.test>"
 
 
