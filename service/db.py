@@ -15,6 +15,8 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import os
+import stat
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, suppress
@@ -41,6 +43,8 @@ NAMING_CONVENTION = {
 }
 
 Sessions = async_sessionmaker[AsyncSession]
+
+log = logging.getLogger("tidings.db")
 
 
 class Base(DeclarativeBase):
@@ -161,6 +165,8 @@ def create_engine(database_url: str, **kwargs: Any) -> AsyncEngine:
     kwargs.setdefault("hide_parameters", True)
     if database_url.startswith("sqlite"):
         engine = create_async_engine(database_url, connect_args={"timeout": 30}, **kwargs)
+        if engine.url.database and engine.url.database != ":memory:" and not engine.url.query.get("uri"):
+            make_private(Path(engine.url.database))
         _tune_sqlite(engine)
         return engine
     kwargs.setdefault("pool_size", 10)
@@ -168,6 +174,33 @@ def create_engine(database_url: str, **kwargs: Any) -> AsyncEngine:
     engine = create_async_engine(database_url, pool_recycle=1800, **kwargs)
     _ping_when_idle(engine)
     return engine
+
+
+PRIVATE_FILE_MODE = 0o600
+
+
+def make_private(database: Path) -> None:
+    """Make the SQLite file and its -wal/-shm files readable by their owner only (inquiries are
+    health information), whatever the umask. The database file is created here, 0600, before
+    SQLite opens it: SQLite creates -wal and -shm with the mode of the database file. Files of
+    an older install are tightened."""
+    try:
+        database.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(database, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE_MODE)
+    except FileExistsError:
+        pass
+    except OSError as exc:  # SQLite will say what is wrong when it tries to open the file
+        log.warning("cannot create %s: %s", database, exc.strerror or exc)
+        return
+    else:
+        os.fchmod(fd, PRIVATE_FILE_MODE)  # the umask may have taken bits away
+        os.close(fd)
+    for path in (database, database.with_name(database.name + "-wal"), database.with_name(database.name + "-shm")):
+        try:
+            if path.exists() and stat.S_IMODE(path.stat().st_mode) != PRIVATE_FILE_MODE:
+                path.chmod(PRIVATE_FILE_MODE)
+        except OSError as exc:
+            log.warning("cannot make %s private (mode 0600): %s", path, exc.strerror or exc)
 
 
 IDLE_PING_SECONDS = 1.0

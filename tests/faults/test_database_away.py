@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 
 from service.db import create_engine, session_factory
 from service.mail.models import OutboxMessage
-from tests.conftest import TEST_SECRET
+from tests.conftest import TEST_SECRET, Database
 from tests.faults.conftest import Cluster, heartbeat_path, tidings_process, wait_for
 from tests.live import LiveServer, Process, tidings_env
 from tests.smtp import SmtpServer
@@ -118,3 +118,19 @@ async def test_a_database_that_comes_back_unmigrated_stops_worker_and_server_wit
         for proc in procs:
             proc.stop()
         cluster.ensure_running()
+
+
+@pytest.mark.slow
+async def test_a_heartbeat_that_cannot_be_written_does_not_stop_the_worker(
+    db: Database, smtp: SmtpServer, tmp_path: Path
+) -> None:
+    env = tidings_env(db.url, TEST_SECRET, SMTP_URL=smtp.url)
+    worker = tidings_process(["worker", "--heartbeat", str(tmp_path / "no-such-dir" / "alive")], env, tmp_path,
+                             "worker")
+    try:
+        await wait_for(lambda: "cannot write the heartbeat file" in worker.log(), seconds=60,
+                       what="the failed heartbeat to be logged", proc=worker)
+        assert worker.proc is not None and worker.proc.poll() is None
+    finally:
+        assert worker.stop() == 0, worker.log()
+    assert "No such file or directory" in worker.log() and "Traceback" not in worker.log()
