@@ -45,36 +45,52 @@ if HttpToolsProtocol is not None:
     class HeaderLimitedHttpTools(HttpToolsProtocol):
         """httptools, refusing a request whose line and headers exceed `max_header_bytes`.
 
-        Bytes are counted from the end of the previous request (or the connection's start) until
-        the parser reports the end of the headers; the count is checked after each read is fed
-        to the parser, so a read that completes the headers (and carries part of the body) is
-        never mistaken for oversized headers."""
+        Two checks. While a request's head is incomplete, the bytes received since the previous
+        request ended are counted after each read is fed to the parser, so a header that keeps
+        coming is refused once past the limit, with at most one read (up to 256 KiB) buffered
+        beyond it. When the head is complete, its size is measured (request line and header
+        lines) before the app is called, so a head that arrived in one read is refused too, and
+        a body that came in the same read as the head is never counted as head."""
 
         max_header_bytes = 16 * 1024
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             self._head_bytes = 0
             self._in_head = True
+            self._too_large = False
             super().connection_made(transport)
 
         def data_received(self, data: bytes) -> None:
+            if self._too_large:
+                return
             if self._in_head:
                 self._head_bytes += len(data)
             super().data_received(data)
-            if self._in_head and self._head_bytes > self.max_header_bytes and not self.transport.is_closing():
+            over = self._too_large or (self._in_head and self._head_bytes > self.max_header_bytes)
+            if over and not self.transport.is_closing():
                 self._refuse()
 
         def on_headers_complete(self) -> None:
             self._in_head = False
+            head = len(self.url) + 16 + sum(len(name) + len(value) + 4 for name, value in self.headers) + 2
+            if head > self.max_header_bytes:
+                self._too_large = True  # the app is not called; data_received answers 431
+                return
             super().on_headers_complete()
 
+        def on_body(self, body: bytes) -> None:
+            if not self._too_large:
+                super().on_body(body)
+
         def on_message_complete(self) -> None:
+            if self._too_large:
+                return
             super().on_message_complete()
             self._in_head = True
             self._head_bytes = 0
 
         def _refuse(self) -> None:
-            self._in_head = False
+            self._too_large = True
             log.warning("request headers larger than MAX_HEADER_BYTES (%s bytes): answered 431, connection closed",
                         self.max_header_bytes)
             body = b"Request headers too large\n"
