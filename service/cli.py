@@ -55,7 +55,17 @@ async def _migrate(settings: Settings) -> str | None:
         await engine.dispose()
 
 
+def _refused(exc: Exception) -> CommandError:
+    """The one line for a database that answers but will not let us in (unknown role or
+    database, wrong password): waiting would not help."""
+    from service.db import describe_outage
+
+    return CommandError(f"the database refused the connection: {describe_outage(exc)}")
+
+
 async def _check_schema(settings: Settings) -> None:
+    from sqlalchemy.exc import DBAPIError
+
     from service.db import create_engine, schema_problem
 
     engine = create_engine(settings.database_url)
@@ -63,6 +73,12 @@ async def _check_schema(settings: Settings) -> None:
         problem = await schema_problem(engine)
     except OSError as exc:
         raise CommandError(f"cannot reach the database: {exc}") from None
+    except DBAPIError as exc:
+        from service.db import is_database_outage
+
+        if is_database_outage(exc):
+            raise  # main() says "cannot reach the database"
+        raise _refused(exc) from None
     finally:
         await engine.dispose()
     if problem:
@@ -110,7 +126,7 @@ async def _check_schema_unless_unreachable(settings: Settings) -> bool:
         problem = await schema_problem(engine)
     except Exception as exc:
         if not is_database_outage(exc):
-            raise
+            raise _refused(exc) from None
         log.warning("database not reachable at start (%s): serving 503s until it is", describe_outage(exc))
         return False
     finally:
@@ -219,6 +235,8 @@ def _remove_heartbeat(path: Path) -> None:
 async def _worker(settings: Settings, heartbeat: str | None = None) -> None:
     """Wait for the database (with backoff, for as long as it takes) and a current schema, then run
     the loops until SIGINT/SIGTERM. The heartbeat file is first written once the worker is ready."""
+    from sqlalchemy.exc import DBAPIError
+
     from service.db import Stopped, create_engine, schema_problem, session_factory, when_reachable
     from service.mail.transport import make_mailer
     from service.worker import WorkerContext, run_worker
@@ -239,6 +257,8 @@ async def _worker(settings: Settings, heartbeat: str | None = None) -> None:
             problem = await when_reachable(lambda: schema_problem(engine), stop=stop, logger=worker_log)
         except Stopped:
             return
+        except DBAPIError as exc:  # not an outage: when_reachable waits through those
+            raise _refused(exc) from None
         if problem:
             raise CommandError(problem)
         ctx = WorkerContext(settings=settings, sessions=sessions, mailer=mailer)

@@ -80,6 +80,7 @@ def describe_outage(exc: BaseException) -> str:
     """The driver's own error in one short line (type and first line of its message), for logs:
     it names the host and port at most, never the password or a statement's parameters."""
     inner: BaseException = getattr(exc, "orig", None) or exc
+    inner = inner.__cause__ or inner  # SQLAlchemy's adapter error -> asyncpg's own
     first_line = (str(inner).strip().splitlines() or [""])[0][:160]
     return f"{type(inner).__name__}: {first_line}" if first_line else type(inner).__name__
 

@@ -134,3 +134,19 @@ async def test_a_heartbeat_that_cannot_be_written_does_not_stop_the_worker(
     finally:
         assert worker.stop() == 0, worker.log()
     assert "No such file or directory" in worker.log() and "Traceback" not in worker.log()
+
+
+@pytest.mark.slow
+async def test_a_database_that_refuses_the_login_stops_worker_and_server_with_one_line(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    env = tidings_env(cluster.url.replace("postgres@", "no_such_role@"), TEST_SECRET)
+    for args in (["worker"], ["serve", "--no-worker", "--port", "1"]):
+        proc = tidings_process(args, env, tmp_path, args[0])
+        assert proc.proc is not None
+        await wait_for(lambda proc=proc: proc.proc.poll() is not None, seconds=60,  # type: ignore[misc]
+                       what=f"tidings {args[0]} to stop")
+        assert proc.proc.returncode == 1, proc.log()
+        assert proc.log().strip().splitlines()[-1] == ('error: the database refused the connection: '
+                                                       'InvalidAuthorizationSpecificationError: role "no_such_role" '
+                                                       'does not exist'), proc.log()
