@@ -2,8 +2,9 @@
 
 It runs inside `tidings serve` (an asyncio task) on the embedded default, and as `tidings
 worker` processes in production; any number of them may share one PostgreSQL database, since
-every job claims its rows with leases. A failing loop logs, waits and tries again: a database
-or SMTP outage delays work, it never stops the worker.
+every job claims its rows with leases. A database or SMTP outage delays work, it never stops
+the worker: it waits for the database before its loops start, and a failing loop logs one line,
+waits (1, 2, 4 … 30 s, never less than a second) and tries again, saying when it recovered.
 """
 
 from __future__ import annotations
