@@ -119,6 +119,8 @@ def cmd_serve(args: argparse.Namespace) -> None:
 async def _check_schema_unless_unreachable(settings: Settings) -> bool:
     """Check the schema now (True), or, when the database does not answer yet, say so and leave
     the check to the server, which serves 503s until the database is back (False)."""
+    from sqlalchemy.exc import DBAPIError
+
     from service.db import create_engine, describe_outage, is_database_outage, schema_problem
 
     engine = create_engine(settings.database_url)
@@ -126,7 +128,9 @@ async def _check_schema_unless_unreachable(settings: Settings) -> bool:
         problem = await schema_problem(engine)
     except Exception as exc:
         if not is_database_outage(exc):
-            raise _refused(exc) from None
+            if isinstance(exc, DBAPIError):
+                raise _refused(exc) from None
+            raise
         log.warning("database not reachable at start (%s): serving 503s until it is", describe_outage(exc))
         return False
     finally:
