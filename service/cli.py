@@ -9,6 +9,7 @@ import logging
 import signal
 import sys
 from collections.abc import Callable, Coroutine
+from pathlib import Path
 from typing import Any
 
 from service.settings import Settings, SettingsError
@@ -57,21 +58,34 @@ async def _migrate(settings: Settings) -> str | None:
         await engine.dispose()
 
 
-async def _check_schema(settings: Settings) -> None:
-    from alembic.script import ScriptDirectory
+def _refused(exc: Exception) -> CommandError:
+    """The one line for a database that answers but will not let us in (unknown role or
+    database, wrong password): waiting would not help."""
+    from service.db import describe_outage
 
-    from service.db import alembic_config, create_engine, current_revision
+    return CommandError(f"the database refused the connection: {describe_outage(exc)}")
+
+
+async def _check_schema(settings: Settings) -> None:
+    from sqlalchemy.exc import DBAPIError
+
+    from service.db import create_engine, schema_problem
 
     engine = create_engine(settings.database_url)
     try:
-        current = await current_revision(engine)
+        problem = await schema_problem(engine)
     except OSError as exc:
         raise CommandError(f"cannot reach the database: {exc}") from None
+    except DBAPIError as exc:
+        from service.db import is_database_outage
+
+        if is_database_outage(exc):
+            raise  # main() says "cannot reach the database"
+        raise _refused(exc) from None
     finally:
         await engine.dispose()
-    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
-    if current != head:
-        raise CommandError(f"the database schema is at {current or 'nothing'}, not {head}: run `tidings migrate`")
+    if problem:
+        raise CommandError(problem)
 
 
 def cmd_migrate(args: argparse.Namespace) -> None:
@@ -81,28 +95,52 @@ def cmd_migrate(args: argparse.Namespace) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
-    import uvicorn
-
     from service.app import create_app
+    from service.server import Server, server_config
 
     settings = load_settings()
     setup_logging(settings.log_level)
     if settings.is_sqlite:
         run(_migrate(settings))
+        schema_checked = True
     else:
-        run(_check_schema(settings))
+        schema_checked = run(_check_schema_unless_unreachable(settings))
     for hint in startup_hints(settings):
         print(hint, file=sys.stderr)
     app = create_app(settings, worker=not args.no_worker)
-    config = uvicorn.Config(
-        app, host=args.host, port=args.port, log_config=None, access_log=False,
-        proxy_headers=False, server_header=False, lifespan="on",
-    )
+    server = Server(server_config(app, settings, host=args.host, port=args.port), settings,
+                    check_schema=not schema_checked)
     mode = "SQLite (single node)" if settings.is_sqlite else "PostgreSQL"
     mail = "local outbox (/admin/outbox)" if settings.uses_local_outbox else "SMTP"
     print(f"Tidings on http://{args.host}:{args.port}  database: {mode}  mail: {mail}  "
           f"worker: {'off' if args.no_worker else 'in-process'}", file=sys.stderr)
-    uvicorn.Server(config).run()
+    server.run()
+    if server.failure:
+        raise CommandError(server.failure)
+
+
+async def _check_schema_unless_unreachable(settings: Settings) -> bool:
+    """Check the schema now (True), or, when the database does not answer yet, say so and leave
+    the check to the server, which serves 503s until the database is back (False)."""
+    from sqlalchemy.exc import DBAPIError
+
+    from service.db import create_engine, describe_outage, is_database_outage, schema_problem
+
+    engine = create_engine(settings.database_url)
+    try:
+        problem = await schema_problem(engine)
+    except Exception as exc:
+        if not is_database_outage(exc):
+            if isinstance(exc, DBAPIError):
+                raise _refused(exc) from None
+            raise
+        log.warning("database not reachable at start (%s): serving 503s until it is", describe_outage(exc))
+        return False
+    finally:
+        await engine.dispose()
+    if problem:
+        raise CommandError(problem)
+    return True
 
 
 def startup_hints(settings: Settings) -> list[str]:
@@ -181,35 +219,60 @@ def cmd_create_admin(args: argparse.Namespace) -> None:
     print(run(_create_admin(settings, args, password)))
 
 
-async def _heartbeat(path: str, stop: asyncio.Event) -> None:
-    """Touch `path` every 10 s while the worker runs (for container health checks)."""
-    from pathlib import Path
+async def _heartbeat(path: Path, stop: asyncio.Event) -> None:
+    """Touch `path` at once and every 10 s while the worker runs (for container health checks and
+    for anything that waits for the worker to be ready). A failed write is logged, never fatal."""
+    from service.db import sleep_unless_stopped
 
     while not stop.is_set():
-        await asyncio.to_thread(Path(path).touch)
         try:
-            await asyncio.wait_for(stop.wait(), timeout=10)
-        except TimeoutError:
-            pass
+            await asyncio.to_thread(path.touch)
+        except OSError as exc:
+            log.warning("cannot write the heartbeat file %s: %s", path, exc.strerror or exc)
+        await sleep_unless_stopped(stop, 10)
+
+
+def _remove_heartbeat(path: Path) -> None:
+    try:
+        path.unlink(missing_ok=True)
+    except OSError as exc:
+        log.warning("cannot remove the heartbeat file %s: %s", path, exc.strerror or exc)
 
 
 async def _worker(settings: Settings, heartbeat: str | None = None) -> None:
-    from service.db import create_engine, session_factory
+    """Wait for the database (with backoff, for as long as it takes) and a current schema, then run
+    the loops until SIGINT/SIGTERM. The heartbeat file is first written once the worker is ready."""
+    from sqlalchemy.exc import DBAPIError
+
+    from service.db import Stopped, create_engine, schema_problem, session_factory, when_reachable
     from service.mail.transport import make_mailer
     from service.worker import WorkerContext, run_worker
+    from service.worker import log as worker_log
 
-    engine = create_engine(settings.database_url)
-    sessions = session_factory(engine)
-    mailer = make_mailer(settings.smtp_url, sessions, concurrency=settings.send_concurrency)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    beat = Path(heartbeat) if heartbeat else None
+    if beat is not None:
+        _remove_heartbeat(beat)  # a file left by an earlier run must not say "ready"
+    engine = create_engine(settings.database_url)
+    sessions = session_factory(engine)
+    mailer = make_mailer(settings.smtp_url, sessions, concurrency=settings.send_concurrency)
     try:
-        beat = [_heartbeat(heartbeat, stop)] if heartbeat else []
-        await asyncio.gather(run_worker(WorkerContext(settings=settings, sessions=sessions, mailer=mailer), stop),
-                             *beat)
+        try:
+            problem = await when_reachable(lambda: schema_problem(engine), stop=stop, logger=worker_log)
+        except Stopped:
+            return
+        except DBAPIError as exc:  # not an outage: when_reachable waits through those
+            raise _refused(exc) from None
+        if problem:
+            raise CommandError(problem)
+        ctx = WorkerContext(settings=settings, sessions=sessions, mailer=mailer)
+        await asyncio.gather(run_worker(ctx, stop), *([_heartbeat(beat, stop)] if beat else []))
     finally:
+        if beat is not None:
+            _remove_heartbeat(beat)
         await mailer.close()
         await engine.dispose()
 
@@ -220,7 +283,6 @@ def cmd_worker(args: argparse.Namespace) -> None:
     if settings.is_sqlite:
         print("note: on SQLite run one worker only (tidings serve already runs one in-process)",
               file=sys.stderr)
-    run(_check_schema(settings))
     run(_worker(settings, args.heartbeat))
 
 
@@ -426,7 +488,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=cmd_serve)
 
     p = sub.add_parser("worker", help="run a send worker (outbox, campaigns, feed polling)")
-    p.add_argument("--heartbeat", metavar="FILE", help="touch FILE every 10 s (for health checks)")
+    p.add_argument("--heartbeat", metavar="FILE", help="touch FILE once ready (database reachable, schema "
+                                                       "current), then every 10 s; removed on exit (for health checks)")
     p.set_defaults(handler=cmd_worker)
 
     p = sub.add_parser("migrate", help="upgrade the database schema to the latest revision")

@@ -12,12 +12,16 @@ first disconnect error invalidates the whole pool, so the next requests get fres
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import logging
+import os
+import stat
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, suppress
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 from sqlalchemy import DateTime, MetaData, TypeDecorator, event
@@ -39,6 +43,8 @@ NAMING_CONVENTION = {
 }
 
 Sessions = async_sessionmaker[AsyncSession]
+
+log = logging.getLogger("tidings.db")
 
 
 class Base(DeclarativeBase):
@@ -68,6 +74,66 @@ def is_database_outage(exc: BaseException) -> bool:
             return True
         cause = getattr(cause, "orig", None) or cause.__cause__
     return isinstance(exc, ConnectionError | TimeoutError | OSError) and not isinstance(exc, FileNotFoundError)
+
+
+def describe_outage(exc: BaseException) -> str:
+    """The driver's own error in one short line (type and first line of its message), for logs:
+    it names the host and port at most, never the password or a statement's parameters."""
+    inner: BaseException = getattr(exc, "orig", None) or exc
+    inner = inner.__cause__ or inner  # SQLAlchemy's adapter error -> asyncpg's own
+    first_line = (str(inner).strip().splitlines() or [""])[0][:160]
+    return f"{type(inner).__name__}: {first_line}" if first_line else type(inner).__name__
+
+
+def outage_delay(failures: int, *, first: float = 1.0, cap: float = 30.0) -> float:
+    """Seconds to wait after `failures` failed attempts in a row: first, 2×first, 4×first … cap.
+    Never less than one second, so that nothing retrying an outage spins."""
+    return min(cap, max(1.0, first) * 2 ** min(max(0, failures - 1), 10))
+
+
+class Stopped(Exception):
+    """Raised by `when_reachable` when asked to stop before the database answered."""
+
+
+T = TypeVar("T")
+
+
+async def sleep_unless_stopped(stop: asyncio.Event | None, seconds: float) -> bool:
+    """Sleep `seconds`, or less if `stop` is set meanwhile; True when it was set."""
+    if stop is None:
+        await asyncio.sleep(seconds)
+        return False
+    try:
+        await asyncio.wait_for(stop.wait(), timeout=seconds)
+    except TimeoutError:
+        return False
+    return True
+
+
+async def when_reachable(attempt: Callable[[], Awaitable[T]], *, stop: asyncio.Event | None = None,
+                         logger: logging.Logger, what: str = "database") -> T:
+    """`attempt()`'s result once the database answers: through an outage it waits and tries again
+    (1, 2, 4 … 30 s), logging one line per failed attempt and one when it is back. Any other
+    error is raised at once; `Stopped` when `stop` is set first."""
+    failures = 0
+    while True:
+        if stop is not None and stop.is_set():
+            raise Stopped
+        try:
+            result = await attempt()
+        except Exception as exc:
+            if not is_database_outage(exc):
+                raise
+            failures += 1
+            delay = outage_delay(failures)
+            logger.warning("%s not reachable (%s), retrying in %g s", what, describe_outage(exc), delay)
+            if await sleep_unless_stopped(stop, delay):
+                raise Stopped from None
+            continue
+        if failures:
+            # Logged at the level of the failures it ends: a log that shows the outage shows its end.
+            logger.warning("%s reachable again: recovered after %s failed attempts", what, failures)
+        return result
 
 
 def utcnow() -> dt.datetime:
@@ -100,6 +166,8 @@ def create_engine(database_url: str, **kwargs: Any) -> AsyncEngine:
     kwargs.setdefault("hide_parameters", True)
     if database_url.startswith("sqlite"):
         engine = create_async_engine(database_url, connect_args={"timeout": 30}, **kwargs)
+        if engine.url.database and engine.url.database != ":memory:" and not engine.url.query.get("uri"):
+            make_private(Path(engine.url.database))
         _tune_sqlite(engine)
         return engine
     kwargs.setdefault("pool_size", 10)
@@ -107,6 +175,33 @@ def create_engine(database_url: str, **kwargs: Any) -> AsyncEngine:
     engine = create_async_engine(database_url, pool_recycle=1800, **kwargs)
     _ping_when_idle(engine)
     return engine
+
+
+PRIVATE_FILE_MODE = 0o600
+
+
+def make_private(database: Path) -> None:
+    """Make the SQLite file and its -wal/-shm files readable by their owner only (inquiries are
+    health information), whatever the umask. The database file is created here, 0600, before
+    SQLite opens it: SQLite creates -wal and -shm with the mode of the database file. Files of
+    an older install are tightened."""
+    try:
+        database.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(database, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE_MODE)
+    except FileExistsError:
+        pass
+    except OSError as exc:  # SQLite will say what is wrong when it tries to open the file
+        log.warning("cannot create %s: %s", database, exc.strerror or exc)
+        return
+    else:
+        os.fchmod(fd, PRIVATE_FILE_MODE)  # the umask may have taken bits away
+        os.close(fd)
+    for path in (database, database.with_name(database.name + "-wal"), database.with_name(database.name + "-shm")):
+        try:
+            if path.exists() and stat.S_IMODE(path.stat().st_mode) != PRIVATE_FILE_MODE:
+                path.chmod(PRIVATE_FILE_MODE)
+        except OSError as exc:
+            log.warning("cannot make %s private (mode 0600): %s", path, exc.strerror or exc)
 
 
 IDLE_PING_SECONDS = 1.0
@@ -199,6 +294,22 @@ async def current_revision(engine: AsyncEngine) -> str | None:
 
     async with engine.connect() as conn:
         return await conn.run_sync(_rev)
+
+
+def head_revision() -> str | None:
+    """The newest revision among the migrations that ship with this code."""
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+async def schema_problem(engine: AsyncEngine) -> str | None:
+    """Why this code cannot run on the database behind `engine` (its schema is not at our head
+    revision), or None. Raises what connecting raises, e.g. an outage."""
+    current, head = await current_revision(engine), head_revision()
+    if current == head:
+        return None
+    return f"the database schema is at {current or 'nothing'}, not {head}: run `tidings migrate`"
 
 
 # -- one session per request ----------------------------------------------------------------

@@ -65,6 +65,7 @@ class Settings:
         "working day."
     )
     max_body_bytes: int = 64 * 1024
+    max_header_bytes: int = 16 * 1024
     form_min_seconds: float = 3.0
     form_max_age_seconds: int = 2 * 60 * 60
     form_rate_limit: RateLimit = field(default_factory=lambda: RateLimit(10, 600))
@@ -157,6 +158,7 @@ def _parse(config: Config) -> Settings:
         contact_heading=_get(config, "CONTACT_HEADING", d.contact_heading) or d.contact_heading,
         contact_intro=_get(config, "CONTACT_INTRO", d.contact_intro) or d.contact_intro,
         max_body_bytes=_int(config, "MAX_BODY_BYTES", d.max_body_bytes, minimum=1024),
+        max_header_bytes=_int(config, "MAX_HEADER_BYTES", d.max_header_bytes, minimum=4096, maximum=1024 * 1024),
         form_min_seconds=_float(config, "FORM_MIN_SECONDS", d.form_min_seconds, minimum=0.0),
         form_max_age_seconds=_int(config, "FORM_MAX_AGE_SECONDS", d.form_max_age_seconds, minimum=60),
         form_rate_limit=_rate_limit(_get(config, "FORM_RATE_LIMIT", "10/600") or "10/600"),

@@ -40,12 +40,49 @@ def test_every_command_has_help(tmp_path: Path) -> None:
         assert result.stdout.startswith(f"usage: tidings {name}")
 
 
-def test_worker_refuses_an_unmigrated_postgres_schema_in_one_line(tmp_path: Path) -> None:
-    result = _tidings(tmp_path, "worker", DATABASE_URL="postgresql://postgres@127.0.0.1:1/none",
-                      SECRET_KEY="s" * 40)
-    assert result.returncode == 1
-    assert result.stderr.startswith("error: cannot reach the database")
-    assert "Traceback" not in result.stderr
+@pytest.mark.slow
+def test_worker_waits_for_an_unreachable_database_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+    proc = subprocess.Popen([sys.executable, "-m", "service.cli", "worker"], cwd=tmp_path, text=True,
+                            env=_env(tmp_path, DATABASE_URL=f"postgresql://postgres@127.0.0.1:{free_port()}/none",
+                                     SECRET_KEY="s" * 40), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert proc.stderr is not None
+        line = proc.stderr.readline()  # blocks until the first attempt failed (or the process ended)
+        assert "database not reachable (ConnectionRefusedError" in line and line.rstrip().endswith("retrying in 1 s")
+        assert proc.poll() is None
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err and "s" * 40 not in line + err
+
+
+@pytest.mark.slow
+def test_sqlite_database_wal_shm_and_secret_are_readable_by_their_owner_only(tmp_path: Path) -> None:
+    from tests.live import LiveServer
+
+    database = tmp_path / "data" / "tidings.db"
+    env = _env(tmp_path, DATABASE_URL=f"sqlite:///{database}", LOG_LEVEL="warning")
+    old_umask = os.umask(0o022)  # the usual umask: files 0644 unless created otherwise
+    server = LiveServer(env, tmp_path / "serve.log")
+    try:
+        server.start()
+        assert httpx.get(f"{server.url}/readyz", timeout=5).status_code == 200  # the pool holds the WAL open
+        files = [database, tmp_path / "data" / "tidings.db-wal", tmp_path / "data" / "tidings.db-shm",
+                 tmp_path / "data" / "tidings.db.secret"]
+        assert {f.name: oct(f.stat().st_mode & 0o777) for f in files} == dict.fromkeys((f.name for f in files), "0o600")
+    finally:
+        os.umask(old_umask)
+        server.stop()
+
+
+def test_an_existing_world_readable_sqlite_database_is_made_private(tmp_path: Path) -> None:
+    database = tmp_path / "cli.db"
+    database.touch(mode=0o644)
+    database.chmod(0o644)
+    result = _tidings(tmp_path, "migrate")
+    assert result.returncode == 0, result.stderr
+    assert oct(database.stat().st_mode & 0o777) == "0o600"
 
 
 def test_mail_test_sends_through_smtp_and_reports_failures(tmp_path: Path, smtp: SmtpServer) -> None:

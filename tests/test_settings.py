@@ -62,6 +62,8 @@ def test_placeholder_or_short_secret_refused(secret: str) -> None:
         ("FEED_FETCH_DEADLINE", "forever", "FEED_FETCH_DEADLINE: expected a whole number"),
         ("INQUIRY_RETENTION_DAYS", "0", "INQUIRY_RETENTION_DAYS: expected a whole number at least 1"),
         ("INQUIRY_RETENTION_DAYS", "a year", "INQUIRY_RETENTION_DAYS: expected a whole number"),
+        ("MAX_HEADER_BYTES", "16k", "MAX_HEADER_BYTES: expected a whole number"),
+        ("MAX_HEADER_BYTES", "100", "MAX_HEADER_BYTES: expected a whole number between 4096 and 1048576"),
     ],
 )
 def test_bad_value_names_the_variable(name: str, value: str, message: str) -> None:
@@ -88,6 +90,7 @@ def test_all_settings_parsed() -> None:
         "TRUSTED_PROXIES": "10.0.0.0/8, 127.0.0.1",
         "TOPICS": "depression, anxiety",
         "INQUIRY_RETENTION_DAYS": "90",
+        "MAX_HEADER_BYTES": "32768",
     }
     s = Settings.from_env(env, env_file=None)
     assert s.database_url == "postgresql+asyncpg://u:p@db:5432/tidings"
@@ -97,6 +100,7 @@ def test_all_settings_parsed() -> None:
     assert s.send_rate == 0 and s.send_concurrency == 8
     assert [str(n) for n in s.trusted_proxies] == ["10.0.0.0/8", "127.0.0.1/32"]
     assert s.topics == ("depression", "anxiety")
+    assert s.max_header_bytes == 32768
     assert s.mail_from == "Clinic <hello@clinic.test>"
     assert s.inquiry_retention_days == 90 and Settings().inquiry_retention_days == 365
 

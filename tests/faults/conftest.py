@@ -5,10 +5,15 @@ the engine's retry back-off (30 s and more) pass at once."""
 from __future__ import annotations
 
 import asyncio
+import os
 import random
+import secrets
+import shutil
+import subprocess
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +21,10 @@ import pytest
 from sqlalchemy import func, select, update
 
 from service.campaigns.models import Campaign, Delivery
-from service.db import utcnow
+from service.db import create_engine, migrate, utcnow
 from tests.conftest import TEST_SECRET, Database
 from tests.live import Process, tidings_env
-from tests.smtp import RecordingHandler, SmtpServer
+from tests.smtp import RecordingHandler, SmtpServer, free_port
 
 
 class ChaosHandler(RecordingHandler):
@@ -91,6 +96,20 @@ def tidings_process(args: list[str], env: dict[str, str], tmp_path: Path, name: 
     return proc
 
 
+def heartbeat_path(tmp_path: Path, name: str) -> Path:
+    return tmp_path / f"{name}.alive"
+
+
+async def start_worker(env: dict[str, str], tmp_path: Path, name: str, *, seconds: float = 60) -> Process:
+    """A `tidings worker --heartbeat FILE`, returned once it is ready: its heartbeat file exists
+    (written once the database answered and the schema is current). No test races a worker's
+    start-up by sleeping."""
+    beat = heartbeat_path(tmp_path, name)
+    proc = tidings_process(["worker", "--heartbeat", str(beat)], env, tmp_path, name)
+    await wait_for(beat.exists, seconds=seconds, what=f"{name} to be ready (its heartbeat)", proc=proc)
+    return proc
+
+
 async def campaign_status(db: Database, campaign_id: int) -> str:
     async with db.sessions() as session:
         return str(await session.scalar(select(Campaign.status).where(Campaign.id == campaign_id)))
@@ -135,3 +154,62 @@ async def wait_for(condition: Callable[[], Any], *, seconds: float, what: str, p
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}" + (f":\n{proc.log()}" if proc else ""))
         await asyncio.sleep(0.05)
+
+
+# -- a throw-away PostgreSQL cluster (never the suite's shared one) -----------------------------
+
+
+@dataclass
+class Cluster:
+    version: str
+    name: str
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"postgresql+asyncpg://postgres@127.0.0.1:{self.port}/tidings_fault"
+
+    def ctl(self, action: str, *extra: str) -> None:
+        subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", self.version, self.name, action, *extra],
+                       check=True, capture_output=True, timeout=60)
+
+    def ensure_running(self) -> None:
+        """Start the cluster unless it runs (a test that stops it calls this when it ends)."""
+        subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", self.version, self.name, "start"],
+                       capture_output=True, timeout=60)
+
+    def psql(self, *commands: str) -> None:
+        args = [arg for command in commands for arg in ("-c", command)]
+        subprocess.run(["psql", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "-q", *args],
+                       check=True, capture_output=True, timeout=60)
+
+
+def _pg_version() -> str | None:
+    if not shutil.which("pg_createcluster") or not Path("/etc/postgresql").is_dir():
+        return None
+    versions = sorted(os.listdir("/etc/postgresql"), key=lambda v: float(v) if v.replace(".", "").isdigit() else 0)
+    return versions[-1] if versions else None
+
+
+@pytest.fixture(scope="package")
+def cluster() -> Iterator[Cluster]:
+    version = _pg_version()
+    if version is None:  # CI installs postgresql-common; a skip fails the CI run
+        pytest.skip("pg_createcluster (Debian postgresql-common) is not installed")
+    c = Cluster(version, f"tidings_fault_{secrets.token_hex(4)}", free_port())
+    try:
+        subprocess.run(["pg_createcluster", version, c.name, "-p", str(c.port), "--", "--auth=trust"],
+                       check=True, capture_output=True, timeout=120)
+        c.ctl("start")
+        c.psql("CREATE DATABASE tidings_fault")
+        yield c
+    finally:
+        subprocess.run(["pg_dropcluster", "--stop", version, c.name], capture_output=True, timeout=120)
+
+
+@pytest.fixture(scope="package")
+async def migrated(cluster: Cluster) -> Cluster:
+    engine = create_engine(cluster.url)
+    await migrate(engine)
+    await engine.dispose()
+    return cluster

@@ -15,12 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import os
 import secrets
-import shutil
-import subprocess
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,61 +27,14 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from service.app import create_app
-from service.db import create_engine, migrate, session_factory
+from service.db import create_engine, session_factory
 from service.inquiries.models import Inquiry
 from service.mail.models import OutboxMessage
 from service.settings import RateLimit, Settings
 from tests.conftest import TEST_SECRET
+from tests.faults.conftest import Cluster, start_worker
 from tests.live import LiveServer, Process, tidings_env
-from tests.smtp import SmtpServer, free_port
-
-
-@dataclass
-class Cluster:
-    version: str
-    name: str
-    port: int
-
-    @property
-    def url(self) -> str:
-        return f"postgresql+asyncpg://postgres@127.0.0.1:{self.port}/tidings_fault"
-
-    def ctl(self, action: str, *extra: str) -> None:
-        subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", self.version, self.name, action, *extra],
-                       check=True, capture_output=True, timeout=60)
-
-
-def _pg_version() -> str | None:
-    if not shutil.which("pg_createcluster") or not Path("/etc/postgresql").is_dir():
-        return None
-    versions = sorted(os.listdir("/etc/postgresql"), key=lambda v: float(v) if v.replace(".", "").isdigit() else 0)
-    return versions[-1] if versions else None
-
-
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[Cluster]:
-    version = _pg_version()
-    if version is None:  # CI installs postgresql-common; a skip fails the CI run
-        pytest.skip("pg_createcluster (Debian postgresql-common) is not installed")
-    c = Cluster(version, f"tidings_fault_{secrets.token_hex(4)}", free_port())
-    try:
-        subprocess.run(["pg_createcluster", version, c.name, "-p", str(c.port), "--", "--auth=trust"],
-                       check=True, capture_output=True, timeout=120)
-        c.ctl("start")
-        subprocess.run(["psql", "-h", "127.0.0.1", "-p", str(c.port), "-U", "postgres", "-qc",
-                        "CREATE DATABASE tidings_fault"], check=True, capture_output=True, timeout=60)
-        yield c
-    finally:
-        subprocess.run(["pg_dropcluster", "--stop", version, c.name], capture_output=True, timeout=120)
-
-
-@pytest.fixture(scope="module")
-async def migrated(cluster: Cluster) -> Cluster:
-    engine = create_engine(cluster.url)
-    await migrate(engine)
-    await engine.dispose()
-    return cluster
-
+from tests.smtp import SmtpServer
 
 FIELDS = {"name": "Load Tester", "phone": "", "topic": "anxiety", "contact_method": "email", "consent": "yes",
           "website": ""}
@@ -161,16 +111,19 @@ async def target(request: pytest.FixtureRequest, migrated: Cluster, smtp: SmtpSe
         env = tidings_env(migrated.url, TEST_SECRET, FORM_MIN_SECONDS="0", FORM_RATE_LIMIT="100000/600",
                           SMTP_URL=smtp.url)
         server = LiveServer(env, tmp_path / "serve.log", worker=False)
-        worker = Process(["worker"], env, tmp_path / "worker.log")
         server.start()
-        worker.start()
+        worker = None
         try:
+            worker = await start_worker(env, tmp_path, "worker")  # ready before the first outage
             async with httpx.AsyncClient(base_url=server.url, timeout=20) as client:
                 yield Target(client, worker, smtp)
         finally:
             server.stop()
-            worker.stop()
-            for log in (server.log(), worker.log()):
+            logs = [server.log()]
+            if worker is not None:
+                worker.stop()
+                logs.append(worker.log())
+            for log in logs:
                 assert "Traceback" not in log, log[-4000:]
         return
     engine = create_async_engine(migrated.url, pool_pre_ping=False, pool_size=5, max_overflow=5)

@@ -17,7 +17,7 @@ from tests.faults.conftest import (
     campaign_status,
     count_status,
     make_retries_due,
-    tidings_process,
+    start_worker,
     wait_for,
     worker_env,
 )
@@ -37,8 +37,7 @@ async def test_flaky_smtp_server_during_a_digest_serves_every_recipient_once(
         await add_subscriber(db, address)
     campaign_id = await make_campaign(db, settings)  # status 'sending': the worker picks it up
 
-    worker = tidings_process(["worker"], worker_env(db, smtp, SEND_RATE="0", SEND_CONCURRENCY="3"),
-                             tmp_path, "worker")
+    worker = await start_worker(worker_env(db, smtp, SEND_RATE="0", SEND_CONCURRENCY="3"), tmp_path, "worker")
     try:
         async def finished() -> bool:
             await make_retries_due(db, campaign_id)

@@ -23,7 +23,7 @@ from tests.faults.conftest import (
     campaign_status,
     count_status,
     expire_leases,
-    tidings_process,
+    start_worker,
     wait_for,
     worker_env,
 )
@@ -45,7 +45,7 @@ async def test_worker_killed_twice_mid_campaign_serves_everyone_once(
 
     for run, held in enumerate((addresses[6], addresses[15]), start=1):
         handler.hold.add(held)
-        worker = tidings_process(["worker"], env, tmp_path, f"worker{run}")
+        worker = await start_worker(env, tmp_path, f"worker{run}")
         served = addresses.index(held)
 
         async def reached_the_held_recipient(served: int = served) -> bool:
@@ -61,7 +61,7 @@ async def test_worker_killed_twice_mid_campaign_serves_everyone_once(
         assert await expire_leases(db, campaign_id) == left["sending"]
         handler.hold.clear()
 
-    last = tidings_process(["worker"], env, tmp_path, "worker3")
+    last = await start_worker(env, tmp_path, "worker3")
     try:
         async def finished() -> bool:
             return await campaign_status(db, campaign_id) == "sent"
