@@ -40,6 +40,7 @@ from service.admin.stats import (
 )
 from service.db import get_session, utcnow
 from service.forms import tokens_of
+from service.inquiries.held import count_held_inquiries
 from service.tokens import TokenError
 from service.web import client_ip, error_response
 
@@ -154,6 +155,7 @@ async def dashboard(request: Request) -> Response:
         "subscribers": await subscribers_by_status(session),
         "growth": growth, "chart": chart, "growth_days": GROWTH_DAYS,
         "campaigns": await list_campaigns(session, limit=5),
+        "held_count": await count_held_inquiries(session),
     })
 
 
