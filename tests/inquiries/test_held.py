@@ -91,6 +91,15 @@ async def test_a_token_stores_one_submission_and_a_replay_with_other_words_is_he
     assert await deliver_outbox(db, smtp) == 2
 
 
+async def test_one_token_sent_at_once_with_different_words_stores_one_and_holds_the_rest(
+        client: httpx.AsyncClient, db: Database) -> None:
+    token = await form_token(client)
+    answers = await asyncio.gather(*(client.post("/api/inquiries", json=valid_fields(
+        form_token=token, message=f"Version {n} of the message.")) for n in range(4)))
+    assert [r.status_code for r in answers] == [201] * 4
+    assert sorted(_held(await stored_inquiries(db))) == [("held", "replayed token")] * 3 + [("new", None)]
+
+
 async def test_a_double_click_is_stored_once_and_both_answers_look_like_success(
         client: httpx.AsyncClient, db: Database, smtp: SmtpServer) -> None:
     token = await form_token(client)
