@@ -3,7 +3,7 @@ on SQLite, with GET /healthz measured in the same run as the ceiling of the stac
 
     .venv/bin/python bench/inquiries.py [--seconds 20] [--server-procs 2] [--client-procs 2]
 
-Each backend: a fresh database (PostgreSQL `tidings_bench_inquiries`, dropped afterwards; SQLite
+Each backend: a fresh database (PostgreSQL `tidings_bench_inquiries`, or `BENCH_PG_DB`, dropped afterwards; SQLite
 in a temporary directory), migrated; uvicorn (uvloop + httptools, access log off) serving
 `service.app:create_app` (no in-process outbox worker: queued mail stays queued) with
 FORM_MIN_SECONDS=0 and a huge FORM_RATE_LIMIT; on PostgreSQL `--server-procs` uvicorn worker
@@ -38,7 +38,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 PG_ADMIN = os.environ.get("BENCH_PG_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres")
-PG_DB = "tidings_bench_inquiries"
+PG_DB = os.environ.get("BENCH_PG_DB", "tidings_bench_inquiries")
 
 
 @dataclass
