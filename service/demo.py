@@ -222,7 +222,9 @@ async def _load_inquiries(session: AsyncSession, settings: Settings, now: dt.dat
                                   user_agent="Mozilla/5.0 (demo data)")
         values = {**asdict(inquiry), **asdict(attribution), "dedupe_key": dedupe_key(email, message),
                   "created_at": created}
-        inquiry_id = (await insert_inquiry(session, values=values)).id
+        stored = await insert_inquiry(session, values=values)
+        assert stored is not None  # no form token, no twin check: always stored
+        inquiry_id = stored.id
         for step, status in enumerate(history, start=1):
             await change_inquiry_status(session, inquiry_id=inquiry_id, to_status=status, staff_id=staff_id,
                                         now=created + dt.timedelta(hours=3 * step))

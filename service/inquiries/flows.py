@@ -167,22 +167,35 @@ async def submit_inquiry(
     Every answer carries a fresh receipt, so a duplicate reveals nothing about the earlier one."""
     key = dedupe_key(inquiry.email, inquiry.message)
     await lock_submission(session, dedupe_key=key, nonce=nonce)
-    earlier = await find_earlier(session, dedupe_key=key, nonce=nonce, since=now - DEDUPE_WINDOW)
-    if earlier.by_token is not None:
-        if earlier.by_token[0] == key:
+    values = {**asdict(inquiry), **asdict(attribution), "dedupe_key": key, "created_at": now, "form_nonce": nonce}
+    since = now - DEDUPE_WINDOW
+    row = await _insert(session, values, hold_reason, since)
+    if row is None:  # the token or the words were seen before: which?
+        earlier = await find_earlier(session, dedupe_key=key, nonce=nonce, since=since)
+        if earlier.by_token is not None and earlier.by_token[0] == key:  # a double click
             return Submission(new_receipt(), created=False, held=earlier.by_token[1] == HELD)
-        hold_reason, nonce = REPLAYED, None  # the token already stored other words
-    if hold_reason is None and earlier.twin:
-        return Submission(new_receipt(), created=False)
-    values = {**asdict(inquiry), **asdict(attribution), "dedupe_key": key, "created_at": now,
-              "receipt": new_receipt(), "form_nonce": nonce}
-    if hold_reason is not None:
-        values.update(status=HELD, held_reason=hold_reason)
-    row = await insert_inquiry(session, values=values)
-    if hold_reason is None:
+        if earlier.by_token is None and earlier.twin:
+            return Submission(new_receipt(), created=False)
+        # the token already stored other words: held as a replay (or the row it clashed with
+        # is gone since, deleted by staff or the purge: stored as it came)
+        replay = earlier.by_token is not None
+        row = await _insert(session, {**values, "form_nonce": None} if replay else values,
+                            REPLAYED if replay else hold_reason, since)
+        if row is None:
+            return Submission(new_receipt(), created=False)
+    if row.status != HELD:
         await queue_inquiry_emails(session, settings=settings, inquiry=row)
         await after_inquiry_stored(session, settings=settings, inquiry=row)
-    return Submission(row.receipt or "", created=True, held=hold_reason is not None, inquiry_id=row.id)
+    return Submission(row.receipt or "", created=True, held=row.status == HELD, inquiry_id=row.id)
+
+
+async def _insert(session: AsyncSession, values: dict[str, Any], hold_reason: str | None,
+                  since: dt.datetime) -> Inquiry | None:
+    """A held submission is stored unless its token stored one before; any other unless a
+    twin not held was stored since `since`, too."""
+    if hold_reason is not None:
+        return await insert_inquiry(session, values={**values, "status": HELD, "held_reason": hold_reason})
+    return await insert_inquiry(session, values=values, unless_twin_since=since)
 
 
 async def after_inquiry_stored(session: AsyncSession, *, settings: Settings, inquiry: Inquiry) -> None:

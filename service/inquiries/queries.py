@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, bindparam, delete, func, insert, or_, select
+from sqlalchemy import and_, bindparam, delete, exists, func, insert, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.db import lock_names, utcnow
@@ -56,19 +56,35 @@ async def find_earlier(session: AsyncSession, *, dedupe_key: str, nonce: str | N
     return Earlier(by_token, twin)
 
 
-async def insert_inquiry(session: AsyncSession, *, values: dict[str, Any]) -> Inquiry:
-    """Store an inquiry (status "new" unless `values` say otherwise); a detached copy of the row
-    stored, with its id. One INSERT statement, compiled once per column set (no unit of work)."""
+async def insert_inquiry(session: AsyncSession, *, values: dict[str, Any],
+                         unless_twin_since: dt.datetime | None = None) -> Inquiry | None:
+    """Store an inquiry (status "new" unless `values` say otherwise) unless one was stored with
+    the same form token (`form_nonce`) or, with `unless_twin_since`, one not held has the same
+    dedupe key and was stored at or after that time: a detached copy of the row stored, or None.
+    One `INSERT … SELECT … WHERE NOT EXISTS` (the look-up and the insert in one round trip),
+    compiled once per column set; run it under `lock_submission` so that the check holds."""
     row = {"status": "new", "status_changed_at": values["created_at"], "receipt": new_receipt(),
            "form_nonce": None, "held_reason": None, **values}
-    new_id = (await session.execute(_insert_statement(tuple(row)), row)).scalar_one()
-    return Inquiry(id=int(new_id), **row)
+    twin = unless_twin_since is not None
+    params = {**row, "since": unless_twin_since} if twin else row
+    new_id = (await session.execute(_insert_statement(tuple(row), twin), params)).scalar_one_or_none()
+    return None if new_id is None else Inquiry(id=int(new_id), **row)
 
 
 @functools.lru_cache(maxsize=8)
-def _insert_statement(keys: tuple[str, ...]) -> Any:
+def _insert_statement(keys: tuple[str, ...], twin: bool) -> Any:
+    """Built once per column set, so SQLAlchemy compiles it once and a request only binds values."""
     table = Inquiry.__table__
-    return insert(table).values({k: bindparam(k, type_=table.c[k].type) for k in keys}).returning(table.c.id)
+    columns = table.c
+    binds = {k: bindparam(k, type_=columns[k].type) for k in keys}
+    same_token = select(columns.id).where(columns.form_nonce == binds["form_nonce"])
+    source = select(*binds.values()).where(~exists(same_token))
+    if twin:
+        recent = select(columns.id).where(
+            columns.dedupe_key == binds["dedupe_key"], columns.status != HELD,
+            columns.created_at >= bindparam("since", type_=columns.created_at.type))
+        source = source.where(~exists(recent))
+    return insert(table).from_select(list(keys), source, include_defaults=False).returning(columns.id)
 
 
 async def purge_held_inquiries(session: AsyncSession, *, before: dt.datetime) -> int:
