@@ -17,6 +17,7 @@ import datetime as dt
 import logging
 import os
 import stat
+import hashlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, suppress
@@ -24,7 +25,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import asyncpg
-from sqlalchemy import DateTime, MetaData, TypeDecorator, event
+from sqlalchemy import DateTime, MetaData, TypeDecorator, event, text
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
@@ -369,3 +370,36 @@ async def transaction(sessions: Sessions) -> AsyncIterator[AsyncSession]:
     """A session in a transaction, committed on success: for workers and the CLI."""
     async with sessions() as session, session.begin():
         yield session
+
+
+@asynccontextmanager
+async def short_transaction(sessions: Sessions) -> AsyncIterator[AsyncSession]:
+    """A session whose work is committed as soon as the block ends, apart from any request's
+    transaction (a rate-limit counter: counted even when the request then fails, and locked only
+    while its statement runs). PostgreSQL runs it in autocommit, without BEGIN/COMMIT round
+    trips; SQLite in one short transaction."""
+    async with sessions() as session:
+        if session.bind.dialect.name == "postgresql":
+            await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+            yield session
+        else:
+            async with session.begin():
+                yield session
+
+
+def lock_id(name: str) -> int:
+    """A signed 64-bit number for `name` (PostgreSQL advisory locks are keyed by bigint)."""
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+
+
+async def lock_names(session: AsyncSession, *names: str) -> None:
+    """Serialise transactions that work on the same named things until this transaction ends.
+
+    PostgreSQL: transaction-scoped advisory locks, all taken in one statement, in ascending
+    order, so two transactions locking overlapping sets cannot deadlock. SQLite needs nothing:
+    its transactions begin IMMEDIATE (see `_tune_sqlite`), so writers already run one at a time."""
+    if session.bind.dialect.name != "postgresql" or not names:
+        return
+    ids = sorted({lock_id(name) for name in names})
+    calls = ", ".join(f"pg_advisory_xact_lock(CAST(:k{n} AS BIGINT))" for n in range(len(ids)))
+    await session.execute(text(f"SELECT {calls}"), {f"k{n}": k for n, k in enumerate(ids)})  # noqa: S608

@@ -209,8 +209,8 @@ async def _load_subscribers(session: AsyncSession, settings: Settings, now: dt.d
 async def _load_inquiries(session: AsyncSession, settings: Settings, now: dt.datetime, staff_id: int) -> int:
     from dataclasses import asdict
 
-    from service.inquiries.flows import DEDUPE_WINDOW, Attribution, InquiryInput, dedupe_key
-    from service.inquiries.queries import add_inquiry_note, change_inquiry_status, insert_inquiry_once
+    from service.inquiries.flows import Attribution, InquiryInput, dedupe_key
+    from service.inquiries.queries import add_inquiry_note, change_inquiry_status, insert_inquiry
 
     topics = settings.topics
     for name, email, phone, topic, method, message, days, page, utm, history, note in _INQUIRIES:
@@ -222,7 +222,9 @@ async def _load_inquiries(session: AsyncSession, settings: Settings, now: dt.dat
                                   user_agent="Mozilla/5.0 (demo data)")
         values = {**asdict(inquiry), **asdict(attribution), "dedupe_key": dedupe_key(email, message),
                   "created_at": created}
-        inquiry_id, _ = await insert_inquiry_once(session, values=values, since=created - DEDUPE_WINDOW)
+        stored = await insert_inquiry(session, values=values)
+        assert stored is not None  # no form token, no twin check: always stored
+        inquiry_id = stored.id
         for step, status in enumerate(history, start=1):
             await change_inquiry_status(session, inquiry_id=inquiry_id, to_status=status, staff_id=staff_id,
                                         now=created + dt.timedelta(hours=3 * step))

@@ -1,35 +1,58 @@
-"""Spam defence for public forms (inquiry, signup), shared by their HTML and JSON endpoints.
+"""The public forms' shared intake (inquiry, newsletter signup; their HTML and JSON endpoints):
+reading a posted form or JSON body, and screening a submission for signs of automation.
 
-A form carries a signed token stamped with the time it was served: a submission is refused if
-the token is missing or tampered (a bot posting blind), younger than FORM_MIN_SECONDS (a bot
-filling fields instantly) or older than FORM_MAX_AGE_SECONDS (a person who left the tab open:
-told so, and keeps what they typed). A hidden honeypot field catches form-filling bots, and a
-per-IP fixed-window limit caps everyone. Bots get an ordinary-looking success answer, so they
-learn nothing; nothing is stored or mailed for them.
+A form carries a signed token stamped with the time it was served and a random nonce. A
+submission whose honeypot field is filled, whose token is missing, tampered or of another form,
+or whose token is younger than FORM_MIN_SECONDS looks automated: it is *held*, never dropped
+(a person with autofill and a quick finger looks just like that), and its sender sees the
+ordinary answer. A token older than FORM_MAX_AGE_SECONDS tells the person, who keeps what they
+typed. A per-IP fixed-window limit (IPv6 by /64, see `ip_limit_key`) caps everyone, held
+submissions included, with a visible notice. The nonce makes a token good for one stored
+submission: the domain stores it with what it stores and checks it in the same transaction.
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+import hashlib
+import json
+import secrets
+from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qsl
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
-from service.ratelimit import hit_rate_limit
+from service.db import short_transaction
+from service.ratelimit import hit_rate_limit, ip_limit_key
 from service.tokens import TokenError, Tokens
 from service.web import client_ip, settings_of
 
 TOKEN_FIELD = "form_token"  # noqa: S105 - a field name, not a secret
 HONEYPOT_FIELD = "website"
+MAX_FIELDS = 100
+# Held reasons, as stored and shown to staff.
+HONEYPOT = "honeypot filled"
+TOO_FAST = "too fast"
+TAMPERED = "tampered token"
+MISSING = "missing token"
+REPLAYED = "replayed token"
+HOLD_REASONS = (HONEYPOT, TOO_FAST, TAMPERED, MISSING, REPLAYED)
 
 
 class Verdict(enum.Enum):
     OK = "ok"
-    BOT = "bot"  # answer as if it worked; store nothing
+    HOLD = "hold"  # looks automated: answer as if it worked; store it held, mail nothing
     EXPIRED = "expired"  # tell the person; keep their input
     RATE_LIMITED = "rate_limited"  # tell the person; keep their input
+
+
+@dataclass(frozen=True)
+class Screening:
+    verdict: Verdict
+    hold_reason: str | None = None  # one of HOLD_REASONS when verdict is HOLD
+    nonce: str | None = None  # the form token's nonce, when the token is genuine
 
 
 HUMAN_MESSAGES = {
@@ -40,6 +63,19 @@ HUMAN_MESSAGES = {
 }
 
 
+class FormFields(dict[str, Any]):
+    """The posted fields, first value of each; `getlist` gives every value of one field."""
+
+    def __init__(self, pairs: list[tuple[str, Any]]) -> None:
+        super().__init__()
+        self._pairs = pairs
+        for key, value in pairs:
+            self.setdefault(key, value)
+
+    def getlist(self, key: str) -> list[Any]:
+        return [v for k, v in self._pairs if k == key]
+
+
 def tokens_of(request: Request) -> Tokens:
     tokens = getattr(request.app.state, "tokens", None)
     if tokens is None:
@@ -48,28 +84,104 @@ def tokens_of(request: Request) -> Tokens:
 
 
 def issue_form_token(request: Request, form: str) -> str:
-    """A token for one rendering of form `form` (stamped with the current time)."""
-    return tokens_of(request).dumps("form", form)
+    """A token for one rendering of form `form`: the current time and a random nonce, signed."""
+    return tokens_of(request).dumps("form", {"form": form, "nonce": secrets.token_urlsafe(12)})
 
 
-async def screen_submission(request: Request, session: AsyncSession, data: Mapping[str, Any], *,
-                            form: str) -> Verdict:
-    """Decide whether a submission of `form` comes from a person who may send it now."""
+def _form_and_nonce(payload: Any, token: str) -> tuple[str, str]:
+    if isinstance(payload, dict):
+        return str(payload.get("form")), str(payload.get("nonce"))[:64]
+    # a token issued before tokens had a nonce (a bare form name): its own hash stands in
+    return str(payload), hashlib.sha256(token.encode()).hexdigest()[:32]
+
+
+def _judge_token(request: Request, token: Any, form: str) -> tuple[str | None, str | None, bool]:
+    """(hold reason, nonce, expired) for the submitted token."""
     settings = settings_of(request)
-    if str(data.get(HONEYPOT_FIELD) or "").strip():
-        return Verdict.BOT
-    token = data.get(TOKEN_FIELD)
     if not isinstance(token, str) or not token:
-        return Verdict.BOT
+        return MISSING, None, False
     try:
-        name, age = tokens_of(request).loads_with_age("form", token)
+        payload, age = tokens_of(request).loads_with_age("form", token)
     except TokenError:
-        return Verdict.BOT
-    if name != form or age < settings.form_min_seconds:
-        return Verdict.BOT
+        return TAMPERED, None, False
+    name, nonce = _form_and_nonce(payload, token)
+    if name != form:
+        return TAMPERED, None, False
     if age > settings.form_max_age_seconds:
-        return Verdict.EXPIRED
-    allowed = await hit_rate_limit(session, key=f"form:{client_ip(request)}", limit=settings.form_rate_limit)
+        return None, nonce, True
+    if age < settings.form_min_seconds:
+        return TOO_FAST, nonce, False
+    return None, nonce, False
+
+
+async def screen(request: Request, data: dict[str, Any], *, form: str) -> Screening:
+    """Decide how a submission of `form` is taken: as sent, held, or refused with a notice.
+
+    The per-IP hit is counted in its own short transaction (not the request's), so the counter
+    row is locked only while its upsert runs and a hit counts even when the submission is then
+    refused."""
+    settings = settings_of(request)
+    reason, nonce, expired = _judge_token(request, data.get(TOKEN_FIELD), form)
+    if str(data.get(HONEYPOT_FIELD) or "").strip():
+        reason = HONEYPOT
+    if expired and reason is None:
+        return Screening(Verdict.EXPIRED)
+    async with short_transaction(request.app.state.sessions) as session:
+        allowed = await hit_rate_limit(session, key=f"form:{ip_limit_key(client_ip(request))}",
+                                       limit=settings.form_rate_limit)
     if not allowed:
-        return Verdict.RATE_LIMITED
-    return Verdict.OK
+        return Screening(Verdict.RATE_LIMITED)
+    if reason is not None:
+        return Screening(Verdict.HOLD, reason, nonce)
+    return Screening(Verdict.OK, None, nonce)
+
+
+def _content_type(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";")[0].strip().lower()
+
+
+async def read_form(request: Request) -> FormFields:
+    """The posted fields. Bytes that are not UTF-8 become U+FFFD, which validation then refuses
+    by field name; no files; at most MAX_FIELDS fields."""
+    ctype = _content_type(request)
+    if ctype == "application/x-www-form-urlencoded":
+        body = (await request.body()).decode("utf-8", "replace")
+        try:
+            pairs: list[tuple[str, Any]] = parse_qsl(body, keep_blank_values=True, encoding="utf-8",
+                                                     errors="replace", max_num_fields=MAX_FIELDS)
+        except ValueError:
+            raise HTTPException(400, "The form has too many fields.") from None
+    elif ctype == "multipart/form-data":
+        try:
+            form = await request.form(max_files=0, max_fields=MAX_FIELDS)
+        except UnicodeDecodeError:
+            raise HTTPException(400, "The form data is not valid UTF-8.") from None
+        pairs = [(k, v) for k, v in form.multi_items() if isinstance(v, str)]
+    else:
+        raise HTTPException(415, "Please send the form as application/x-www-form-urlencoded or multipart/form-data.")
+    return FormFields(pairs)
+
+
+async def read_json(request: Request, *, what: str) -> dict[str, Any]:
+    """The body as a JSON object of fields; a clear 400/415 for anything else (`what` names the
+    thing sent, for the message). Nesting deeper than Python's recursion limit is a 400 too."""
+    if _content_type(request) != "application/json":
+        raise HTTPException(415, f"Send {what} as JSON with Content-Type: application/json.")
+    body = await request.body()
+    try:
+        data = json.loads(body.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise HTTPException(400, "The request body is not valid UTF-8.") from None
+    except RecursionError:
+        raise HTTPException(400, "The request body is nested too deeply; send a JSON object of fields.") from None
+    except ValueError:
+        raise HTTPException(400, "The request body is not valid JSON.") from None
+    if not isinstance(data, dict):
+        raise HTTPException(400, "The request body must be a JSON object of fields.")
+    for field, value in data.items():
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                raise HTTPException(400, f"The field {field!r} is not valid Unicode.") from None
+    return data

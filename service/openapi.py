@@ -45,7 +45,10 @@ _COMMON = {
 }
 _FORM_TOKEN_FIELD = {"type": "string", "description": "From GET /api/form-token (inquiries) or "
                                                      "GET /api/subscriptions (newsletter); signed and timed."}
-_HONEYPOT = {"type": "string", "description": "Leave empty: a filled-in value marks the sender as a bot."}
+_HONEYPOT = {"type": "string", "description": "Leave empty: a filled-in value marks the submission as automated "
+                                            "(it is held for review, not sent on)."}
+_RECEIPT = {"type": "string", "pattern": "^[A-Za-z0-9_-]{22}$",
+            "description": "An opaque receipt, fresh for every answer (a duplicate gets a new one too)."}
 
 INQUIRY_REQUEST = {
     "type": "object",
@@ -87,11 +90,11 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
         "summary": "Send an inquiry (the contact form's JSON twin for the blog's script)",
         "requestBody": {"required": True, "content": {"application/json": {"schema": INQUIRY_REQUEST}}},
         "responses": {
-            "201": _json({"type": "object", "required": ["id"], "properties": {"id": {"type": "integer"}}},
-                         "Stored (or a duplicate of one stored moments ago: the same id)."),
-            "202": _json({"type": "object", "required": ["status"], "properties": {"status": _STR}},
-                         "Received but not stored: the request looked automated."),
-            "400": _json(_ERROR, "The body is not a JSON object of fields in valid UTF-8."),
+            "201": _json({"type": "object", "required": ["id"], "properties": {"id": _RECEIPT}},
+                         "Received: stored (held for review when it looked automated), or a duplicate of one "
+                         "stored moments ago. The answer is the same in every case."),
+            "400": _json(_ERROR, "The body is not a JSON object of fields in valid UTF-8 (or is nested too "
+                                 "deeply)."),
             "415": _json(_ERROR, "Content-Type is not application/json."),
             "422": _json(_FIELD_ERRORS, "Fields are missing or wrong, or the form token expired."),
             "429": _json(_ERROR, "Too many inquiries from this address.", _RETRY_AFTER),
@@ -121,7 +124,9 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
         "responses": {
             "202": _json({"type": "object", "required": ["message"], "properties": {"message": _STR}},
                          "Accepted; the same answer whether or not the address was known."),
-            "400": _json(_ERROR, "The body is not a JSON object."),
+            "400": _json(_ERROR, "The body is not a JSON object of fields in valid UTF-8 (or is nested too "
+                                 "deeply)."),
+            "415": _json(_ERROR, "Content-Type is not application/json."),
             "422": _json(_FIELD_ERRORS, "Fields are missing or wrong, or the form token expired."),
             "429": _json(_ANY_ERROR, "Too many signups from this address."),
         },

@@ -1,9 +1,11 @@
-"""Fixed-window rate limits kept in the database, so every app process shares them."""
+"""Fixed-window rate limits kept in the database, so every app process shares them, and the one
+rule that turns a client's address into the key a per-IP limit counts (`ip_limit_key`)."""
 
 from __future__ import annotations
 
 import datetime as dt
 import functools
+import ipaddress
 import time
 from typing import Any
 
@@ -24,6 +26,25 @@ class RateLimitCounter(Base):
     window_start: Mapped[int] = mapped_column(Integer, primary_key=True)
     count: Mapped[int] = mapped_column(Integer, default=0)
     expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, index=True)
+
+
+IPV6_PREFIX = 64
+
+
+def ip_limit_key(ip: str) -> str:
+    """What a per-IP limit counts for `ip`: an IPv4 address alone (an IPv4-mapped IPv6 address
+    counts as its IPv4 address), an IPv6 address by its /64 network, since one subscriber or
+    host is handed a whole /64 and could otherwise walk past every limit. Anything that is not
+    an address (a test client's name) is its own key."""
+    try:
+        address = ipaddress.ip_address(ip.strip())
+    except ValueError:
+        return ip
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network((address, IPV6_PREFIX), strict=False))
+    return str(address)
 
 
 async def hit_rate_limit(session: AsyncSession, *, key: str, limit: RateLimit) -> bool:

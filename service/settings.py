@@ -69,6 +69,8 @@ class Settings:
     form_min_seconds: float = 3.0
     form_max_age_seconds: int = 2 * 60 * 60
     form_rate_limit: RateLimit = field(default_factory=lambda: RateLimit(10, 600))
+    held_retention_days: int = 30
+    held_warn_count: int = 200
     log_level: str = "info"
     dkim_private_key_file: str | None = None
     dkim_selector: str | None = None
@@ -163,6 +165,8 @@ def _parse(config: Config) -> Settings:
         form_max_age_seconds=_int(config, "FORM_MAX_AGE_SECONDS", d.form_max_age_seconds, minimum=60),
         form_rate_limit=_rate_limit(_get(config, "FORM_RATE_LIMIT", "10/600") or "10/600"),
         inquiry_retention_days=_int(config, "INQUIRY_RETENTION_DAYS", d.inquiry_retention_days, minimum=1),
+        held_retention_days=_int(config, "HELD_RETENTION_DAYS", d.held_retention_days, minimum=1, maximum=3650),
+        held_warn_count=_int(config, "HELD_WARN_COUNT", d.held_warn_count, minimum=1),
         log_level=_choice("LOG_LEVEL", (_get(config, "LOG_LEVEL", "info") or "info").lower(),
                           ("debug", "info", "warning", "error")),
     )

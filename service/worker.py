@@ -76,6 +76,18 @@ async def _newsletter_purge_job(ctx: WorkerContext) -> int:
         return await purge_unconfirmed(session, now=utcnow())
 
 
+async def _held_purge_job(ctx: WorkerContext) -> int:
+    """Delete held inquiries and held signups older than HELD_RETENTION_DAYS."""
+    from service.inquiries.held import purge_held
+    from service.newsletter.flows import purge_held_signups
+
+    async with transaction(ctx.sessions) as session:
+        now = utcnow()
+        await purge_held(session, settings=ctx.settings, now=now)
+        await purge_held_signups(session, settings=ctx.settings, now=now)
+    return 0
+
+
 async def _feed_job(ctx: WorkerContext) -> int:
     from service.articles.flows import import_articles
 
@@ -94,6 +106,7 @@ def default_loops(settings: Settings | None = None) -> list[Loop]:
         Loop("outbox", _outbox_job, 1.0),
         Loop("housekeeping", _housekeeping_job, 300.0),
         Loop("newsletter-purge", _newsletter_purge_job, 3600.0),
+        Loop("held-purge", _held_purge_job, 3600.0),
         Loop("campaigns", campaign_send_job, 1.0),
         Loop("campaign-schedule", campaign_schedule_job, 30.0),
         Loop("inquiry-retention", expire_inquiries_job, 3600.0),

@@ -88,7 +88,7 @@ async def test_fuzzed_requests_never_get_a_5xx_and_every_4xx_is_a_json_error(
     if isinstance(case.body, dict) and data.draw(st.booleans(), label="real form token"):
         path = "/api/form-token" if "inquiries" in label else "/api/subscriptions"
         case.body["form_token"] = (await api.get(path)).json()["form_token"]
-        case.body["website"] = ""  # the honeypot: a value here makes any sender a bot (202, nothing stored)
+        case.body["website"] = ""  # the honeypot: a value here holds the submission for review
     kwargs = case.as_transport_kwargs(base_url="http://testserver")
     if "json" in kwargs or kwargs.get("data") is not None:
         wrong_type = data.draw(st.sampled_from([None] * 6 + ["text/plain", "application/x-www-form-urlencoded"]),

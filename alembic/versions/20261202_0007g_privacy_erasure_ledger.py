@@ -1,7 +1,7 @@
 """privacy: the erasure ledger, and outbox messages linked to the inquiry they are about
 
 Revision ID: 0007g
-Revises: 0005p
+Revises: 0006h
 Create Date: 2026-12-02 07:00:00
 """
 
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0007g"
-down_revision: str | None = "0005p"
+down_revision: str | None = "0006h"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

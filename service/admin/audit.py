@@ -1,8 +1,9 @@
 """The audit log: who did what, when, from where. Every domain records through `record_audit`.
 
 Actions in use: sign_in, sign_in_failed, sign_out, password_change, password_set,
-inquiry_view, inquiry_search, inquiry_export, inquiry_status, inquiry_note, inquiry_erase (the id
-only), inquiry_retention (by the worker: how many went, never who), outbox_view, outbox_list,
+inquiry_view, inquiry_search, inquiry_export, inquiry_status, inquiry_note, inquiry_release,
+inquiry_delete_held, inquiry_erase (the id only), inquiry_retention (by the worker: how many went,
+never who), outbox_view, outbox_list,
 outbox_retry, user_invite,
 user_role, user_deactivate, user_reactivate, user_password_link, campaign_test_send, campaign_send,
 campaign_schedule, campaign_approve, campaign_pause, campaign_resume, campaign_cancel,

@@ -27,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.admin.models import ROLES, StaffUser
 from service.db import utcnow
-from service.ratelimit import hit_rate_limit, peek_rate_limit
+from service.ratelimit import hit_rate_limit, ip_limit_key, peek_rate_limit
 from service.settings import RateLimit, Settings
 from service.tokens import TokenError, Tokens
 
@@ -140,7 +140,7 @@ async def authenticate(session: AsyncSession, *, email: str, password: str, ip: 
     """Check a sign-in attempt, counting failures per account and per IP. Callers show the same
     message for every failure, so nobody learns whether an address has an account."""
     now = now or utcnow()
-    ip_key = f"admin-login:{ip}"
+    ip_key = f"admin-login:{ip_limit_key(ip)}"
     user = await get_staff_by_email(session, email) if len(email) <= 320 else None
     password_ok = verify_password(user.password_hash if user else None, password[:MAX_PASSWORD_LENGTH])
     if await peek_rate_limit(session, key=ip_key, limit=IP_LIMIT) >= IP_LIMIT.count:

@@ -1,6 +1,7 @@
 """Inquiry pages: the filtered, searchable list; the detail page (audit-logged: health data)
-with status changes and notes; erasure on the person's request (after typing ERASE or the
-address); the CSV export of the current filter (streamed, audit-logged)."""
+with status changes and notes; Release and Delete of a held inquiry; erasure on the person's
+request (after typing ERASE or the address); the CSV export of the current filter (streamed,
+audit-logged).
 
 from __future__ import annotations
 
@@ -21,14 +22,19 @@ from service.db import get_session
 from service.forms import tokens_of
 from service.inquiries.models import INQUIRY_STATUSES
 from service.validation import safe_http_url
+from service.inquiries.held import NotHeldError, delete_held_inquiry, release_held_inquiry
+from service.inquiries.models import HELD, INQUIRY_STATUSES
+from service.inquiries.queries import InquiryNotFoundError
 from service.web import settings_of
+
+FILTER_STATUSES = (*INQUIRY_STATUSES, HELD)  # "any" means every status but held
 
 
 def _filter(request: Request) -> InquiryFilter:
     params = request.query_params
     status = params.get("status", "")
-    if status and status not in INQUIRY_STATUSES:
-        raise FilterError(f"Status: expected one of {', '.join(INQUIRY_STATUSES)}.")
+    if status and status not in FILTER_STATUSES:
+        raise FilterError(f"Status: expected one of {', '.join(FILTER_STATUSES)}.")
     topic = params.get("topic", "")[:40]
     q = params.get("q", "").strip()[:200]
     since = queries.parse_day(params.get("from"), "From")
@@ -39,8 +45,9 @@ def _filter(request: Request) -> InquiryFilter:
 
 
 async def inquiry_list(request: Request) -> Response:
-    ctx: dict[str, Any] = {"statuses": INQUIRY_STATUSES, "topics": settings_of(request).topics,
-                           "params": request.query_params, "rows": [], "next_url": None, "error": None}
+    ctx: dict[str, Any] = {"statuses": FILTER_STATUSES, "topics": settings_of(request).topics,
+                           "params": request.query_params, "rows": [], "next_url": None, "error": None,
+                           "deleted": request.query_params.get("deleted") == "1"}
     try:
         flt = _filter(request)
         after = queries.parse_cursor(request.query_params.get("after"))
@@ -104,6 +111,8 @@ async def inquiry_status(request: Request) -> Response:
         status = str(form.get("status") or "")
     if status not in INQUIRY_STATUSES:
         return admin_error(request, 422, f"Status: expected one of {', '.join(INQUIRY_STATUSES)}.")
+    if inquiry.status == HELD:
+        return admin_error(request, 409, "This inquiry is held: release it (its emails go out then) or delete it.")
     session = get_session(request)
     before = inquiry.status
     if await queries.set_inquiry_status(session, inquiry=inquiry, status=status, staff_id=staff_of(request).id):
@@ -153,6 +162,29 @@ async def inquiry_erase(request: Request) -> Response:
 
     await erase_inquiry(get_session(request), tokens=tokens_of(request), inquiry_id=inquiry.id, request=request)
     return RedirectResponse("/admin/inquiries?notice=erased", status_code=303)
+async def inquiry_release(request: Request) -> Response:
+    """A held inquiry is genuine: it becomes a new inquiry and its emails go out now."""
+    inquiry_id = request.path_params["inquiry_id"]
+    try:
+        await release_held_inquiry(get_session(request), settings=settings_of(request), inquiry_id=inquiry_id,
+                                   actor=staff_of(request), request=request)
+    except InquiryNotFoundError:
+        return admin_error(request, 404, "There is no such inquiry.")
+    except NotHeldError:
+        return admin_error(request, 409, "This inquiry is not held: only a held inquiry can be released.")
+    return RedirectResponse(f"/admin/inquiries/{inquiry_id}?saved=released", status_code=303)
+
+
+async def inquiry_delete_held(request: Request) -> Response:
+    """A held inquiry is automated: it is deleted (nothing was ever mailed for it)."""
+    try:
+        await delete_held_inquiry(get_session(request), inquiry_id=request.path_params["inquiry_id"],
+                                  actor=staff_of(request), request=request)
+    except InquiryNotFoundError:
+        return admin_error(request, 404, "There is no such inquiry.")
+    except NotHeldError:
+        return admin_error(request, 409, "This inquiry is not held: only a held inquiry can be deleted here.")
+    return RedirectResponse("/admin/inquiries?status=held&deleted=1", status_code=303)
 
 
 CSV_COLUMNS = ("id", "created_at", "status", "name", "email", "phone", "topic", "contact_method", "message",
@@ -185,4 +217,7 @@ routes: list[BaseRoute] = [
     Route("/inquiries/{inquiry_id:int}/status", inquiry_status, methods=["POST"], name="admin_inquiry_status"),
     Route("/inquiries/{inquiry_id:int}/notes", inquiry_note, methods=["POST"], name="admin_inquiry_note"),
     Route("/inquiries/{inquiry_id:int}/erase", inquiry_erase, methods=["GET", "POST"], name="admin_inquiry_erase"),
+    Route("/inquiries/{inquiry_id:int}/release", inquiry_release, methods=["POST"], name="admin_inquiry_release"),
+    Route("/inquiries/{inquiry_id:int}/delete-held", inquiry_delete_held, methods=["POST"],
+          name="admin_inquiry_delete_held"),
 ]

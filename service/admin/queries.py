@@ -15,7 +15,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from service.admin.models import SEARCH_CONFIG, inquiry_search_document
 from service.db import Sessions, utcnow
-from service.inquiries.models import INQUIRY_STATUSES, Inquiry, InquiryEvent
+from service.inquiries.models import HELD, INQUIRY_STATUSES, Inquiry, InquiryEvent
 from service.mail.models import MailboxMessage, OutboxMessage
 from service.newsletter.models import Subscriber, SubscriberTopic
 
@@ -109,6 +109,8 @@ def inquiry_query(flt: InquiryFilter, dialect: str) -> Select[tuple[Inquiry]]:
     stmt = select(Inquiry)
     if flt.status:
         stmt = stmt.where(Inquiry.status == flt.status)
+    else:  # held inquiries are shown under their own filter only
+        stmt = stmt.where(Inquiry.status != HELD)
     if flt.topic:
         stmt = stmt.where(Inquiry.topic == flt.topic)
     if flt.since:

@@ -44,6 +44,7 @@ from service.admin.stats import (
 )
 from service.db import get_session, utcnow
 from service.forms import tokens_of
+from service.inquiries.held import count_held_inquiries
 from service.tokens import TokenError
 from service.web import client_ip, error_response, settings_of
 
@@ -174,6 +175,7 @@ async def dashboard(request: Request) -> Response:
         "campaigns": await list_campaigns(session, limit=5),
         "mail": await mail_trouble(session, now=now), "max_age": _days(settings_of(request).outbox_max_age),
         "local_outbox": settings_of(request).uses_local_outbox,
+        "held_count": await count_held_inquiries(session),
     })
 
 

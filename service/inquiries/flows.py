@@ -20,12 +20,14 @@ from typing import Any
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from service.inquiries.models import CONTACT_METHODS, Inquiry
+from service.forms import REPLAYED
+from service.inquiries.models import CONTACT_METHODS, HELD, Inquiry, new_receipt
 from service.inquiries.queries import (
     add_inquiry_note,
     change_inquiry_status,
-    insert_inquiry_once,
-    insert_inquiry_with_emails,
+    find_earlier,
+    insert_inquiry,
+    lock_submission,
 )
 from service.mail.message import format_address, header_text
 from service.mail.outbox import email_values, queue_emails
@@ -44,7 +46,8 @@ from service.validation import (
 
 __all__ = [
     "ATTRIBUTION_FIELDS", "DEDUPE_WINDOW", "Attribution", "InquiryInput", "Submission", "add_inquiry_note",
-    "after_inquiry_stored", "change_inquiry_status", "clean_attribution", "clean_inquiry", "submit_inquiry",
+    "after_inquiry_stored", "change_inquiry_status", "clean_attribution", "clean_inquiry", "inquiry_emails",
+    "queue_inquiry_emails", "submit_inquiry",
 ]
 
 NAME_MAX = 200
@@ -92,18 +95,10 @@ class Attribution:
 
 @dataclass(frozen=True)
 class Submission:
-    inquiry_id: int
-    created: bool  # False: a duplicate of an inquiry stored moments ago
-
-
-def check_unicode(data: Mapping[str, Any]) -> None:
-    """Refuse text that cannot be stored as UTF-8 (lone surrogates from JSON \\ud800 escapes)."""
-    for field, value in data.items():
-        if isinstance(value, str):
-            try:
-                value.encode("utf-8")
-            except UnicodeEncodeError:
-                raise FieldError(str(field), "contains characters that are not valid Unicode") from None
+    receipt: str  # what the sender is told: opaque, fresh for a duplicate too
+    created: bool  # False: a duplicate (or a double click) of an inquiry stored moments ago
+    held: bool = False
+    inquiry_id: int | None = None  # the row stored, when one was
 
 
 def clean_inquiry(data: Mapping[str, Any], settings: Settings) -> tuple[InquiryInput | None, Errors]:
@@ -162,32 +157,45 @@ def dedupe_key(email: str, message: str) -> str:
 
 async def submit_inquiry(
     session: AsyncSession, *, settings: Settings, inquiry: InquiryInput, attribution: Attribution,
-    now: dt.datetime,
+    now: dt.datetime, nonce: str | None = None, hold_reason: str | None = None,
 ) -> Submission:
-    """Store the inquiry and queue its two emails; a resubmission within DEDUPE_WINDOW is stored once."""
-    values = {**asdict(inquiry), **asdict(attribution), "dedupe_key": dedupe_key(inquiry.email, inquiry.message),
-              "created_at": now}
+    """Store a submission once and, unless it is held (`hold_reason`), queue its two emails.
+
+    `nonce` is its form token's: a token stores one submission. The same token again with the
+    same words is a double click (answered, not stored); with other words it is held as a replay.
+    A submission with the words of one stored within DEDUPE_WINDOW is not stored again either.
+    Every answer carries a fresh receipt, so a duplicate reveals nothing about the earlier one."""
+    key = dedupe_key(inquiry.email, inquiry.message)
+    await lock_submission(session, dedupe_key=key, nonce=nonce)
+    values = {**asdict(inquiry), **asdict(attribution), "dedupe_key": key, "created_at": now, "form_nonce": nonce}
     since = now - DEDUPE_WINDOW
-    if (session.bind.dialect.name == "postgresql" and not inquiry.newsletter_optin
-            and not session.in_transaction()):
-        # The common case in one autocommit statement on its own connection: no BEGIN/COMMIT,
-        # one round trip. The headers are checked (in inquiry_emails) before anything is stored.
-        emails = inquiry_emails(settings, Inquiry(id=0, status="new", status_changed_at=now, **values))
-        async with session.bind.connect() as conn:
-            conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
-            new_id = await insert_inquiry_with_emails(conn, values=values, since=since, emails=emails,
-                                                      admin_base=inquiry_admin_url(settings, 0)[:-1])
-        if new_id is not None:
-            return Submission(new_id, created=True)
-        # the key's lock was taken or a twin exists: the transactional path decides
-    inquiry_id, created = await insert_inquiry_once(session, values=values, since=since)
-    if not created:
-        return Submission(inquiry_id, created=False)
-    # a detached copy of the row just stored (saves reading it back)
-    row = Inquiry(id=inquiry_id, status="new", status_changed_at=now, **values)
-    await queue_inquiry_emails(session, settings=settings, inquiry=row)
-    await after_inquiry_stored(session, settings=settings, inquiry=row)
-    return Submission(inquiry_id, created=True)
+    row = await _insert(session, values, hold_reason, since)
+    if row is None:  # the token or the words were seen before: which?
+        earlier = await find_earlier(session, dedupe_key=key, nonce=nonce, since=since)
+        if earlier.by_token is not None and earlier.by_token[0] == key:  # a double click
+            return Submission(new_receipt(), created=False, held=earlier.by_token[1] == HELD)
+        if earlier.by_token is None and earlier.twin:
+            return Submission(new_receipt(), created=False)
+        # the token already stored other words: held as a replay (or the row it clashed with
+        # is gone since, deleted by staff or the purge: stored as it came)
+        replay = earlier.by_token is not None
+        row = await _insert(session, {**values, "form_nonce": None} if replay else values,
+                            REPLAYED if replay else hold_reason, since)
+        if row is None:
+            return Submission(new_receipt(), created=False)
+    if row.status != HELD:
+        await queue_inquiry_emails(session, settings=settings, inquiry=row)
+        await after_inquiry_stored(session, settings=settings, inquiry=row)
+    return Submission(row.receipt or "", created=True, held=row.status == HELD, inquiry_id=row.id)
+
+
+async def _insert(session: AsyncSession, values: dict[str, Any], hold_reason: str | None,
+                  since: dt.datetime) -> Inquiry | None:
+    """A held submission is stored unless its token stored one before; any other unless a
+    twin not held was stored since `since`, too."""
+    if hold_reason is not None:
+        return await insert_inquiry(session, values={**values, "status": HELD, "held_reason": hold_reason})
+    return await insert_inquiry(session, values=values, unless_twin_since=since)
 
 
 async def after_inquiry_stored(session: AsyncSession, *, settings: Settings, inquiry: Inquiry) -> None:
@@ -231,8 +239,7 @@ STAFF_SUBJECT_BEFORE = "New inquiry #"
 
 def inquiry_emails(settings: Settings, inquiry: Inquiry) -> list[dict[str, Any]]:
     """Outbox rows (`email_values`, headers checked) for the staff notification (Reply-To: the
-    client) and the client's automatic reply. The staff row is marked `with_id`, with its subject
-    around the id, for `insert_inquiry_with_emails`, which puts the id in as the row is stored."""
+    client) and the client's automatic reply."""
     method = CONTACT_METHOD_LABELS.get(inquiry.contact_method, inquiry.contact_method)
     client = mail_address(inquiry.email)
     now = inquiry.created_at
@@ -253,7 +260,6 @@ def inquiry_emails(settings: Settings, inquiry: Inquiry) -> list[dict[str, Any]]
         headers={"Auto-Submitted": "auto-generated", "X-Tidings-Kind": "inquiry_staff"},
         now=now,
     )
-    staff.update(with_id=True, subject_before=STAFF_SUBJECT_BEFORE, subject_after=subject_after)
     if client is None:  # stored and notified; staff answer from their own mail client
         return [staff]
     return [staff, email_values(
@@ -273,9 +279,4 @@ def inquiry_emails(settings: Settings, inquiry: Inquiry) -> list[dict[str, Any]]
 async def queue_inquiry_emails(session: AsyncSession, *, settings: Settings, inquiry: Inquiry) -> None:
     """Queue both emails of a stored inquiry with one INSERT; the outbox worker renders them.
     Each row is linked to the inquiry, so its copies go when the inquiry is erased or expires."""
-    rows = [{**{k: v for k, v in row.items() if k not in _ID_MARKS}, "inquiry_id": inquiry.id}
-            for row in inquiry_emails(settings, inquiry)]
-    await queue_emails(session, rows)
-
-
-_ID_MARKS = ("with_id", "subject_before", "subject_after")
+    await queue_emails(session, [{**row, "inquiry_id": inquiry.id} for row in inquiry_emails(settings, inquiry)])

@@ -4,14 +4,23 @@ from, and every status change and internal note staff made on it. Treat as healt
 from __future__ import annotations
 
 import datetime as dt
+import secrets
 
 from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from service.db import Base, UTCDateTime, utcnow
 
+# The statuses staff move an inquiry through.
 INQUIRY_STATUSES = ("new", "contacted", "qualified", "closed", "spam")
+# A submission that looked automated: stored, mailed nothing, until staff release or delete it.
+HELD = "held"
 CONTACT_METHODS = ("email", "phone", "either")
+
+
+def new_receipt() -> str:
+    """The opaque id a submitter is given (never the row id: it would reveal earlier inquiries)."""
+    return secrets.token_urlsafe(16)
 
 
 class Inquiry(Base):
@@ -41,6 +50,12 @@ class Inquiry(Base):
     user_agent: Mapped[str] = mapped_column(String(500), default="")
     # sha256 of the normalised email and message: a resubmission within minutes is stored once
     dedupe_key: Mapped[str] = mapped_column(String(64))
+    # the receipt the submitter was given; rows stored before receipts existed have none
+    receipt: Mapped[str | None] = mapped_column(String(32), default=new_receipt)
+    # the nonce of the form token it came with: a token is good for one stored submission
+    form_nonce: Mapped[str | None] = mapped_column(String(64))
+    # why it was held (see service.forms.HOLD_REASONS); kept after a release, as history
+    held_reason: Mapped[str | None] = mapped_column(String(32))
 
     events: Mapped[list[InquiryEvent]] = relationship(
         back_populates="inquiry", cascade="all, delete-orphan", order_by="InquiryEvent.id", lazy="raise"
@@ -50,6 +65,8 @@ class Inquiry(Base):
         Index("ix_inquiries_created_at_id", "created_at", "id"),
         Index("ix_inquiries_status_created_at_id", "status", "created_at", "id"),
         Index("ix_inquiries_dedupe_key_created_at", "dedupe_key", "created_at"),
+        Index("ix_inquiries_receipt", "receipt", unique=True),
+        Index("ix_inquiries_form_nonce", "form_nonce", unique=True),
     )
 
 

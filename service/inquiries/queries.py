@@ -1,19 +1,20 @@
-"""SQL for inquiries: storing a submission once, reading it back, and the staff's status changes
-and notes (each recorded as an InquiryEvent with its time). None of these commit."""
+"""SQL for inquiries: storing a submission once (one transactional path on both databases),
+reading it back, held inquiries, and the staff's status changes and notes (each recorded as an
+InquiryEvent with its time). None of these commit."""
 
 from __future__ import annotations
 
 import datetime as dt
 import functools
-import hashlib
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import BigInteger, String, bindparam, exists, func, insert, select, text
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy import and_, bindparam, delete, exists, func, insert, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from service.db import utcnow
-from service.inquiries.models import INQUIRY_STATUSES, Inquiry, InquiryEvent
+from service.db import lock_names, utcnow
+from service.inquiries.models import HELD, INQUIRY_STATUSES, Inquiry, InquiryEvent, new_receipt
 
 NOTE_MAX_LENGTH = 10_000
 
@@ -26,160 +27,75 @@ class InquiryNotFoundError(LookupError):
     """No inquiry has that id."""
 
 
-def _lock_id(dedupe_key: str) -> int:
-    return int.from_bytes(hashlib.sha256(dedupe_key.encode()).digest()[:8], "big", signed=True)
+async def lock_submission(session: AsyncSession, *, dedupe_key: str, nonce: str | None) -> None:
+    """Serialise, until the transaction ends, submissions with the same words from the same
+    address or with the same form token, so that two at once cannot both be stored."""
+    names = [f"inquiry-dedupe:{dedupe_key}"] + ([f"inquiry-token:{nonce}"] if nonce else [])
+    await lock_names(session, *names)
 
 
-async def lock_dedupe_key(session: AsyncSession, *, dedupe_key: str) -> None:
-    """Serialise submissions with the same dedupe key until the transaction ends, so that a
-    double-click cannot store two inquiries. SQLite needs nothing: its transactions begin
-    IMMEDIATE, so writers already run one at a time."""
-    if session.bind.dialect.name == "postgresql":
-        await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _lock_id(dedupe_key)})
+@dataclass(frozen=True)
+class Earlier:
+    """What was stored before that a new submission must be compared with."""
+
+    by_token: tuple[str, str] | None  # (dedupe key, status) of the inquiry stored with this form token
+    twin: bool  # an inquiry (not held) with the same dedupe key was stored at or after `since`
 
 
-async def find_recent_duplicate(session: AsyncSession, *, dedupe_key: str, since: dt.datetime) -> int | None:
-    """The id of an inquiry with this dedupe key stored at or after `since`, if any."""
-    stmt = (
-        select(Inquiry.id)
-        .where(Inquiry.dedupe_key == dedupe_key, Inquiry.created_at >= since)
-        .order_by(Inquiry.id)
-        .limit(1)
-    )
-    return (await session.execute(stmt)).scalar_one_or_none()
+async def find_earlier(session: AsyncSession, *, dedupe_key: str, nonce: str | None, since: dt.datetime) -> Earlier:
+    """The inquiry stored with form token `nonce` and whether a recent twin exists, in one query."""
+    recent_twin = and_(Inquiry.dedupe_key == dedupe_key, Inquiry.created_at >= since, Inquiry.status != HELD)
+    condition = recent_twin if nonce is None else or_(Inquiry.form_nonce == nonce, recent_twin)
+    stmt = select(Inquiry.dedupe_key, Inquiry.status, Inquiry.form_nonce, Inquiry.created_at).where(condition).limit(2)
+    by_token, twin = None, False
+    for key, status, form_nonce, created_at in (await session.execute(stmt)).all():
+        if nonce is not None and form_nonce == nonce:
+            by_token = (key, status)
+        if key == dedupe_key and created_at >= since and status != HELD:
+            twin = True
+    return Earlier(by_token, twin)
 
 
-async def insert_inquiry_once(session: AsyncSession, *, values: dict[str, Any], since: dt.datetime) -> tuple[int, bool]:
-    """Store an inquiry (status new) unless one with the same dedupe key was stored at or after
-    `since`: (id, True) for a new row, (id of the earlier one, False) for a duplicate."""
-    key = values["dedupe_key"]
-    row = {**values, "status": "new", "status_changed_at": values["created_at"]}
-    if session.bind.dialect.name == "postgresql":
-        # Fast path, one round trip: take the key's lock without waiting and insert in the same
-        # statement. If the lock is taken (a concurrent twin is being stored) or a recent twin
-        # exists, nothing is inserted and the slow path below waits for the lock and looks
-        # again in a new statement, whose snapshot then includes the twin once committed.
-        new_id = await _insert_unless_recent(session, row, since, True)
-        if new_id is not None:
-            return new_id, True
-    await lock_dedupe_key(session, dedupe_key=key)
-    new_id = await _insert_unless_recent(session, row, since, False)
-    if new_id is not None:
-        return new_id, True
-    existing = await find_recent_duplicate(session, dedupe_key=key, since=since)
-    assert existing is not None  # the NOT EXISTS above saw it, under the key's lock
-    return existing, False
-
-
-async def _insert_unless_recent(session: AsyncSession, row: dict[str, Any], since: dt.datetime,
-                                lock: bool) -> int | None:
-    stmt = _insert_statement(tuple(row), lock)
-    params = {**row, "since": since}
-    if lock:
-        params["lock_id"] = _lock_id(row["dedupe_key"])
-    connection = await session.connection()
-    new_id = (await connection.execute(stmt, params)).scalar_one_or_none()
-    return None if new_id is None else int(new_id)
+async def insert_inquiry(session: AsyncSession, *, values: dict[str, Any],
+                         unless_twin_since: dt.datetime | None = None) -> Inquiry | None:
+    """Store an inquiry (status "new" unless `values` say otherwise) unless one was stored with
+    the same form token (`form_nonce`) or, with `unless_twin_since`, one not held has the same
+    dedupe key and was stored at or after that time: a detached copy of the row stored, or None.
+    One `INSERT … SELECT … WHERE NOT EXISTS` (the look-up and the insert in one round trip),
+    compiled once per column set; run it under `lock_submission` so that the check holds."""
+    row = {"status": "new", "status_changed_at": values["created_at"], "receipt": new_receipt(),
+           "form_nonce": None, "held_reason": None, **values}
+    twin = unless_twin_since is not None
+    params = {**row, "since": unless_twin_since} if twin else row
+    new_id = (await session.execute(_insert_statement(tuple(row), twin), params)).scalar_one_or_none()
+    return None if new_id is None else Inquiry(id=int(new_id), **row)
 
 
 @functools.lru_cache(maxsize=8)
-def _insert_statement(keys: tuple[str, ...], lock: bool) -> Any:
-    """INSERT INTO inquiries (...) SELECT :values... WHERE NOT EXISTS (a recent twin) [and the
-    dedupe key's advisory lock was free]: built once per column set, so SQLAlchemy compiles it
-    once and each request only binds its values."""
+def _insert_statement(keys: tuple[str, ...], twin: bool) -> Any:
+    """Built once per column set, so SQLAlchemy compiles it once and a request only binds values."""
     table = Inquiry.__table__
     columns = table.c
-    recent = select(columns.id).where(
-        columns.dedupe_key == bindparam("dedupe_key", type_=columns.dedupe_key.type),
-        columns.created_at >= bindparam("since", type_=columns.created_at.type),
-    )
-    source = select(*(bindparam(k, type_=columns[k].type) for k in keys)).where(~exists(recent))
-    if lock:
-        got = select(func.pg_try_advisory_xact_lock(bindparam("lock_id", type_=BigInteger())).label("got"))
-        cte = got.cte("dedupe_lock")
-        source = source.select_from(cte).where(cte.c.got)
+    binds = {k: bindparam(k, type_=columns[k].type) for k in keys}
+    same_token = select(columns.id).where(columns.form_nonce == binds["form_nonce"])
+    source = select(*binds.values()).where(~exists(same_token))
+    if twin:
+        recent = select(columns.id).where(
+            columns.dedupe_key == binds["dedupe_key"], columns.status != HELD,
+            columns.created_at >= bindparam("since", type_=columns.created_at.type))
+        source = source.where(~exists(recent))
     return insert(table).from_select(list(keys), source, include_defaults=False).returning(columns.id)
 
 
-# -- PostgreSQL: the inquiry and its emails in one autocommit statement ----------------------
+async def purge_held_inquiries(session: AsyncSession, *, before: dt.datetime) -> int:
+    """Delete held inquiries stored before `before`; how many went."""
+    stmt = delete(Inquiry).where(Inquiry.status == HELD, Inquiry.created_at < before)
+    result = await session.execute(stmt.execution_options(synchronize_session=False))
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
-async def insert_inquiry_with_emails(
-    connection: AsyncConnection, *, values: dict[str, Any], since: dt.datetime, emails: Sequence[dict[str, Any]],
-    admin_base: str,
-) -> int | None:
-    """PostgreSQL only, on a connection in autocommit: one statement (so one transaction and one
-    round trip, no BEGIN/COMMIT) that takes the dedupe key's advisory lock without waiting, stores
-    the inquiry unless a recent twin exists, and queues `emails` (rows from `email_values`) for it,
-    linked to it by `inquiry_id`.
-    An email whose `with_id` is true gets the new id put into its subject (between
-    `subject_before` and `subject_after`) and into its context as `inquiry_id` and `admin_url`
-    (`admin_base` + id). None, with nothing stored, when the lock was taken or a twin exists:
-    the caller then takes the slow path (`insert_inquiry_once`)."""
-    key = values["dedupe_key"]
-    row = {**values, "status": "new", "status_changed_at": values["created_at"]}
-    params: dict[str, Any] = {f"i_{k}": v for k, v in row.items()}
-    params.update(since=since, lock_id=_lock_id(key), admin_base=admin_base)
-    for n, email in enumerate(emails):
-        params.update({f"o{n}_{k}": v for k, v in email.items() if k in _OUTBOX_COLUMNS})
-        params.update({f"o{n}_with_id": bool(email.get("with_id")),
-                       f"o{n}_subject_before": email.get("subject_before", ""),
-                       f"o{n}_subject_after": email.get("subject_after", "")})
-    result = await connection.execute(_combined_statement(tuple(row), len(emails)), params)
-    new_id = result.scalar_one_or_none()
-    return None if new_id is None else int(new_id)
-
-
-_OUTBOX_COLUMNS = ("created_at", "kind", "recipient", "subject", "message_id", "template", "context", "headers",
-                   "status", "attempts", "next_attempt_at")
-
-
-@functools.lru_cache(maxsize=8)
-def _combined_statement(keys: tuple[str, ...], n_emails: int) -> Any:
-    from sqlalchemy.dialects import postgresql
-
-    from service.mail.models import OutboxMessage
-
-    dialect = postgresql.dialect()  # type: ignore[no-untyped-call]
-    inq = Inquiry.__table__.c
-    out = OutboxMessage.__table__.c
-
-    def typed(name: str, column: Any) -> str:
-        # VARCHAR without its length: a cast to VARCHAR(n) would cut a longer value silently
-        sql_type = "VARCHAR" if type(column.type) is String else column.type.compile(dialect=dialect)
-        return f"CAST(:{name} AS {sql_type})"
-
-    rows = []
-    for n in range(n_emails):
-        cells = [typed(f"o{n}_{c}", out[c]) for c in _OUTBOX_COLUMNS]
-        cells += [f"CAST(:o{n}_with_id AS BOOLEAN)", f"CAST(:o{n}_subject_before AS VARCHAR)",
-                  f"CAST(:o{n}_subject_after AS VARCHAR)"]
-        rows.append(f"({', '.join(cells)})")
-    outbox_select = [f"v.{c}" for c in _OUTBOX_COLUMNS]
-    outbox_select[_OUTBOX_COLUMNS.index("subject")] = (
-        "CASE WHEN v.with_id THEN v.subject_before || ins.id || v.subject_after ELSE v.subject END")
-    outbox_select[_OUTBOX_COLUMNS.index("context")] = (
-        "CASE WHEN v.with_id THEN CAST(CAST(v.context AS JSONB) || jsonb_build_object("
-        "'inquiry_id', ins.id, 'admin_url', CAST(:admin_base AS VARCHAR) || ins.id) AS TEXT) ELSE v.context END")
-    sql = f"""
-WITH dedupe_lock AS (SELECT pg_try_advisory_xact_lock(CAST(:lock_id AS BIGINT)) AS got),
-ins AS (
-  INSERT INTO inquiries ({', '.join(keys)})
-  SELECT {', '.join(typed(f"i_{k}", inq[k]) for k in keys)}
-  FROM dedupe_lock
-  WHERE dedupe_lock.got AND NOT EXISTS (
-    SELECT 1 FROM inquiries WHERE dedupe_key = CAST(:i_dedupe_key AS VARCHAR)
-      AND created_at >= CAST(:since AS TIMESTAMP WITH TIME ZONE))
-  RETURNING id
-),
-queued AS (
-  INSERT INTO outbox_messages ({', '.join(_OUTBOX_COLUMNS)}, inquiry_id)
-  SELECT {', '.join(outbox_select)}, ins.id
-  FROM ins CROSS JOIN (VALUES {', '.join(rows)})
-    AS v({', '.join(_OUTBOX_COLUMNS)}, with_id, subject_before, subject_after)
-)
-SELECT id FROM ins"""
-    return text(sql)
+async def count_held_inquiries(session: AsyncSession) -> int:
+    return int(await session.scalar(select(func.count()).select_from(Inquiry).where(Inquiry.status == HELD)) or 0)
 
 
 async def get_inquiry(session: AsyncSession, *, inquiry_id: int) -> Inquiry | None:

@@ -2,25 +2,23 @@
 token for that script, and the thank-you page.
 
 Answers, by who sent it:
-- a person, valid: 303 to /contact/thanks (JSON: 201 {"id": n}); a duplicate gets the same answer
-  with the id of the inquiry stored moments ago, and no second email;
+- a person, valid: 303 to /contact/thanks (JSON: 201 {"id": receipt}, an opaque receipt that is
+  fresh for every answer); a duplicate or a double click gets the same answer and no second
+  email, and nothing in it tells it apart;
 - a person, invalid: the form again, every value kept, each error by its field (422);
-  token expired: 422 with a notice; too many forms from one address: 429 with a notice;
-- a bot (honeypot filled, token tampered or too young): an ordinary success, 303 to the thank-you
-  page (JSON: 202 {"status": "received"}, no id, since nothing was created); nothing is stored
-  or mailed;
+  token expired: 422 with a notice; too many forms from one connection: 429 with a notice;
+- a submission that looks automated (honeypot filled, token missing, tampered, replayed or too
+  young): the same answer as a person's; it is stored *held* and mails nothing until staff
+  release it (see service/inquiries/held.py);
 - a plain HTML form on the blog that posts here without any token: this page again with the
   values filled in and a fresh token, asking to press Send once more (see docs/inquiries.md).
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import parse_qsl
 
-from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
@@ -28,19 +26,27 @@ from starlette.routing import BaseRoute, Route
 
 from service.cors import ApiCorsMiddleware
 from service.db import get_session, utcnow
-from service.forms import HONEYPOT_FIELD, HUMAN_MESSAGES, TOKEN_FIELD, Verdict, issue_form_token, screen_submission
+from service.forms import (
+    HONEYPOT_FIELD,
+    HUMAN_MESSAGES,
+    TOKEN_FIELD,
+    Screening,
+    Verdict,
+    issue_form_token,
+    read_form,
+    read_json,
+    screen,
+)
 from service.inquiries.flows import (
     ATTRIBUTION_FIELDS,
     CONTACT_METHOD_LABELS,
     UTM_FIELDS,
     InquiryInput,
     Submission,
-    check_unicode,
     clean_attribution,
     clean_inquiry,
     submit_inquiry,
 )
-from service.validation import FieldError
 from service.web import client_ip, render, settings_of
 
 FORM = "inquiry"
@@ -62,20 +68,19 @@ async def contact_form(request: Request) -> Response:
 
 
 async def contact_submit(request: Request) -> Response:
-    data = await _read_form(request)
+    data: dict[str, Any] = dict(await read_form(request))
     if not data.get(TOKEN_FIELD) and not str(data.get(HONEYPOT_FIELD) or "").strip():
         data["source_page"] = data.get("source_page") or request.headers.get("referer", "")
         return _form_page(request, data, {}, notice=CONFIRM_NOTICE, notice_kind="notice")
-    verdict = await _screen(request, data)
-    if verdict is Verdict.BOT:
-        return RedirectResponse("/contact/thanks", status_code=303)
-    if verdict is not Verdict.OK:
+    screening = await screen(request, data, form=FORM)
+    verdict = screening.verdict
+    if verdict in _STATUS:
         return _form_page(request, data, {}, notice=HUMAN_MESSAGES[verdict], status=_STATUS[verdict],
                           headers=_retry_after(request, verdict))
     inquiry, errors = clean_inquiry(data, settings_of(request))
     if inquiry is None:
         return _form_page(request, data, errors, status=422)
-    await _store(request, data, inquiry)
+    await _store(request, data, inquiry, screening)
     return RedirectResponse("/contact/thanks", status_code=303)
 
 
@@ -89,10 +94,9 @@ async def contact_thanks(request: Request) -> Response:
 async def api_submit(request: Request) -> Response:
     if request.method == "OPTIONS":  # not a CORS preflight (ApiCorsMiddleware answers those)
         return Response(status_code=204, headers={"Allow": "POST, OPTIONS"})
-    data = await _read_json(request)
-    verdict = await _screen(request, data)
-    if verdict is Verdict.BOT:
-        return JSONResponse({"status": "received"}, status_code=202)
+    data = await read_json(request, what="the inquiry")
+    screening = await screen(request, data, form=FORM)
+    verdict = screening.verdict
     if verdict is Verdict.EXPIRED:
         return JSONResponse({"errors": {TOKEN_FIELD: HUMAN_MESSAGES[verdict]}}, status_code=422)
     if verdict is Verdict.RATE_LIMITED:
@@ -101,8 +105,8 @@ async def api_submit(request: Request) -> Response:
     inquiry, errors = clean_inquiry(data, settings_of(request))
     if inquiry is None:
         return JSONResponse({"errors": dict(errors)}, status_code=422)
-    submission = await _store(request, data, inquiry)
-    return JSONResponse({"id": submission.inquiry_id}, status_code=201)
+    submission = await _store(request, data, inquiry, screening)
+    return JSONResponse({"id": submission.receipt}, status_code=201)
 
 
 async def api_form_token(request: Request) -> Response:
@@ -122,22 +126,12 @@ def _retry_after(request: Request, verdict: Verdict) -> dict[str, str] | None:
     return {"Retry-After": str(settings_of(request).form_rate_limit.seconds)}
 
 
-async def _screen(request: Request, data: Mapping[str, Any]) -> Verdict:
-    # Not in the request's transaction: the rate-limit counter row is locked only while its
-    # upsert runs, not for the whole request, and a hit counts even when the submission is then
-    # refused. On PostgreSQL the upsert runs in autocommit (no BEGIN/COMMIT round trips).
-    async with request.app.state.sessions() as session:
-        if session.bind.dialect.name == "postgresql":
-            await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
-            return await screen_submission(request, session, data, form=FORM)
-        async with session.begin():
-            return await screen_submission(request, session, data, form=FORM)
-
-
-async def _store(request: Request, data: Mapping[str, Any], inquiry: InquiryInput) -> Submission:
+async def _store(request: Request, data: Mapping[str, Any], inquiry: InquiryInput,
+                 screening: Screening) -> Submission:
     attribution = clean_attribution(data, ip=client_ip(request), user_agent=request.headers.get("user-agent", ""))
     return await submit_inquiry(get_session(request), settings=settings_of(request), inquiry=inquiry,
-                                attribution=attribution, now=utcnow())
+                                attribution=attribution, now=utcnow(), nonce=screening.nonce,
+                                hold_reason=screening.hold_reason)
 
 
 def _form_page(request: Request, data: Mapping[str, Any], errors: Mapping[str, str], *, notice: str | None = None,
@@ -164,50 +158,6 @@ def _text(value: Any) -> str:
 
 def _checked(value: Any) -> bool:
     return value is True or str(value or "").strip().lower() in ("1", "on", "yes", "true")
-
-
-async def _read_form(request: Request) -> dict[str, Any]:
-    """The posted fields (first value of each). Bytes that are not UTF-8 become U+FFFD, which
-    validation then refuses by field name."""
-    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if ctype == "application/x-www-form-urlencoded":
-        body = (await request.body()).decode("utf-8", "replace")
-        try:
-            pairs = parse_qsl(body, keep_blank_values=True, encoding="utf-8", errors="replace", max_num_fields=100)
-        except ValueError:
-            raise HTTPException(400, "The form has too many fields.") from None
-    elif ctype == "multipart/form-data":
-        try:
-            form = await request.form(max_files=0, max_fields=100)
-        except UnicodeDecodeError:
-            raise HTTPException(400, "The form data is not valid UTF-8.") from None
-        pairs = [(k, v) for k, v in form.multi_items()]
-    else:
-        raise HTTPException(415, "Please send the form as application/x-www-form-urlencoded or multipart/form-data.")
-    data: dict[str, Any] = {}
-    for key, value in pairs:
-        data.setdefault(key, value)
-    return data
-
-
-async def _read_json(request: Request) -> dict[str, Any]:
-    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if ctype != "application/json":
-        raise HTTPException(415, "Send the inquiry as JSON with Content-Type: application/json.")
-    body = await request.body()
-    try:
-        data = json.loads(body.decode("utf-8"))
-    except UnicodeDecodeError:
-        raise HTTPException(400, "The request body is not valid UTF-8.") from None
-    except ValueError:
-        raise HTTPException(400, "The request body is not valid JSON.") from None
-    if not isinstance(data, dict):
-        raise HTTPException(400, "The request body must be a JSON object of fields.")
-    try:
-        check_unicode(data)
-    except FieldError as exc:
-        raise HTTPException(400, f"The field {exc.field!r} is not valid Unicode.") from None
-    return data
 
 
 _api_cors = [Middleware(ApiCorsMiddleware)]

@@ -109,6 +109,42 @@ async def request_subscription(
     await queue_confirmation(session, settings=settings, tokens=tokens, subscriber=sub)
 
 
+HELD_SOURCE = "held: "
+
+
+async def hold_subscription(
+    session: AsyncSession, *, settings: Settings, email: str, name: str, topics: Iterable[str] | None, ip: str,
+    user_agent: str, source: str, consent_text: str, reason: str,
+) -> None:
+    """A signup that looked automated (see service.forms): nothing is sent, nothing a person
+    sent is thrown away. An address not known yet is recorded as a pending subscriber whose
+    source starts with "held: " and the reason, with its consent evidence; an ordinary signup of
+    that address later sends the confirmation at once (none went out), and the worker deletes
+    held signups still unconfirmed after HELD_RETENTION_DAYS. A known address is left as it is,
+    so a bot can change nobody's state. Raises FieldError only for an invalid address."""
+    email = clean_email({"email": email})
+    now = utcnow()
+    await queries.insert_pending_subscriber(session, email=email, now=now)
+    sub = await queries.get_subscriber_by_email(session, email=email, for_update=True)
+    assert sub is not None  # inserted or already there, and locked
+    if sub.status != "pending" or sub.signup_at is not None or sub.confirmation_sent_at is not None:
+        return
+    sub.name = " ".join(name.split())[:NAME_MAX]
+    sub.signup_at = now
+    sub.signup_ip = ip[:64]
+    sub.signup_user_agent = user_agent[:UA_MAX]
+    sub.signup_source = f"{HELD_SOURCE}{reason} ({source})"[:SOURCE_MAX]
+    sub.consent_text = consent_text
+    if topics is not None:
+        await queries.set_topics(session, subscriber=sub, topics=normalise_topics(settings, topics))
+
+
+async def purge_held_signups(session: AsyncSession, *, settings: Settings, now: dt.datetime) -> int:
+    """Delete held signups never confirmed after HELD_RETENTION_DAYS (the worker runs this)."""
+    return await queries.purge_held_signups(
+        session, source_prefix=HELD_SOURCE, before=now - dt.timedelta(days=settings.held_retention_days))
+
+
 async def queue_confirmation(session: AsyncSession, *, settings: Settings, tokens: Tokens,
                              subscriber: Subscriber) -> None:
     """Queue the double opt-in email with a fresh confirmation link."""
@@ -264,7 +300,8 @@ def is_mailable(subscriber: Subscriber) -> bool:
 
 __all__ = [
     "RESEND_INTERVAL", "SUPPRESSED_STATUSES", "ConfirmCheck", "ConfirmProblem", "FieldError",
-    "check_confirm_token", "confirm_subscription", "consent_text", "erase_subscriber", "is_mailable",
+    "check_confirm_token", "confirm_subscription", "consent_text", "erase_subscriber", "hold_subscription",
+    "is_mailable", "purge_held_signups",
     "list_unsubscribe_headers", "mark_bounced", "mark_complained", "mask_email", "purge_unconfirmed",
     "queue_confirmation",
     "queue_welcome", "request_subscription", "unsubscribe_subscriber", "update_preferences",

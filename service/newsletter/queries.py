@@ -113,6 +113,17 @@ def _expired_pending(cutoff: dt.datetime) -> ColumnElement[bool]:
     return (Subscriber.status == "pending") & (Subscriber.confirmation_sent_at < cutoff)
 
 
+async def purge_held_signups(session: AsyncSession, *, source_prefix: str, before: dt.datetime) -> int:
+    """Delete held signups (pending, never sent a confirmation, source starting with
+    `source_prefix`) recorded before `before`; how many went."""
+    stmt = delete(Subscriber).where(
+        Subscriber.status == "pending", Subscriber.confirmation_sent_at.is_(None),
+        Subscriber.signup_source.startswith(source_prefix, autoescape=True), Subscriber.signup_at < before,
+    )
+    result = await session.execute(stmt.execution_options(synchronize_session=False))
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
 async def purge_expired_pending(session: AsyncSession, *, cutoff: dt.datetime, limit: int = 500) -> int:
     """Delete unconfirmed signups whose confirmation link has expired; a row that was once
     unsubscribed, bounced or complained goes back to that status instead (its record stays)."""

@@ -7,22 +7,26 @@ cannot make a browser act with authority it does not already hold in the URL its
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from starlette.datastructures import FormData
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from service.cors import ApiCorsMiddleware
 from service.db import get_session
 from service.forms import (
     HONEYPOT_FIELD,
     HUMAN_MESSAGES,
     TOKEN_FIELD,
+    Screening,
     Verdict,
     issue_form_token,
-    screen_submission,
+    read_form,
+    read_json,
+    screen,
     tokens_of,
 )
 from service.newsletter import flows, queries
@@ -32,6 +36,7 @@ from service.validation import Errors, clean_email, clean_text
 from service.web import client_ip, render, settings_of
 
 FORM = "newsletter"
+_REFUSED = {Verdict.EXPIRED: 422, Verdict.RATE_LIMITED: 429}  # told to the person, who keeps their input
 THANKS = "/subscribe/thanks"
 _PROBLEM_STATUS = {flows.ConfirmProblem.INVALID: 400, flows.ConfirmProblem.EXPIRED: 410,
                    flows.ConfirmProblem.USED: 410, flows.ConfirmProblem.SUPERSEDED: 410}
@@ -70,34 +75,36 @@ def _clean_signup(request: Request, data: dict[str, Any], topics: list[str]) -> 
     return values, errors
 
 
-async def _subscribe(request: Request, values: dict[str, Any]) -> None:
+async def _subscribe(request: Request, values: dict[str, Any], screening: Screening | None = None) -> None:
+    """The signup, or, when the screening found it automated-looking, the held signup (no email)."""
     settings = settings_of(request)
-    await flows.request_subscription(
-        get_session(request), settings=settings, tokens=tokens_of(request), email=values["email"],
-        name=values["name"], topics=values["topics"], ip=client_ip(request),
+    common: dict[str, Any] = dict(
+        email=values["email"], name=values["name"], topics=values["topics"], ip=client_ip(request),
         user_agent=request.headers.get("user-agent", ""), source=values.get("source", "form:subscribe"),
         consent_text=flows.consent_text(settings),
     )
+    if screening is not None and screening.verdict is Verdict.HOLD:
+        await flows.hold_subscription(get_session(request), settings=settings, reason=screening.hold_reason or "",
+                                      **common)
+        return
+    await flows.request_subscription(get_session(request), settings=settings, tokens=tokens_of(request), **common)
 
 
 async def subscribe_page(request: Request) -> Response:
     if request.method != "POST":
         return render(request, "newsletter/subscribe.html", _form_ctx(request))
-    form = await request.form()
-    data = _plain(form)
-    shown = {"email": data.get("email", ""), "name": data.get("name", ""), "topics": form.getlist("topics")}
-    verdict = await screen_submission(request, get_session(request), data, form=FORM)
-    if verdict is Verdict.BOT:
-        return _thanks(request)
-    if verdict is not Verdict.OK:
-        status = 429 if verdict is Verdict.RATE_LIMITED else 422
-        return render(request, "newsletter/subscribe.html", _form_ctx(request, shown, alert=HUMAN_MESSAGES[verdict]),
-                      status_code=status)
-    values, errors = _clean_signup(request, data, [str(t) for t in form.getlist("topics")])
+    form = await read_form(request)
+    shown = {"email": form.get("email", ""), "name": form.get("name", ""), "topics": form.getlist("topics")}
+    screening = await screen(request, form, form=FORM)
+    if screening.verdict in _REFUSED:
+        return render(request, "newsletter/subscribe.html",
+                      _form_ctx(request, shown, alert=HUMAN_MESSAGES[screening.verdict]),
+                      status_code=_REFUSED[screening.verdict])
+    values, errors = _clean_signup(request, form, [str(t) for t in form.getlist("topics")])
     if errors:
         return render(request, "newsletter/subscribe.html", _form_ctx(request, shown, errors), status_code=422)
     values["source"] = "form:subscribe" + (":embed" if _embedded(request) else "")
-    await _subscribe(request, values)
+    await _subscribe(request, values, screening)
     return _thanks(request)
 
 
@@ -107,70 +114,47 @@ async def subscribe_thanks(request: Request) -> Response:
 
 async def resend(request: Request) -> Response:
     """'Send me a new link': the signup again, for an address only, with the same answer."""
-    form = await request.form()
-    data = _plain(form)
-    verdict = await screen_submission(request, get_session(request), data, form=FORM)
-    if verdict is Verdict.BOT:
-        return RedirectResponse(THANKS, status_code=303)
+    data = await read_form(request)
+    screening = await screen(request, data, form=FORM)
     errors = Errors()
     email = errors.collect("email", clean_email, data, "email")
-    if verdict is not Verdict.OK or errors:
+    if screening.verdict in _REFUSED or errors:
         ctx = {**_form_ctx(request, {"email": data.get("email", "")}, errors,
-                           alert=HUMAN_MESSAGES.get(verdict, "")), "problem": None}
-        status = 429 if verdict is Verdict.RATE_LIMITED else 422
-        return render(request, "newsletter/resend.html", ctx, status_code=status)
-    await _subscribe(request, {"email": email, "name": "", "topics": None, "source": "form:resend"})
+                           alert=HUMAN_MESSAGES.get(screening.verdict, "")), "problem": None}
+        return render(request, "newsletter/resend.html", ctx, status_code=_REFUSED.get(screening.verdict, 422))
+    await _subscribe(request, {"email": email, "name": "", "topics": None, "source": "form:resend"}, screening)
     return RedirectResponse(THANKS, status_code=303)
 
 
 # -- JSON API with CORS for the blog ------------------------------------------------------------
 
 
-def _cors(request: Request, response: Response) -> Response:
-    origin = request.headers.get("origin")
-    if origin and origin in settings_of(request).allowed_origins:
-        response.headers["Access-Control-Allow-Origin"] = origin
-        response.headers["Access-Control-Allow-Methods"] = "GET, POST, OPTIONS"
-        response.headers["Access-Control-Allow-Headers"] = "Content-Type"
-        response.headers["Access-Control-Max-Age"] = "600"
-    response.headers["Vary"] = "Origin"
-    return response
-
-
 async def api_subscriptions(request: Request) -> Response:
-    if request.method == "OPTIONS":
-        return _cors(request, Response(status_code=204))
+    if request.method == "OPTIONS":  # not a CORS preflight (ApiCorsMiddleware answers those)
+        return Response(status_code=204, headers={"Allow": "GET, POST, OPTIONS"})
     settings = settings_of(request)
     if request.method != "POST":  # what a blog script needs to show the form
-        return _cors(request, JSONResponse({
+        return JSONResponse({
             "form_token": issue_form_token(request, FORM), "consent_text": flows.consent_text(settings),
             "topics": list(settings.topics),
-        }))
-    try:
-        data = json.loads(await request.body())
-    except (ValueError, UnicodeDecodeError):
-        return _cors(request, JSONResponse({"error": "the body must be a JSON object"}, status_code=400))
-    if not isinstance(data, dict):
-        return _cors(request, JSONResponse({"error": "the body must be a JSON object"}, status_code=400))
-    accepted = JSONResponse({"message": "Thank you. Please check your inbox and confirm your subscription."},
-                            status_code=202)
-    verdict = await screen_submission(request, get_session(request), data, form=FORM)
-    if verdict is Verdict.BOT:
-        return _cors(request, accepted)
-    if verdict is not Verdict.OK:
-        status = 429 if verdict is Verdict.RATE_LIMITED else 422
-        return _cors(request, JSONResponse({"errors": {TOKEN_FIELD: HUMAN_MESSAGES[verdict]}}, status_code=status))
+        }, headers={"Cache-Control": "no-store"})
+    data = await read_json(request, what="the signup")
+    screening = await screen(request, data, form=FORM)
+    if screening.verdict in _REFUSED:
+        return JSONResponse({"errors": {TOKEN_FIELD: HUMAN_MESSAGES[screening.verdict]}},
+                            status_code=_REFUSED[screening.verdict])
     topics = data.get("topics") or []
     if isinstance(topics, str):
         topics = [topics]
     if not isinstance(topics, list) or not all(isinstance(t, str) for t in topics):
-        return _cors(request, JSONResponse({"errors": {"topics": "must be a list of topics"}}, status_code=422))
+        return JSONResponse({"errors": {"topics": "must be a list of topics"}}, status_code=422)
     values, errors = _clean_signup(request, data, topics)
     if errors:
-        return _cors(request, JSONResponse({"errors": dict(errors)}, status_code=422))
+        return JSONResponse({"errors": dict(errors)}, status_code=422)
     values["source"] = "api"
-    await _subscribe(request, values)
-    return _cors(request, accepted)
+    await _subscribe(request, values, screening)
+    return JSONResponse({"message": "Thank you. Please check your inbox and confirm your subscription."},
+                        status_code=202)
 
 
 # -- confirmation ----------------------------------------------------------------------------
@@ -272,10 +256,6 @@ async def resubscribe(request: Request) -> Response:
 # -- helpers ---------------------------------------------------------------------------------
 
 
-def _plain(form: FormData) -> dict[str, Any]:
-    return {k: v for k, v in form.items() if isinstance(v, str)}
-
-
 async def _safe_form(request: Request) -> FormData:
     """The form body, or an empty one when the body is not a form (one-click must not fail)."""
     try:
@@ -288,7 +268,8 @@ routes = [
     Route("/subscribe", subscribe_page, methods=["GET", "POST"]),
     Route("/subscribe/thanks", subscribe_thanks, methods=["GET"]),
     Route("/subscribe/resend", resend, methods=["POST"]),
-    Route("/api/subscriptions", api_subscriptions, methods=["GET", "POST", "OPTIONS"]),
+    Route("/api/subscriptions", api_subscriptions, methods=["GET", "POST", "OPTIONS"],
+          middleware=[Middleware(ApiCorsMiddleware)]),
     Route("/confirm/{token}", confirm, methods=["GET", "POST"]),
     Route("/unsubscribe/{token}", preferences, methods=["GET"]),
     Route("/unsubscribe/{token}", unsubscribe, methods=["POST"]),

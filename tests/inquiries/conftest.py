@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import secrets
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -68,13 +69,27 @@ def token_from_page(html: str) -> str:
 
 
 def old_form_token(age_seconds: float, form: str = "inquiry") -> str:
-    """A correctly signed token issued `age_seconds` ago."""
+    """A correctly signed token (with a fresh nonce) issued `age_seconds` ago."""
 
     class OldSigner(itsdangerous.TimestampSigner):
         def get_timestamp(self) -> int:
             return int(time.time() - age_seconds)
 
-    return itsdangerous.URLSafeTimedSerializer(TEST_SECRET, salt="tidings.form", signer=OldSigner).dumps(form)
+    payload = {"form": form, "nonce": secrets.token_urlsafe(12)}
+    return itsdangerous.URLSafeTimedSerializer(TEST_SECRET, salt="tidings.form", signer=OldSigner).dumps(payload)
+
+
+RECEIPT = re.compile(r"^[A-Za-z0-9_-]{22}$")
+
+
+async def posted_id(client: httpx.AsyncClient, db: Database, **changes: Any) -> int:
+    """Send an inquiry through the JSON API; the id of the row it stored (the answer is a receipt)."""
+    r = await post_json(client, **changes)
+    assert r.status_code == 201 and RECEIPT.match(r.json()["id"])
+    async with db.sessions() as session:
+        found = await session.scalar(select(Inquiry.id).where(Inquiry.receipt == r.json()["id"]))
+    assert found is not None, "the receipt names a stored inquiry"
+    return int(found)
 
 
 async def post_form(client: httpx.AsyncClient, **changes: Any) -> httpx.Response:

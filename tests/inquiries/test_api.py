@@ -7,6 +7,7 @@ import httpx
 
 from tests.conftest import Database
 from tests.inquiries.conftest import (
+    RECEIPT,
     count_rows,
     deliver_outbox,
     form_token,
@@ -19,13 +20,13 @@ from tests.smtp import SmtpServer
 BLOG = "https://blog.clinic.test"
 
 
-async def test_json_submission_is_stored_and_answered_201_with_id(
+async def test_json_submission_is_stored_and_answered_201_with_a_receipt(
     client: httpx.AsyncClient, db: Database, smtp: SmtpServer
 ) -> None:
     r = await post_json(client, newsletter=True, consent=True)
     assert r.status_code == 201
     (inq,) = await stored_inquiries(db)
-    assert r.json() == {"id": inq.id}
+    assert r.json() == {"id": inq.receipt} and RECEIPT.match(inq.receipt or "")
     assert inq.email == "ana@example.org" and inq.newsletter_optin is True
     assert inq.utm_campaign == "spring" and inq.source_page.endswith("/ketamine-and-depression")
     assert inq.ip == "203.0.113.7"

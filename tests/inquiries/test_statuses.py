@@ -12,7 +12,7 @@ from service.db import utcnow
 from service.inquiries.flows import add_inquiry_note, change_inquiry_status
 from service.inquiries.queries import InquiryNotFoundError, UnknownStatusError, list_inquiry_events
 from tests.conftest import Database
-from tests.inquiries.conftest import inquiry_events, post_json, stored_inquiries
+from tests.inquiries.conftest import inquiry_events, posted_id, stored_inquiries
 
 
 async def _staff(db: Database) -> int:
@@ -24,7 +24,7 @@ async def _staff(db: Database) -> int:
 
 
 async def test_status_changes_are_recorded_with_timestamps(client: httpx.AsyncClient, db: Database) -> None:
-    inquiry_id = (await post_json(client)).json()["id"]
+    inquiry_id = await posted_id(client, db)
     staff_id = await _staff(db)
     t1 = utcnow() + dt.timedelta(minutes=5)
     t2 = t1 + dt.timedelta(hours=2)
@@ -44,7 +44,7 @@ async def test_status_changes_are_recorded_with_timestamps(client: httpx.AsyncCl
 
 
 async def test_every_status_is_accepted_and_unknown_ones_refused(client: httpx.AsyncClient, db: Database) -> None:
-    inquiry_id = (await post_json(client)).json()["id"]
+    inquiry_id = await posted_id(client, db)
     for status in ("contacted", "qualified", "closed", "spam", "new"):
         async with db.sessions.begin() as session:
             await change_inquiry_status(session, inquiry_id=inquiry_id, to_status=status, staff_id=None)
@@ -59,7 +59,7 @@ async def test_every_status_is_accepted_and_unknown_ones_refused(client: httpx.A
 
 
 async def test_notes_are_kept_as_text_in_order(client: httpx.AsyncClient, db: Database) -> None:
-    inquiry_id = (await post_json(client)).json()["id"]
+    inquiry_id = await posted_id(client, db)
     staff_id = await _staff(db)
     async with db.sessions.begin() as session:
         await add_inquiry_note(session, inquiry_id=inquiry_id, note="Called, left voicemail\r\n<b>x</b>",

@@ -1,5 +1,6 @@
 """Signup answers never reveal whether an address is known; repeat signups are throttled; bad
-input is refused with the field named and nothing stored; bots get the normal answer."""
+input is refused with the field named and nothing stored; automated-looking signups get the
+normal answer and are held (recorded, nothing sent)."""
 
 from __future__ import annotations
 
@@ -145,13 +146,32 @@ async def test_invalid_email_is_refused_naming_the_field_and_nothing_is_stored(
     assert await outbox_count(db) == 0
 
 
-async def test_bots_get_the_normal_answer_and_nothing_is_stored(client: httpx.AsyncClient, db: Database) -> None:
+async def test_automated_looking_signups_get_the_normal_answer_are_held_and_mail_nothing(
+        client: httpx.AsyncClient, db: Database, smtp: SmtpServer) -> None:
     honeypot = await signup(client, "bot@example.org", website="http://spam.example")
     no_token = await client.post("/subscribe", data={"email": "bot2@example.org"})
     human = await signup(client, "human@example.org")
     assert _shape(honeypot) == _shape(no_token) == _shape(human)
-    assert await subscriber(db, "bot@example.org") is None and await subscriber(db, "bot2@example.org") is None
-    assert await outbox_count(db) == 1
+    held = await subscriber(db, "bot@example.org")
+    assert held is not None and held.status == "pending" and held.confirmation_sent_at is None
+    assert held.signup_source == "held: honeypot filled (form:subscribe)"
+    assert (await subscriber(db, "bot2@example.org")).signup_source == "held: missing token (form:subscribe)"  # type: ignore[union-attr]
+    assert await outbox_count(db) == 1  # the person's confirmation only
+    # the person behind a held signup who signs up again gets the confirmation at once
+    await signup(client, "bot@example.org")
+    assert await outbox_count(db) == 2
+    await deliver(db, smtp)
+    assert sorted(m.recipients[0] for m in smtp.received) == ["bot@example.org", "human@example.org"]
+
+
+async def test_a_held_signup_changes_nothing_for_a_known_address(client: httpx.AsyncClient, db: Database,
+                                                                 smtp: SmtpServer) -> None:
+    await confirmed_subscriber(client, db, smtp, "known@example.org")
+    before = await subscriber(db, "known@example.org")
+    await signup(client, "known@example.org", website="http://spam.example")
+    after = await subscriber(db, "known@example.org")
+    assert after is not None and before is not None
+    assert (after.status, after.signup_source, after.signup_at) == ("confirmed", before.signup_source, before.signup_at)
 
 
 async def test_signup_page_shows_consent_text_and_topics_which_are_stored(
@@ -170,7 +190,7 @@ async def test_signup_page_shows_consent_text_and_topics_which_are_stored(
 async def test_api_cors_only_for_allowed_origins_and_without_credentials(client: httpx.AsyncClient) -> None:
     pre = await client.options("/api/subscriptions", headers={
         "origin": "https://blog.clinic.test", "access-control-request-method": "POST"})
-    assert pre.status_code == 204
+    assert pre.status_code == 200  # the shared ApiCorsMiddleware answers preflights, as for /api/inquiries
     assert pre.headers["access-control-allow-origin"] == "https://blog.clinic.test"
     assert "access-control-allow-credentials" not in pre.headers
     other = await client.get("/api/subscriptions", headers={"origin": "https://evil.example"})
@@ -257,3 +277,19 @@ async def test_simultaneous_signups_of_one_address_make_one_row_and_one_email(db
     async with db.sessions() as session:
         assert await session.scalar(select(func.count()).select_from(Subscriber)) == 1
     assert await outbox_count(db) == 1
+
+
+async def test_held_signups_are_purged_after_the_retention_days(client: httpx.AsyncClient, db: Database,
+                                                                settings: Settings) -> None:
+    from service.worker import WorkerContext, default_loops
+
+    await signup(client, "old-held@example.org", website="http://spam.example")
+    await signup(client, "new-held@example.org", website="http://spam.example")
+    await signup(client, "person@example.org")
+    long_ago = utcnow() - dt.timedelta(days=31)
+    await set_fields(db, "old-held@example.org", signup_at=long_ago)
+    await set_fields(db, "person@example.org", signup_at=long_ago)
+    (loop,) = [lp for lp in default_loops(settings) if lp.name == "held-purge"]
+    await loop.job(WorkerContext(settings=settings, sessions=db.sessions, mailer=None))  # type: ignore[arg-type]
+    assert await subscriber(db, "old-held@example.org") is None
+    assert await subscriber(db, "new-held@example.org") is not None and await subscriber(db, "person@example.org")
