@@ -1,7 +1,7 @@
 """Inquiry pages: the filtered, searchable list; the detail page (audit-logged: health data)
 with status changes and notes; Release and Delete of a held inquiry; erasure on the person's
 request (after typing ERASE or the address); the CSV export of the current filter (streamed,
-audit-logged).
+audit-logged)."""
 
 from __future__ import annotations
 
@@ -20,11 +20,10 @@ from service.admin.queries import FilterError, InquiryFilter
 from service.csvfile import stream_csv
 from service.db import get_session
 from service.forms import tokens_of
-from service.inquiries.models import INQUIRY_STATUSES
-from service.validation import safe_http_url
 from service.inquiries.held import NotHeldError, delete_held_inquiry, release_held_inquiry
 from service.inquiries.models import HELD, INQUIRY_STATUSES
 from service.inquiries.queries import InquiryNotFoundError
+from service.validation import safe_http_url
 from service.web import settings_of
 
 FILTER_STATUSES = (*INQUIRY_STATUSES, HELD)  # "any" means every status but held
