@@ -9,7 +9,6 @@ whoever can read the subscriber's mailbox. The request gets the same answer what
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import io
 import json
@@ -18,6 +17,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.campaigns.queries import campaigns_sent_to
+from service.csvfile import CsvWriter
 from service.db import utcnow
 from service.mail.message import format_address
 from service.mail.outbox import messages_to, queue_email
@@ -107,22 +107,16 @@ def as_json(data: dict[str, Any]) -> str:
     return json.dumps(data, ensure_ascii=False, indent=2) + "\n"
 
 
-def _cell(value: Any) -> str:
-    from service.admin.pages_inquiries import csv_cell  # the one formula-safe cell rule
-
-    return csv_cell("" if value is None else value)
-
-
 def as_csv(data: dict[str, Any]) -> str:
     """One row per value: section, item (the row number in a list, else empty), field, value."""
     out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
+    writer = CsvWriter(out)  # the one formula-safe writer of every export
     writer.writerow(["section", "item", "field", "value"])
     for section in ("subscription", "consent"):
         for field, value in data[section].items():
-            writer.writerow([section, "", field, _cell("; ".join(value) if isinstance(value, list) else value)])
+            writer.writerow([section, "", field, "; ".join(value) if isinstance(value, list) else value])
     for section in ("campaigns_sent", "emails"):
         for n, row in enumerate(data[section], 1):
             for field, value in row.items():
-                writer.writerow([section, n, field, _cell(value)])
+                writer.writerow([section, n, field, value])
     return out.getvalue()
