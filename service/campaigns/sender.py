@@ -31,11 +31,11 @@ from service.campaigns import queries as q
 from service.campaigns.message import MessageFactory
 from service.campaigns.render import DigestTemplate, build_digest
 from service.campaigns.throttle import TokenBucket, process_bucket
-from service.campaigns.transport import BulkTransport, Outcome, Outgoing
 from service.db import Sessions, transaction, utcnow
+from service.mail.bulk import BulkTransport, Outcome, Outgoing
 from service.mail.outbox import retry_time
 from service.mail.redact import redact
-from service.mail.transport import PermanentFailure
+from service.mail.smtp import PermanentFailure
 from service.newsletter.tokens import unsubscribe_url
 from service.settings import Settings
 from service.tokens import Tokens

@@ -50,7 +50,7 @@ async def test_digest_reaches_each_confirmed_subscriber_once_with_their_articles
         assert [p.get_content_type() for p in msg.iter_parts()] == ["text/plain", "text/html"]
         assert msg["Subject"] == "This month at the clinic"
         assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
-        assert msg["List-Id"] == f"<{settings.list_id}>"
+        assert msg["List-Id"] == f"{settings.org_name} <{settings.list_id}>"  # RFC 2919, as in the welcome
         assert msg["Precedence"] == "bulk"
         assert msg["Feedback-ID"].startswith(f"{campaign_id}:")
         url = re.fullmatch(r"<(http://testserver/unsubscribe/(\S+))>", msg["List-Unsubscribe"])
@@ -149,3 +149,4 @@ async def test_queueing_twice_never_adds_a_second_delivery(db: Database, setting
         campaign = await q.get_campaign(session, campaign_id=campaign_id)
         assert await q.queue_deliveries(session, campaign=campaign, now=utcnow()) == 0
     assert len(await deliveries(db, campaign_id)) == 1
+

@@ -1,7 +1,8 @@
-"""Bulk transports for campaigns: a pool of SEND_CONCURRENCY reused SMTP connections, each
-sending its share of a chunk back to back, or the local mailbox (embedded default) that stores
-a whole chunk in one transaction. Failures are classified like the transactional transport's:
-`TemporaryFailure` (4xx, dropped or refused connection) and `PermanentFailure` (5xx).
+"""Bulk transports for campaigns: SEND_CONCURRENCY reused connections of the one SMTP layer
+(`service.mail.smtp`), each sending its share of a stream back to back, or the local mailbox
+(embedded default) that stores a whole chunk in one transaction. Failures are those of
+`service.mail.smtp`: `TemporaryFailure` (4xx, dropped or refused connection) and
+`PermanentFailure` (5xx).
 """
 
 from __future__ import annotations
@@ -11,21 +12,10 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import aiosmtplib
-
-from service.campaigns.smtp_pipe import PipeConnection
 from service.db import Sessions
 from service.mail.message import parse_raw
-from service.mail.transport import (
-    LocalMailboxTransport,
-    Mailer,
-    PermanentFailure,
-    SmtpConfig,
-    SmtpTransport,
-    TemporaryFailure,
-    _classify,
-    _insecure_context,
-)
+from service.mail.smtp import SmtpConfig, SmtpConnection, TemporaryFailure, classify_smtp_error, connect
+from service.mail.transport import LocalMailboxTransport, Mailer, SmtpTransport
 
 Take = Callable[[], Awaitable[None]]
 
@@ -69,19 +59,11 @@ class SmtpBulkTransport:
     def __init__(self, config: SmtpConfig, *, concurrency: int) -> None:
         self.config = config
         self.concurrency = max(1, concurrency)
-        self._idle: list[PipeConnection] = []
+        self._idle: list[SmtpConnection] = []
 
     @classmethod
     def from_url(cls, url: str, *, concurrency: int, timeout: float = 30.0) -> SmtpBulkTransport:
         return cls(SmtpConfig.from_url(url, timeout=timeout), concurrency=concurrency)
-
-    def _client(self) -> aiosmtplib.SMTP:
-        c = self.config
-        return aiosmtplib.SMTP(
-            hostname=c.hostname, port=c.port, username=c.username, password=c.password, use_tls=c.use_tls,
-            start_tls=c.start_tls, validate_certs=c.validate_certs,
-            tls_context=None if c.validate_certs else _insecure_context(), timeout=c.timeout,
-        )
 
     async def send_stream(self, next_item: NextItem, done: Done, take: Take) -> None:
         async def lane() -> None:
@@ -96,12 +78,10 @@ class SmtpBulkTransport:
                     outcome: Outcome
                     try:
                         if pipe is None or not pipe.usable:
-                            pipe = await PipeConnection.open(self._client(), reply_timeout=self.config.timeout)
+                            pipe = await connect(self.config)
                         outcome = await pipe.send(item.sender, item.recipient, item.raw)
-                    except (TemporaryFailure, PermanentFailure) as exc:
-                        outcome = exc
-                    except (aiosmtplib.SMTPException, OSError) as exc:
-                        outcome = _classify(exc)
+                    except Exception as exc:
+                        outcome = classify_smtp_error(exc)
                     done(context, item, outcome)
                     if isinstance(outcome, Exception) and pipe is not None:
                         pipe.close()  # after any failure, a fresh connection is the safe choice
@@ -164,7 +144,7 @@ class MailerBulkTransport:
             try:
                 outcome: Outcome = (await self.mailer.send(parse_raw(item.raw))).response
             except Exception as exc:
-                outcome = exc
+                outcome = classify_smtp_error(exc)
             done(context, item, outcome)
 
     async def close(self) -> None:
