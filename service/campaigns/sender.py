@@ -203,7 +203,7 @@ class _Batch:
         while self.pending and not self.halted:
             claim = self.pending.popleft()
             person = self.recipients.get(claim.subscriber_id)
-            if person is None or person.status != "confirmed":
+            if person is None or not person.mailable:
                 self._add("skipped", {"id": claim.id, "response": f"not sent: the subscriber is "
                                                                    f"{person.status if person else 'deleted'}"})
                 continue

@@ -249,13 +249,9 @@ async def purge_unconfirmed(session: AsyncSession, *, now: dt.datetime) -> int:
     return await queries.purge_expired_pending(session, cutoff=now - dt.timedelta(seconds=CONFIRM_MAX_AGE))
 
 
-def is_mailable(subscriber: Subscriber) -> bool:
-    return subscriber.status == "confirmed"
-
-
 __all__ = [
     "RESEND_INTERVAL", "SUPPRESSED_STATUSES", "ConfirmCheck", "ConfirmProblem", "FieldError",
-    "check_confirm_token", "confirm_subscription", "consent_text", "erase_subscriber", "is_mailable",
+    "check_confirm_token", "confirm_subscription", "consent_text", "erase_subscriber",
     "mark_bounced", "mark_complained", "mask_email", "purge_unconfirmed",
     "queue_confirmation",
     "queue_welcome", "request_subscription", "unsubscribe_subscriber", "update_preferences",
