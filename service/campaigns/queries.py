@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, bindparam, case, func, literal, select, text, update
+from sqlalchemy import ColumnElement, and_, bindparam, case, false, func, literal, select, text, true, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -82,12 +82,24 @@ async def articles_since_last_digest(session: AsyncSession) -> list[Article]:
 # -- queueing --------------------------------------------------------------------------------
 
 
-def _matching_article(campaign_id: int) -> ColumnElement[bool]:
-    """Some article of the campaign is about what the subscriber of the enclosing query wants."""
-    topics = (select(ArticleTopic.topic).where(ArticleTopic.article_id == CampaignArticle.article_id)
-              .correlate(CampaignArticle))
-    return select(CampaignArticle.article_id).where(CampaignArticle.campaign_id == campaign_id,
-                                                    wants_topics(topics)).exists()
+async def _wants_an_article(session: AsyncSession, campaign_id: int) -> ColumnElement[bool]:
+    """`topics_match` against some article of the campaign, for the subscriber row of the
+    enclosing query. By that rule someone wants some article exactly when they want the union
+    of the articles' topics, unless an article has no topic (then everyone does): one literal
+    list for the queueing statement instead of a subquery per subscriber and article."""
+    rows = (await session.execute(
+        select(CampaignArticle.article_id, ArticleTopic.topic)
+        .outerjoin(ArticleTopic, ArticleTopic.article_id == CampaignArticle.article_id)
+        .where(CampaignArticle.campaign_id == campaign_id)
+    )).all()
+    topics: dict[int, set[str]] = {}
+    for article_id, topic in rows:
+        topics.setdefault(article_id, set()).update([topic] if topic is not None else [])
+    if not topics:
+        return false()
+    if not all(topics.values()):
+        return true()
+    return wants_topics(sorted(set().union(*topics.values())))
 
 
 async def queue_deliveries(session: AsyncSession, *, campaign: Campaign, now: dt.datetime) -> int:
@@ -95,9 +107,9 @@ async def queue_deliveries(session: AsyncSession, *, campaign: Campaign, now: dt
     and wanting one of its topics), in a single INSERT … SELECT. A subscriber whose topics match
     none of the articles is recorded as 'skipped'. Safe to run twice."""
     at = literal(now, UTCDateTime())
+    status = case((await _wants_an_article(session, campaign.id), "queued"), else_="skipped")
     rows = select(
-        literal(campaign.id), Subscriber.id, Subscriber.email,
-        case((_matching_article(campaign.id), "queued"), else_="skipped"), literal(0), at, literal(False), at,
+        literal(campaign.id), Subscriber.id, Subscriber.email, status, literal(0), at, literal(False), at,
     ).where(campaign_audience(campaign.audience_topics))
     postgres = session.get_bind().dialect.name == "postgresql"
     statement = (pg_insert if postgres else sqlite_insert)(Delivery).from_select(

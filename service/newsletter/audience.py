@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from sqlalchemy import ColumnElement, Select, or_, select, true
+from sqlalchemy import ColumnElement, select, true
 
 from service.newsletter.models import Subscriber, SubscriberTopic
 
@@ -31,17 +31,13 @@ def topics_match(chosen: Iterable[str], topics: Iterable[str]) -> bool:
     return not chosen or not topics or not chosen.isdisjoint(topics)
 
 
-def wants_topics(topics: Sequence[str] | Select[tuple[str]]) -> ColumnElement[bool]:
-    """`topics_match` for the subscriber row of the enclosing query: `topics` is a list, or a
-    (correlated) SELECT of one topic column."""
-    chosen = (select(SubscriberTopic.subscriber_id).where(SubscriberTopic.subscriber_id == Subscriber.id)
-              .correlate(Subscriber))
-    if not isinstance(topics, Select) and not topics:
+def wants_topics(topics: Sequence[str]) -> ColumnElement[bool]:
+    """`topics_match(chosen, topics)` for the subscriber row of the enclosing query."""
+    if not topics:
         return true()
-    terms = [~chosen.exists(), chosen.where(SubscriberTopic.topic.in_(topics)).exists()]
-    if isinstance(topics, Select):
-        terms.insert(1, ~topics.exists())
-    return or_(*terms)
+    chosen = select(SubscriberTopic.subscriber_id).where(SubscriberTopic.subscriber_id == Subscriber.id)
+    return ~chosen.exists() | chosen.where(SubscriberTopic.topic.in_(topics)).exists()
+
 
 def campaign_audience(audience_topics: Sequence[str]) -> ColumnElement[bool]:
     """The subscribers a campaign for `audience_topics` (none = everyone) is queued for."""
