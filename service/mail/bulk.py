@@ -53,6 +53,23 @@ async def send_many(transport: BulkTransport, items: Sequence[Outgoing], take: T
     return results
 
 
+async def _drain(next_item: NextItem, done: Done, take: Take, send: Callable[[Outgoing], Awaitable[str]]) -> None:
+    """Pull, send and report messages one at a time until `next_item` says the stream is done;
+    every failure is reported classified (`classify_smtp_error`)."""
+    while True:
+        await take()
+        pulled = next_item()
+        if pulled is None:
+            return
+        context, item = pulled
+        outcome: Outcome
+        try:
+            outcome = await send(item)
+        except Exception as exc:
+            outcome = classify_smtp_error(exc)
+        done(context, item, outcome)
+
+
 class SmtpBulkTransport:
     """Up to `concurrency` connections, kept open across chunks and campaigns."""
 
@@ -67,28 +84,25 @@ class SmtpBulkTransport:
 
     async def send_stream(self, next_item: NextItem, done: Done, take: Take) -> None:
         async def lane() -> None:
-            pipe = self._idle.pop() if self._idle else None
+            connection = self._idle.pop() if self._idle else None
+
+            async def send(item: Outgoing) -> str:
+                nonlocal connection
+                try:
+                    if connection is None or not connection.usable:
+                        connection = await connect(self.config)
+                    return await connection.send(item.sender, item.recipient, item.raw)
+                except BaseException:
+                    if connection is not None:
+                        connection.close()  # after any failure, a fresh connection is the safe choice
+                        connection = None
+                    raise
+
             try:
-                while True:
-                    await take()
-                    pulled = next_item()
-                    if pulled is None:
-                        return
-                    context, item = pulled
-                    outcome: Outcome
-                    try:
-                        if pipe is None or not pipe.usable:
-                            pipe = await connect(self.config)
-                        outcome = await pipe.send(item.sender, item.recipient, item.raw)
-                    except Exception as exc:
-                        outcome = classify_smtp_error(exc)
-                    done(context, item, outcome)
-                    if isinstance(outcome, Exception) and pipe is not None:
-                        pipe.close()  # after any failure, a fresh connection is the safe choice
-                        pipe = None
+                await _drain(next_item, done, take, send)
             finally:
-                if pipe is not None and pipe.usable:
-                    self._idle.append(pipe)
+                if connection is not None and connection.usable:
+                    self._idle.append(connection)
 
         await asyncio.gather(*(lane() for _ in range(self.concurrency)))
 
@@ -135,17 +149,10 @@ class MailerBulkTransport:
         self.mailer = mailer
 
     async def send_stream(self, next_item: NextItem, done: Done, take: Take) -> None:
-        while True:
-            await take()
-            pulled = next_item()
-            if pulled is None:
-                return
-            context, item = pulled
-            try:
-                outcome: Outcome = (await self.mailer.send(parse_raw(item.raw))).response
-            except Exception as exc:
-                outcome = classify_smtp_error(exc)
-            done(context, item, outcome)
+        async def send(item: Outgoing) -> str:
+            return (await self.mailer.send(parse_raw(item.raw))).response
+
+        await _drain(next_item, done, take, send)
 
     async def close(self) -> None:
         return None
