@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.campaigns.queries import campaigns_sent_to
+from service.csvfile import csv_cell
 from service.db import utcnow
 from service.mail.message import format_address
 from service.mail.outbox import messages_to, queue_email
@@ -108,9 +109,7 @@ def as_json(data: dict[str, Any]) -> str:
 
 
 def _cell(value: Any) -> str:
-    from service.admin.pages_inquiries import csv_cell  # the one formula-safe cell rule
-
-    return csv_cell("" if value is None else value)
+    return csv_cell("" if value is None else value)  # the one formula-safe cell rule
 
 
 def as_csv(data: dict[str, Any]) -> str:
