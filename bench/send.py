@@ -129,7 +129,7 @@ async def sample_message_size(sessions, campaign_id: int) -> int:  # type: ignor
         _ = sizes
     # the size of one assembled message for a subscriber of every topic
     from service.campaigns.sender import CampaignSender
-    from service.campaigns.transport import LocalBulkTransport
+    from service.mail.bulk import LocalBulkTransport
 
     settings = bench_settings()
     sender = CampaignSender(sessions, settings, LocalBulkTransport(sessions), owner="size")

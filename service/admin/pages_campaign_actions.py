@@ -14,8 +14,8 @@ from service.admin.guard import admin_error
 from service.admin.pages_campaigns import _campaign, campaign_detail
 from service.campaigns import queries as cq
 from service.campaigns.flows import send_test
-from service.campaigns.transport import bulk_transport_for
 from service.db import get_session, utcnow
+from service.mail.bulk import bulk_transport_for
 from service.mail.transport import make_mailer
 from service.web import settings_of
 

@@ -159,7 +159,7 @@ async def _campaign_stats(settings: Settings, sessions: Sessions, args: argparse
 
 async def _campaign_send(settings: Settings, sessions: Sessions, args: argparse.Namespace) -> None:
     from service.campaigns.dkim import signer_from_settings
-    from service.campaigns.transport import bulk_transport_for
+    from service.mail.bulk import bulk_transport_for
     from service.mail.transport import make_mailer
 
     mailer = make_mailer(settings.smtp_url, sessions, concurrency=settings.send_concurrency)

@@ -15,8 +15,8 @@ from service.campaigns.message import MessageFactory
 from service.campaigns.models import Campaign
 from service.campaigns.render import build_digest
 from service.campaigns.rules import next_run
-from service.campaigns.transport import BulkTransport, Outgoing, send_many
 from service.db import Sessions
+from service.mail.bulk import BulkTransport, Outgoing, send_many
 from service.newsletter.models import Subscriber
 from service.newsletter.tokens import unsubscribe_url
 from service.settings import Settings

@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING
 from service.campaigns.dkim import signer_from_settings
 from service.campaigns.flows import run_due_rules, start_due_campaigns
 from service.campaigns.sender import CampaignSender
-from service.campaigns.transport import bulk_transport_for
 from service.db import transaction, utcnow
+from service.mail.bulk import bulk_transport_for
 
 if TYPE_CHECKING:
     from service.worker import WorkerContext

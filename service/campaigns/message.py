@@ -2,11 +2,12 @@
 are encoded once, the bodies are quoted-printable (binascii, in C), and nothing per recipient
 goes through `email.message`, which costs more than the rest of the send path together.
 
-Every message carries List-Unsubscribe (+ List-Unsubscribe-Post for RFC 8058 one-click),
-List-Id, a Message-ID fixed by the delivery id (a resend after a crash is the same message to
-the receiver), Feedback-ID with the campaign id, and Precedence: bulk; DKIM-signed when a key is
-configured. The subject and the recipient's name go through `service.mail.headers` (made safe
-and encoded there), and every message's header block is checked after it is built (and signed).
+Every message carries the list headers of `service.mail.message.list_headers` (List-Unsubscribe,
+List-Unsubscribe-Post for RFC 8058 one-click, List-Id), a Message-ID fixed by the delivery id
+(a resend after a crash is the same message to the receiver), Feedback-ID with the campaign id,
+and Precedence: bulk; DKIM-signed when a key is configured. The subject and the recipient's
+name go through `service.mail.headers` (made safe and encoded there), and every message's header
+block is checked after it is built (and signed).
 """
 
 from __future__ import annotations
@@ -17,8 +18,15 @@ from dataclasses import dataclass
 from email.utils import formatdate, getaddresses, parseaddr
 
 from service.campaigns.render import qp
-from service.mail.headers import check_header_value, check_serialised, fold_addresses, fold_text, header_text
-from service.mail.message import domain_of
+from service.mail.headers import (
+    check_header_value,
+    check_serialised,
+    fold_addresses,
+    fold_list_id,
+    fold_text,
+    header_text,
+)
+from service.mail.message import domain_of, list_headers
 from service.settings import Settings
 
 HEADERS = ("From", "To", "Subject", "Date", "Message-ID", "MIME-Version", "List-Unsubscribe",
@@ -30,6 +38,11 @@ def _subject_line(subject: str) -> str:
     return fold_text("Subject", subject)
 
 
+@functools.lru_cache(maxsize=8)
+def _list_id_line(value: str) -> str:
+    return fold_list_id(value)
+
+
 @dataclass(frozen=True)
 class MessageFactory:
     """Builds one campaign's messages; create it once per campaign."""
@@ -38,7 +51,7 @@ class MessageFactory:
     sender: str  # the From line(s), folded
     envelope_from: str
     subject: str
-    list_id: str
+    settings: Settings
     domain: str
     signer: object | None = None
 
@@ -50,7 +63,7 @@ class MessageFactory:
             sender=fold_addresses("From", getaddresses([settings.mail_from])),
             envelope_from=parseaddr(settings.mail_from)[1],
             subject=header_text(subject),  # staff's text: made safe here, encoded by fold_text
-            list_id=settings.list_id,
+            settings=settings,
             domain=domain_of(settings.mail_from),
             signer=signer,
         )
@@ -71,7 +84,7 @@ class MessageFactory:
             f"<digest.{self.campaign_id}.test.{uuid.uuid4().hex}@{self.domain}>"
         )
         check_header_value("To", to_email)
-        check_header_value("List-Unsubscribe", unsubscribe_url)
+        listing = list_headers(self.settings, unsubscribe_url)
         boundary = f"=_tidings_{uuid.uuid4().hex}"
         head = (
             f"{self.sender}"
@@ -80,9 +93,9 @@ class MessageFactory:
             f"Date: {formatdate(usegmt=True)}\r\n"
             f"Message-ID: {message_id}\r\n"
             "MIME-Version: 1.0\r\n"
-            f"List-Unsubscribe: <{unsubscribe_url}>\r\n"
-            "List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"
-            f"List-Id: <{self.list_id}>\r\n"
+            f"List-Unsubscribe: {listing['List-Unsubscribe']}\r\n"
+            f"List-Unsubscribe-Post: {listing['List-Unsubscribe-Post']}\r\n"
+            f"{_list_id_line(listing['List-Id'])}"
             f"Feedback-ID: {self.campaign_id}:digest:tidings\r\n"
             "Precedence: bulk\r\n"
             "Auto-Submitted: auto-generated\r\n"

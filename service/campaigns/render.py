@@ -17,6 +17,7 @@ from typing import Any
 
 from service.articles.models import Article
 from service.mail.render import html_env, inline_css, text_env
+from service.newsletter.audience import topics_match
 from service.settings import Settings
 from service.validation import safe_http_url
 
@@ -110,10 +111,9 @@ class DigestTemplate:
         return body_html, body_text
 
     def articles_for(self, topics: Iterable[str]) -> list[Block]:
-        """Blocks for a subscriber with `topics` (none chosen = every topic); articles without
-        topics are for everyone."""
+        """The blocks a subscriber with `topics` wants (`service.newsletter.audience.topics_match`)."""
         chosen = frozenset(topics)
-        return [b for b in self.blocks if not chosen or not b.topics or b.topics & chosen]
+        return [b for b in self.blocks if topics_match(chosen, b.topics)]
 
     def personalise(self, *, name: str, topics: Iterable[str], unsubscribe_url: str) -> Personal | None:
         """This recipient's HTML and text, or None when none of the articles match their topics."""

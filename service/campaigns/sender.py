@@ -31,11 +31,11 @@ from service.campaigns import queries as q
 from service.campaigns.message import MessageFactory
 from service.campaigns.render import DigestTemplate, build_digest
 from service.campaigns.throttle import TokenBucket, process_bucket
-from service.campaigns.transport import BulkTransport, Outcome, Outgoing
 from service.db import Sessions, transaction, utcnow
+from service.mail.bulk import BulkTransport, Outcome, Outgoing
 from service.mail.outbox import retry_time
 from service.mail.redact import redact
-from service.mail.transport import PermanentFailure
+from service.mail.smtp import PermanentFailure
 from service.newsletter.tokens import unsubscribe_url
 from service.settings import Settings
 from service.tokens import Tokens
@@ -203,7 +203,7 @@ class _Batch:
         while self.pending and not self.halted:
             claim = self.pending.popleft()
             person = self.recipients.get(claim.subscriber_id)
-            if person is None or person.status != "confirmed":
+            if person is None or not person.mailable:
                 self._add("skipped", {"id": claim.id, "response": f"not sent: the subscriber is "
                                                                    f"{person.status if person else 'deleted'}"})
                 continue

@@ -21,7 +21,7 @@ import re
 from collections import Counter
 from collections.abc import Iterable
 from email.policy import Policy
-from email.utils import getaddresses
+from email.utils import getaddresses, parseaddr
 
 # Everything a reader might take for the end of a line, and every other control character.
 _BREAKS_AND_CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
@@ -183,6 +183,33 @@ def fold_addresses(name: str, pairs: Iterable[tuple[str, str]], linesep: str = "
         comma = "," if i < len(pairs) - 1 else ""
         tokens += [*_phrase_tokens(name, display), f"<{addr}>{comma}"] if display else [f"{addr}{comma}"]
     return _fold(name, tokens, linesep)
+
+
+def fold_list_id(value: str, linesep: str = "\r\n") -> str:
+    """The `List-Id: phrase <list.id>` line(s) of RFC 2919, the phrase through `header_text`
+    and encoded by us (quoted or RFC 2047 words as needed)."""
+    check_header_value("List-Id", value)
+    display, _lt, ident = value.rpartition("<")
+    ident = ident.removesuffix(">")
+    if not ident or not ident.isascii() or any(c in ident for c in " <>\"\\"):
+        raise ValueError("List-Id: not of the form 'name <list.id>'")
+    display = header_text(parseaddr(value)[0] if display.strip() else "")
+    return _fold("List-Id", [*_phrase_tokens("List-Id", display), f"<{ident}>"] if display else [f"<{ident}>"],
+                 linesep)
+
+
+class ListIdHeader(str):
+    """List-Id, encoded and folded by `fold_list_id` (so a non-ASCII organisation name works);
+    the email package writes `fold()`'s lines as they are (it keeps a value with this `name`)."""
+
+    name = "List-Id"
+
+    def __new__(cls, value: str) -> ListIdHeader:
+        fold_list_id(value)  # refuses a malformed value at once
+        return super().__new__(cls, value)
+
+    def fold(self, *, policy: Policy) -> str:
+        return fold_list_id(str(self), policy.linesep)
 
 
 def fold_text(name: str, value: str, linesep: str = "\r\n") -> str:

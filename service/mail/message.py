@@ -16,12 +16,14 @@ from email.utils import formatdate, make_msgid, parseaddr
 from service.mail.headers import (
     AddressHeader,
     HeaderInjectionError,
+    ListIdHeader,
     TextHeader,
     check_header_value,
     check_serialised,
     display_address,
     header_text,
 )
+from service.settings import Settings
 
 __all__ = ["HeaderInjectionError", "check_header_value", "header_text"]
 
@@ -94,6 +96,8 @@ def build_message(
             msg[name] = AddressHeader(name, value)
         elif name == "Subject":
             msg[name] = TextHeader(name, value)
+        elif name == "List-Id":
+            msg[name] = ListIdHeader(value)
         else:
             msg[name] = value
     msg["MIME-Version"] = "1.0"
@@ -103,6 +107,17 @@ def build_message(
     # generator its per-message regex compilation and scan of the whole body.
     msg.set_boundary(f"===============_{uuid.uuid4().hex}==")
     return msg
+
+
+def list_headers(settings: Settings, unsubscribe_url: str) -> dict[str, str]:
+    """The list headers of every newsletter email, the welcome and digests alike: List-Id in
+    the RFC 2919 form `Org name <list.id>` (the name quoted as needed), List-Unsubscribe (RFC
+    2369) and List-Unsubscribe-Post (RFC 8058 one-click)."""
+    return {
+        "List-Unsubscribe": f"<{check_header_value('List-Unsubscribe', unsubscribe_url)}>",
+        "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+        "List-Id": display_address(settings.list_id, settings.org_name),
+    }
 
 
 def format_address(email: str, name: str = "") -> str:

@@ -45,7 +45,8 @@ from service.mail.message import build_message, checked_headers, new_message_id,
 from service.mail.models import OutboxMessage
 from service.mail.redact import redact
 from service.mail.render import render_email
-from service.mail.transport import Mailer, PermanentFailure, TemporaryFailure
+from service.mail.smtp import PermanentFailure, TemporaryFailure
+from service.mail.transport import Mailer
 from service.paths import TEMPLATES_DIR
 
 log = logging.getLogger("tidings.outbox")

@@ -1,44 +1,37 @@
-"""Transports: SMTP through aiosmtplib with a pool of reused connections, or the local mailbox
-(the embedded default, when SMTP_URL is unset). Both implement the small `Mailer` protocol.
-
-Failures are classified once, here: `TemporaryFailure` (connection refused or dropped, timeouts,
-4xx) is retried later by the caller; `PermanentFailure` (5xx) is not, and keeps the server's
-answer. `PermanentFailure.recipient_refused` tells a bad address from a rejected message.
+"""Transactional transports: SMTP over a pool of reused connections of the one SMTP layer
+(`service.mail.smtp`, which also classifies failures), or the local mailbox (the embedded
+default, when SMTP_URL is unset). Both implement the small `Mailer` protocol; the bulk path of
+campaigns is `service.mail.bulk`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import getaddresses
 from typing import Protocol
-from urllib.parse import parse_qs, unquote, urlsplit
-
-import aiosmtplib
 
 from service.db import Sessions
-from service.mail.message import HeaderInjectionError, serialise
+from service.mail.message import serialise
+from service.mail.smtp import (
+    PermanentFailure,
+    SmtpConfig,
+    SmtpConnection,
+    TemporaryFailure,
+    classify_smtp_error,
+    connect,
+)
+
+__all__ = ["LocalMailboxTransport", "Mailer", "PermanentFailure", "SendResult", "SmtpConfig", "SmtpTransport",
+           "TemporaryFailure", "envelope", "make_mailer"]
 
 
 @dataclass(frozen=True)
 class SendResult:
     message_id: str
     response: str
-
-
-class TemporaryFailure(Exception):
-    """Try again later: the server was unreachable, dropped us, or answered 4xx."""
-
-
-class PermanentFailure(Exception):
-    """Do not retry: the server answered 5xx. `recipient_refused` when it refused the address."""
-
-    def __init__(self, message: str, *, recipient_refused: bool = False) -> None:
-        super().__init__(message)
-        self.recipient_refused = recipient_refused
 
 
 class Mailer(Protocol):
@@ -53,122 +46,38 @@ def envelope(message: EmailMessage) -> tuple[str, list[str]]:
     return sender, recipients
 
 
-@dataclass(frozen=True)
-class SmtpConfig:
-    hostname: str
-    port: int
-    username: str | None
-    password: str | None
-    use_tls: bool
-    start_tls: bool | None
-    validate_certs: bool
-    timeout: float
-
-    @classmethod
-    def from_url(cls, url: str, timeout: float = 30.0) -> SmtpConfig:
-        """smtp://user:pass@host:587 (STARTTLS when offered; ?starttls=require|never),
-        smtps://user:pass@host:465 (implicit TLS); ?verify=false skips certificate checks."""
-        parts = urlsplit(url)
-        query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
-        implicit = parts.scheme == "smtps"
-        start_tls = {"require": True, "never": False}.get(query.get("starttls", ""), None)
-        return cls(
-            hostname=parts.hostname or "localhost",
-            port=parts.port or (465 if implicit else 587),
-            username=unquote(parts.username) if parts.username else None,
-            password=unquote(parts.password) if parts.password else None,
-            use_tls=implicit,
-            start_tls=False if implicit else start_tls,
-            validate_certs=query.get("verify", "true").lower() not in ("0", "false", "no"),
-            timeout=timeout,
-        )
-
-
-def _classify(exc: BaseException) -> Exception:
-    if isinstance(exc, HeaderInjectionError):
-        return PermanentFailure(str(exc))
-    if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
-        codes = [r.code for r in exc.recipients]
-        text = "; ".join(f"{r.code} {r.message}" for r in exc.recipients)
-        if codes and all(500 <= c < 600 for c in codes):
-            return PermanentFailure(text, recipient_refused=True)
-        return TemporaryFailure(text)
-    if isinstance(exc, aiosmtplib.SMTPResponseException):
-        text = f"{exc.code} {exc.message}"
-        if 500 <= exc.code < 600:
-            return PermanentFailure(text, recipient_refused=isinstance(exc, aiosmtplib.SMTPRecipientRefused))
-        return TemporaryFailure(text)
-    return TemporaryFailure(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
-
-
 class SmtpTransport:
-    """Sends over up to `concurrency` reused SMTP connections; reconnects when one drops."""
+    """Sends over up to `concurrency` reused SMTP connections (`service.mail.smtp`); a
+    connection that failed is dropped and a fresh one opened for the next message."""
 
     def __init__(self, url: str, *, concurrency: int = 4, timeout: float = 30.0) -> None:
         self.config = SmtpConfig.from_url(url, timeout=timeout)
-        self._idle: asyncio.LifoQueue[aiosmtplib.SMTP] = asyncio.LifoQueue()
+        self._idle: list[SmtpConnection] = []
         self._slots = asyncio.Semaphore(concurrency)
-
-    def _client(self) -> aiosmtplib.SMTP:
-        c = self.config
-        tls_context = None if c.validate_certs else _insecure_context()
-        return aiosmtplib.SMTP(
-            hostname=c.hostname, port=c.port, username=c.username, password=c.password,
-            use_tls=c.use_tls, start_tls=c.start_tls, validate_certs=c.validate_certs,
-            tls_context=tls_context, timeout=c.timeout,
-        )
 
     async def send(self, message: EmailMessage) -> SendResult:
         async with self._slots:
-            client = self._idle.get_nowait() if not self._idle.empty() else self._client()
+            connection = self._idle.pop() if self._idle else None
             try:
-                if not client.is_connected:
-                    await client.connect()
-                if client.last_ehlo_response is None:
-                    await client.ehlo()
+                if connection is None or not connection.usable:
+                    connection = await connect(self.config)
                 sender, recipients = envelope(message)
-                eight_bit = client.supports_extension("8bitmime")
-                # the bytes checked by `serialise` are the bytes sent (not send_message's own copy)
-                _errors, response = await client.sendmail(
-                    sender, recipients, serialise(message, seven_bit=not eight_bit),
-                    mail_options=["BODY=8BITMIME"] if eight_bit else [],
-                )
+                # the bytes checked by `serialise` are the bytes sent
+                raw = serialise(message, seven_bit=not connection.eight_bit)
+                response = await connection.send(sender, recipients, raw, body_8bit=connection.eight_bit)
             except BaseException as exc:
-                await _discard(client, exc)
-                if isinstance(exc, Exception):
-                    raise _classify(exc) from exc
-                raise
-            self._idle.put_nowait(client)
+                if connection is not None:
+                    connection.close()  # a fresh connection after any failure: the simple, safe choice
+                failure = classify_smtp_error(exc) if isinstance(exc, Exception) else exc
+                if failure is exc:
+                    raise
+                raise failure from exc
+            self._idle.append(connection)
             return SendResult(message_id=str(message["Message-ID"]), response=response)
 
     async def close(self) -> None:
-        while not self._idle.empty():
-            client = self._idle.get_nowait()
-            if client.is_connected:
-                try:
-                    await client.quit()
-                except Exception:
-                    client.close()
-
-
-async def _discard(client: aiosmtplib.SMTP, exc: BaseException) -> None:
-    """Drop a connection after a failure; a 4xx/5xx on one message leaves the session usable, but
-    a fresh connection is the simple, always-correct choice."""
-    if client.is_connected:
-        try:
-            if isinstance(exc, aiosmtplib.SMTPResponseException):
-                await asyncio.wait_for(client.quit(), 5)
-            else:
-                client.close()
-        except Exception:
-            client.close()
-
-
-def _insecure_context() -> ssl.SSLContext:
-    ctx = ssl.create_default_context()
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    return ctx
+        while self._idle:
+            await self._idle.pop().quit()
 
 
 class LocalMailboxTransport:

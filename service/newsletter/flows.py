@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.db import utcnow
-from service.mail.message import format_address
+from service.mail.message import format_address, list_headers
 from service.mail.outbox import queue_email
 from service.newsletter import queries
 from service.newsletter.models import SUPPRESSED_STATUSES, Subscriber
@@ -40,14 +40,6 @@ def consent_text(settings: Settings) -> str:
         f"Yes, I would like to receive the {settings.org_name} newsletter by email. "
         "I can unsubscribe at any time with one click, and my address is never shared."
     )
-
-
-def list_unsubscribe_headers(settings: Settings, tokens: Tokens, subscriber_id: int) -> dict[str, str]:
-    """The headers every newsletter email carries (RFC 2369 and RFC 8058 one-click)."""
-    return {
-        "List-Unsubscribe": f"<{unsubscribe_url(settings, tokens, subscriber_id)}>",
-        "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
-    }
 
 
 def normalise_topics(settings: Settings, topics: Iterable[str]) -> list[str]:
@@ -223,15 +215,14 @@ async def confirm_subscription(session: AsyncSession, *, settings: Settings, tok
 
 
 async def queue_welcome(session: AsyncSession, *, settings: Settings, tokens: Tokens, subscriber: Subscriber) -> None:
-    headers = list_unsubscribe_headers(settings, tokens, subscriber.id)
-    headers["List-Id"] = f"{settings.org_name} <{settings.list_id}>"
+    url = unsubscribe_url(settings, tokens, subscriber.id)
     await queue_email(
         session, kind="newsletter_welcome", sender=settings.mail_from,
         to=format_address(subscriber.email, subscriber.name), subject=f"Welcome to the {settings.org_name} newsletter",
         template="newsletter_welcome",
         ctx={"org_name": settings.org_name, "name": subscriber.name, "topics": subscriber.topics,
-             "unsubscribe_url": unsubscribe_url(settings, tokens, subscriber.id), "base_url": settings.base_url},
-        headers=headers,
+             "unsubscribe_url": url, "base_url": settings.base_url},
+        headers=list_headers(settings, url),
     )
 
 
@@ -294,15 +285,10 @@ async def purge_unconfirmed(session: AsyncSession, *, now: dt.datetime) -> int:
     return await queries.purge_expired_pending(session, cutoff=now - dt.timedelta(seconds=CONFIRM_MAX_AGE))
 
 
-def is_mailable(subscriber: Subscriber) -> bool:
-    return subscriber.status == "confirmed"
-
-
 __all__ = [
     "RESEND_INTERVAL", "SUPPRESSED_STATUSES", "ConfirmCheck", "ConfirmProblem", "FieldError",
     "check_confirm_token", "confirm_subscription", "consent_text", "erase_subscriber", "hold_subscription",
-    "is_mailable", "purge_held_signups",
-    "list_unsubscribe_headers", "mark_bounced", "mark_complained", "mask_email", "purge_unconfirmed",
+    "mark_bounced", "mark_complained", "mask_email", "purge_held_signups", "purge_unconfirmed",
     "queue_confirmation",
     "queue_welcome", "request_subscription", "unsubscribe_subscriber", "update_preferences",
 ]

@@ -17,18 +17,6 @@ from service.tokens import Tokens
 from service.validation import email_key
 
 
-def mailable_subscribers_filter() -> ColumnElement[bool]:
-    """The predicate every campaign must use: only confirmed subscribers are ever mailed
-    (pending, unsubscribed, bounced and complained never are; erased ones no longer exist)."""
-    return Subscriber.status == "confirmed"
-
-
-def wants_topic_filter(topic: str) -> ColumnElement[bool]:
-    """Subscribers who want `topic`: those who chose it, and those who chose none (= every topic)."""
-    chosen = select(SubscriberTopic.subscriber_id).where(SubscriberTopic.subscriber_id == Subscriber.id)
-    return ~chosen.exists() | chosen.where(SubscriberTopic.topic == topic).exists()
-
-
 def _insert(session: AsyncSession):  # type: ignore[no-untyped-def]
     return pg_insert if session.bind.dialect.name == "postgresql" else sqlite_insert
 

@@ -13,8 +13,8 @@ from service.campaigns import queries as q
 from service.campaigns.models import Delivery
 from service.campaigns.sender import CampaignSender
 from service.campaigns.throttle import TokenBucket
-from service.campaigns.transport import SmtpBulkTransport
 from service.db import utcnow
+from service.mail.bulk import SmtpBulkTransport
 from service.newsletter.models import Subscriber, SubscriberTopic
 from service.settings import Settings
 from tests.conftest import Database

@@ -11,6 +11,7 @@ from service.campaigns import queries as q
 from service.campaigns.models import Campaign
 from service.campaigns.stats import campaign_stats
 from service.db import utcnow
+from service.newsletter.flows import unsubscribe_subscriber
 from service.newsletter.tokens import read_unsubscribe_token
 from service.settings import Settings
 from service.tokens import Tokens
@@ -50,7 +51,7 @@ async def test_digest_reaches_each_confirmed_subscriber_once_with_their_articles
         assert [p.get_content_type() for p in msg.iter_parts()] == ["text/plain", "text/html"]
         assert msg["Subject"] == "This month at the clinic"
         assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
-        assert msg["List-Id"] == f"<{settings.list_id}>"
+        assert msg["List-Id"] == f"{settings.org_name} <{settings.list_id}>"  # RFC 2919, as in the welcome
         assert msg["Precedence"] == "bulk"
         assert msg["Feedback-ID"].startswith(f"{campaign_id}:")
         url = re.fullmatch(r"<(http://testserver/unsubscribe/(\S+))>", msg["List-Unsubscribe"])
@@ -149,3 +150,24 @@ async def test_queueing_twice_never_adds_a_second_delivery(db: Database, setting
         campaign = await q.get_campaign(session, campaign_id=campaign_id)
         assert await q.queue_deliveries(session, campaign=campaign, now=utcnow()) == 0
     assert len(await deliveries(db, campaign_id)) == 1
+
+
+async def test_subscriber_who_unsubscribes_after_queueing_is_not_mailed(
+    db: Database, settings: Settings, smtp: SmtpServer
+) -> None:
+    await add_subscriber(db, "ana@example.org")
+    gone = await add_subscriber(db, "olu@example.org")
+    campaign_id = await make_campaign(db, settings)
+    async with db.sessions.begin() as session:
+        assert await unsubscribe_subscriber(session, subscriber_id=gone, source="test")
+
+    sender = sender_for(db, settings, smtp.url)
+    while await sender.run_once():
+        pass
+    await sender.transport.close()
+
+    assert [r for m in smtp.received for r in m.recipients] == ["ana@example.org"]
+    rows = {r.email: r for r in await deliveries(db, campaign_id)}
+    assert rows["olu@example.org"].status == "skipped"
+    assert rows["olu@example.org"].smtp_response == "not sent: the subscriber is unsubscribed"
+    assert rows["ana@example.org"].status == "sent"

@@ -2,10 +2,22 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
-from service.mail.message import HeaderInjectionError, build_message, format_address, message_parts, parse_raw
+from service.campaigns.message import MessageFactory
+from service.mail.message import (
+    HeaderInjectionError,
+    build_message,
+    format_address,
+    list_headers,
+    message_parts,
+    parse_raw,
+    serialise,
+)
 from service.mail.render import render_email
+from service.settings import Settings
 
 
 def _build(**overrides: str) -> None:
@@ -50,3 +62,23 @@ def test_message_has_text_and_html_and_survives_a_round_trip() -> None:
     assert parsed["Subject"] == "Grüße"
     assert parsed["Reply-To"] == "team@clinic.test"
     assert parsed["Message-ID"].endswith("@clinic.test>")
+
+
+@pytest.mark.parametrize("org_name", ["Tidings", "Clinique Évian, Inc."])
+def test_welcome_and_digest_carry_the_same_list_headers(settings: Settings, org_name: str) -> None:
+    """One function builds the list headers of both kinds of newsletter email: List-Id in the
+    RFC 2919 form `Org name <list.id>` (encoded when the name is not ASCII), one-click unsubscribe."""
+    settings = dataclasses.replace(settings, org_name=org_name, list_id="news.clinic.test")
+    url = "http://testserver/unsubscribe/abc"
+    welcome = parse_raw(serialise(build_message(
+        sender="Clinic <hello@clinic.test>", to="ana@example.org", subject="Welcome", text="hi", html="<p>hi</p>",
+        headers=list_headers(settings, url))))
+    factory = MessageFactory.for_campaign(settings, campaign_id=1, subject="Digest")
+    _mid, raw = factory.build(delivery_id=1, to_email="ana@example.org", to_name="Ana", unsubscribe_url=url,
+                              html="<p>hi</p>", text="hi")
+    digest = parse_raw(raw)
+    for name in ("List-Id", "List-Unsubscribe", "List-Unsubscribe-Post"):
+        assert str(welcome[name]).strip() == str(digest[name]).strip(), name
+    assert str(digest["List-Id"]) in (f"{org_name} <news.clinic.test>", f'"{org_name}" <news.clinic.test>')
+    assert digest["List-Unsubscribe"] == f"<{url}>"
+    assert digest["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"

@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from service.db import utcnow
 from service.mail.models import OutboxMessage
 from service.mail.transport import LocalMailboxTransport
-from service.newsletter import flows, queries
+from service.newsletter import audience, flows, queries
 from service.newsletter.importer import import_subscribers
 from service.newsletter.models import Subscriber, SubscriberTopic, Suppression
 from service.privacy.erase import erase_subscriber
@@ -28,7 +28,7 @@ from tests.smtp import SmtpServer
 async def _mailable(db: Database) -> list[str]:
     async with db.sessions() as session:
         return sorted((await session.scalars(
-            select(Subscriber.email).where(queries.mailable_subscribers_filter()))).all())
+            select(Subscriber.email).where(audience.mailable()))).all())
 
 
 async def test_only_confirmed_subscribers_are_mailable(client: httpx.AsyncClient, db: Database,
@@ -130,7 +130,6 @@ async def test_topic_filter_counts_no_choice_as_every_topic(db: Database, settin
     async with db.sessions.begin() as session:
         await import_subscribers(session, io.BytesIO(data), settings=settings, tokens=Tokens(settings))
     async with db.sessions() as session:
-        stmt = select(Subscriber.email).where(queries.mailable_subscribers_filter(),
-                                              queries.wants_topic_filter("PTSD"))
+        stmt = select(Subscriber.email).where(audience.campaign_audience(["PTSD"]))
         wanted = (await session.scalars(stmt.order_by(Subscriber.email))).all()
     assert wanted == ["all@example.org", "ptsd@example.org"]

@@ -1,7 +1,8 @@
-"""Bulk transports for campaigns: a pool of SEND_CONCURRENCY reused SMTP connections, each
-sending its share of a chunk back to back, or the local mailbox (embedded default) that stores
-a whole chunk in one transaction. Failures are classified like the transactional transport's:
-`TemporaryFailure` (4xx, dropped or refused connection) and `PermanentFailure` (5xx).
+"""Bulk transports for campaigns: SEND_CONCURRENCY reused connections of the one SMTP layer
+(`service.mail.smtp`), each sending its share of a stream back to back, or the local mailbox
+(embedded default) that stores a whole chunk in one transaction. Failures are those of
+`service.mail.smtp`: `TemporaryFailure` (4xx, dropped or refused connection) and
+`PermanentFailure` (5xx).
 """
 
 from __future__ import annotations
@@ -11,21 +12,10 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import aiosmtplib
-
-from service.campaigns.smtp_pipe import PipeConnection
 from service.db import Sessions
 from service.mail.message import parse_raw
-from service.mail.transport import (
-    LocalMailboxTransport,
-    Mailer,
-    PermanentFailure,
-    SmtpConfig,
-    SmtpTransport,
-    TemporaryFailure,
-    _classify,
-    _insecure_context,
-)
+from service.mail.smtp import SmtpConfig, SmtpConnection, TemporaryFailure, classify_smtp_error, connect
+from service.mail.transport import LocalMailboxTransport, Mailer, SmtpTransport
 
 Take = Callable[[], Awaitable[None]]
 
@@ -63,52 +53,56 @@ async def send_many(transport: BulkTransport, items: Sequence[Outgoing], take: T
     return results
 
 
+async def _drain(next_item: NextItem, done: Done, take: Take, send: Callable[[Outgoing], Awaitable[str]]) -> None:
+    """Pull, send and report messages one at a time until `next_item` says the stream is done;
+    every failure is reported classified (`classify_smtp_error`)."""
+    while True:
+        await take()
+        pulled = next_item()
+        if pulled is None:
+            return
+        context, item = pulled
+        outcome: Outcome
+        try:
+            outcome = await send(item)
+        except Exception as exc:
+            outcome = classify_smtp_error(exc)
+        done(context, item, outcome)
+
+
 class SmtpBulkTransport:
     """Up to `concurrency` connections, kept open across chunks and campaigns."""
 
     def __init__(self, config: SmtpConfig, *, concurrency: int) -> None:
         self.config = config
         self.concurrency = max(1, concurrency)
-        self._idle: list[PipeConnection] = []
+        self._idle: list[SmtpConnection] = []
 
     @classmethod
     def from_url(cls, url: str, *, concurrency: int, timeout: float = 30.0) -> SmtpBulkTransport:
         return cls(SmtpConfig.from_url(url, timeout=timeout), concurrency=concurrency)
 
-    def _client(self) -> aiosmtplib.SMTP:
-        c = self.config
-        return aiosmtplib.SMTP(
-            hostname=c.hostname, port=c.port, username=c.username, password=c.password, use_tls=c.use_tls,
-            start_tls=c.start_tls, validate_certs=c.validate_certs,
-            tls_context=None if c.validate_certs else _insecure_context(), timeout=c.timeout,
-        )
-
     async def send_stream(self, next_item: NextItem, done: Done, take: Take) -> None:
         async def lane() -> None:
-            pipe = self._idle.pop() if self._idle else None
+            connection = self._idle.pop() if self._idle else None
+
+            async def send(item: Outgoing) -> str:
+                nonlocal connection
+                try:
+                    if connection is None or not connection.usable:
+                        connection = await connect(self.config)
+                    return await connection.send(item.sender, item.recipient, item.raw)
+                except BaseException:
+                    if connection is not None:
+                        connection.close()  # after any failure, a fresh connection is the safe choice
+                        connection = None
+                    raise
+
             try:
-                while True:
-                    await take()
-                    pulled = next_item()
-                    if pulled is None:
-                        return
-                    context, item = pulled
-                    outcome: Outcome
-                    try:
-                        if pipe is None or not pipe.usable:
-                            pipe = await PipeConnection.open(self._client(), reply_timeout=self.config.timeout)
-                        outcome = await pipe.send(item.sender, item.recipient, item.raw)
-                    except (TemporaryFailure, PermanentFailure) as exc:
-                        outcome = exc
-                    except (aiosmtplib.SMTPException, OSError) as exc:
-                        outcome = _classify(exc)
-                    done(context, item, outcome)
-                    if isinstance(outcome, Exception) and pipe is not None:
-                        pipe.close()  # after any failure, a fresh connection is the safe choice
-                        pipe = None
+                await _drain(next_item, done, take, send)
             finally:
-                if pipe is not None and pipe.usable:
-                    self._idle.append(pipe)
+                if connection is not None and connection.usable:
+                    self._idle.append(connection)
 
         await asyncio.gather(*(lane() for _ in range(self.concurrency)))
 
@@ -155,17 +149,10 @@ class MailerBulkTransport:
         self.mailer = mailer
 
     async def send_stream(self, next_item: NextItem, done: Done, take: Take) -> None:
-        while True:
-            await take()
-            pulled = next_item()
-            if pulled is None:
-                return
-            context, item = pulled
-            try:
-                outcome: Outcome = (await self.mailer.send(parse_raw(item.raw))).response
-            except Exception as exc:
-                outcome = exc
-            done(context, item, outcome)
+        async def send(item: Outgoing) -> str:
+            return (await self.mailer.send(parse_raw(item.raw))).response
+
+        await _drain(next_item, done, take, send)
 
     async def close(self) -> None:
         return None
