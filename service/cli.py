@@ -187,7 +187,7 @@ def _read_new_password(args: argparse.Namespace) -> str | None:
 
 
 async def _create_admin(settings: Settings, args: argparse.Namespace, password: str | None) -> str:
-    from service.admin.audit import record_audit
+    from service.admin.audit import Actor, record_audit
     from service.admin.auth import create_staff_user, set_password_url
     from service.db import create_engine, session_factory, transaction
     from service.tokens import Tokens
@@ -200,8 +200,9 @@ async def _create_admin(settings: Settings, args: argparse.Namespace, password: 
                                                password=password)
             except ValueError as exc:
                 raise CommandError(str(exc)) from None
-            await record_audit(session, action="user_invite", target_type="staff_user", target_id=user.id,
-                               ip="cli", detail={"email": user.email, "role": user.role, "via": "create-admin"})
+            await record_audit(session, by=Actor.cli(), action="user_invite", target_type="staff_user",
+                               target_id=user.id,
+                               detail={"email": user.email, "role": user.role, "via": "create-admin"})
             if password is not None:
                 return f"created {user.role} {user.email}; sign in at {settings.base_url}/admin/login"
             link = set_password_url(settings, Tokens(settings), user)
@@ -328,8 +329,10 @@ def cmd_mail_test(args: argparse.Namespace) -> None:
 async def _import_subscribers(settings: Settings, args: argparse.Namespace) -> list[str]:
     from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
 
+    from service.admin.audit import Actor
     from service.db import create_engine, session_factory
-    from service.newsletter.importer import ImportFileError, import_subscribers
+    from service.newsletter.actions import file_sha256, import_subscribers_as
+    from service.newsletter.importer import ImportFileError
     from service.tokens import Tokens
 
     path = args.file
@@ -337,6 +340,7 @@ async def _import_subscribers(settings: Settings, args: argparse.Namespace) -> l
         handle = open(path, "rb")  # noqa: ASYNC230 - streamed in small reads by the csv reader
     except OSError as exc:
         raise CommandError(f"cannot open {path}: {exc.strerror}") from exc
+    sha256 = file_sha256(handle) if handle.seekable() else ""
     engine = create_engine(settings.database_url)
     sessions = session_factory(engine)
     try:
@@ -349,8 +353,9 @@ async def _import_subscribers(settings: Settings, args: argparse.Namespace) -> l
             async with sessions() as session:
                 await session.begin()
                 try:
-                    report = await import_subscribers(
-                        session, handle, settings=settings, tokens=Tokens(settings), source=args.source,
+                    report = await import_subscribers_as(
+                        session, handle, actor=Actor.cli(), filename=Path(path).name[:200], sha256=sha256,
+                        settings=settings, tokens=Tokens(settings), source=args.source,
                         send_confirmation=args.send_confirmation, dry_run=args.dry_run,
                         progress=lambda done: bar.update(task, completed=done),
                     )
@@ -379,20 +384,30 @@ def cmd_subscribers_import(args: argparse.Namespace) -> None:
 
 
 async def _export_subscribers(settings: Settings, args: argparse.Namespace) -> int:
-    from service.db import create_engine, session_factory
+    """Audit the export (`cli:<user>`), then write the CSV to standard output or a new file."""
+    import contextlib
+
+    from service.admin.audit import Actor
+    from service.db import create_engine, session_factory, transaction
+    from service.newsletter.actions import record_subscriber_export
     from service.newsletter.exporter import export_subscribers
 
-    engine = create_engine(settings.database_url)
+    to_stdout = args.output in (None, "-")
     try:
-        async with session_factory(engine)() as session:
-            if args.output in (None, "-"):
-                return await export_subscribers(session, sys.stdout, status=args.status)
-            try:
-                out = open(args.output, "w", encoding="utf-8", newline="")  # noqa: ASYNC230
-            except OSError as exc:
-                raise CommandError(f"cannot write {args.output}: {exc.strerror}") from exc
-            with out:
-                return await export_subscribers(session, out, status=args.status)
+        out = contextlib.nullcontext(sys.stdout) if to_stdout else open(  # noqa: ASYNC230, SIM115
+            args.output, "w", encoding="utf-8", newline="")
+    except OSError as exc:
+        raise CommandError(f"cannot write {args.output}: {exc.strerror}") from exc
+    engine = create_engine(settings.database_url)
+    sessions = session_factory(engine)
+    try:
+        with out as stream:
+            async with transaction(sessions) as session:
+                await record_subscriber_export(session, actor=Actor.cli(), detail={
+                    "filter": {"status": args.status} if args.status else {},
+                    "to": "stdout" if to_stdout else "file"})
+            async with sessions() as session:
+                return await export_subscribers(session, stream, status=args.status)
     finally:
         await engine.dispose()
 

@@ -103,21 +103,23 @@ async def _campaign_preview(settings: Settings, sessions: Sessions, args: argpar
 
 
 async def _campaign_status(settings: Settings, sessions: Sessions, args: argparse.Namespace) -> None:
-    from service.campaigns.queries import approve_campaign, set_campaign_status
+    from service.admin.audit import Actor
+    from service.campaigns import actions
 
     async with transaction(sessions) as session:
         if args.action == "approve":
-            await approve_campaign(session, campaign_id=args.id, now=utcnow())
+            await actions.approve_campaign(session, campaign_id=args.id, actor=Actor.cli(), now=utcnow())
         else:
-            status = {"pause": "paused", "resume": "sending", "cancel": "cancelled"}[args.action]
-            await set_campaign_status(session, campaign_id=args.id, status=status, now=utcnow())
+            await actions.change_campaign_status(session, campaign_id=args.id, action=args.action,
+                                                 actor=Actor.cli(), now=utcnow())
     print(f"campaign {args.id}: {args.action} done")
 
 
 async def _campaign_schedule(settings: Settings, sessions: Sessions, args: argparse.Namespace) -> None:
     import datetime as dt
 
-    from service.campaigns.queries import schedule_campaign
+    from service.admin.audit import Actor
+    from service.campaigns.actions import ScheduleError, schedule_campaign
 
     try:
         at = dt.datetime.fromisoformat(args.when)
@@ -126,8 +128,11 @@ async def _campaign_schedule(settings: Settings, sessions: Sessions, args: argpa
                            ) from None
     if at.tzinfo is None:
         raise CommandError("WHEN: give a UTC offset, e.g. 2026-12-01T09:00+00:00")
-    async with transaction(sessions) as session:
-        await schedule_campaign(session, campaign_id=args.id, at=at, now=utcnow())
+    try:
+        async with transaction(sessions) as session:
+            await schedule_campaign(session, campaign_id=args.id, at=at, actor=Actor.cli(), now=utcnow())
+    except ScheduleError as exc:
+        raise CommandError(f"WHEN: {exc}") from None
     print(f"campaign {args.id}: scheduled for {at.astimezone(dt.UTC):%Y-%m-%d %H:%M} UTC")
 
 
@@ -166,9 +171,14 @@ async def _campaign_send(settings: Settings, sessions: Sessions, args: argparse.
     transport = bulk_transport_for(mailer, concurrency=settings.send_concurrency)
     try:
         if args.test:
+            from service.admin.audit import Actor
+            from service.campaigns.actions import record_test_send
             from service.campaigns.flows import send_test
 
             answer = await send_test(sessions, transport, settings=settings, campaign_id=args.id, address=args.test)
+            async with transaction(sessions) as session:
+                await record_test_send(session, campaign_id=args.id, address=args.test, answer=answer,
+                                       actor=Actor.cli())
             print(f"test message sent to {args.test}: {answer}")
             return
         await _send_campaign(settings, sessions, transport, args.id, signer_from_settings(settings))
@@ -181,12 +191,13 @@ async def _send_campaign(settings: Settings, sessions: Sessions, transport: Any,
                          signer: object | None) -> None:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from service.campaigns.queries import start_campaign
+    from service.admin.audit import Actor
+    from service.campaigns.actions import send_campaign_now
     from service.campaigns.sender import CampaignSender, ChunkResult
     from service.campaigns.stats import campaign_stats
 
     async with transaction(sessions) as session:
-        queued = await start_campaign(session, campaign_id=campaign_id, now=utcnow())
+        queued = await send_campaign_now(session, campaign_id=campaign_id, actor=Actor.cli(), now=utcnow())
     async with sessions() as session:
         stats = await campaign_stats(session, campaign_id=campaign_id, now=utcnow())
     if queued:
