@@ -1,4 +1,4 @@
-"""`tidings articles …`, `tidings digest …` and `tidings campaign …` commands."""
+"""`tidings digest …` and `tidings campaign …` commands."""
 
 from __future__ import annotations
 
@@ -9,54 +9,17 @@ import signal
 import socket
 import sys
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
 from typing import Any
 
-from service.cli import CommandError, load_settings, run, setup_logging
-from service.db import Sessions, create_engine, session_factory, transaction, utcnow
+from service.campaigns.queries import CampaignError
+from service.campaigns.rules import RuleError
+from service.command import Body, CommandError, Handler, database_command
+from service.db import Sessions, transaction, utcnow
 from service.settings import Settings
 
 
-@asynccontextmanager
-async def _database(settings: Settings) -> AsyncIterator[Sessions]:
-    engine = create_engine(settings.database_url)
-    try:
-        yield session_factory(engine)
-    finally:
-        await engine.dispose()
-
-
-def _command(body: Callable[[Settings, Sessions, argparse.Namespace], Awaitable[None]]) -> Callable[..., None]:
-    """Run `body` with the settings and a database, turning domain errors into one line."""
-    from service.articles.ingest import IngestError
-    from service.campaigns.queries import CampaignError
-    from service.campaigns.rules import RuleError
-
-    def handler(args: argparse.Namespace) -> None:
-        settings = load_settings()
-        setup_logging("warning")
-
-        async def main() -> None:
-            async with _database(settings) as sessions:
-                await body(settings, sessions, args)
-
-        try:
-            run(main())
-        except (IngestError, CampaignError, RuleError) as exc:
-            raise CommandError(str(exc)) from None
-
-    return handler
-
-
-# -- articles ------------------------------------------------------------------------------
-
-
-async def _articles_import(settings: Settings, sessions: Sessions, args: argparse.Namespace) -> None:
-    from service.articles.flows import import_articles
-
-    result = await import_articles(sessions, settings, args.sources)
-    print(f"articles: {result.created} new, {result.updated} updated, {result.unchanged} unchanged")
+def _command(body: Body) -> Handler:
+    return database_command(body, errors=(CampaignError, RuleError))
 
 
 # -- digests -------------------------------------------------------------------------------
@@ -234,14 +197,8 @@ async def _send_campaign(settings: Settings, sessions: Sessions, transport: Any,
     print(f"campaign {campaign_id}: {status}; {summary}")
 
 
-def add_commands(sub: Any) -> None:
-    """Register the articles / digest / campaign commands on the `tidings` parser."""
-    p = sub.add_parser("articles", help="import blog articles")
-    asub = p.add_subparsers(dest="articles_command", metavar="ACTION", required=True)
-    a = asub.add_parser("import", help="import from FEED_URL, or from feed URLs/files and Markdown files/folders")
-    a.add_argument("sources", nargs="*", metavar="FEED_URL|PATH")
-    a.set_defaults(handler=_command(_articles_import))
-
+def register(sub: argparse._SubParsersAction[Any]) -> None:
+    """Register the digest and campaign commands on the `tidings` parser."""
     p = sub.add_parser("digest", help="compose digests and recurring digest rules")
     dsub = p.add_subparsers(dest="digest_command", metavar="ACTION", required=True)
     d = dsub.add_parser("create", help="a draft campaign of every article since the last digest")

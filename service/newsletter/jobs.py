@@ -1,0 +1,17 @@
+"""The newsletter loop of the worker: purge sign-ups never confirmed."""
+
+from __future__ import annotations
+
+from service.db import transaction, utcnow
+from service.loops import Loop, WorkerContext
+from service.newsletter.flows import purge_unconfirmed
+from service.settings import Settings
+
+
+async def newsletter_purge_job(ctx: WorkerContext) -> int:
+    async with transaction(ctx.sessions) as session:
+        return await purge_unconfirmed(session, now=utcnow())
+
+
+def loops(settings: Settings | None) -> list[Loop]:
+    return [Loop("newsletter-purge", newsletter_purge_job, 3600.0)]
