@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.campaigns.queries import campaigns_sent_to
+from service.csvfile import csv_cell  # the one formula-safe cell rule
 from service.db import utcnow
 from service.mail.message import format_address
 from service.mail.outbox import messages_to, queue_email
@@ -108,8 +109,6 @@ def as_json(data: dict[str, Any]) -> str:
 
 
 def _cell(value: Any) -> str:
-    from service.admin.pages_inquiries import csv_cell  # the one formula-safe cell rule
-
     return csv_cell("" if value is None else value)
 
 
