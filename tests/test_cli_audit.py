@@ -17,7 +17,7 @@ import pytest
 from sqlalchemy import select, update
 
 from service.admin.models import AuditEvent, StaffUser
-from service.campaigns.models import Campaign
+from service.campaigns.models import Campaign, DigestRule
 from service.cli import main
 from service.db import create_engine, session_factory
 from service.newsletter.models import Subscriber
@@ -77,7 +77,8 @@ def test_campaign_commands_audit_as_the_os_user(cli_env: Database, smtp: SmtpSer
     _query(url, update(Campaign).where(Campaign.id == second).values(requires_approval=True), write=True)
     _query(url, Subscriber.__table__.insert().values(email="reader@example.org", email_key="reader@example.org",
                                                      name="", status="confirmed"), write=True)
-    assert _audit(url) == []
+    imported = ("articles_import", ACTOR, "", "cli")
+    assert _audit(url) == [imported]
 
     assert main(["campaign", "schedule", str(first), "2099-01-05T09:00+00:00"]) == 0
     assert main(["campaign", "cancel", str(first)]) == 0
@@ -91,7 +92,7 @@ def test_campaign_commands_audit_as_the_os_user(cli_env: Database, smtp: SmtpSer
     assert main(["campaign", "resume", str(third)]) == 0
     capsys.readouterr()
     assert _audit(url) == [
-        ("campaign_schedule", ACTOR, str(first), "cli"), ("campaign_cancel", ACTOR, str(first), "cli"),
+        imported, ("campaign_schedule", ACTOR, str(first), "cli"), ("campaign_cancel", ACTOR, str(first), "cli"),
         ("campaign_schedule", ACTOR, str(second), "cli"), ("campaign_approve", ACTOR, str(second), "cli"),
         ("campaign_send", ACTOR, str(second), "cli"), ("campaign_test_send", ACTOR, str(third), "cli"),
         ("campaign_pause", ACTOR, str(third), "cli"), ("campaign_resume", ACTOR, str(third), "cli")]
@@ -113,7 +114,7 @@ def test_refused_campaign_commands_change_nothing_and_audit_nothing(
         assert err.count("\n") == 1 and message in err, err
     assert _query(url, select(Campaign.status, Campaign.approved_at, Campaign.scheduled_at)) == [
         ("draft", None, None)]
-    assert _audit(url) == []
+    assert _audit(url) == [("articles_import", ACTOR, "", "cli")]
 
 
 def test_subscriber_import_and_export_audit_as_the_os_user(cli_env: Database, tmp_path: Path,
@@ -147,3 +148,18 @@ def test_create_admin_audits_the_os_user(cli_env: Database, monkeypatch: pytest.
 def _audit_target(url: str) -> str:
     [(user_id,)] = _query(url, select(StaffUser.id))
     return str(user_id)
+
+
+def test_articles_import_and_digest_rule_audit_as_the_os_user(cli_env: Database, tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    url = cli_env.url
+    assert main(["articles", "import", str(SAMPLE / "feed.xml")]) == 0
+    assert main(["articles", "import", str(tmp_path / "missing.xml")]) == 1
+    assert main(["digest", "rule", "weekly on Monday 09:00 Europe/London", "--approval"]) == 0
+    assert main(["digest", "rule", "every full moon"]) == 1  # refused: no rule, no row
+    capsys.readouterr()
+    [(rule_id,)] = _query(url, select(DigestRule.id))
+    assert _audit(url) == [("articles_import", ACTOR, "", "cli"), ("articles_import", ACTOR, "", "cli"),
+                           ("digest_rule_save", ACTOR, str(rule_id), "cli")]
+    details = [d for (d,) in _query(url, select(AuditEvent.detail).order_by(AuditEvent.id))]
+    assert details[0] == {"new": 5, "updated": 0} and "missing.xml" in details[1]["error"]

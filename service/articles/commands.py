@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from service.articles.flows import import_articles
+from service.admin.audit import Actor
+from service.articles.actions import import_articles_as
 from service.articles.ingest import IngestError
 from service.command import database_command
 from service.db import Sessions
@@ -13,7 +14,7 @@ from service.settings import Settings
 
 
 async def _articles_import(settings: Settings, sessions: Sessions, args: argparse.Namespace) -> None:
-    result = await import_articles(sessions, settings, args.sources)
+    result = await import_articles_as(sessions, settings, args.sources, actor=Actor.cli())
     print(f"articles: {result.created} new, {result.updated} updated, {result.unchanged} unchanged")
 
 

@@ -1,4 +1,4 @@
-"""What staff do to a campaign, as action functions shared by the admin pages and the `tidings
+"""What staff do to a campaign or a digest rule, as action functions shared by the admin pages and the `tidings
 campaign …` commands: each changes the campaign in the caller's transaction and writes the audit
 row for whoever acted (an `Actor`: a staff user, or `cli:<user>`). A refused action raises
 CampaignError, changes nothing and records nothing."""
@@ -6,12 +6,15 @@ CampaignError, changes nothing and records nothing."""
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.admin.audit import Actor, record_audit
 from service.campaigns import queries as cq
+from service.campaigns.models import DigestRule
 from service.campaigns.queries import CampaignError
+from service.campaigns.rules import create_rule, set_rule_active, update_rule
 
 
 class ScheduleError(CampaignError):
@@ -74,6 +77,28 @@ async def record_test_send(session: AsyncSession, *, campaign_id: int, address: 
                            actor: Actor) -> None:
     """Audit a [TEST] copy sent to `address` (sent by `flows.send_test`, outside any transaction)."""
     await _audit(session, "campaign_test_send", campaign_id, actor, {"to": address, "answer": answer[:200]})
+
+
+async def save_digest_rule(session: AsyncSession, rule: DigestRule | None, *, actor: Actor, spec: str,
+                           now: dt.datetime, name: str = "", subject: str = "",
+                           audience_topics: Sequence[str] = (), requires_approval: bool = False) -> DigestRule:
+    """Create a digest rule (`rule` None) or change one; RuleError for a spec that is not one."""
+    if rule is None:
+        rule = await create_rule(session, spec=spec, now=now, name=name, subject=subject,
+                                 audience_topics=audience_topics, requires_approval=requires_approval)
+    else:
+        await update_rule(session, rule, spec=spec, now=now, name=name, subject=subject,
+                          audience_topics=audience_topics, requires_approval=requires_approval)
+    await record_audit(session, by=actor, action="digest_rule_save", target_type="digest_rule", target_id=rule.id,
+                       detail={"rule": rule.name})
+    return rule
+
+
+async def set_digest_rule_active(session: AsyncSession, rule: DigestRule, *, active: bool, actor: Actor,
+                                 now: dt.datetime) -> None:
+    await set_rule_active(session, rule, active=active, now=now)
+    await record_audit(session, by=actor, action="digest_rule_activate" if active else "digest_rule_deactivate",
+                       target_type="digest_rule", target_id=rule.id)
 
 
 async def _audit(session: AsyncSession, action: str, campaign_id: int, actor: Actor,

@@ -41,14 +41,16 @@ async def _digest_create(settings: Settings, sessions: Sessions, args: argparse.
 
 
 async def _digest_rule(settings: Settings, sessions: Sessions, args: argparse.Namespace) -> None:
-    from service.campaigns.rules import create_rule
+    from service.admin.audit import Actor
+    from service.campaigns.actions import save_digest_rule
 
     unknown = sorted(set(_topics(args.topics)) - set(settings.topics))
     if unknown:
         raise CommandError(f"--topics: unknown topic(s) {', '.join(unknown)}")
     async with transaction(sessions) as session:
-        rule = await create_rule(session, spec=args.spec, now=utcnow(), subject=args.subject or "",
-                                 audience_topics=_topics(args.topics), requires_approval=args.approval)
+        rule = await save_digest_rule(session, None, actor=Actor.cli(), spec=args.spec, now=utcnow(),
+                                      subject=args.subject or "", audience_topics=_topics(args.topics),
+                                      requires_approval=args.approval)
     print(f"digest rule {rule.id}: {rule.name}{' (needs approval)' if rule.requires_approval else ''}; "
           f"next run {rule.next_run_at:%Y-%m-%d %H:%M} UTC")
 
