@@ -9,10 +9,10 @@ from typing import Any
 from alembic import context
 from sqlalchemy.engine import Connection
 
-from service.db import Base, UTCDateTime, create_engine, import_models
+from service.db import UTCDateTime, create_engine
+from service.models import metadata
 
-import_models()
-target_metadata = Base.metadata
+target_metadata = metadata
 config = context.config
 
 

@@ -28,9 +28,10 @@ from sqlalchemy import text
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import service.models  # noqa: E402, F401 - every table in Base.metadata
 from service.admin.auth import create_staff_user  # noqa: E402
 from service.admin.queries import InquiryFilter, format_cursor, inquiry_query  # noqa: E402
-from service.db import create_engine, import_models, migrate, session_factory  # noqa: E402
+from service.db import create_engine, migrate, session_factory  # noqa: E402
 
 PG = os.environ.get("BENCH_PG", "postgresql+asyncpg://postgres@127.0.0.1:5432")
 DB_NAME = "tidings_bench_admin"
@@ -91,7 +92,6 @@ async def drop_database() -> None:
 
 async def populate(rows: int) -> tuple[str, float]:
     """Fill the database; returns the cursor of a page ~90% deep and the seconds it took."""
-    import_models()
     engine = create_engine(f"{PG}/{DB_NAME}")
     started = time.perf_counter()
     await migrate(engine)

@@ -24,7 +24,8 @@ from pathlib import Path
 import asyncpg
 from sqlalchemy import text
 
-from service.db import create_engine, import_models, migrate, session_factory
+import service.models  # noqa: F401 - every table in Base.metadata
+from service.db import create_engine, migrate, session_factory
 from service.newsletter.importer import import_subscribers
 from service.settings import Settings
 from service.tokens import Tokens
@@ -148,7 +149,6 @@ async def main() -> None:
     parser.add_argument("--pg", default=os.environ.get("BENCH_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres"))
     parser.add_argument("--no-sqlite", action="store_true")
     args = parser.parse_args()
-    import_models()
     with tempfile.TemporaryDirectory() as tmp:
         big, small = Path(tmp) / "big.csv", Path(tmp) / "small.csv"
         make_csv(big, args.rows)

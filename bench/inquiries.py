@@ -353,11 +353,11 @@ async def _check(url: str, ids: list[str]) -> tuple[int, int, int, int]:
     """(accepted receipts naming no stored inquiry, inquiries in the table, held ones, outbox rows)"""
     from sqlalchemy import func, select
 
-    from service.db import create_engine, import_models, session_factory
+    import service.models  # noqa: F401 - every table in Base.metadata
+    from service.db import create_engine, session_factory
     from service.inquiries.models import Inquiry
     from service.mail.models import OutboxMessage
 
-    import_models()
     engine = create_engine(url)
     async with session_factory(engine)() as session:
         stored = set((await session.scalars(select(Inquiry.receipt))).all())

@@ -16,6 +16,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
+import service.models  # noqa: F401 - every table mapped before the first request
 from service.db import DbSessionMiddleware, Sessions, create_engine, get_session, session_factory
 from service.mail.transport import Mailer, make_mailer
 from service.paths import TEMPLATES_DIR

@@ -8,54 +8,30 @@ import datetime as dt
 import logging
 import signal
 import sys
-from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
+from service.command import CommandError, Handler, load_settings, run, setup_logging, with_database
+from service.registry import add_domain_commands
 from service.settings import Settings, SettingsError
 
+__all__ = ["CommandError", "build_parser", "load_settings", "main", "run", "setup_logging"]
+
 log = logging.getLogger("tidings")
-
-
-class CommandError(Exception):
-    """A failure to report as one line (no traceback)."""
-
-
-def setup_logging(level: str = "info") -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    for noisy in ("aiosqlite", "asyncio", "mail.log", "httpx", "alembic"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-    from service.mail.redact import redact_handlers
-
-    redact_handlers(logging.getLogger())  # no email address in any log line
-
-
-def load_settings() -> Settings:
-    return Settings.from_env()
-
-
-def run(coro: Coroutine[Any, Any, Any]) -> Any:
-    return asyncio.run(coro)
 
 
 # -- serve / worker / migrate ----------------------------------------------------------------
 
 
 async def _migrate(settings: Settings) -> str | None:
-    from service.db import create_engine, current_revision, migrate
+    from service.db import current_revision, migrate
 
-    engine = create_engine(settings.database_url)
     try:
-        await migrate(engine)
-        return await current_revision(engine)
+        async with with_database(settings) as db:
+            await migrate(db.engine)
+            return await current_revision(db.engine)
     except OSError as exc:
         raise CommandError(f"cannot reach the database: {exc}") from None
-    finally:
-        await engine.dispose()
 
 
 def _refused(exc: Exception) -> CommandError:
@@ -69,21 +45,17 @@ def _refused(exc: Exception) -> CommandError:
 async def _check_schema(settings: Settings) -> None:
     from sqlalchemy.exc import DBAPIError
 
-    from service.db import create_engine, schema_problem
+    from service.db import is_database_outage, schema_problem
 
-    engine = create_engine(settings.database_url)
     try:
-        problem = await schema_problem(engine)
+        async with with_database(settings) as db:
+            problem = await schema_problem(db.engine)
     except OSError as exc:
         raise CommandError(f"cannot reach the database: {exc}") from None
     except DBAPIError as exc:
-        from service.db import is_database_outage
-
         if is_database_outage(exc):
             raise  # main() says "cannot reach the database"
         raise _refused(exc) from None
-    finally:
-        await engine.dispose()
     if problem:
         raise CommandError(problem)
 
@@ -124,11 +96,11 @@ async def _check_schema_unless_unreachable(settings: Settings) -> bool:
     the check to the server, which serves 503s until the database is back (False)."""
     from sqlalchemy.exc import DBAPIError
 
-    from service.db import create_engine, describe_outage, is_database_outage, schema_problem
+    from service.db import describe_outage, is_database_outage, schema_problem
 
-    engine = create_engine(settings.database_url)
     try:
-        problem = await schema_problem(engine)
+        async with with_database(settings) as db:
+            problem = await schema_problem(db.engine)
     except Exception as exc:
         if not is_database_outage(exc):
             if isinstance(exc, DBAPIError):
@@ -136,8 +108,6 @@ async def _check_schema_unless_unreachable(settings: Settings) -> bool:
             raise
         log.warning("database not reachable at start (%s): serving 503s until it is", describe_outage(exc))
         return False
-    finally:
-        await engine.dispose()
     if problem:
         raise CommandError(problem)
     return True
@@ -152,15 +122,10 @@ def startup_hints(settings: Settings) -> list[str]:
 
 async def _startup_hints(settings: Settings) -> list[str]:
     from service.admin.auth import count_staff_users
-    from service.db import create_engine, session_factory
 
-    engine = create_engine(settings.database_url)
-    try:
-        async with session_factory(engine)() as session:
-            if await count_staff_users(session):
-                return []
-    finally:
-        await engine.dispose()
+    async with with_database(settings) as db, db.sessions() as session:
+        if await count_staff_users(session):
+            return []
     return ["No staff account yet. Create the first admin with:",
             "  tidings create-admin you@example.org --role admin",
             f"then sign in at {settings.base_url}/admin/login"]
@@ -187,28 +152,24 @@ def _read_new_password(args: argparse.Namespace) -> str | None:
 
 
 async def _create_admin(settings: Settings, args: argparse.Namespace, password: str | None) -> str:
-    from service.admin.audit import record_audit
+    from service.admin.audit import Actor, record_audit
     from service.admin.auth import create_staff_user, set_password_url
-    from service.db import create_engine, session_factory, transaction
+    from service.db import transaction
     from service.tokens import Tokens
 
-    engine = create_engine(settings.database_url)
-    try:
-        async with transaction(session_factory(engine)) as session:
-            try:
-                user = await create_staff_user(session, email=args.email, role=args.role, name=args.name,
-                                               password=password)
-            except ValueError as exc:
-                raise CommandError(str(exc)) from None
-            await record_audit(session, action="user_invite", target_type="staff_user", target_id=user.id,
-                               ip="cli", detail={"email": user.email, "role": user.role, "via": "create-admin"})
-            if password is not None:
-                return f"created {user.role} {user.email}; sign in at {settings.base_url}/admin/login"
-            link = set_password_url(settings, Tokens(settings), user)
-            return (f"created {user.role} {user.email}. Open this one-time link within 24 hours to set the "
-                    f"password:\n{link}")
-    finally:
-        await engine.dispose()
+    async with with_database(settings) as db, transaction(db.sessions) as session:
+        try:
+            user = await create_staff_user(session, email=args.email, role=args.role, name=args.name,
+                                           password=password)
+        except ValueError as exc:
+            raise CommandError(str(exc)) from None
+        await record_audit(session, by=Actor.cli(), action="user_invite", target_type="staff_user",
+                           target_id=user.id, detail={"email": user.email, "role": user.role, "via": "create-admin"})
+        if password is not None:
+            return f"created {user.role} {user.email}; sign in at {settings.base_url}/admin/login"
+        link = set_password_url(settings, Tokens(settings), user)
+        return (f"created {user.role} {user.email}. Open this one-time link within 24 hours to set the "
+                f"password:\n{link}")
 
 
 def cmd_create_admin(args: argparse.Namespace) -> None:
@@ -244,7 +205,7 @@ async def _worker(settings: Settings, heartbeat: str | None = None) -> None:
     the loops until SIGINT/SIGTERM. The heartbeat file is first written once the worker is ready."""
     from sqlalchemy.exc import DBAPIError
 
-    from service.db import Stopped, create_engine, schema_problem, session_factory, when_reachable
+    from service.db import Stopped, schema_problem, when_reachable
     from service.mail.transport import make_mailer
     from service.worker import WorkerContext, run_worker
     from service.worker import log as worker_log
@@ -256,25 +217,23 @@ async def _worker(settings: Settings, heartbeat: str | None = None) -> None:
     beat = Path(heartbeat) if heartbeat else None
     if beat is not None:
         _remove_heartbeat(beat)  # a file left by an earlier run must not say "ready"
-    engine = create_engine(settings.database_url)
-    sessions = session_factory(engine)
-    mailer = make_mailer(settings.smtp_url, sessions, concurrency=settings.send_concurrency)
-    try:
+    async with with_database(settings) as db:
+        mailer = make_mailer(settings.smtp_url, db.sessions, concurrency=settings.send_concurrency)
         try:
-            problem = await when_reachable(lambda: schema_problem(engine), stop=stop, logger=worker_log)
-        except Stopped:
-            return
-        except DBAPIError as exc:  # not an outage: when_reachable waits through those
-            raise _refused(exc) from None
-        if problem:
-            raise CommandError(problem)
-        ctx = WorkerContext(settings=settings, sessions=sessions, mailer=mailer)
-        await asyncio.gather(run_worker(ctx, stop), *([_heartbeat(beat, stop)] if beat else []))
-    finally:
-        if beat is not None:
-            _remove_heartbeat(beat)
-        await mailer.close()
-        await engine.dispose()
+            try:
+                problem = await when_reachable(lambda: schema_problem(db.engine), stop=stop, logger=worker_log)
+            except Stopped:
+                return
+            except DBAPIError as exc:  # not an outage: when_reachable waits through those
+                raise _refused(exc) from None
+            if problem:
+                raise CommandError(problem)
+            ctx = WorkerContext(settings=settings, sessions=db.sessions, mailer=mailer)
+            await asyncio.gather(run_worker(ctx, stop), *([_heartbeat(beat, stop)] if beat else []))
+        finally:
+            if beat is not None:
+                _remove_heartbeat(beat)
+            await mailer.close()
 
 
 def cmd_worker(args: argparse.Namespace) -> None:
@@ -287,7 +246,6 @@ def cmd_worker(args: argparse.Namespace) -> None:
 
 
 async def _mail_test(settings: Settings, address: str) -> str:
-    from service.db import create_engine, session_factory
     from service.mail.message import build_message
     from service.mail.render import render_email
     from service.mail.transport import PermanentFailure, TemporaryFailure, make_mailer
@@ -297,19 +255,18 @@ async def _mail_test(settings: Settings, address: str) -> str:
         to = clean_email({"email": address})
     except FieldError as exc:
         raise CommandError(exc.message) from None
-    engine = create_engine(settings.database_url)
-    mailer = make_mailer(settings.smtp_url, session_factory(engine), concurrency=1)
     sent_at = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     rendered = render_email("smtp_check", {"org_name": settings.org_name, "sent_at": sent_at})
     message = build_message(sender=settings.mail_from, to=to, subject=f"{settings.org_name}: mail works",
                             text=rendered.text, html=rendered.html)
-    try:
-        result = await mailer.send(message)
-    except (TemporaryFailure, PermanentFailure) as exc:
-        raise CommandError(f"sending failed: {exc}") from None
-    finally:
-        await mailer.close()
-        await engine.dispose()
+    async with with_database(settings) as db:
+        mailer = make_mailer(settings.smtp_url, db.sessions, concurrency=1)
+        try:
+            result = await mailer.send(message)
+        except (TemporaryFailure, PermanentFailure) as exc:
+            raise CommandError(f"sending failed: {exc}") from None
+        finally:
+            await mailer.close()
     return result.response
 
 
@@ -320,88 +277,6 @@ def cmd_mail_test(args: argparse.Namespace) -> None:
     response = run(_mail_test(settings, args.address))
     where = "the local outbox (/admin/outbox)" if settings.uses_local_outbox else "the SMTP server"
     print(f"sent to {where}: {response}")
-
-
-# -- subscribers import / export -------------------------------------------------------------
-
-
-async def _import_subscribers(settings: Settings, args: argparse.Namespace) -> list[str]:
-    from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
-
-    from service.db import create_engine, session_factory
-    from service.newsletter.importer import ImportFileError, import_subscribers
-    from service.tokens import Tokens
-
-    path = args.file
-    try:
-        handle = open(path, "rb")  # noqa: ASYNC230 - streamed in small reads by the csv reader
-    except OSError as exc:
-        raise CommandError(f"cannot open {path}: {exc.strerror}") from exc
-    engine = create_engine(settings.database_url)
-    sessions = session_factory(engine)
-    try:
-        with handle, Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(),
-                              TransferSpeedColumn(), TimeRemainingColumn(), transient=True,
-                              disable=not sys.stderr.isatty()) as bar:
-            import os
-
-            task = bar.add_task("importing", total=os.fstat(handle.fileno()).st_size)
-            async with sessions() as session:
-                await session.begin()
-                try:
-                    report = await import_subscribers(
-                        session, handle, settings=settings, tokens=Tokens(settings), source=args.source,
-                        send_confirmation=args.send_confirmation, dry_run=args.dry_run,
-                        progress=lambda done: bar.update(task, completed=done),
-                    )
-                except ImportFileError as exc:
-                    await session.rollback()
-                    raise CommandError(f"{path}: {exc}") from exc
-                except BaseException:
-                    await session.rollback()
-                    raise
-                if args.dry_run:
-                    await session.rollback()
-                else:
-                    await session.commit()
-    finally:
-        await engine.dispose()
-    lines = report.summary_lines()
-    if args.dry_run:
-        lines.insert(0, "dry run: nothing was changed")
-    return lines
-
-
-def cmd_subscribers_import(args: argparse.Namespace) -> None:
-    settings = load_settings()
-    for line in run(_import_subscribers(settings, args)):
-        print(line)
-
-
-async def _export_subscribers(settings: Settings, args: argparse.Namespace) -> int:
-    from service.db import create_engine, session_factory
-    from service.newsletter.exporter import export_subscribers
-
-    engine = create_engine(settings.database_url)
-    try:
-        async with session_factory(engine)() as session:
-            if args.output in (None, "-"):
-                return await export_subscribers(session, sys.stdout, status=args.status)
-            try:
-                out = open(args.output, "w", encoding="utf-8", newline="")  # noqa: ASYNC230
-            except OSError as exc:
-                raise CommandError(f"cannot write {args.output}: {exc.strerror}") from exc
-            with out:
-                return await export_subscribers(session, out, status=args.status)
-    finally:
-        await engine.dispose()
-
-
-def cmd_subscribers_export(args: argparse.Namespace) -> None:
-    settings = load_settings()
-    count = run(_export_subscribers(settings, args))
-    if args.output not in (None, "-"):
-        print(f"{count} subscribers written to {args.output}", file=sys.stderr)
 
 
 # -- backup / restore ------------------------------------------------------------------------
@@ -444,7 +319,6 @@ def cmd_restore(args: argparse.Namespace) -> None:
 
 def cmd_demo(args: argparse.Namespace) -> None:
     from service.admin.auth import PasswordError, check_new_password
-    from service.db import create_engine, session_factory
     from service.demo import DemoRefused, load_demo, summary_lines
 
     settings = load_settings()
@@ -457,22 +331,17 @@ def cmd_demo(args: argparse.Namespace) -> None:
             raise CommandError(str(exc)) from None
 
     async def load() -> Any:
-        engine = create_engine(settings.database_url)
-        try:
-            return await load_demo(session_factory(engine), settings, admin_email=args.admin_email,
-                                   password=password)
-        except (DemoRefused, ValueError) as exc:
-            raise CommandError(str(exc)) from None
-        finally:
-            await engine.dispose()
+        async with with_database(settings) as db:
+            try:
+                return await load_demo(db.sessions, settings, admin_email=args.admin_email, password=password)
+            except (DemoRefused, ValueError) as exc:
+                raise CommandError(str(exc)) from None
 
     for line in summary_lines(settings, run(load())):
         print(line)
 
 
 # -- the parser ------------------------------------------------------------------------------
-
-Handler = Callable[[argparse.Namespace], None]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -499,25 +368,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("address", help="where to send it")
     p.set_defaults(handler=cmd_mail_test)
 
-    from service.newsletter.models import SUBSCRIBER_STATUSES
-
-    subs = sub.add_parser("subscribers", help="import or export newsletter subscribers (CSV)")
-    subs_sub = subs.add_subparsers(dest="subcommand", metavar="ACTION", required=True)
-    p = subs_sub.add_parser("import", help="import subscribers from a CSV file (columns by header name)")
-    p.add_argument("file", metavar="FILE.csv", help="CSV with an 'email' column; comma or semicolon separated")
-    p.add_argument("--dry-run", action="store_true", help="check the file and print the summary; change nothing")
-    p.add_argument("--send-confirmation", action="store_true",
-                   help="queue a double opt-in email to every imported address that is pending")
-    p.add_argument("--source", default="import", help="recorded as the signup source of rows without one")
-    p.set_defaults(handler=cmd_subscribers_import)
-    p = subs_sub.add_parser("export", help="write subscribers with consent evidence as CSV")
-    p.add_argument("--status", choices=SUBSCRIBER_STATUSES, help="only subscribers with this status")
-    p.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of standard output")
-    p.set_defaults(handler=cmd_subscribers_export)
-
-    from service.campaigns.commands import add_commands as add_campaign_commands
-
-    add_campaign_commands(sub)
+    add_domain_commands(sub)  # subscribers, articles, digest, campaign (service.registry)
 
     p = sub.add_parser("create-admin", help="create a staff account (asks for a password, or prints a "
                                             "one-time set-password link when not run on a terminal)")
@@ -576,8 +427,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    # Run the canonical `service.cli` module, so that commands defined in other modules raise the
-    # same CommandError class that main() catches (python -m would otherwise load this file twice).
-    from service.cli import main as canonical_main
-
-    sys.exit(canonical_main())
+    sys.exit(main())

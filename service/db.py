@@ -248,18 +248,6 @@ def session_factory(engine: AsyncEngine) -> Sessions:
     return async_sessionmaker(engine, expire_on_commit=False)
 
 
-def import_models() -> None:
-    """Import every domain's models so that Base.metadata knows all tables."""
-    import service.admin.models
-    import service.articles.models
-    import service.campaigns.models
-    import service.inquiries.models
-    import service.mail.models
-    import service.newsletter.models
-    import service.privacy.models
-    import service.ratelimit  # noqa: F401
-
-
 def alembic_config(database_url: str | None = None) -> Any:
     from alembic.config import Config
 

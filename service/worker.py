@@ -10,18 +10,11 @@ waits (1, 2, 4 … 30 s, never less than a second) and tries again, saying when 
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import logging
-import os
-import socket
-import uuid
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 
 from sqlalchemy import text
 
 from service.db import (
-    Sessions,
     Stopped,
     describe_outage,
     is_database_outage,
@@ -31,36 +24,14 @@ from service.db import (
     utcnow,
     when_reachable,
 )
-from service.mail.outbox import OutboxWorker
-from service.mail.transport import Mailer
+from service.loops import Job, Loop, WorkerContext
 from service.ratelimit import purge_rate_limits
+from service.registry import domain_loops
 from service.settings import Settings
 
+__all__ = ["Job", "Loop", "WorkerContext", "default_loops", "run_loop", "run_worker"]
+
 log = logging.getLogger("tidings.worker")
-
-Job = Callable[["WorkerContext"], Awaitable[int]]
-
-
-@dataclass
-class WorkerContext:
-    settings: Settings
-    sessions: Sessions
-    mailer: Mailer
-    owner: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}")
-
-
-@dataclass(frozen=True)
-class Loop:
-    """A job run again and again: at once while it finds work, every `interval` seconds otherwise."""
-
-    name: str
-    job: Job
-    interval: float
-
-
-async def _outbox_job(ctx: WorkerContext) -> int:
-    return await OutboxWorker(ctx.sessions, ctx.mailer, owner=ctx.owner,
-                              max_age=dt.timedelta(seconds=ctx.settings.outbox_max_age)).run_once()
 
 
 async def _housekeeping_job(ctx: WorkerContext) -> int:
@@ -69,51 +40,11 @@ async def _housekeeping_job(ctx: WorkerContext) -> int:
     return 0
 
 
-async def _newsletter_purge_job(ctx: WorkerContext) -> int:
-    from service.newsletter.flows import purge_unconfirmed
-
-    async with transaction(ctx.sessions) as session:
-        return await purge_unconfirmed(session, now=utcnow())
-
-
-async def _held_purge_job(ctx: WorkerContext) -> int:
-    """Delete held inquiries and held signups older than HELD_RETENTION_DAYS."""
-    from service.inquiries.held import purge_held
-    from service.newsletter.flows import purge_held_signups
-
-    async with transaction(ctx.sessions) as session:
-        now = utcnow()
-        await purge_held(session, settings=ctx.settings, now=now)
-        await purge_held_signups(session, settings=ctx.settings, now=now)
-    return 0
-
-
-async def _feed_job(ctx: WorkerContext) -> int:
-    from service.articles.flows import import_articles
-
-    result = await import_articles(ctx.sessions, ctx.settings, [])
-    if result.created or result.updated:
-        log.info("feed: %s new, %s updated articles", result.created, result.updated)
-    return 0
-
-
 def default_loops(settings: Settings | None = None) -> list[Loop]:
-    """Every loop a worker runs. Domains add theirs here."""
-    from service.campaigns.jobs import campaign_schedule_job, campaign_send_job
-    from service.privacy.retention import expire_inquiries_job
-
-    loops = [
-        Loop("outbox", _outbox_job, 1.0),
-        Loop("housekeeping", _housekeeping_job, 300.0),
-        Loop("newsletter-purge", _newsletter_purge_job, 3600.0),
-        Loop("held-purge", _held_purge_job, 3600.0),
-        Loop("campaigns", campaign_send_job, 1.0),
-        Loop("campaign-schedule", campaign_schedule_job, 30.0),
-        Loop("inquiry-retention", expire_inquiries_job, 3600.0),
-    ]
-    if settings is not None and settings.feed_url:
-        loops.append(Loop("feed", _feed_job, float(settings.feed_poll_seconds)))
-    return loops
+    """Every loop a worker runs: the service's housekeeping, then each domain's (outbox,
+    newsletter purge, campaigns and their schedule, inquiry retention, feed polling when
+    FEED_URL is set), as `service.registry` collects them."""
+    return [Loop("housekeeping", _housekeeping_job, 300.0), *domain_loops(settings)]
 
 
 async def run_loop(loop: Loop, ctx: WorkerContext, stop: asyncio.Event) -> None:

@@ -19,12 +19,11 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+import service.models  # noqa: F401 - every table in Base.metadata
 from service.app import create_app
-from service.db import Base, Sessions, create_engine, import_models, migrate, session_factory
+from service.db import Base, Sessions, create_engine, migrate, session_factory
 from service.settings import Settings
 from tests.smtp import SmtpServer
-
-import_models()
 
 TEST_SECRET = "test-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz"
 PG_URL = os.environ.get("TEST_DATABASE_URL", "").strip()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from pathlib import Path
 
 import pytest
 
@@ -80,3 +81,16 @@ async def test_a_worker_whose_database_is_unreachable_waits_and_stops_cleanly(
     message = next(r.getMessage() for r in caplog.records if "database not reachable" in r.getMessage())
     assert message.startswith("database not reachable (ConnectionRefusedError") and "retrying in 1 s" in message
     await ctx.mailer.close()
+
+
+async def test_each_worker_keeps_its_own_campaign_sender_and_every_loop_runs(tmp_path: Path) -> None:
+    from service.campaigns.jobs import sender_for
+    from service.worker import default_loops
+
+    first, second = (_context(f"sqlite+aiosqlite:///{tmp_path / name}") for name in ("a.db", "b.db"))
+    assert sender_for(first) is sender_for(first)
+    assert sender_for(second) is not sender_for(first) and sender_for(second).owner == second.owner
+    assert {loop.name for loop in default_loops(first.settings)} == {
+        "outbox", "housekeeping", "newsletter-purge", "campaigns", "campaign-schedule", "inquiry-retention"}
+    polling = first.settings.with_(feed_url="https://blog.example.org/feed.xml")
+    assert "feed" in {loop.name for loop in default_loops(polling)}

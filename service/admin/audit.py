@@ -12,12 +12,19 @@ subscriber_unsubscribe, subscriber_suppress, subscriber_erase (never the address
 subscriber_import, subscriber_export. Details never hold a password or message text, nor the
 words of a search (they may be a client's name or address: `filter_detail` keeps only that
 there was one).
+
+Who acted is an `Actor`: a signed-in staff user with the client's IP (`Actor.of(request)`), or
+the person at the command line (`Actor.cli()`, recorded as `cli:<OS user name>`). The domains'
+action functions (e.g. `service.campaigns.actions`) take one and write the row themselves, so
+the admin and the CLI audit the same things the same way.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import getpass
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select, tuple_
@@ -26,6 +33,39 @@ from starlette.requests import HTTPConnection
 
 from service.admin.models import AuditEvent, StaffUser
 from service.db import utcnow
+from service.web import client_ip
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who did something, as plain values taken when the action starts (an import expires the
+    session's objects, so no ORM object is kept): a staff user's id and address, or a non-staff
+    name such as `cli:alice`; and where from (`ip`: the client's address, or "cli")."""
+
+    staff_id: int | None = None
+    name: str = ""
+    ip: str = ""
+
+    @classmethod
+    def staff(cls, user: StaffUser | None, ip: str = "") -> Actor:
+        return cls(staff_id=user.id, name=user.email, ip=ip) if user is not None else cls(ip=ip)
+
+    @classmethod
+    def of(cls, request: HTTPConnection) -> Actor:
+        """The signed-in staff user of an admin request and the client's IP."""
+        return cls.staff(getattr(request.state, "staff", None), client_ip(request))
+
+    @classmethod
+    def cli(cls) -> Actor:
+        """The person running a `tidings` command: `cli:<OS user name>`."""
+        return cls(name=f"cli:{_os_user()}", ip="cli")
+
+
+def _os_user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no name for this uid (e.g. a bare container user)
+        return "unknown"
 
 
 async def record_audit(
@@ -34,26 +74,26 @@ async def record_audit(
     action: str,
     request: HTTPConnection | None = None,
     actor: StaffUser | None = None,
+    by: Actor | None = None,
     target_type: str = "",
     target_id: str | int = "",
     detail: dict[str, Any] | None = None,
     ip: str | None = None,
 ) -> AuditEvent:
-    """Add one audit event in the caller's transaction. With `request`, the signed-in staff user
-    (request.state.staff) and the client IP are taken from it; `actor`/`ip` override them."""
-    from service.web import client_ip
-
-    if request is not None:
-        actor = actor or getattr(request.state, "staff", None)
-        ip = ip if ip is not None else client_ip(request)
+    """Add one audit event in the caller's transaction. Who acted is `by`, or else taken from
+    `request` (the signed-in staff user, request.state.staff, and the client IP); `actor`/`ip`
+    override either."""
+    who = by or (Actor.of(request) if request is not None and actor is None else Actor())
+    if actor is not None:
+        who = Actor.staff(actor, client_ip(request) if request is not None else who.ip)
     event = AuditEvent(
         created_at=utcnow(),
-        actor_id=actor.id if actor else None,
-        actor_email=actor.email if actor else "",
+        actor_id=who.staff_id,
+        actor_email=who.name,
         action=action[:64],
         target_type=target_type[:32],
         target_id=str(target_id)[:64],
-        ip=(ip or "")[:64],
+        ip=(ip if ip is not None else who.ip)[:64],
         detail=detail or {},
     )
     session.add(event)

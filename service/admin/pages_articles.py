@@ -9,16 +9,17 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from service.admin.audit import record_audit
+from service.admin.audit import Actor
 from service.admin.campaign_forms import RuleForm
 from service.admin.campaign_queries import awaiting_approval, list_rules
 from service.admin.guard import admin_error, page
 from service.admin.pages_campaign_actions import _end_request_transaction
-from service.articles.flows import import_articles
+from service.articles.actions import import_articles_as
 from service.articles.ingest import IngestError
 from service.articles.queries import list_articles
+from service.campaigns.actions import save_digest_rule, set_digest_rule_active
 from service.campaigns.models import DigestRule
-from service.campaigns.rules import WEEKDAYS, RuleError, create_rule, set_rule_active, update_rule
+from service.campaigns.rules import WEEKDAYS, RuleError
 from service.db import get_session, utcnow
 from service.web import settings_of
 
@@ -43,16 +44,13 @@ async def articles_import(request: Request) -> Response:
         return await _articles_page(request, error="FEED_URL is not set, so there is no feed to import. Set it to "
                                     "the blog's RSS or Atom feed (or run `tidings articles import FILE`).",
                                     status_code=409)
+    actor = Actor.of(request)
     await _end_request_transaction(request)
     try:
-        result = await import_articles(request.app.state.sessions, settings, [])
+        result = await import_articles_as(request.app.state.sessions, settings, [], actor=actor)
     except IngestError as exc:
-        await record_audit(get_session(request), request=request, action="articles_import",
-                           detail={"error": str(exc)[:300]})
         return await _articles_page(request, error=f"The feed could not be imported, nothing changed: {exc}",
-                                    status_code=422)  # not 5xx: that would roll back the audit event
-    await record_audit(get_session(request), request=request, action="articles_import",
-                       detail={"new": result.created, "updated": result.updated})
+                                    status_code=422)
     return await _articles_page(request, result=f"{result.created} new, {result.updated} updated, "
                                 f"{result.unchanged} unchanged.")
 
@@ -80,20 +78,14 @@ async def _save_rule(request: Request, rule: DigestRule | None) -> Response:
         form = RuleForm.parse(data, topics=settings_of(request).topics)
     if form.errors:
         return await _rules_page(request, form, editing=rule, status_code=422)
-    session = get_session(request)
-    kwargs: dict[str, Any] = {"spec": form.spec, "now": utcnow(), "name": form.name, "subject": form.subject,
-                              "audience_topics": form.topics if form.audience == "topics" else [],
-                              "requires_approval": form.requires_approval}
     try:
-        if rule is None:
-            rule = await create_rule(session, **kwargs)
-        else:
-            await update_rule(session, rule, **kwargs)
+        rule = await save_digest_rule(get_session(request), rule, actor=Actor.of(request), spec=form.spec,
+                                      now=utcnow(), name=form.name, subject=form.subject,
+                                      audience_topics=form.topics if form.audience == "topics" else [],
+                                      requires_approval=form.requires_approval)
     except RuleError as exc:
         form.errors["at_time"] = str(exc)
         return await _rules_page(request, form, editing=rule, status_code=422)
-    await record_audit(session, request=request, action="digest_rule_save", target_type="digest_rule",
-                       target_id=rule.id, detail={"rule": rule.name})
     return RedirectResponse("/admin/digest-rules?notice=saved", status_code=303)
 
 
@@ -117,9 +109,7 @@ async def rule_active(request: Request) -> Response:
         return admin_error(request, 404, "There is no such digest rule.")
     async with request.form() as data:
         active = data.get("active") == "1"
-    await set_rule_active(session, rule, active=active, now=utcnow())
-    await record_audit(session, request=request, action="digest_rule_activate" if active else "digest_rule_deactivate",
-                       target_type="digest_rule", target_id=rule.id)
+    await set_digest_rule_active(session, rule, active=active, actor=Actor.of(request), now=utcnow())
     return RedirectResponse("/admin/digest-rules?notice=" + ("activated" if active else "deactivated"),
                             status_code=303)
 

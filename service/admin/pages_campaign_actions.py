@@ -8,18 +8,18 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from service.admin.audit import record_audit
+from service.admin.audit import Actor
 from service.admin.campaign_forms import parse_schedule, parse_test_address
 from service.admin.guard import admin_error
 from service.admin.pages_campaigns import _campaign, campaign_detail
+from service.campaigns import actions
 from service.campaigns import queries as cq
+from service.campaigns.actions import STATUS_ACTIONS
 from service.campaigns.flows import send_test
 from service.db import get_session, utcnow
 from service.mail.bulk import bulk_transport_for
 from service.mail.transport import make_mailer
 from service.web import settings_of
-
-STATUS_ACTIONS = {"pause": "paused", "resume": "sending", "cancel": "cancelled"}
 
 
 def _back(campaign_id: int, notice: str) -> Response:
@@ -57,8 +57,8 @@ async def campaign_test(request: Request) -> Response:
     finally:
         await transport.close()
         await mailer.close()
-    await record_audit(get_session(request), request=request, action="campaign_test_send", target_type="campaign",
-                       target_id=campaign.id, detail={"to": address, "answer": answer[:200]})
+    await actions.record_test_send(get_session(request), campaign_id=campaign.id, address=address, answer=answer,
+                                   actor=Actor.of(request))
     return await campaign_detail(request, notice=f"test sent to {address}: {answer}")
 
 
@@ -66,14 +66,11 @@ async def campaign_send(request: Request) -> Response:
     campaign = await _campaign(request)
     if campaign is None:
         return admin_error(request, 404, "There is no such campaign.")
-    session = get_session(request)
-    before = campaign.status
     try:
-        queued = await cq.start_campaign(session, campaign_id=campaign.id, now=utcnow())
+        await actions.send_campaign_now(get_session(request), campaign_id=campaign.id, actor=Actor.of(request),
+                                        now=utcnow())
     except cq.CampaignError as exc:
         return await campaign_detail(request, errors={"send": f"Send: {exc}."}, status_code=409)
-    await record_audit(session, request=request, action="campaign_send", target_type="campaign",
-                       target_id=campaign.id, detail={"from": before, "queued": queued})
     return _back(campaign.id, "sending")
 
 
@@ -86,17 +83,14 @@ async def campaign_schedule(request: Request) -> Response:
         values = {"when": str(form.get("when") or ""), "timezone": str(form.get("timezone") or "")}
     if at is None:
         return await campaign_detail(request, errors=errors, values=values, status_code=422)
-    now = utcnow()
-    if at <= now:
-        return await campaign_detail(request, errors={"when": "Date and time: this is in the past; use Send now "
-                                                      "to send at once."}, values=values, status_code=422)
-    session = get_session(request)
     try:
-        await cq.schedule_campaign(session, campaign_id=campaign.id, at=at, now=now)
+        await actions.schedule_campaign(get_session(request), campaign_id=campaign.id, at=at, actor=Actor.of(request),
+                                        now=utcnow(), timezone=values["timezone"])
+    except actions.ScheduleError as exc:
+        return await campaign_detail(request, errors={"when": f"Date and time: {exc}."}, values=values,
+                                     status_code=422)
     except cq.CampaignError as exc:
         return await campaign_detail(request, errors={"when": f"Schedule: {exc}."}, values=values, status_code=409)
-    await record_audit(session, request=request, action="campaign_schedule", target_type="campaign",
-                       target_id=campaign.id, detail={"at": at.isoformat(), "timezone": values["timezone"]})
     return _back(campaign.id, "scheduled")
 
 
@@ -104,13 +98,11 @@ async def campaign_approve(request: Request) -> Response:
     campaign = await _campaign(request)
     if campaign is None:
         return admin_error(request, 404, "There is no such campaign.")
-    if not (campaign.requires_approval and campaign.approved_at is None and campaign.status == "scheduled"):
-        return await campaign_detail(request, errors={"send": "Approve: this campaign does not await an "
-                                                      "approval."}, status_code=409)
-    session = get_session(request)
-    await cq.approve_campaign(session, campaign_id=campaign.id, now=utcnow())
-    await record_audit(session, request=request, action="campaign_approve", target_type="campaign",
-                       target_id=campaign.id)
+    try:
+        await actions.approve_campaign(get_session(request), campaign_id=campaign.id, actor=Actor.of(request),
+                                       now=utcnow())
+    except cq.CampaignError as exc:
+        return await campaign_detail(request, errors={"send": f"Approve: {exc}."}, status_code=409)
     return _back(campaign.id, "approved")
 
 
@@ -119,14 +111,11 @@ async def campaign_status_action(request: Request) -> Response:
     if campaign is None:
         return admin_error(request, 404, "There is no such campaign.")
     action = request.url.path.rsplit("/", 1)[1]
-    session = get_session(request)
-    before = campaign.status
     try:
-        await cq.set_campaign_status(session, campaign_id=campaign.id, status=STATUS_ACTIONS[action], now=utcnow())
+        await actions.change_campaign_status(get_session(request), campaign_id=campaign.id, action=action,
+                                             actor=Actor.of(request), now=utcnow())
     except cq.CampaignError as exc:
         return await campaign_detail(request, errors={"send": f"{action.title()}: {exc}."}, status_code=409)
-    await record_audit(session, request=request, action=f"campaign_{action}", target_type="campaign",
-                       target_id=campaign.id, detail={"from": before})
     return _back(campaign.id, action)
 
 

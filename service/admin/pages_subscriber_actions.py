@@ -11,7 +11,6 @@ whole body to check the CSRF token, so the limit must be raised in front of the 
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import AsyncIterator
 from typing import IO, Any
 
@@ -20,15 +19,16 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route, request_response
 
-from service.admin.audit import filter_detail, record_audit
+from service.admin.audit import Actor, filter_detail, record_audit
 from service.admin.guard import AdminGuardMiddleware, admin_error, page, staff_of
 from service.admin.queries import SubscriberFilter
 from service.csvfile import stream_csv
 from service.db import get_session
 from service.forms import tokens_of
+from service.newsletter.actions import file_sha256, import_subscribers_as, record_subscriber_export
 from service.newsletter.exporter import export_rows
 from service.newsletter.flows import mark_complained, unsubscribe_subscriber
-from service.newsletter.importer import ImportFileError, ImportReport, import_subscribers
+from service.newsletter.importer import ImportFileError, ImportReport
 from service.newsletter.models import SUBSCRIBER_STATUSES, Subscriber
 from service.tokens import TokenError
 from service.validation import FieldError, clean_text
@@ -127,24 +127,18 @@ def _import_page(request: Request, status_code: int = 200, **ctx: Any) -> Respon
     return page(request, "admin/subscriber_import.html", {**base, **ctx}, status_code)
 
 
-def _digest(binary: IO[bytes]) -> str:
-    h = hashlib.sha256()
-    for chunk in iter(lambda: binary.read(1 << 16), b""):
-        h.update(chunk)
-    binary.seek(0)
-    return h.hexdigest()
-
-
-async def _run_import(request: Request, binary: IO[bytes], *, dry_run: bool, send_confirmation: bool
-                      ) -> ImportReport:
-    """The newsletter's importer in a savepoint of the request's transaction: rolled back for a
-    dry run or a bad file (ImportFileError), kept for an apply."""
+async def _run_import(request: Request, binary: IO[bytes], *, filename: str, sha256: str, dry_run: bool,
+                      send_confirmation: bool) -> ImportReport:
+    """The newsletter's import action in a savepoint of the request's transaction: rolled back for
+    a dry run or a bad file (ImportFileError), kept (with its audit row) for an apply."""
     session = get_session(request)
+    actor = Actor.of(request)
     nested = await session.begin_nested()
     try:
-        report = await import_subscribers(session, binary, settings=settings_of(request), tokens=tokens_of(request),
-                                          source="admin import", send_confirmation=send_confirmation,
-                                          dry_run=dry_run)
+        report = await import_subscribers_as(session, binary, actor=actor, filename=filename, sha256=sha256,
+                                             settings=settings_of(request), tokens=tokens_of(request),
+                                             source="admin import", send_confirmation=send_confirmation,
+                                             dry_run=dry_run)
     except BaseException:
         await nested.rollback()
         await _reload_staff(request)
@@ -166,7 +160,7 @@ async def import_upload(request: Request) -> Response:
         if not isinstance(upload, UploadFile) or not upload.filename:
             return _import_page(request, 422, error="File: choose a CSV file to upload.")
         filename = upload.filename[:200]
-        digest = _digest(upload.file)
+        digest = file_sha256(upload.file)
         tokens = tokens_of(request)
         if step == "apply":
             try:
@@ -179,8 +173,8 @@ async def import_upload(request: Request) -> Response:
                                     "first, then apply the same file. Nothing was imported.")
             send_confirmation = bool(signed.get("confirm"))
         try:
-            report = await _run_import(request, upload.file, dry_run=step != "apply",
-                                       send_confirmation=send_confirmation)
+            report = await _run_import(request, upload.file, filename=filename, sha256=digest,
+                                       dry_run=step != "apply", send_confirmation=send_confirmation)
         except ImportFileError as exc:
             return _import_page(request, 422, error=f"{filename}: {exc}. Nothing was imported.")
     if step != "apply":
@@ -188,10 +182,6 @@ async def import_upload(request: Request) -> Response:
                                                      "confirm": send_confirmation})
         return _import_page(request, report=report, token=signed_token, filename=filename,
                             send_confirmation=send_confirmation)
-    await record_audit(get_session(request), request=request, action="subscriber_import", target_type="subscriber",
-                       detail={"file": filename, "sha256": digest, "rows": report.rows, "added": report.added,
-                               "updated": report.updated, "skipped": sum(report.skipped.values()),
-                               "errors": report.error_count, "confirmations": report.confirmations_queued})
     return _import_page(request, report=report, applied=True, filename=filename)
 
 
@@ -222,8 +212,8 @@ async def subscriber_export(request: Request) -> Response:
     if params.get("status") and params["status"] not in SUBSCRIBER_STATUSES:
         return admin_error(request, 400, f"Status: expected one of {', '.join(SUBSCRIBER_STATUSES)}.")
     flt = _export_filter(request)
-    await record_audit(get_session(request), request=request, action="subscriber_export", target_type="subscriber",
-                       detail=filter_detail(flt.query_args()))
+    await record_subscriber_export(get_session(request), actor=Actor.of(request),
+                                   detail=filter_detail(flt.query_args()))
     sessions = request.app.state.sessions
 
     async def body() -> AsyncIterator[list[Any]]:

@@ -1,4 +1,4 @@
-"""`tidings articles …`, `tidings digest …` and `tidings campaign …` commands."""
+"""`tidings digest …` and `tidings campaign …` commands."""
 
 from __future__ import annotations
 
@@ -9,54 +9,17 @@ import signal
 import socket
 import sys
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
 from typing import Any
 
-from service.cli import CommandError, load_settings, run, setup_logging
-from service.db import Sessions, create_engine, session_factory, transaction, utcnow
+from service.campaigns.queries import CampaignError
+from service.campaigns.rules import RuleError
+from service.command import Body, CommandError, Handler, database_command
+from service.db import Sessions, transaction, utcnow
 from service.settings import Settings
 
 
-@asynccontextmanager
-async def _database(settings: Settings) -> AsyncIterator[Sessions]:
-    engine = create_engine(settings.database_url)
-    try:
-        yield session_factory(engine)
-    finally:
-        await engine.dispose()
-
-
-def _command(body: Callable[[Settings, Sessions, argparse.Namespace], Awaitable[None]]) -> Callable[..., None]:
-    """Run `body` with the settings and a database, turning domain errors into one line."""
-    from service.articles.ingest import IngestError
-    from service.campaigns.queries import CampaignError
-    from service.campaigns.rules import RuleError
-
-    def handler(args: argparse.Namespace) -> None:
-        settings = load_settings()
-        setup_logging("warning")
-
-        async def main() -> None:
-            async with _database(settings) as sessions:
-                await body(settings, sessions, args)
-
-        try:
-            run(main())
-        except (IngestError, CampaignError, RuleError) as exc:
-            raise CommandError(str(exc)) from None
-
-    return handler
-
-
-# -- articles ------------------------------------------------------------------------------
-
-
-async def _articles_import(settings: Settings, sessions: Sessions, args: argparse.Namespace) -> None:
-    from service.articles.flows import import_articles
-
-    result = await import_articles(sessions, settings, args.sources)
-    print(f"articles: {result.created} new, {result.updated} updated, {result.unchanged} unchanged")
+def _command(body: Body) -> Handler:
+    return database_command(body, errors=(CampaignError, RuleError))
 
 
 # -- digests -------------------------------------------------------------------------------
@@ -78,14 +41,16 @@ async def _digest_create(settings: Settings, sessions: Sessions, args: argparse.
 
 
 async def _digest_rule(settings: Settings, sessions: Sessions, args: argparse.Namespace) -> None:
-    from service.campaigns.rules import create_rule
+    from service.admin.audit import Actor
+    from service.campaigns.actions import save_digest_rule
 
     unknown = sorted(set(_topics(args.topics)) - set(settings.topics))
     if unknown:
         raise CommandError(f"--topics: unknown topic(s) {', '.join(unknown)}")
     async with transaction(sessions) as session:
-        rule = await create_rule(session, spec=args.spec, now=utcnow(), subject=args.subject or "",
-                                 audience_topics=_topics(args.topics), requires_approval=args.approval)
+        rule = await save_digest_rule(session, None, actor=Actor.cli(), spec=args.spec, now=utcnow(),
+                                      subject=args.subject or "", audience_topics=_topics(args.topics),
+                                      requires_approval=args.approval)
     print(f"digest rule {rule.id}: {rule.name}{' (needs approval)' if rule.requires_approval else ''}; "
           f"next run {rule.next_run_at:%Y-%m-%d %H:%M} UTC")
 
@@ -103,21 +68,23 @@ async def _campaign_preview(settings: Settings, sessions: Sessions, args: argpar
 
 
 async def _campaign_status(settings: Settings, sessions: Sessions, args: argparse.Namespace) -> None:
-    from service.campaigns.queries import approve_campaign, set_campaign_status
+    from service.admin.audit import Actor
+    from service.campaigns import actions
 
     async with transaction(sessions) as session:
         if args.action == "approve":
-            await approve_campaign(session, campaign_id=args.id, now=utcnow())
+            await actions.approve_campaign(session, campaign_id=args.id, actor=Actor.cli(), now=utcnow())
         else:
-            status = {"pause": "paused", "resume": "sending", "cancel": "cancelled"}[args.action]
-            await set_campaign_status(session, campaign_id=args.id, status=status, now=utcnow())
+            await actions.change_campaign_status(session, campaign_id=args.id, action=args.action,
+                                                 actor=Actor.cli(), now=utcnow())
     print(f"campaign {args.id}: {args.action} done")
 
 
 async def _campaign_schedule(settings: Settings, sessions: Sessions, args: argparse.Namespace) -> None:
     import datetime as dt
 
-    from service.campaigns.queries import schedule_campaign
+    from service.admin.audit import Actor
+    from service.campaigns.actions import ScheduleError, schedule_campaign
 
     try:
         at = dt.datetime.fromisoformat(args.when)
@@ -126,8 +93,11 @@ async def _campaign_schedule(settings: Settings, sessions: Sessions, args: argpa
                            ) from None
     if at.tzinfo is None:
         raise CommandError("WHEN: give a UTC offset, e.g. 2026-12-01T09:00+00:00")
-    async with transaction(sessions) as session:
-        await schedule_campaign(session, campaign_id=args.id, at=at, now=utcnow())
+    try:
+        async with transaction(sessions) as session:
+            await schedule_campaign(session, campaign_id=args.id, at=at, actor=Actor.cli(), now=utcnow())
+    except ScheduleError as exc:
+        raise CommandError(f"WHEN: {exc}") from None
     print(f"campaign {args.id}: scheduled for {at.astimezone(dt.UTC):%Y-%m-%d %H:%M} UTC")
 
 
@@ -166,9 +136,14 @@ async def _campaign_send(settings: Settings, sessions: Sessions, args: argparse.
     transport = bulk_transport_for(mailer, concurrency=settings.send_concurrency)
     try:
         if args.test:
+            from service.admin.audit import Actor
+            from service.campaigns.actions import record_test_send
             from service.campaigns.flows import send_test
 
             answer = await send_test(sessions, transport, settings=settings, campaign_id=args.id, address=args.test)
+            async with transaction(sessions) as session:
+                await record_test_send(session, campaign_id=args.id, address=args.test, answer=answer,
+                                       actor=Actor.cli())
             print(f"test message sent to {args.test}: {answer}")
             return
         await _send_campaign(settings, sessions, transport, args.id, signer_from_settings(settings))
@@ -181,12 +156,13 @@ async def _send_campaign(settings: Settings, sessions: Sessions, transport: Any,
                          signer: object | None) -> None:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from service.campaigns.queries import start_campaign
+    from service.admin.audit import Actor
+    from service.campaigns.actions import send_campaign_now
     from service.campaigns.sender import CampaignSender, ChunkResult
     from service.campaigns.stats import campaign_stats
 
     async with transaction(sessions) as session:
-        queued = await start_campaign(session, campaign_id=campaign_id, now=utcnow())
+        queued = await send_campaign_now(session, campaign_id=campaign_id, actor=Actor.cli(), now=utcnow())
     async with sessions() as session:
         stats = await campaign_stats(session, campaign_id=campaign_id, now=utcnow())
     if queued:
@@ -223,14 +199,8 @@ async def _send_campaign(settings: Settings, sessions: Sessions, transport: Any,
     print(f"campaign {campaign_id}: {status}; {summary}")
 
 
-def add_commands(sub: Any) -> None:
-    """Register the articles / digest / campaign commands on the `tidings` parser."""
-    p = sub.add_parser("articles", help="import blog articles")
-    asub = p.add_subparsers(dest="articles_command", metavar="ACTION", required=True)
-    a = asub.add_parser("import", help="import from FEED_URL, or from feed URLs/files and Markdown files/folders")
-    a.add_argument("sources", nargs="*", metavar="FEED_URL|PATH")
-    a.set_defaults(handler=_command(_articles_import))
-
+def register(sub: argparse._SubParsersAction[Any]) -> None:
+    """Register the digest and campaign commands on the `tidings` parser."""
     p = sub.add_parser("digest", help="compose digests and recurring digest rules")
     dsub = p.add_subparsers(dest="digest_command", metavar="ACTION", required=True)
     d = dsub.add_parser("create", help="a draft campaign of every article since the last digest")

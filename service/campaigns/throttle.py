@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import weakref
 
 
 class TokenBucket:
@@ -39,12 +40,16 @@ class TokenBucket:
                 await asyncio.sleep((1 - self._tokens) / self.rate)
 
 
-_BUCKETS: dict[float, TokenBucket] = {}
+_BUCKETS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[float, TokenBucket]] = (
+    weakref.WeakKeyDictionary())
 
 
 def process_bucket(rate: float) -> TokenBucket:
-    """The one bucket of this process (and event loop) for `rate`."""
-    bucket = _BUCKETS.get(rate)
+    """The one bucket of this process and event loop for `rate` (a bucket's lock belongs to one
+    loop: a second `asyncio.run` in the same process, e.g. two commands run through `main()`,
+    gets a bucket of its own)."""
+    buckets = _BUCKETS.setdefault(asyncio.get_running_loop(), {})
+    bucket = buckets.get(rate)
     if bucket is None:
-        bucket = _BUCKETS[rate] = TokenBucket(rate)
+        bucket = buckets[rate] = TokenBucket(rate)
     return bucket

@@ -18,7 +18,7 @@ from service.settings import Settings
 from service.tokens import Tokens
 
 if TYPE_CHECKING:
-    from service.worker import WorkerContext
+    from service.loops import WorkerContext
 
 log = logging.getLogger("tidings.privacy")
 

@@ -17,6 +17,7 @@ from service.newsletter import flows
 from service.newsletter.models import Subscriber, Suppression
 from service.settings import Settings
 from service.tokens import Tokens
+from service.worker import WorkerContext, default_loops
 from tests.conftest import Database
 from tests.newsletter.helpers import (
     confirmed_subscriber,
@@ -285,15 +286,13 @@ async def test_simultaneous_signups_of_one_address_make_one_row_and_one_email(db
 
 async def test_held_signups_are_purged_after_the_retention_days(client: httpx.AsyncClient, db: Database,
                                                                 settings: Settings) -> None:
-    from service.worker import WorkerContext, default_loops
-
     await signup(client, "old-held@example.org", website="http://spam.example")
     await signup(client, "new-held@example.org", website="http://spam.example")
     await signup(client, "person@example.org")
     long_ago = utcnow() - dt.timedelta(days=31)
     await set_fields(db, "old-held@example.org", signup_at=long_ago)
     await set_fields(db, "person@example.org", signup_at=long_ago)
-    (loop,) = [lp for lp in default_loops(settings) if lp.name == "held-purge"]
+    (loop,) = [lp for lp in default_loops(settings) if lp.name == "held-signup-purge"]
     await loop.job(WorkerContext(settings=settings, sessions=db.sessions, mailer=None))  # type: ignore[arg-type]
     assert await subscriber(db, "old-held@example.org") is None
     assert await subscriber(db, "new-held@example.org") is not None and await subscriber(db, "person@example.org")

@@ -1,0 +1,84 @@
+"""What every `tidings` command shares, whichever module defines it: the one-line CommandError,
+settings, logging, `run`, and `with_database` (an engine for the command's lifetime, always
+disposed). Domains register their commands through `service.registry`; they import this module,
+never `service.cli`, so that nothing imports the entry point back."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from service.db import Sessions, create_engine, session_factory
+from service.settings import Settings
+
+Handler = Callable[[argparse.Namespace], None]
+Body = Callable[[Settings, Sessions, argparse.Namespace], Awaitable[None]]
+
+
+class CommandError(Exception):
+    """A failure to report as one line (no traceback)."""
+
+
+def setup_logging(level: str = "info") -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    for noisy in ("aiosqlite", "asyncio", "mail.log", "httpx", "alembic"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    from service.mail.redact import redact_handlers
+
+    redact_handlers(logging.getLogger())  # no email address in any log line
+
+
+def load_settings() -> Settings:
+    return Settings.from_env()
+
+
+def run(coro: Coroutine[Any, Any, Any]) -> Any:
+    return asyncio.run(coro)
+
+
+@dataclass(frozen=True)
+class Database:
+    engine: AsyncEngine
+    sessions: Sessions
+
+
+@asynccontextmanager
+async def with_database(settings: Settings) -> AsyncIterator[Database]:
+    """The database of `settings` for one command: the engine is disposed however it ends."""
+    engine = create_engine(settings.database_url)
+    try:
+        yield Database(engine, session_factory(engine))
+    finally:
+        await engine.dispose()
+
+
+def database_command(body: Body, errors: tuple[type[Exception], ...] = (), log_level: str = "warning") -> Handler:
+    """A handler that runs `body` with the settings and a database, turning `errors` (the
+    domain's refusals) into one line."""
+
+    def handler(args: argparse.Namespace) -> None:
+        settings = load_settings()
+        setup_logging(log_level)
+
+        async def main() -> None:
+            async with with_database(settings) as db:
+                await body(settings, db.sessions, args)
+
+        try:
+            run(main())
+        except errors as exc:
+            raise CommandError(str(exc)) from None
+
+    return handler
