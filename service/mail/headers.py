@@ -101,9 +101,19 @@ def _text_tokens(name: str, text: str) -> list[str]:
 
 def _phrase_tokens(name: str, display: str) -> list[str]:
     if display.isascii() and not _ATOMS.fullmatch(display):
-        quoted = display.replace("\\", "\\\\").replace('"', '\\"')
-        return [f'"{quoted}"']
+        return [_quoted(display)]
     return _mixed_tokens(name, display, _PLAIN_PHRASE_WORD)
+
+
+def _quoted(phrase: str) -> str:
+    """An ASCII phrase as an RFC 5322 quoted string."""
+    return '"' + phrase.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _check_addr_spec(name: str, addr: str) -> None:
+    """ValueError naming the header unless `addr` is a plain ASCII addr-spec (no spaces, brackets)."""
+    if not _ADDR_SPEC.fullmatch(addr) or "<" in addr or ">" in addr:
+        raise ValueError(f"{name}: not an email address")
 
 
 def _fold(name: str, tokens: list[str], linesep: str) -> str:
@@ -143,8 +153,7 @@ def display_address(email: str, name: str = "") -> str:
         return email
     if name.isascii() and _ATOMS.fullmatch(name):
         return f"{name} <{email}>"
-    quoted = name.replace("\\", "\\\\").replace('"', '\\"')
-    return f'"{quoted}" <{email}>'
+    return f"{_quoted(name)} <{email}>"
 
 
 class AddressHeader(str):
@@ -157,8 +166,10 @@ class AddressHeader(str):
     def __new__(cls, name: str, value: str) -> AddressHeader:
         check_header_value(name, value)
         pairs = tuple((header_text(display), addr) for display, addr in getaddresses([value]))
-        if not pairs or any(not _ADDR_SPEC.fullmatch(addr) or "<" in addr or ">" in addr for _d, addr in pairs):
+        if not pairs:
             raise ValueError(f"{name}: not an email address")
+        for _display, addr in pairs:
+            _check_addr_spec(name, addr)
         self = super().__new__(cls, ", ".join(display_address(addr, display) for display, addr in pairs))
         self.name = name
         self.pairs = pairs
@@ -177,8 +188,7 @@ def fold_addresses(name: str, pairs: Iterable[tuple[str, str]], linesep: str = "
     pairs = list(pairs)
     tokens: list[str] = []
     for i, (display, addr) in enumerate(pairs):
-        if not _ADDR_SPEC.fullmatch(addr) or "<" in addr or ">" in addr:
-            raise ValueError(f"{name}: not an email address")
+        _check_addr_spec(name, addr)
         display = header_text(display)
         comma = "," if i < len(pairs) - 1 else ""
         tokens += [*_phrase_tokens(name, display), f"<{addr}>{comma}"] if display else [f"{addr}{comma}"]
