@@ -279,41 +279,6 @@ def cmd_mail_test(args: argparse.Namespace) -> None:
     print(f"sent to {where}: {response}")
 
 
-# -- backup / restore ------------------------------------------------------------------------
-
-
-def cmd_backup(args: argparse.Namespace) -> None:
-    from pathlib import Path
-
-    from service.privacy.backup import BackupError, backup
-
-    settings = load_settings()
-    try:
-        lines = backup(settings, Path(args.file))
-    except BackupError as exc:
-        raise CommandError(str(exc)) from None
-    for line in lines:
-        print(line)
-
-
-def cmd_restore(args: argparse.Namespace) -> None:
-    from pathlib import Path
-
-    from service.privacy.backup import BackupError, restore
-
-    settings = load_settings()
-    if not args.yes:
-        where = settings.sqlite_path or "the PostgreSQL database in DATABASE_URL"
-        raise CommandError(f"restore replaces everything in {where} with {args.file}; stop `tidings serve` and "
-                           "the workers, then run again with --yes")
-    try:
-        lines = restore(settings, Path(args.file))
-    except BackupError as exc:
-        raise CommandError(str(exc)) from None
-    for line in lines:
-        print(line)
-
-
 # -- demo ------------------------------------------------------------------------------------
 
 
@@ -368,7 +333,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("address", help="where to send it")
     p.set_defaults(handler=cmd_mail_test)
 
-    add_domain_commands(sub)  # subscribers, articles, digest, campaign (service.registry)
+    add_domain_commands(sub)  # subscribers, articles, digest, campaign, backup, restore (service.registry)
 
     p = sub.add_parser("create-admin", help="create a staff account (asks for a password, or prints a "
                                             "one-time set-password link when not run on a terminal)")
@@ -378,14 +343,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", default="", help="display name")
     p.add_argument("--password-stdin", action="store_true", help="read the password from the first line of stdin")
     p.set_defaults(handler=cmd_create_admin)
-
-    p = sub.add_parser("backup", help="write a backup of the database to FILE (SQLite online backup; pg_dump)")
-    p.add_argument("file", metavar="FILE", help="a new file (never overwritten)")
-    p.set_defaults(handler=cmd_backup)
-    p = sub.add_parser("restore", help="replace the database with a backup, then apply every erasure made since")
-    p.add_argument("file", metavar="FILE", help="a file written by `tidings backup` (or `pg_dump -Fc`)")
-    p.add_argument("--yes", action="store_true", help="confirm: everything in the database is replaced")
-    p.set_defaults(handler=cmd_restore)
 
     p = sub.add_parser("demo", help="load the sample blog, example subscribers and inquiries, a draft digest and "
                                     "an admin account into an empty database")

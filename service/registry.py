@@ -18,13 +18,14 @@ from service.loops import Loop
 from service.mail import jobs as mail_jobs
 from service.newsletter import commands as newsletter_commands
 from service.newsletter import jobs as newsletter_jobs
+from service.privacy import commands as privacy_commands
 from service.privacy import jobs as privacy_jobs
 from service.settings import Settings
 
 Register = Callable[["argparse._SubParsersAction[Any]"], None]
 
 COMMANDS: tuple[Register, ...] = (newsletter_commands.register, articles_commands.register,
-                                  campaigns_commands.register)
+                                  campaigns_commands.register, privacy_commands.register)
 LOOPS: tuple[Callable[[Settings | None], list[Loop]], ...] = (
     mail_jobs.loops, inquiries_jobs.loops, newsletter_jobs.loops, campaigns_jobs.loops, privacy_jobs.loops,
     articles_jobs.loops)
