@@ -23,16 +23,13 @@ import secrets
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
-
-import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from inquiries import cpu_seconds, free_port, line, run_load, stop_server  # noqa: E402
+from inquiries import cpu_seconds, free_port, launch_uvicorn, line, run_load, stop_server  # noqa: E402
 
 VARIANTS = {
     "httptools, no limit": ["--http", "httptools"],
@@ -45,20 +42,7 @@ def start(database_url: str, args: list[str]) -> tuple[subprocess.Popen[bytes], 
     port = free_port()
     env = {**os.environ, "DATABASE_URL": database_url, "SECRET_KEY": secrets.token_urlsafe(48),
            "BASE_URL": f"http://127.0.0.1:{port}", "LOG_LEVEL": "warning"}
-    cmd = [sys.executable, "-m", "uvicorn", "--factory", "service.app:create_app", "--host", "127.0.0.1",
-           "--port", str(port), "--loop", "uvloop", "--no-access-log", "--log-level", "warning",
-           "--lifespan", "on", *args]
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 30
-    while time.time() < deadline:
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                return proc, url
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    proc.terminate()
-    raise SystemExit("uvicorn did not start")
+    return launch_uvicorn(port, env, args)
 
 
 def main() -> int:

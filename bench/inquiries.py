@@ -222,10 +222,15 @@ def start_server(database_url: str, procs: int) -> tuple[subprocess.Popen[bytes]
         "MAIL_FROM": "Clinic <hello@clinic.test>",
         "STAFF_INBOX": "staff@clinic.test",
     }
+    return launch_uvicorn(port, env, ["--workers", str(procs), "--http", "httptools"])
+
+
+def launch_uvicorn(port: int, env: dict[str, str], args: list[str]) -> tuple[subprocess.Popen[bytes], str]:
+    """uvicorn serving the app on 127.0.0.1:`port` with `args`, once `/healthz` answers."""
     cmd = [
         sys.executable, "-m", "uvicorn", "--factory", "service.app:create_app", "--host", "127.0.0.1",
-        "--port", str(port), "--workers", str(procs), "--loop", "uvloop", "--http", "httptools",
-        "--no-access-log", "--log-level", "warning", "--lifespan", "on",
+        "--port", str(port), "--loop", "uvloop", "--no-access-log", "--log-level", "warning", "--lifespan", "on",
+        *args,
     ]
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env)
     url = f"http://127.0.0.1:{port}"
