@@ -19,17 +19,36 @@ import logging
 import os
 import stat
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager, suppress
 from pathlib import Path
 from typing import Any, TypeVar
 
 import asyncpg
-from sqlalchemy import DateTime, MetaData, TypeDecorator, event, text
+from sqlalchemy import (
+    Date,
+    DateTime,
+    Index,
+    MetaData,
+    Select,
+    Table,
+    TypeDecorator,
+    and_,
+    bindparam,
+    cast,
+    event,
+    func,
+    or_,
+    text,
+    tuple_,
+)
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.sql.elements import ColumnElement
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -367,7 +386,7 @@ async def short_transaction(sessions: Sessions) -> AsyncIterator[AsyncSession]:
     while its statement runs). PostgreSQL runs it in autocommit, without BEGIN/COMMIT round
     trips; SQLite in one short transaction."""
     async with sessions() as session:
-        if session.bind.dialect.name == "postgresql":
+        if is_postgresql(session):
             await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
             yield session
         else:
@@ -386,8 +405,90 @@ async def lock_names(session: AsyncSession, *names: str) -> None:
     PostgreSQL: transaction-scoped advisory locks, all taken in one statement, in ascending
     order, so two transactions locking overlapping sets cannot deadlock. SQLite needs nothing:
     its transactions begin IMMEDIATE (see `_tune_sqlite`), so writers already run one at a time."""
-    if session.bind.dialect.name != "postgresql" or not names:
+    if not is_postgresql(session) or not names:
         return
     ids = sorted({lock_id(name) for name in names})
     calls = ", ".join(f"pg_advisory_xact_lock(CAST(:k{n} AS BIGINT))" for n in range(len(ids)))
     await session.execute(text(f"SELECT {calls}"), {f"k{n}": k for n, k in enumerate(ids)})  # noqa: S608
+
+
+# -- the few statements that differ between SQLite and PostgreSQL ------------------------------
+# Every dialect check of a query lives here, so the domains' SQL reads the same on both.
+
+
+def is_postgresql(session: AsyncSession) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
+def insert_for(session: AsyncSession) -> Callable[..., Any]:
+    """The dialect's `insert` construct (it has `on_conflict_do_nothing`/`_do_update`)."""
+    return pg_insert if is_postgresql(session) else sqlite_insert
+
+
+def day_bucket(session: AsyncSession, column: Any) -> Any:
+    """The UTC calendar day of a timestamp column, for GROUP BY (a date, or its ISO text on SQLite)."""
+    return cast(column, Date) if is_postgresql(session) else func.date(column)
+
+
+def postgresql_only(index: Index) -> Index:
+    """Declare `index` for PostgreSQL only (an expression SQLite has no use for)."""
+    return index.ddl_if(dialect="postgresql")
+
+
+def like_pattern(value: str) -> str:
+    """`%value%` with LIKE's wildcards escaped (use with escape="\\\\")."""
+    return "%" + value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+def word_search(session: AsyncSession, *, document: Any, config: Any, columns: Sequence[Any],
+                words: Sequence[str]) -> ColumnElement[bool]:
+    """Every word as a prefix: on PostgreSQL `document @@ to_tsquery(config, 'w1:* & w2:*')` (use the
+    expression of a GIN index as `document`); on SQLite each word a substring of one of `columns`."""
+    if is_postgresql(session):
+        return document.op("@@")(func.to_tsquery(config, " & ".join(f"{w}:*" for w in words)))
+    return and_(*(or_(*(c.like(like_pattern(w), escape="\\") for c in columns)) for w in words))
+
+
+async def without_jit(session: AsyncSession) -> None:
+    """PostgreSQL: no JIT compilation for the rest of this transaction (it costs more than it saves
+    on a one-off statement). SQLite has none."""
+    if is_postgresql(session):
+        await session.execute(text("SET LOCAL jit = off"))
+
+
+async def analyze(session: AsyncSession, *tables: str) -> None:
+    """PostgreSQL: refresh the planner's statistics of `tables` (after a bulk load into them)."""
+    if is_postgresql(session):
+        for table in tables:
+            await session.execute(text(f"ANALYZE {table}"))
+
+
+async def bulk_insert(session: AsyncSession, table: Table, columns: Sequence[str],
+                      records: Sequence[tuple[Any, ...]]) -> None:
+    """Insert many rows fast: COPY on PostgreSQL (asyncpg), one executemany on SQLite."""
+    if not records:
+        return
+    if is_postgresql(session):
+        raw = (await (await session.connection()).get_raw_connection()).driver_connection
+        await raw.copy_records_to_table(table.name, columns=list(columns), records=list(records))  # type: ignore[union-attr]
+    else:
+        await session.execute(table.insert(), [dict(zip(columns, r, strict=True)) for r in records])
+
+
+# -- keyset pages -------------------------------------------------------------------------------
+
+Cursor = tuple[dt.datetime, int]  # (created_at, id) of the last row of the page before
+
+
+def newest_first(stmt: Select[Any], created: Any, ident: Any, after: Cursor | None, limit: int) -> Select[Any]:
+    """Order newest first and start after the cursor: a row comparison the (created_at, id)
+    index answers directly, however deep the page. The cursor's time is bound with the column's
+    own type, so SQLite compares it in the stored text form."""
+    if after is not None:
+        stmt = stmt.where(tuple_(created, ident) < tuple_(bindparam(None, after[0], type_=created.type), after[1]))
+    return stmt.order_by(created.desc(), ident.desc()).limit(limit)
+
+
+def day_start(day: dt.date) -> dt.datetime:
+    """Midnight UTC at the start of `day`."""
+    return dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC)
