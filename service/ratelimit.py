@@ -10,12 +10,10 @@ import time
 from typing import Any
 
 from sqlalchemy import Integer, String, delete, func, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
-from service.db import Base, UTCDateTime
+from service.db import Base, UTCDateTime, insert_for
 from service.settings import RateLimit
 
 
@@ -52,16 +50,15 @@ async def hit_rate_limit(session: AsyncSession, *, key: str, limit: RateLimit) -
     now = time.time()
     window = int(now // limit.seconds) * limit.seconds
     expires = dt.datetime.fromtimestamp(window + limit.seconds, dt.UTC)
-    stmt = _upsert_statement(session.bind.dialect.name)
+    stmt = _upsert_statement(insert_for(session))
     params = {"key": key, "window_start": window, "count": 1, "expires_at": expires}
     count = (await session.execute(stmt, params)).scalar_one()
     return count <= limit.count
 
 
 @functools.lru_cache(maxsize=2)
-def _upsert_statement(dialect: str) -> Any:
-    """Built once per dialect (bound values only), so SQLAlchemy compiles it once."""
-    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+def _upsert_statement(insert: Any) -> Any:
+    """Built once per dialect's `insert` (bound values only), so SQLAlchemy compiles it once."""
     table = RateLimitCounter.__table__
     return (
         insert(table)

@@ -8,20 +8,16 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Date, cast, func, select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from service.db import utcnow
+from service.db import day_bucket, utcnow
 from service.inquiries.models import INQUIRY_STATUSES, Inquiry
 from service.mail.models import OutboxMessage
 from service.newsletter.models import SUBSCRIBER_STATUSES, Subscriber
 
 GROWTH_DAYS = 90
 MAIL_WAITING = dt.timedelta(hours=1)
-
-
-def _day(column: Any, dialect: str) -> Any:
-    return func.date(column) if dialect == "sqlite" else cast(column, Date)
 
 
 async def inquiries_by_status(session: AsyncSession, *, since: dt.datetime | None = None) -> dict[str, int]:
@@ -34,7 +30,7 @@ async def inquiries_by_status(session: AsyncSession, *, since: dt.datetime | Non
 
 async def inquiries_per_day(session: AsyncSession, *, days: int, now: dt.datetime) -> list[tuple[dt.date, int]]:
     start = (now - dt.timedelta(days=days - 1)).date()
-    day = _day(Inquiry.created_at, session.bind.dialect.name)
+    day = day_bucket(session, Inquiry.created_at)
     stmt = (select(day, func.count()).where(Inquiry.created_at >= dt.datetime.combine(start, dt.time(), dt.UTC))
             .group_by(day))
     found = {_as_date(d): int(n) for d, n in (await session.execute(stmt)).all()}
@@ -75,10 +71,9 @@ async def subscriber_growth(session: AsyncSession, *, days: int = GROWTH_DAYS,
     now = now or utcnow()
     start = (now - dt.timedelta(days=days - 1)).date()
     since = dt.datetime.combine(start, dt.time(), dt.UTC)
-    dialect = session.bind.dialect.name
     series = {}
     for name, column in (("confirmed", Subscriber.confirmed_at), ("unsubscribed", Subscriber.unsubscribed_at)):
-        day = _day(column, dialect)
+        day = day_bucket(session, column)
         stmt = select(day, func.count()).where(column >= since).group_by(day)
         series[name] = {_as_date(d): int(n) for d, n in (await session.execute(stmt)).all()}
     return [GrowthDay(d, series["confirmed"].get(d, 0), series["unsubscribed"].get(d, 0))

@@ -25,7 +25,7 @@ from sqlalchemy import Column, Integer, MetaData, String, Table, Text, bindparam
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.csvfile import unescape_cell
-from service.db import UTCDateTime, utcnow
+from service.db import UTCDateTime, analyze, bulk_insert, utcnow
 from service.newsletter.csvrows import (
     COLUMNS,
     DATE_COLUMNS,
@@ -132,8 +132,7 @@ async def _import(
     report = ImportReport(dry_run=dry_run)
     now = utcnow()
     checker = RowChecker(settings, source, now)
-    postgres = session.bind.dialect.name == "postgresql"
-    await _create_staging(session, postgres)
+    await _create_staging(session)
     check_suppression = (await session.scalar(select(Suppression.email_hash).limit(1))) is not None
     batch: list[dict[str, Any]] = []
     topic_batch: list[tuple[int, str]] = []
@@ -162,15 +161,15 @@ async def _import(
         if topics:
             topic_batch.extend((start, t) for t in topics)
         if len(batch) >= BATCH:
-            await _flush(session, postgres, tokens, report, batch, topic_batch, check_suppression)
+            await _flush(session, tokens, report, batch, topic_batch, check_suppression)
             batch, topic_batch = [], []
             if progress:
                 progress(position())
     if batch:
-        await _flush(session, postgres, tokens, report, batch, topic_batch, check_suppression)
+        await _flush(session, tokens, report, batch, topic_batch, check_suppression)
     if progress:
         progress(position())
-    await _apply(session, postgres, report, now)
+    await _apply(session, report, now)
     if send_confirmation:
         report.confirmations_queued = await _queue_confirmations(session, settings=settings, tokens=tokens, now=now,
                                                                  count_only=dry_run)
@@ -178,7 +177,7 @@ async def _import(
     return report
 
 
-async def _create_staging(session: AsyncSession, postgres: bool) -> None:
+async def _create_staging(session: AsyncSession) -> None:
     await _drop_staging(session)
     conn = await session.connection()
     await conn.run_sync(lambda sync: _staging_meta.create_all(sync))
@@ -189,7 +188,7 @@ async def _drop_staging(session: AsyncSession) -> None:
     await session.execute(text("DROP TABLE IF EXISTS import_staging"))
 
 
-async def _flush(session: AsyncSession, postgres: bool, tokens: Tokens, report: ImportReport,
+async def _flush(session: AsyncSession, tokens: Tokens, report: ImportReport,
                  batch: list[dict[str, Any]], topic_batch: list[tuple[int, str]], check_suppression: bool) -> None:
     if check_suppression:
         by_hash: dict[str, dict[str, Any]] = {}
@@ -206,18 +205,8 @@ async def _flush(session: AsyncSession, postgres: bool, tokens: Tokens, report: 
             topic_batch = [t for t in topic_batch if t[0] not in gone]
     if not batch:
         return
-    if postgres:
-        conn = await session.connection()
-        raw = (await conn.get_raw_connection()).driver_connection
-        await raw.copy_records_to_table(  # type: ignore[union-attr]
-            "import_staging", columns=_STAGING_COLS, records=[tuple(r[c] for c in _STAGING_COLS) for r in batch])
-        if topic_batch:
-            await raw.copy_records_to_table("import_topics", columns=["line", "topic"],  # type: ignore[union-attr]
-                                            records=topic_batch)
-    else:
-        await session.execute(STAGING.insert(), batch)
-        if topic_batch:
-            await session.execute(STAGING_TOPICS.insert(), [{"line": ln, "topic": t} for ln, t in topic_batch])
+    await bulk_insert(session, STAGING, _STAGING_COLS, [tuple(r[c] for c in _STAGING_COLS) for r in batch])
+    await bulk_insert(session, STAGING_TOPICS, ("line", "topic"), topic_batch)
 
 
 def _skip(report: ImportReport, reason: str, line: int) -> None:
@@ -283,10 +272,8 @@ _APPLY = [
 ]
 
 
-async def _apply(session: AsyncSession, postgres: bool, report: ImportReport, now: dt.datetime) -> None:
-    if postgres:
-        await session.execute(text("ANALYZE import_staging"))
-        await session.execute(text("ANALYZE import_topics"))
+async def _apply(session: AsyncSession, report: ImportReport, now: dt.datetime) -> None:
+    await analyze(session, "import_staging", "import_topics")
     for sql in _CLASSIFY:
         await session.execute(text(sql))
     counted = await session.execute(text(
@@ -308,8 +295,8 @@ async def _apply(session: AsyncSession, postgres: bool, report: ImportReport, no
     now_param = bindparam("now", now, type_=UTCDateTime())
     for sql in _APPLY:
         sql = sql.replace("{add}", _ADD).replace("{update}", _UPDATE)
-        if sql.startswith("INSERT INTO subscriber_topics") and postgres:
-            await session.execute(text("ANALYZE subscribers"))  # its statistics predate the insert
+        if sql.startswith("INSERT INTO subscriber_topics"):
+            await analyze(session, "subscribers")  # its statistics predate the insert
         await session.execute(text(sql).bindparams(now_param) if ":now" in sql else text(sql))
     session.expire_all()
 
