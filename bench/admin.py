@@ -30,8 +30,9 @@ sys.path.insert(0, str(ROOT))
 
 import service.models  # noqa: E402, F401 - every table in Base.metadata
 from service.admin.auth import create_staff_user  # noqa: E402
-from service.admin.queries import InquiryFilter, format_cursor, inquiry_query  # noqa: E402
+from service.admin.filters import format_cursor  # noqa: E402
 from service.db import create_engine, migrate, session_factory  # noqa: E402
+from service.inquiries.queries import InquiryFilter, filtered_inquiries  # noqa: E402
 
 PG = os.environ.get("BENCH_PG", "postgresql+asyncpg://postgres@127.0.0.1:5432")
 DB_NAME = "tidings_bench_admin"
@@ -116,16 +117,16 @@ async def populate(rows: int) -> tuple[str, float]:
 async def explain(cursor: str) -> None:
     from sqlalchemy.dialects import postgresql
 
-    from service.admin.queries import parse_cursor
+    from service.admin.filters import parse_cursor
 
     engine = create_engine(f"{PG}/{DB_NAME}")
     after = parse_cursor(cursor)
     cases = {"first page": (InquiryFilter(), None), "deep page": (InquiryFilter(), after),
              "search": (InquiryFilter(q="ketamine depression"), None),
              "search+status": (InquiryFilter(q="maria", status="qualified"), None)}
-    async with engine.connect() as conn:
+    async with session_factory(engine)() as session:
         for name, (flt, cur) in cases.items():
-            stmt = inquiry_query(flt, "postgresql")
+            stmt = filtered_inquiries(session, flt)
             if cur:
                 from sqlalchemy import tuple_
 
@@ -134,7 +135,7 @@ async def explain(cursor: str) -> None:
             from service.inquiries.models import Inquiry
             stmt = stmt.order_by(Inquiry.created_at.desc(), Inquiry.id.desc()).limit(51)
             sql = str(stmt.compile(dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True}))
-            plan = (await conn.execute(text("EXPLAIN ANALYZE " + sql))).scalars().all()
+            plan = (await session.execute(text("EXPLAIN ANALYZE " + sql))).scalars().all()
             print(f"\n-- {name}\n" + "\n".join(plan))
     await engine.dispose()
 

@@ -17,7 +17,7 @@ down_revision: str | None = "0003d"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-# The same document as service.admin.models.inquiry_search_document(), as PostgreSQL reflects it.
+# The same document as service.inquiries.models.inquiry_search_document(), as PostgreSQL reflects it.
 SEARCH_DOCUMENT = (
     "to_tsvector('simple'::regconfig, (((name::text || ' '::text) || email::text) || ' '::text) || message)"
 )

@@ -11,7 +11,6 @@ from starlette.routing import BaseRoute, Route
 
 from service.admin.audit import Actor
 from service.admin.campaign_forms import RuleForm
-from service.admin.campaign_queries import awaiting_approval, list_rules
 from service.admin.guard import admin_error, page
 from service.admin.pages_campaign_actions import _end_request_transaction
 from service.articles.actions import import_articles_as
@@ -19,7 +18,8 @@ from service.articles.ingest import IngestError
 from service.articles.queries import list_articles
 from service.campaigns.actions import save_digest_rule, set_digest_rule_active
 from service.campaigns.models import DigestRule
-from service.campaigns.rules import WEEKDAYS, RuleError
+from service.campaigns.queries import awaiting_approval
+from service.campaigns.rules import WEEKDAYS, RuleError, list_rules
 from service.db import get_session, utcnow
 from service.web import settings_of
 

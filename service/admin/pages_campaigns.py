@@ -13,14 +13,14 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import BaseRoute, Route
 
 from service.admin.campaign_forms import DigestForm
-from service.admin.campaign_queries import CampaignRow, awaiting_approval, list_campaigns
 from service.admin.guard import admin_error, page
 from service.admin.pages_mail import FRAME_CSP
 from service.articles.queries import list_articles
 from service.campaigns import queries as cq
 from service.campaigns.flows import default_subject, render_preview
 from service.campaigns.models import Campaign
-from service.campaigns.stats import CampaignStats, campaign_stats
+from service.campaigns.queries import awaiting_approval
+from service.campaigns.stats import CampaignRow, CampaignStats, campaign_rows, campaign_stats
 from service.db import get_session, utcnow
 from service.web import settings_of
 
@@ -55,7 +55,7 @@ async def campaign_list(request: Request) -> Response:
     session = get_session(request)
     before = request.query_params.get("before", "")
     before_id = int(before) if before.isdigit() else None
-    rows: list[CampaignRow] = await list_campaigns(session, before_id=before_id, limit=PAGE + 1)
+    rows: list[CampaignRow] = await campaign_rows(session, before_id=before_id, limit=PAGE + 1)
     next_url = None
     if len(rows) > PAGE:
         rows = rows[:PAGE]

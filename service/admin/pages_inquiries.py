@@ -13,16 +13,27 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
-from service.admin import queries
 from service.admin.audit import filter_detail, record_audit
+from service.admin.filters import PAGE_SIZE, FilterError, format_cursor, parse_cursor, parse_day
 from service.admin.guard import admin_error, page, staff_of
-from service.admin.queries import FilterError, InquiryFilter
 from service.csvfile import stream_csv
 from service.db import get_session
 from service.forms import tokens_of
 from service.inquiries.held import NotHeldError, delete_held_inquiry, release_held_inquiry
 from service.inquiries.models import HELD, INQUIRY_STATUSES
-from service.inquiries.queries import InquiryNotFoundError
+from service.inquiries.queries import (
+    HeldInquiryError,
+    InquiryFilter,
+    InquiryNotFoundError,
+    NoteError,
+    add_inquiry_note,
+    change_inquiry_status,
+    count_inquiries,
+    get_inquiry,
+    inquiry_history,
+    iter_inquiries,
+    list_inquiries,
+)
 from service.validation import safe_http_url
 from service.web import settings_of
 
@@ -36,8 +47,8 @@ def _filter(request: Request) -> InquiryFilter:
         raise FilterError(f"Status: expected one of {', '.join(FILTER_STATUSES)}.")
     topic = params.get("topic", "")[:40]
     q = params.get("q", "").strip()[:200]
-    since = queries.parse_day(params.get("from"), "From")
-    until = queries.parse_day(params.get("to"), "To")
+    since = parse_day(params.get("from"), "From")
+    until = parse_day(params.get("to"), "To")
     if since and until and since > until:
         raise FilterError("To: the end date is before the start date.")
     return InquiryFilter(status=status, topic=topic, since=since, until=until, q=q)
@@ -49,16 +60,16 @@ async def inquiry_list(request: Request) -> Response:
                            "deleted": request.query_params.get("deleted") == "1"}
     try:
         flt = _filter(request)
-        after = queries.parse_cursor(request.query_params.get("after"))
+        after = parse_cursor(request.query_params.get("after"))
     except FilterError as exc:
         return page(request, "admin/inquiries.html", {**ctx, "error": str(exc), "flt": InquiryFilter()}, 400)
-    rows = await queries.list_inquiries(get_session(request), flt=flt, after=after, limit=queries.PAGE_SIZE + 1)
+    rows = await list_inquiries(get_session(request), flt=flt, after=after, limit=PAGE_SIZE + 1)
     if flt.q:
         await _audit_search(request, flt, first_page=after is None)
     next_url = None
-    if len(rows) > queries.PAGE_SIZE:
-        rows = rows[: queries.PAGE_SIZE]
-        cursor = queries.format_cursor(rows[-1].created_at, rows[-1].id)
+    if len(rows) > PAGE_SIZE:
+        rows = rows[:PAGE_SIZE]
+        cursor = format_cursor(rows[-1].created_at, rows[-1].id)
         next_url = "/admin/inquiries?" + urlencode({**flt.query_args(), "after": cursor})
     export_url = "/admin/inquiries/export.csv" + ("?" + urlencode(flt.query_args()) if flt.query_args() else "")
     return page(request, "admin/inquiries.html", {**ctx, "rows": rows, "flt": flt, "next_url": next_url,
@@ -69,7 +80,7 @@ async def _audit_search(request: Request, flt: InquiryFilter, *, first_page: boo
     """A search shows inquiry data outside the detail page: record that one ran and how many
     inquiries matched, never the words (they may be a client's name)."""
     session = get_session(request)
-    matched = await queries.count_inquiries(session, flt=flt)
+    matched = await count_inquiries(session, flt=flt)
     await record_audit(session, request=request, action="inquiry_search", target_type="inquiry",
                        detail={"matched": matched, "first_page": first_page, **filter_detail(flt.query_args())})
 
@@ -84,7 +95,7 @@ def mailto_link(email: str, subject: str) -> str:
 
 
 async def _load(request: Request) -> Any:
-    return await queries.get_inquiry(get_session(request), request.path_params["inquiry_id"])
+    return await get_inquiry(get_session(request), inquiry_id=request.path_params["inquiry_id"])
 
 
 async def inquiry_detail(request: Request) -> Response:
@@ -95,7 +106,7 @@ async def inquiry_detail(request: Request) -> Response:
     await record_audit(session, request=request, action="inquiry_view", target_type="inquiry", target_id=inquiry.id)
     org = settings_of(request).org_name
     return page(request, "admin/inquiry.html", {
-        "inquiry": inquiry, "events": await queries.inquiry_events(session, inquiry.id),
+        "inquiry": inquiry, "events": await inquiry_history(session, inquiry_id=inquiry.id),
         "statuses": INQUIRY_STATUSES, "clickable": clickable,
         "mailto": mailto_link(inquiry.email, f"Re: your inquiry to {org}"),
         "error": request.query_params.get("error"), "saved": request.query_params.get("saved"),
@@ -103,36 +114,39 @@ async def inquiry_detail(request: Request) -> Response:
 
 
 async def inquiry_status(request: Request) -> Response:
-    inquiry = await _load(request)
-    if inquiry is None:
-        return admin_error(request, 404, "There is no such inquiry.")
+    inquiry_id = request.path_params["inquiry_id"]
     async with request.form() as form:
         status = str(form.get("status") or "")
     if status not in INQUIRY_STATUSES:
         return admin_error(request, 422, f"Status: expected one of {', '.join(INQUIRY_STATUSES)}.")
-    if inquiry.status == HELD:
-        return admin_error(request, 409, "This inquiry is held: release it (its emails go out then) or delete it.")
     session = get_session(request)
-    before = inquiry.status
-    if await queries.set_inquiry_status(session, inquiry=inquiry, status=status, staff_id=staff_of(request).id):
+    try:
+        event = await change_inquiry_status(session, inquiry_id=inquiry_id, to_status=status,
+                                            staff_id=staff_of(request).id)
+    except InquiryNotFoundError:
+        return admin_error(request, 404, "There is no such inquiry.")
+    except HeldInquiryError:
+        return admin_error(request, 409, "This inquiry is held: release it (its emails go out then) or delete it.")
+    if event is not None:
         await record_audit(session, request=request, action="inquiry_status", target_type="inquiry",
-                           target_id=inquiry.id, detail={"from": before, "to": status})
-    return RedirectResponse(f"/admin/inquiries/{inquiry.id}?saved=status", status_code=303)
+                           target_id=inquiry_id, detail={"from": event.from_status, "to": status})
+    return RedirectResponse(f"/admin/inquiries/{inquiry_id}?saved=status", status_code=303)
 
 
 async def inquiry_note(request: Request) -> Response:
-    inquiry = await _load(request)
-    if inquiry is None:
-        return admin_error(request, 404, "There is no such inquiry.")
+    inquiry_id = request.path_params["inquiry_id"]
     async with request.form() as form:
-        note = str(form.get("note") or "").replace("\r\n", "\n").strip()
-    if not note or len(note) > 5000:
-        return admin_error(request, 422, "Note: write between 1 and 5000 characters.")
+        note = str(form.get("note") or "")
     session = get_session(request)
-    event = await queries.add_inquiry_note_by_staff(session, inquiry=inquiry, note=note, staff_id=staff_of(request).id)
+    try:
+        event = await add_inquiry_note(session, inquiry_id=inquiry_id, note=note, staff_id=staff_of(request).id)
+    except InquiryNotFoundError:
+        return admin_error(request, 404, "There is no such inquiry.")
+    except NoteError as exc:
+        return admin_error(request, 422, str(exc))
     await record_audit(session, request=request, action="inquiry_note", target_type="inquiry",
-                       target_id=inquiry.id, detail={"event_id": event.id})
-    return RedirectResponse(f"/admin/inquiries/{inquiry.id}?saved=note", status_code=303)
+                       target_id=inquiry_id, detail={"event_id": event.id})
+    return RedirectResponse(f"/admin/inquiries/{inquiry_id}?saved=note", status_code=303)
 
 
 ERASE_WORD = "ERASE"
@@ -202,7 +216,7 @@ async def inquiry_export(request: Request) -> Response:
 
     async def rows() -> AsyncIterator[list[Any]]:
         yield list(CSV_COLUMNS)
-        async for inquiry in queries.iter_inquiries(sessions, flt=flt):
+        async for inquiry in iter_inquiries(sessions, flt=flt):
             yield [getattr(inquiry, column) for column in CSV_COLUMNS]
 
     return StreamingResponse(stream_csv(rows()), media_type="text/csv; charset=utf-8", headers={

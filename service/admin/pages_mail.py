@@ -17,13 +17,14 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from service.admin import queries
 from service.admin.audit import record_audit
+from service.admin.filters import PAGE_SIZE
 from service.admin.guard import admin_error, page
 from service.db import get_session, utcnow
 from service.mail.message import build_message, header_text, message_parts, parse_raw
 from service.mail.models import OUTBOX_STATUSES, MailboxMessage, OutboxMessage
 from service.mail.outbox import outbox_email, retry_outbox_message
+from service.mail.queries import list_mailbox, list_outbox, outbox_counts
 from service.web import settings_of
 
 INQUIRY_KINDS = ("inquiry_staff", "inquiry_autoreply")
@@ -47,16 +48,16 @@ async def outbox(request: Request) -> Response:
                            "status": "", "counts": {}}
     rows: list[Any]
     if ctx["local"]:
-        rows = await queries.list_mailbox(session, before_id=before, limit=queries.PAGE_SIZE + 1)
+        rows = await list_mailbox(session, before_id=before, limit=PAGE_SIZE + 1)
         base = "/admin/outbox?"
     else:
         status = request.query_params.get("status", "")
         status = status if status in OUTBOX_STATUSES else ""
-        rows = await queries.list_outbox(session, status=status, before_id=before, limit=queries.PAGE_SIZE + 1)
-        ctx.update(status=status, counts=await queries.outbox_counts(session))
+        rows = await list_outbox(session, status=status, before_id=before, limit=PAGE_SIZE + 1)
+        ctx.update(status=status, counts=await outbox_counts(session))
         base = f"/admin/outbox?status={status}&" if status else "/admin/outbox?"
-    if len(rows) > queries.PAGE_SIZE:
-        rows = rows[: queries.PAGE_SIZE]
+    if len(rows) > PAGE_SIZE:
+        rows = rows[:PAGE_SIZE]
         ctx["next_url"] = f"{base}before={rows[-1].id}"
     inquiry_rows = sum(1 for r in rows if getattr(r, "kind", "") in INQUIRY_KINDS)
     if ctx["status"] and inquiry_rows:  # a filtered list that shows inquiry mail

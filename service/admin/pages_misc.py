@@ -9,16 +9,17 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from service.admin import auth, queries
+from service.admin import auth
 from service.admin.audit import audit_actions, list_audit_events, record_audit
-from service.admin.campaign_queries import subscriber_deliveries
+from service.admin.filters import PAGE_SIZE, FilterError, format_cursor, parse_cursor, parse_day
 from service.admin.guard import admin_error, admin_only, page, staff_of
 from service.admin.models import ROLES, StaffUser
-from service.admin.queries import FilterError, SubscriberFilter
 from service.admin.users import UserChangeError, change_role, list_staff, set_active
-from service.db import get_session
+from service.campaigns.queries import subscriber_deliveries
+from service.db import day_start, get_session
 from service.forms import tokens_of
 from service.newsletter.models import SUBSCRIBER_STATUSES
+from service.newsletter.queries import SubscriberFilter, get_subscriber, list_subscribers
 from service.web import settings_of
 
 # -- subscribers ------------------------------------------------------------------------------
@@ -34,13 +35,13 @@ async def subscriber_list(request: Request) -> Response:
         if status and status not in SUBSCRIBER_STATUSES:
             raise FilterError(f"Status: expected one of {', '.join(SUBSCRIBER_STATUSES)}.")
         flt = SubscriberFilter(status=status, topic=params.get("topic", "")[:40], q=params.get("q", "").strip()[:200])
-        after = queries.parse_cursor(params.get("after"))
+        after = parse_cursor(params.get("after"))
     except FilterError as exc:
         return page(request, "admin/subscribers.html", {**ctx, "error": str(exc)}, 400)
-    rows = await queries.list_subscribers(get_session(request), flt=flt, after=after, limit=queries.PAGE_SIZE + 1)
-    if len(rows) > queries.PAGE_SIZE:
-        rows = rows[: queries.PAGE_SIZE]
-        cursor = queries.format_cursor(rows[-1].created_at, rows[-1].id)
+    rows = await list_subscribers(get_session(request), flt=flt, after=after, limit=PAGE_SIZE + 1)
+    if len(rows) > PAGE_SIZE:
+        rows = rows[:PAGE_SIZE]
+        cursor = format_cursor(rows[-1].created_at, rows[-1].id)
         ctx["next_url"] = "/admin/subscribers?" + urlencode({**flt.query_args(), "after": cursor})
     export_url = "/admin/subscribers/export.csv" + ("?" + urlencode(flt.query_args()) if flt.query_args() else "")
     return page(request, "admin/subscribers.html", {**ctx, "rows": rows, "first_page": after is None,
@@ -48,7 +49,7 @@ async def subscriber_list(request: Request) -> Response:
 
 
 async def subscriber_detail(request: Request) -> Response:
-    subscriber = await queries.get_subscriber(get_session(request), request.path_params["subscriber_id"])
+    subscriber = await get_subscriber(get_session(request), subscriber_id=request.path_params["subscriber_id"])
     if subscriber is None:
         return admin_error(request, 404, "There is no such subscriber.")
     deliveries = await subscriber_deliveries(get_session(request), subscriber_id=subscriber.id)
@@ -65,23 +66,23 @@ async def audit_log(request: Request) -> Response:
     ctx: dict[str, Any] = {"params": params, "actions": await audit_actions(session), "rows": [],
                            "next_url": None, "error": None}
     try:
-        since = queries.parse_day(params.get("from"), "From")
-        until = queries.parse_day(params.get("to"), "To")
-        after = queries.parse_cursor(params.get("after"))
+        since = parse_day(params.get("from"), "From")
+        until = parse_day(params.get("to"), "To")
+        after = parse_cursor(params.get("after"))
     except FilterError as exc:
         return page(request, "admin/audit.html", {**ctx, "error": str(exc)}, 400)
     import datetime as dt
 
     rows = await list_audit_events(
         session, action=params.get("action") or None, actor=params.get("actor") or None,
-        since=queries.day_start(since) if since else None,
-        until=queries.day_start(until + dt.timedelta(days=1)) if until else None,
-        before=after, limit=queries.PAGE_SIZE + 1)
-    if len(rows) > queries.PAGE_SIZE:
-        rows = rows[: queries.PAGE_SIZE]
+        since=day_start(since) if since else None,
+        until=day_start(until + dt.timedelta(days=1)) if until else None,
+        before=after, limit=PAGE_SIZE + 1)
+    if len(rows) > PAGE_SIZE:
+        rows = rows[:PAGE_SIZE]
         args = {k: params[k] for k in ("action", "actor", "from", "to") if params.get(k)}
-        ctx["next_url"] = "/admin/audit?" + urlencode({**args, "after": queries.format_cursor(rows[-1].created_at,
-                                                                                             rows[-1].id)})
+        cursor = format_cursor(rows[-1].created_at, rows[-1].id)
+        ctx["next_url"] = "/admin/audit?" + urlencode({**args, "after": cursor})
     return page(request, "admin/audit.html", {**ctx, "rows": rows, "first_page": after is None})
 
 

@@ -21,7 +21,6 @@ from starlette.routing import BaseRoute, Route, request_response
 
 from service.admin.audit import Actor, filter_detail, record_audit
 from service.admin.guard import AdminGuardMiddleware, admin_error, page, staff_of
-from service.admin.queries import SubscriberFilter
 from service.csvfile import stream_csv
 from service.db import get_session
 from service.forms import tokens_of
@@ -30,6 +29,7 @@ from service.newsletter.exporter import export_rows
 from service.newsletter.flows import mark_complained, unsubscribe_subscriber
 from service.newsletter.importer import ImportFileError, ImportReport
 from service.newsletter.models import SUBSCRIBER_STATUSES, Subscriber
+from service.newsletter.queries import SubscriberFilter
 from service.tokens import TokenError
 from service.validation import FieldError, clean_text
 from service.web import settings_of

@@ -23,7 +23,6 @@ from service.admin import (
     pages_subscriber_actions,
 )
 from service.admin.audit import record_audit
-from service.admin.campaign_queries import list_campaigns
 from service.admin.guard import (
     AdminGuardMiddleware,
     clear_session_cookie,
@@ -42,6 +41,7 @@ from service.admin.stats import (
     subscriber_growth,
     subscribers_by_status,
 )
+from service.campaigns.stats import campaign_rows
 from service.db import get_session, utcnow
 from service.forms import tokens_of
 from service.inquiries.held import count_held_inquiries
@@ -172,7 +172,7 @@ async def dashboard(request: Request) -> Response:
         "all_inquiries": await inquiries_by_status(session),
         "subscribers": await subscribers_by_status(session),
         "growth": growth, "chart": chart, "growth_days": GROWTH_DAYS,
-        "campaigns": await list_campaigns(session, limit=5),
+        "campaigns": await campaign_rows(session, limit=5),
         "mail": await mail_trouble(session, now=now), "max_age": _days(settings_of(request).outbox_max_age),
         "local_outbox": settings_of(request).uses_local_outbox,
         "held_count": await count_held_inquiries(session),

@@ -1,5 +1,6 @@
 """Campaign SQL: composing digests, queueing one delivery per recipient in ONE statement,
-leased batch claims (FOR UPDATE SKIP LOCKED on PostgreSQL), fenced result updates, stats."""
+leased batch claims (FOR UPDATE SKIP LOCKED on PostgreSQL), fenced result updates, stats, and
+the staff's lists (campaigns, those awaiting approval, a subscriber's deliveries)."""
 
 from __future__ import annotations
 
@@ -10,14 +11,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, bindparam, case, false, func, literal, select, text, true, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import ColumnElement, and_, bindparam, case, false, func, literal, select, true, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.articles.models import Article, ArticleTopic
 from service.campaigns.models import Campaign, CampaignArticle, Delivery
-from service.db import UTCDateTime
+from service.db import UTCDateTime, insert_for, without_jit
 from service.newsletter.audience import campaign_audience, mailable, wants_topics
 from service.newsletter.models import Subscriber, SubscriberTopic
 
@@ -111,14 +110,11 @@ async def queue_deliveries(session: AsyncSession, *, campaign: Campaign, now: dt
     rows = select(
         literal(campaign.id), Subscriber.id, Subscriber.email, status, literal(0), at, literal(False), at,
     ).where(campaign_audience(campaign.audience_topics))
-    postgres = session.get_bind().dialect.name == "postgresql"
-    statement = (pg_insert if postgres else sqlite_insert)(Delivery).from_select(
+    statement = insert_for(session)(Delivery).from_select(
         ["campaign_id", "subscriber_id", "email", "status", "attempts", "next_attempt_at", "bounced", "created_at"],
         rows,
     ).on_conflict_do_nothing(index_elements=["campaign_id", "subscriber_id"])
-    if postgres:
-        # JIT compilation costs more (~0.1 s) than it saves on this one-off statement.
-        await session.execute(text("SET LOCAL jit = off"))
+    await without_jit(session)  # JIT compilation costs more (~0.1 s) than it saves on this one-off statement
     result = await session.execute(statement)
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
@@ -355,3 +351,46 @@ async def campaigns_sent_to(session: AsyncSession, *, subscriber_id: int) -> lis
         .order_by(Delivery.sent_at, Delivery.id)
     )).all()
     return [{"subject": subject, "slug": slug, "sent_at": sent_at} for subject, slug, sent_at in rows]
+
+
+# -- the staff's lists ---------------------------------------------------------------------------
+
+
+async def list_campaigns(session: AsyncSession, *, before_id: int | None = None, limit: int = 25
+                         ) -> Sequence[Campaign]:
+    """Newest first, before the campaign `before_id` (a page of the admin's list)."""
+    query = select(Campaign).order_by(Campaign.id.desc()).limit(limit)
+    if before_id is not None:
+        query = query.where(Campaign.id < before_id)
+    return (await session.scalars(query)).all()
+
+
+async def awaiting_approval(session: AsyncSession) -> Sequence[Campaign]:
+    return (await session.scalars(
+        select(Campaign).where(Campaign.status == "scheduled", Campaign.requires_approval.is_(True),
+                               Campaign.approved_at.is_(None)).order_by(Campaign.id)
+    )).all()
+
+
+@dataclass(frozen=True)
+class DeliveryRow:
+    campaign_id: int
+    subject: str
+    status: str
+    bounced: bool
+    message_id: str | None
+    sent_at: dt.datetime | None
+    created_at: dt.datetime
+    smtp_response: str | None
+
+
+async def subscriber_deliveries(session: AsyncSession, *, subscriber_id: int, limit: int = 200
+                                ) -> list[DeliveryRow]:
+    """Every campaign delivery of one subscriber, newest first."""
+    rows = await session.execute(
+        select(Delivery.campaign_id, Campaign.subject, Delivery.status, Delivery.bounced, Delivery.message_id,
+               Delivery.sent_at, Delivery.created_at, Delivery.smtp_response)
+        .join(Campaign, Campaign.id == Delivery.campaign_id)
+        .where(Delivery.subscriber_id == subscriber_id).order_by(Delivery.id.desc()).limit(limit)
+    )
+    return [DeliveryRow(*r) for r in rows.all()]

@@ -8,6 +8,7 @@ import re
 from collections.abc import Sequence
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.campaigns.models import DigestRule
@@ -88,3 +89,7 @@ async def set_rule_active(session: AsyncSession, rule: DigestRule, *, active: bo
     if active:
         rule.next_run_at = next_run(rule.weekday, rule.at_time, rule.timezone, after=now)
     await session.flush()
+
+
+async def list_rules(session: AsyncSession) -> Sequence[DigestRule]:
+    return (await session.scalars(select(DigestRule).order_by(DigestRule.id))).all()

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from service.campaigns.models import Delivery
-from service.campaigns.queries import get_campaign
+from service.campaigns.models import Campaign, Delivery
+from service.campaigns.queries import get_campaign, list_campaigns
 from service.db import utcnow
 from service.newsletter.models import Subscriber
 
@@ -70,3 +70,23 @@ async def campaign_stats(session: AsyncSession, *, campaign_id: int, now: dt.dat
         failed=counts.get("failed", 0), bounced=bounced, skipped=counts.get("skipped", 0),
         unsubscribed_after=unsubscribed, rate=rate, eta_seconds=eta,
     )
+
+
+@dataclass(frozen=True)
+class CampaignRow:
+    """A campaign of the admin's list with its figures."""
+
+    campaign: Campaign
+    stats: CampaignStats
+
+    @property
+    def awaiting_approval(self) -> bool:
+        c = self.campaign
+        return c.status == "scheduled" and c.requires_approval and c.approved_at is None
+
+
+async def campaign_rows(session: AsyncSession, *, before_id: int | None = None, limit: int = 25
+                        ) -> list[CampaignRow]:
+    """`list_campaigns`, each with its figures (campaign_stats: a few indexed counts per campaign)."""
+    campaigns = await list_campaigns(session, before_id=before_id, limit=limit)
+    return [CampaignRow(c, await campaign_stats(session, campaign_id=c.id)) for c in campaigns]

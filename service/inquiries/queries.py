@@ -1,22 +1,34 @@
 """SQL for inquiries: storing a submission once (one transactional path on both databases),
-reading it back, held inquiries, and the staff's status changes and notes (each recorded as an
-InquiryEvent with its time). None of these commit."""
+reading it back, the staff's filtered and searchable list (keyset pages, newest first), held
+inquiries, and the staff's status changes and notes (each recorded as an InquiryEvent with its
+time). The admin and the CLI call these; none of them commit."""
 
 from __future__ import annotations
 
 import datetime as dt
 import functools
-from collections.abc import Sequence
+import re
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, bindparam, delete, exists, func, insert, or_, select
+from sqlalchemy import Select, and_, bindparam, delete, exists, func, insert, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from service.db import lock_names, utcnow
-from service.inquiries.models import HELD, INQUIRY_STATUSES, Inquiry, InquiryEvent, new_receipt
+from service.admin.models import StaffUser
+from service.db import Cursor, Sessions, day_start, like_pattern, lock_names, newest_first, utcnow, word_search
+from service.inquiries.models import (
+    HELD,
+    INQUIRY_STATUSES,
+    SEARCH_CONFIG,
+    Inquiry,
+    InquiryEvent,
+    inquiry_search_document,
+    new_receipt,
+)
 
-NOTE_MAX_LENGTH = 10_000
+# What the note field of the admin's inquiry page takes (its textarea says so too).
+NOTE_MAX_LENGTH = 5_000
 
 
 class UnknownStatusError(ValueError):
@@ -25,6 +37,14 @@ class UnknownStatusError(ValueError):
 
 class InquiryNotFoundError(LookupError):
     """No inquiry has that id."""
+
+
+class HeldInquiryError(ValueError):
+    """A held inquiry changes only by release or deletion (service.inquiries.held)."""
+
+
+class NoteError(ValueError):
+    """A note that is empty or too long (the message says which, and the limit)."""
 
 
 async def lock_submission(session: AsyncSession, *, dedupe_key: str, nonce: str | None) -> None:
@@ -108,16 +128,114 @@ async def list_inquiry_events(session: AsyncSession, *, inquiry_id: int) -> Sequ
     return (await session.scalars(stmt)).all()
 
 
+async def inquiry_history(session: AsyncSession, *, inquiry_id: int) -> list[tuple[InquiryEvent, str | None]]:
+    """Status changes and notes, oldest first, with the email of the staff member who made them."""
+    stmt = (select(InquiryEvent, StaffUser.email).outerjoin(StaffUser, StaffUser.id == InquiryEvent.staff_id)
+            .where(InquiryEvent.inquiry_id == inquiry_id).order_by(InquiryEvent.id))
+    return [(event, email) for event, email in (await session.execute(stmt)).all()]
+
+
+# -- the staff's list: filters, search, keyset pages --------------------------------------------
+
+
+@dataclass(frozen=True)
+class InquiryFilter:
+    status: str = ""  # "" is every status but held
+    topic: str = ""
+    since: dt.date | None = None  # inclusive
+    until: dt.date | None = None  # inclusive
+    q: str = ""
+
+    def query_args(self) -> dict[str, str]:
+        args = {"status": self.status, "topic": self.topic, "q": self.q,
+                "from": self.since.isoformat() if self.since else "",
+                "to": self.until.isoformat() if self.until else ""}
+        return {k: v for k, v in args.items() if v}
+
+
+_WORD = re.compile(r"\w+", re.UNICODE)
+
+
+def search_words(q: str) -> list[str]:
+    return _WORD.findall(q.lower())[:8]
+
+
+def is_address_search(q: str) -> bool:
+    """An address or a domain ("ana@", "example.org"): matched as a substring of the email."""
+    q = q.strip()
+    return "@" in q or ("." in q and " " not in q)
+
+
+def _search(session: AsyncSession, q: str) -> Any:
+    if is_address_search(q):
+        # PostgreSQL answers this from the trigram index ix_inquiries_email_search.
+        return Inquiry.email.ilike(like_pattern(q.strip()), escape="\\")
+    words = search_words(q)
+    if not words:
+        return None
+    # Prefix match on every word ("mar lop" finds Maria Lopez), through the GIN index on PostgreSQL.
+    return word_search(session, document=inquiry_search_document(), config=SEARCH_CONFIG,
+                       columns=(Inquiry.name, Inquiry.email, Inquiry.message), words=words)
+
+
+def filtered_inquiries(session: AsyncSession, flt: InquiryFilter) -> Select[tuple[Inquiry]]:
+    """The inquiries `flt` selects, unordered (the benchmark explains this statement)."""
+    stmt = select(Inquiry)
+    if flt.status:
+        stmt = stmt.where(Inquiry.status == flt.status)
+    else:  # held inquiries are shown under their own filter only
+        stmt = stmt.where(Inquiry.status != HELD)
+    if flt.topic:
+        stmt = stmt.where(Inquiry.topic == flt.topic)
+    if flt.since:
+        stmt = stmt.where(Inquiry.created_at >= day_start(flt.since))
+    if flt.until:
+        stmt = stmt.where(Inquiry.created_at < day_start(flt.until + dt.timedelta(days=1)))
+    search = _search(session, flt.q)
+    if search is not None:
+        stmt = stmt.where(search)
+    return stmt
+
+
+async def list_inquiries(session: AsyncSession, *, flt: InquiryFilter, after: Cursor | None,
+                         limit: int) -> list[Inquiry]:
+    """One page of inquiries, newest first, after the keyset cursor `after`."""
+    stmt = newest_first(filtered_inquiries(session, flt), Inquiry.created_at, Inquiry.id, after, limit)
+    return list((await session.scalars(stmt)).all())
+
+
+async def count_inquiries(session: AsyncSession, *, flt: InquiryFilter) -> int:
+    """How many inquiries match `flt` (all pages)."""
+    query = filtered_inquiries(session, flt).subquery()
+    return int(await session.scalar(select(func.count()).select_from(query)) or 0)
+
+
+async def iter_inquiries(sessions: Sessions, *, flt: InquiryFilter, chunk: int = 1000) -> AsyncIterator[Inquiry]:
+    """Every inquiry matching `flt`, in chunks, each read in its own short transaction."""
+    after: Cursor | None = None
+    while True:
+        async with sessions() as session:
+            rows = await list_inquiries(session, flt=flt, after=after, limit=chunk)
+        for row in rows:
+            yield row
+        if len(rows) < chunk:
+            return
+        after = (rows[-1].created_at, rows[-1].id)
+
+
 async def change_inquiry_status(
     session: AsyncSession, *, inquiry_id: int, to_status: str, staff_id: int | None,
     now: dt.datetime | None = None,
 ) -> InquiryEvent | None:
-    """Move an inquiry to `to_status`, recording who and when; None when it already had it."""
+    """Move an inquiry to `to_status`, recording who and when; None when it already had it. The row
+    is locked first, so two staff changing it at once record the true `from_status` each."""
     if to_status not in INQUIRY_STATUSES:
         raise UnknownStatusError(f"unknown inquiry status {to_status!r}; expected one of {', '.join(INQUIRY_STATUSES)}")
     inquiry = await session.get(Inquiry, inquiry_id, with_for_update=True)
     if inquiry is None:
         raise InquiryNotFoundError(f"no inquiry {inquiry_id}")
+    if inquiry.status == HELD:
+        raise HeldInquiryError(f"inquiry {inquiry_id} is held: release it or delete it")
     if inquiry.status == to_status:
         return None
     now = now or utcnow()
@@ -138,9 +256,9 @@ async def add_inquiry_note(
     """Attach an internal note (kept as text, shown escaped) to an inquiry."""
     note = note.replace("\r\n", "\n").replace("\r", "\n").strip()
     if not note:
-        raise ValueError("the note is empty")
+        raise NoteError(f"Note: it is empty; write between 1 and {NOTE_MAX_LENGTH:,} characters.")
     if len(note) > NOTE_MAX_LENGTH:
-        raise ValueError(f"the note is too long ({len(note)} characters; at most {NOTE_MAX_LENGTH})")
+        raise NoteError(f"Note: it is too long ({len(note):,} characters; at most {NOTE_MAX_LENGTH:,}).")
     if await session.get(Inquiry, inquiry_id) is None:
         raise InquiryNotFoundError(f"no inquiry {inquiry_id}")
     event = InquiryEvent(inquiry_id=inquiry_id, created_at=now or utcnow(), kind="note", note=note,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import ForeignKey, Integer, String, Text
+from sqlalchemy import ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from service.db import Base, UTCDateTime, utcnow
@@ -18,7 +18,19 @@ SUPPRESSED_STATUSES = ("unsubscribed", "bounced", "complained")
 class Subscriber(Base):
     __tablename__ = "subscribers"
     # Links carry the id: on SQLite, AUTOINCREMENT keeps an erased row's id from being handed out again.
-    __table_args__ = {"sqlite_autoincrement": True}
+    __table_args__ = (
+        # The admin list (keyset pages, the status filter), the dashboard's growth series, and the
+        # substring search of address and name (trigram GIN on PostgreSQL, plain on SQLite; see
+        # migration 0004a).
+        Index("ix_subscribers_created_at_id", "created_at", "id"),
+        Index("ix_subscribers_status_created_at_id", "status", "created_at", "id"),
+        Index("ix_subscribers_confirmed_at", "confirmed_at"),
+        Index("ix_subscribers_unsubscribed_at", "unsubscribed_at"),
+        Index("ix_subscribers_email_key_search", "email_key", postgresql_using="gin",
+              postgresql_ops={"email_key": "gin_trgm_ops"}),
+        Index("ix_subscribers_name_search", "name", postgresql_using="gin", postgresql_ops={"name": "gin_trgm_ops"}),
+        {"sqlite_autoincrement": True},
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     # The address as given (domain lower-cased); `email_key` is the fully lower-cased form that

@@ -1,24 +1,19 @@
-"""Newsletter SQL in one place: look-ups, status changes, topics, suppression and the purge of
-unconfirmed signups. Functions take the caller's session and never commit."""
+"""Newsletter SQL in one place: look-ups, the staff's filtered list, status changes, topics,
+suppression and the purge of unconfirmed signups. Functions take the caller's session and never commit."""
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import AsyncIterator, Iterable, Sequence
+from dataclasses import dataclass
 
-from sqlalchemy import ColumnElement, delete, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import ColumnElement, delete, exists, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from service.db import utcnow
+from service.db import Cursor, insert_for, like_pattern, newest_first, utcnow
 from service.newsletter.models import SUPPRESSED_STATUSES, Subscriber, SubscriberTopic, Suppression
 from service.tokens import Tokens
 from service.validation import email_key
-
-
-def _insert(session: AsyncSession):  # type: ignore[no-untyped-def]
-    return pg_insert if session.bind.dialect.name == "postgresql" else sqlite_insert
 
 
 def suppression_hashes(tokens: Tokens, email: str) -> list[str]:
@@ -40,10 +35,40 @@ async def get_subscriber_by_email(session: AsyncSession, *, email: str, for_upda
     return (await session.scalars(stmt)).one_or_none()
 
 
+@dataclass(frozen=True)
+class SubscriberFilter:
+    """The staff's subscriber list and export: by status, by topic, by a substring of address or name."""
+
+    status: str = ""
+    topic: str = ""
+    q: str = ""
+
+    def query_args(self) -> dict[str, str]:
+        return {k: v for k, v in {"status": self.status, "topic": self.topic, "q": self.q}.items() if v}
+
+
+async def list_subscribers(session: AsyncSession, *, flt: SubscriberFilter, after: Cursor | None,
+                           limit: int) -> list[Subscriber]:
+    """One page of subscribers, newest first, after the keyset cursor `after`."""
+    stmt = select(Subscriber)
+    if flt.status:
+        stmt = stmt.where(Subscriber.status == flt.status)
+    if flt.topic:
+        stmt = stmt.where(exists().where(SubscriberTopic.subscriber_id == Subscriber.id,
+                                         SubscriberTopic.topic == flt.topic))
+    if flt.q.strip():
+        # Substring of the address or the name; trigram indexes on PostgreSQL.
+        pattern = like_pattern(flt.q.strip().lower())
+        stmt = stmt.where(or_(Subscriber.email_key.ilike(pattern, escape="\\"),
+                              Subscriber.name.ilike(pattern, escape="\\")))
+    stmt = newest_first(stmt, Subscriber.created_at, Subscriber.id, after, limit)
+    return list((await session.scalars(stmt)).all())
+
+
 async def insert_pending_subscriber(session: AsyncSession, *, email: str, now: dt.datetime) -> None:
     """Create a bare pending row for `email` unless one exists (safe under concurrent signups)."""
     stmt = (
-        _insert(session)(Subscriber)
+        insert_for(session)(Subscriber)
         .values(email=email, email_key=email_key(email), name="", status="pending", created_at=now,
                 status_changed_at=now)
         .on_conflict_do_nothing(index_elements=["email_key"])
@@ -60,7 +85,7 @@ async def is_suppressed(session: AsyncSession, *, tokens: Tokens, email: str) ->
 
 async def add_suppression(session: AsyncSession, *, tokens: Tokens, email: str, reason: str) -> None:
     stmt = (
-        _insert(session)(Suppression)
+        insert_for(session)(Suppression)
         .values(email_hash=tokens.keyed_hash("suppression", email_key(email)), reason=reason, created_at=utcnow())
         .on_conflict_do_nothing(index_elements=["email_hash"])
     )

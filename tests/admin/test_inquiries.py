@@ -190,6 +190,29 @@ async def test_notes_are_plain_text_and_audit_logged(admin_client: httpx.AsyncCl
     assert ("inquiry_note", ADMIN_EMAIL, str(ident)) in await audit_actions(db)
 
 
+async def test_a_note_over_the_limit_is_refused_naming_it(admin_client: httpx.AsyncClient, db: Database) -> None:
+    [ident] = await add_inquiries(db, [inquiry_row(1)])
+    token = await csrf(admin_client)
+    long = await admin_client.post(f"/admin/inquiries/{ident}/notes", data={"csrf_token": token, "note": "x" * 5001})
+    assert long.status_code == 422
+    assert "Note: it is too long (5,001 characters; at most 5,000)." in html.unescape(long.text)
+    assert await count(db, InquiryEvent) == 0
+    assert "inquiry_note" not in [a for a, _, _ in await audit_actions(db)]
+    ok = await admin_client.post(f"/admin/inquiries/{ident}/notes", data={"csrf_token": token, "note": "y" * 5000})
+    assert ok.status_code == 303 and await count(db, InquiryEvent) == 1
+
+
+async def test_status_and_note_of_a_missing_inquiry_are_404(admin_client: httpx.AsyncClient, db: Database) -> None:
+    [ident] = await add_inquiries(db, [inquiry_row(1)])
+    token = await csrf(admin_client)
+    status = await admin_client.post(f"/admin/inquiries/{ident + 1}/status",
+                                     data={"csrf_token": token, "status": "closed"})
+    note = await admin_client.post(f"/admin/inquiries/{ident + 1}/notes", data={"csrf_token": token, "note": "Hi"})
+    assert (status.status_code, note.status_code) == (404, 404)
+    assert "There is no such inquiry." in status.text and "There is no such inquiry." in note.text
+    assert await count(db, InquiryEvent) == 0
+
+
 async def test_csv_export_follows_the_filter_and_is_formula_safe(admin_client: httpx.AsyncClient,
                                                                  db: Database) -> None:
     rows = [inquiry_row(1, name="=HYPERLINK(\"http://evil\")", message="+1 555 0100\nsecond line", status="spam"),

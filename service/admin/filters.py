@@ -1,0 +1,41 @@
+"""Reading the admin lists' query strings: page cursors and dates, with errors that name the
+field. The lists themselves are the domains' queries (inquiries, newsletter, campaigns, mail)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from service.db import Cursor
+
+PAGE_SIZE = 50
+
+
+class FilterError(ValueError):
+    """A filter value that cannot be used (the message names the field)."""
+
+
+def parse_cursor(value: str | None) -> Cursor | None:
+    """`2026-11-28T07:00:00+00:00_123` -> (datetime, id); FilterError when malformed."""
+    if not value:
+        return None
+    stamp, _, ident = value.rpartition("_")
+    try:
+        when = dt.datetime.fromisoformat(stamp)
+        if when.tzinfo is None:
+            raise ValueError
+        return when.astimezone(dt.UTC), int(ident)
+    except ValueError:
+        raise FilterError("Page: this page link is not valid; start again from the first page.") from None
+
+
+def format_cursor(when: dt.datetime, ident: int) -> str:
+    return f"{when.astimezone(dt.UTC).isoformat()}_{ident}"
+
+
+def parse_day(value: str | None, label: str) -> dt.date | None:
+    if not value:
+        return None
+    try:
+        return dt.date.fromisoformat(value.strip())
+    except ValueError:
+        raise FilterError(f"{label}: expected a date such as 2026-11-28.") from None
