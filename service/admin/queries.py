@@ -160,10 +160,6 @@ async def iter_inquiries(sessions: Sessions, *, flt: InquiryFilter, chunk: int =
         after = (rows[-1].created_at, rows[-1].id)
 
 
-async def get_inquiry(session: AsyncSession, inquiry_id: int) -> Inquiry | None:
-    return await session.get(Inquiry, inquiry_id)
-
-
 async def inquiry_events(session: AsyncSession, inquiry_id: int) -> Sequence[tuple[InquiryEvent, str | None]]:
     """Status changes and notes, oldest first, with the email of the staff member who made them."""
     from service.admin.models import StaffUser
@@ -225,10 +221,6 @@ async def list_subscribers(session: AsyncSession, *, flt: SubscriberFilter, afte
                               Subscriber.name.ilike(pattern, escape="\\")))
     stmt = _newest_first(stmt, Subscriber.created_at, Subscriber.id, after, limit)
     return list((await session.scalars(stmt)).all())
-
-
-async def get_subscriber(session: AsyncSession, subscriber_id: int) -> Subscriber | None:
-    return await session.get(Subscriber, subscriber_id)
 
 
 # -- mail -------------------------------------------------------------------------------------
