@@ -5,6 +5,10 @@ It wraps the whole admin Mount, so a route added later is protected without anyo
 remember it. Only the sign-in and set-password pages are open: they carry their own form token,
 bound to the browser by a pre-session cookie and checked with `Origin`/`Referer`
 (`preauth_form_ok`), so another site cannot sign a browser in to an account of its choosing.
+
+Behind the gate every page renders through `page` and every refusal through `admin_error`; a
+record that does not exist is `get_or_404`, whose HTTPException the app hands to `http_error`,
+so a missing id is the same "Not found" page in the admin layout wherever it happens.
 """
 
 from __future__ import annotations
