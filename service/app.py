@@ -17,6 +17,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 import service.models  # noqa: F401 - every table mapped before the first request
+from service.admin.guard import http_error
 from service.db import DbSessionMiddleware, Sessions, create_engine, get_session, session_factory
 from service.mail.transport import Mailer, make_mailer
 from service.paths import TEMPLATES_DIR
@@ -25,7 +26,6 @@ from service.web import (
     DatabaseOutageMiddleware,
     RequestLogMiddleware,
     SecurityHeadersMiddleware,
-    http_exception_handler,
     is_database_outage,
     make_templates,
     server_error_handler,
@@ -116,7 +116,7 @@ def create_app(
             Middleware(DatabaseOutageMiddleware),
             Middleware(DbSessionMiddleware, sessions=sessions),
         ],
-        exception_handlers={HTTPException: http_exception_handler, Exception: server_error_handler},
+        exception_handlers={HTTPException: http_error, Exception: server_error_handler},
         lifespan=lifespan,
         max_body_size=settings.max_body_bytes,
     )

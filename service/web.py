@@ -192,11 +192,15 @@ async def http_exception_handler(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     if exc.status_code in (204, 304) or exc.status_code < 400:
         return Response(status_code=exc.status_code, headers=exc.headers)
-    detail = exc.detail if exc.detail and exc.detail != _default_phrase(exc.status_code) else None
-    response = error_response(request, exc.status_code, detail)
+    response = error_response(request, exc.status_code, error_detail(exc))
     if exc.headers:
         response.headers.update(exc.headers)
     return response
+
+
+def error_detail(exc: HTTPException) -> str | None:
+    """The exception's own message, or None when it is only the status's phrase ("Not Found")."""
+    return exc.detail if exc.detail and exc.detail != _default_phrase(exc.status_code) else None
 
 
 def _default_phrase(status: int) -> str:

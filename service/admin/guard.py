@@ -5,15 +5,20 @@ It wraps the whole admin Mount, so a route added later is protected without anyo
 remember it. Only the sign-in and set-password pages are open: they carry their own form token,
 bound to the browser by a pre-session cookie and checked with `Origin`/`Referer`
 (`preauth_form_ok`), so another site cannot sign a browser in to an account of its choosing.
+
+Behind the gate every page renders through `page` and every refusal through `admin_error`; a
+record that does not exist is `get_or_404`, whose HTTPException the app hands to `http_error`,
+so a missing id is the same "Not found" page in the admin layout wherever it happens.
 """
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote, urlsplit
 
+from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException
 from starlette.requests import HTTPConnection, Request
@@ -39,7 +44,9 @@ from service.admin.auth import (
 from service.admin.models import StaffUser
 from service.db import get_session
 from service.forms import tokens_of
-from service.web import error_response, render, settings_of
+from service.web import error_detail, error_response, http_exception_handler, render, settings_of, wants_json
+
+T = TypeVar("T")
 
 OPEN_PATHS = ("/admin/login", "/admin/set-password/")
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
@@ -229,9 +236,35 @@ def admin_error(request: Request, status: int, message: str) -> Response:
     """An error page inside the admin layout (navigation kept) when someone is signed in."""
     if getattr(request.state, "staff", None) is None:
         return error_response(request, status, message)
-    titles = {400: "Bad request", 403: "Not allowed", 404: "Not found", 409: "Not possible", 410: "Expired",
-              422: "Please check the form"}
+    titles = {400: "Bad request", 403: "Not allowed", 404: "Not found", 405: "Method not allowed",
+              409: "Not possible", 410: "Expired", 422: "Please check the form"}
     return page(request, "admin/error.html", {"title": titles.get(status, "Error"), "message": message}, status)
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    """The app's handler of HTTPException: inside the admin layout for a signed-in staff member
+    (a `get_or_404` miss, an /admin address that does not exist), else the public error page;
+    JSON either way when JSON was asked for (the campaign progress poll)."""
+    assert isinstance(exc, HTTPException)
+    if getattr(request.state, "staff", None) is None or exc.status_code < 400 or wants_json(request):
+        return await http_exception_handler(request, exc)
+    response = admin_error(request, exc.status_code, error_detail(exc) or "We could not find that page.")
+    if exc.headers:
+        response.headers.update(exc.headers)
+    return response
+
+
+async def get_or_404(session: AsyncSession, model: type[T], ident: Any, *, what: str) -> T:
+    """The `model` row with primary key `ident`, or a 404 page saying "There is no such {what}."."""
+    row = await session.get(model, ident)
+    if row is None:
+        raise no_such(what)
+    return row
+
+
+def no_such(what: str) -> HTTPException:
+    """The 404 of `get_or_404`, for a lookup that is not by primary key (raise it)."""
+    return HTTPException(404, f"There is no such {what}.")
 
 
 def page(request: Request, template: str, ctx: dict[str, Any] | None = None, status_code: int = 200) -> Response:

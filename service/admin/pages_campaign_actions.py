@@ -10,7 +10,6 @@ from starlette.routing import BaseRoute, Route
 
 from service.admin.audit import Actor
 from service.admin.campaign_forms import parse_schedule, parse_test_address
-from service.admin.guard import admin_error
 from service.admin.pages_campaigns import _campaign, campaign_detail
 from service.campaigns import actions
 from service.campaigns import queries as cq
@@ -37,8 +36,6 @@ async def _end_request_transaction(request: Request) -> None:
 
 async def campaign_test(request: Request) -> Response:
     campaign = await _campaign(request)
-    if campaign is None:
-        return admin_error(request, 404, "There is no such campaign.")
     async with request.form() as form:
         address, errors = parse_test_address(form)
         raw = str(form.get("address") or "")[:320]
@@ -64,8 +61,6 @@ async def campaign_test(request: Request) -> Response:
 
 async def campaign_send(request: Request) -> Response:
     campaign = await _campaign(request)
-    if campaign is None:
-        return admin_error(request, 404, "There is no such campaign.")
     try:
         await actions.send_campaign_now(get_session(request), campaign_id=campaign.id, actor=Actor.of(request),
                                         now=utcnow())
@@ -76,8 +71,6 @@ async def campaign_send(request: Request) -> Response:
 
 async def campaign_schedule(request: Request) -> Response:
     campaign = await _campaign(request)
-    if campaign is None:
-        return admin_error(request, 404, "There is no such campaign.")
     async with request.form() as form:
         at, errors = parse_schedule(form)
         values = {"when": str(form.get("when") or ""), "timezone": str(form.get("timezone") or "")}
@@ -96,8 +89,6 @@ async def campaign_schedule(request: Request) -> Response:
 
 async def campaign_approve(request: Request) -> Response:
     campaign = await _campaign(request)
-    if campaign is None:
-        return admin_error(request, 404, "There is no such campaign.")
     try:
         await actions.approve_campaign(get_session(request), campaign_id=campaign.id, actor=Actor.of(request),
                                        now=utcnow())
@@ -108,8 +99,6 @@ async def campaign_approve(request: Request) -> Response:
 
 async def campaign_status_action(request: Request) -> Response:
     campaign = await _campaign(request)
-    if campaign is None:
-        return admin_error(request, 404, "There is no such campaign.")
     action = request.url.path.rsplit("/", 1)[1]
     try:
         await actions.change_campaign_status(get_session(request), campaign_id=campaign.id, action=action,

@@ -13,14 +13,15 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import BaseRoute, Route
 
 from service.admin.campaign_forms import DigestForm
-from service.admin.guard import admin_error, page
+from service.admin.guard import admin_error, get_or_404, page
 from service.admin.pages_mail import FRAME_CSP
+from service.admin.paging import paginate
 from service.articles.queries import list_articles
 from service.campaigns import queries as cq
 from service.campaigns.flows import default_subject, render_preview
 from service.campaigns.models import Campaign
 from service.campaigns.queries import awaiting_approval
-from service.campaigns.stats import CampaignRow, CampaignStats, campaign_rows, campaign_stats
+from service.campaigns.stats import CampaignStats, campaign_rows, campaign_stats
 from service.db import get_session, utcnow
 from service.web import settings_of
 
@@ -28,11 +29,9 @@ PAGE = 25
 DEFAULT_INTRO = "Here is what we published since our last digest."
 
 
-async def _campaign(request: Request) -> Campaign | None:
-    try:
-        return await cq.get_campaign(get_session(request), campaign_id=request.path_params["campaign_id"])
-    except cq.CampaignError:
-        return None
+async def _campaign(request: Request) -> Campaign:
+    """The campaign of the path, or the admin's 404 page."""
+    return await get_or_404(get_session(request), Campaign, request.path_params["campaign_id"], what="campaign")
 
 
 def progress_json(stats: CampaignStats) -> dict[str, Any]:
@@ -55,13 +54,10 @@ async def campaign_list(request: Request) -> Response:
     session = get_session(request)
     before = request.query_params.get("before", "")
     before_id = int(before) if before.isdigit() else None
-    rows: list[CampaignRow] = await campaign_rows(session, before_id=before_id, limit=PAGE + 1)
-    next_url = None
-    if len(rows) > PAGE:
-        rows = rows[:PAGE]
-        next_url = f"/admin/campaigns?before={rows[-1].campaign.id}"
+    paging = await paginate(request, lambda limit: campaign_rows(session, before_id=before_id, limit=limit),
+                            cursor=lambda row: str(row.campaign.id), cursor_param="before", size=PAGE)
     return page(request, "admin/campaigns.html", {
-        "rows": rows, "next_url": next_url, "first_page": before_id is None,
+        "rows": paging.rows, "paging": paging,
         "approval": await awaiting_approval(session), "notice": request.query_params.get("notice", ""),
     })
 
@@ -104,8 +100,6 @@ async def campaign_new(request: Request) -> Response:
 
 async def campaign_edit(request: Request) -> Response:
     campaign = await _campaign(request)
-    if campaign is None:
-        return admin_error(request, 404, "There is no such campaign.")
     if campaign.status != "draft":
         return admin_error(request, 409, f"This campaign is {campaign.status}; only a draft can be edited.")
     if request.method == "GET":
@@ -129,8 +123,6 @@ async def campaign_detail(request: Request, *, errors: dict[str, str] | None = N
                           values: dict[str, str] | None = None, status_code: int = 200,
                           notice: str | None = None) -> Response:
     campaign = await _campaign(request)
-    if campaign is None:
-        return admin_error(request, 404, "There is no such campaign.")
     session = get_session(request)
     stats = await campaign_stats(session, campaign_id=campaign.id)
     return page(request, "admin/campaign.html", {
@@ -144,8 +136,6 @@ async def campaign_detail(request: Request, *, errors: dict[str, str] | None = N
 
 async def campaign_progress(request: Request) -> Response:
     campaign = await _campaign(request)
-    if campaign is None:
-        return JSONResponse({"error": "There is no such campaign."}, status_code=404)
     stats = await campaign_stats(get_session(request), campaign_id=campaign.id)
     return JSONResponse(progress_json(stats), headers={"cache-control": "no-store"})
 
@@ -161,8 +151,6 @@ async def _preview(request: Request, campaign: Campaign) -> tuple[str, str, str]
 
 async def campaign_preview(request: Request) -> Response:
     campaign = await _campaign(request)
-    if campaign is None:
-        return admin_error(request, 404, "There is no such campaign.")
     email = request.query_params.get("email", "").strip()[:320]
     ctx: dict[str, Any] = {"campaign": campaign, "email": email, "error": None, "subject": "", "text": "",
                            "frame_url": f"/admin/campaigns/{campaign.id}/preview.html"
@@ -177,8 +165,6 @@ async def campaign_preview(request: Request) -> Response:
 
 async def campaign_preview_html(request: Request) -> Response:
     campaign = await _campaign(request)
-    if campaign is None:
-        return admin_error(request, 404, "There is no such campaign.")
     try:
         _subject, html, _text = await _preview(request, campaign)
     except cq.CampaignError as exc:

@@ -14,13 +14,14 @@ from starlette.responses import RedirectResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
 from service.admin.audit import filter_detail, record_audit
-from service.admin.filters import PAGE_SIZE, FilterError, format_cursor, parse_cursor, parse_day
-from service.admin.guard import admin_error, page, staff_of
+from service.admin.filters import FilterError, format_cursor, parse_cursor, parse_day
+from service.admin.guard import admin_error, get_or_404, no_such, page, staff_of
+from service.admin.paging import paginate
 from service.csvfile import stream_csv
 from service.db import get_session
 from service.forms import tokens_of
 from service.inquiries.held import NotHeldError, delete_held_inquiry, release_held_inquiry
-from service.inquiries.models import HELD, INQUIRY_STATUSES
+from service.inquiries.models import HELD, INQUIRY_STATUSES, Inquiry
 from service.inquiries.queries import (
     HeldInquiryError,
     InquiryFilter,
@@ -29,7 +30,6 @@ from service.inquiries.queries import (
     add_inquiry_note,
     change_inquiry_status,
     count_inquiries,
-    get_inquiry,
     inquiry_history,
     iter_inquiries,
     list_inquiries,
@@ -56,24 +56,21 @@ def _filter(request: Request) -> InquiryFilter:
 
 async def inquiry_list(request: Request) -> Response:
     ctx: dict[str, Any] = {"statuses": FILTER_STATUSES, "topics": settings_of(request).topics,
-                           "params": request.query_params, "rows": [], "next_url": None, "error": None,
+                           "params": request.query_params, "rows": [], "error": None,
                            "deleted": request.query_params.get("deleted") == "1"}
     try:
         flt = _filter(request)
         after = parse_cursor(request.query_params.get("after"))
     except FilterError as exc:
         return page(request, "admin/inquiries.html", {**ctx, "error": str(exc), "flt": InquiryFilter()}, 400)
-    rows = await list_inquiries(get_session(request), flt=flt, after=after, limit=PAGE_SIZE + 1)
+    paging = await paginate(
+        request, lambda limit: list_inquiries(get_session(request), flt=flt, after=after, limit=limit),
+        cursor=lambda i: format_cursor(i.created_at, i.id), cursor_param="after")
     if flt.q:
         await _audit_search(request, flt, first_page=after is None)
-    next_url = None
-    if len(rows) > PAGE_SIZE:
-        rows = rows[:PAGE_SIZE]
-        cursor = format_cursor(rows[-1].created_at, rows[-1].id)
-        next_url = "/admin/inquiries?" + urlencode({**flt.query_args(), "after": cursor})
     export_url = "/admin/inquiries/export.csv" + ("?" + urlencode(flt.query_args()) if flt.query_args() else "")
-    return page(request, "admin/inquiries.html", {**ctx, "rows": rows, "flt": flt, "next_url": next_url,
-                                                  "first_page": after is None, "export_url": export_url})
+    return page(request, "admin/inquiries.html", {**ctx, "rows": paging.rows, "flt": flt, "paging": paging,
+                                                  "export_url": export_url})
 
 
 async def _audit_search(request: Request, flt: InquiryFilter, *, first_page: bool) -> None:
@@ -94,14 +91,12 @@ def mailto_link(email: str, subject: str) -> str:
     return f"mailto:{quote(email, safe='@')}?subject={quote(subject, safe='')}"
 
 
-async def _load(request: Request) -> Any:
-    return await get_inquiry(get_session(request), inquiry_id=request.path_params["inquiry_id"])
+async def _load(request: Request) -> Inquiry:
+    return await get_or_404(get_session(request), Inquiry, request.path_params["inquiry_id"], what="inquiry")
 
 
 async def inquiry_detail(request: Request) -> Response:
     inquiry = await _load(request)
-    if inquiry is None:
-        return admin_error(request, 404, "There is no such inquiry.")
     session = get_session(request)
     await record_audit(session, request=request, action="inquiry_view", target_type="inquiry", target_id=inquiry.id)
     org = settings_of(request).org_name
@@ -124,7 +119,7 @@ async def inquiry_status(request: Request) -> Response:
         event = await change_inquiry_status(session, inquiry_id=inquiry_id, to_status=status,
                                             staff_id=staff_of(request).id)
     except InquiryNotFoundError:
-        return admin_error(request, 404, "There is no such inquiry.")
+        raise no_such("inquiry") from None
     except HeldInquiryError:
         return admin_error(request, 409, "This inquiry is held: release it (its emails go out then) or delete it.")
     if event is not None:
@@ -141,7 +136,7 @@ async def inquiry_note(request: Request) -> Response:
     try:
         event = await add_inquiry_note(session, inquiry_id=inquiry_id, note=note, staff_id=staff_of(request).id)
     except InquiryNotFoundError:
-        return admin_error(request, 404, "There is no such inquiry.")
+        raise no_such("inquiry") from None
     except NoteError as exc:
         return admin_error(request, 422, str(exc))
     await record_audit(session, request=request, action="inquiry_note", target_type="inquiry",
@@ -161,8 +156,6 @@ def erase_confirmed(typed: str, email: str) -> bool:
 async def inquiry_erase(request: Request) -> Response:
     """GET: what erasing removes, and the confirmation field; POST: erase when it was typed."""
     inquiry = await _load(request)
-    if inquiry is None:
-        return admin_error(request, 404, "There is no such inquiry.")
     ctx = {"inquiry": inquiry, "erase_word": ERASE_WORD, "error": None}
     if request.method == "GET":
         return page(request, "admin/inquiry_erase.html", ctx)
@@ -182,7 +175,7 @@ async def inquiry_release(request: Request) -> Response:
         await release_held_inquiry(get_session(request), settings=settings_of(request), inquiry_id=inquiry_id,
                                    actor=staff_of(request), request=request)
     except InquiryNotFoundError:
-        return admin_error(request, 404, "There is no such inquiry.")
+        raise no_such("inquiry") from None
     except NotHeldError:
         return admin_error(request, 409, "This inquiry is not held: only a held inquiry can be released.")
     return RedirectResponse(f"/admin/inquiries/{inquiry_id}?saved=released", status_code=303)
@@ -194,7 +187,7 @@ async def inquiry_delete_held(request: Request) -> Response:
         await delete_held_inquiry(get_session(request), inquiry_id=request.path_params["inquiry_id"],
                                   actor=staff_of(request), request=request)
     except InquiryNotFoundError:
-        return admin_error(request, 404, "There is no such inquiry.")
+        raise no_such("inquiry") from None
     except NotHeldError:
         return admin_error(request, 409, "This inquiry is not held: only a held inquiry can be deleted here.")
     return RedirectResponse("/admin/inquiries?status=held&deleted=1", status_code=303)

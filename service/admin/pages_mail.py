@@ -10,16 +10,19 @@ text), and so is a filtered list that shows inquiry mail (`outbox_list`, counts 
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Sequence
 from email.message import EmailMessage
+from functools import partial
 from typing import Any
 
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from service.admin.audit import record_audit
-from service.admin.filters import PAGE_SIZE
-from service.admin.guard import admin_error, page
+from service.admin.guard import admin_error, get_or_404, page
+from service.admin.paging import paginate
 from service.db import get_session, utcnow
 from service.mail.message import build_message, header_text, message_parts, parse_raw
 from service.mail.models import OUTBOX_STATUSES, MailboxMessage, OutboxMessage
@@ -44,32 +47,29 @@ def _before(request: Request) -> int | None:
 async def outbox(request: Request) -> Response:
     session = get_session(request)
     before = _before(request)
-    ctx: dict[str, Any] = {"local": _local(request), "statuses": OUTBOX_STATUSES, "next_url": None,
-                           "status": "", "counts": {}}
-    rows: list[Any]
+    ctx: dict[str, Any] = {"local": _local(request), "statuses": OUTBOX_STATUSES, "status": "", "counts": {}}
+    fetch: Callable[..., Awaitable[Sequence[MailboxMessage | OutboxMessage]]]
     if ctx["local"]:
-        rows = await list_mailbox(session, before_id=before, limit=PAGE_SIZE + 1)
-        base = "/admin/outbox?"
+        fetch = partial(list_mailbox, session, before_id=before)
     else:
         status = request.query_params.get("status", "")
         status = status if status in OUTBOX_STATUSES else ""
-        rows = await list_outbox(session, status=status, before_id=before, limit=PAGE_SIZE + 1)
+        fetch = partial(list_outbox, session, status=status, before_id=before)
         ctx.update(status=status, counts=await outbox_counts(session))
-        base = f"/admin/outbox?status={status}&" if status else "/admin/outbox?"
-    if len(rows) > PAGE_SIZE:
-        rows = rows[:PAGE_SIZE]
-        ctx["next_url"] = f"{base}before={rows[-1].id}"
+    paging = await paginate(request, lambda limit: fetch(limit=limit), cursor=lambda m: str(m.id),
+                            cursor_param="before")
+    rows = paging.rows
     inquiry_rows = sum(1 for r in rows if getattr(r, "kind", "") in INQUIRY_KINDS)
     if ctx["status"] and inquiry_rows:  # a filtered list that shows inquiry mail
         await record_audit(session, request=request, action="outbox_list", target_type="outbox_message",
                            detail={"status": ctx["status"], "first_page": before is None, "shown": len(rows),
                                    "inquiry_messages": inquiry_rows})
-    return page(request, "admin/outbox.html", {**ctx, "rows": rows, "first_page": before is None})
+    return page(request, "admin/outbox.html", {**ctx, "rows": rows, "paging": paging})
 
 
-async def _message(request: Request) -> MailboxMessage | OutboxMessage | None:
-    model = MailboxMessage if _local(request) else OutboxMessage
-    return await get_session(request).get(model, request.path_params["message_id"])
+async def _message(request: Request) -> MailboxMessage | OutboxMessage:
+    model: type[MailboxMessage | OutboxMessage] = MailboxMessage if _local(request) else OutboxMessage
+    return await get_or_404(get_session(request), model, request.path_params["message_id"], what="message")
 
 
 async def _audit_view(request: Request, row: MailboxMessage | OutboxMessage, message: EmailMessage,
@@ -94,8 +94,6 @@ def _email(row: MailboxMessage | OutboxMessage) -> EmailMessage:
 
 async def outbox_message(request: Request) -> Response:
     row = await _message(request)
-    if row is None:
-        return admin_error(request, 404, "There is no such message.")
     message = _email(row)
     await _audit_view(request, row, message, "page")
     text, html = message_parts(message)
@@ -107,8 +105,6 @@ async def outbox_message(request: Request) -> Response:
 
 async def outbox_message_html(request: Request) -> Response:
     row = await _message(request)
-    if row is None:
-        return admin_error(request, 404, "There is no such message.")
     message = _email(row)
     await _audit_view(request, row, message, "html")
     _, html = message_parts(message)
@@ -118,7 +114,7 @@ async def outbox_message_html(request: Request) -> Response:
 
 async def outbox_retry(request: Request) -> Response:
     if _local(request):
-        return admin_error(request, 404, "The local outbox has nothing to retry.")
+        raise HTTPException(404, "The local outbox has nothing to retry.")
     message_id = request.path_params["message_id"]
     session = get_session(request)
     if not await retry_outbox_message(session, message_id=message_id, now=utcnow()):

@@ -20,7 +20,7 @@ from starlette.responses import RedirectResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route, request_response
 
 from service.admin.audit import Actor, filter_detail, record_audit
-from service.admin.guard import AdminGuardMiddleware, admin_error, page, staff_of
+from service.admin.guard import AdminGuardMiddleware, admin_error, get_or_404, page, staff_of
 from service.csvfile import stream_csv
 from service.db import get_session
 from service.forms import tokens_of
@@ -40,8 +40,8 @@ IMPORT_TOKEN_AGE = 3600
 SUPPRESS_PREFIX = "suppressed by staff: "
 
 
-async def _subscriber(request: Request) -> Subscriber | None:
-    return await get_session(request).get(Subscriber, request.path_params["subscriber_id"])
+async def _subscriber(request: Request) -> Subscriber:
+    return await get_or_404(get_session(request), Subscriber, request.path_params["subscriber_id"], what="subscriber")
 
 
 async def _reload_staff(request: Request) -> None:
@@ -59,8 +59,6 @@ def _to_detail(subscriber_id: int, notice: str) -> Response:
 
 async def subscriber_unsubscribe(request: Request) -> Response:
     sub = await _subscriber(request)
-    if sub is None:
-        return admin_error(request, 404, "There is no such subscriber.")
     if sub.status not in ("pending", "confirmed"):
         return admin_error(request, 409, f"This subscriber is already {sub.status}: they get no campaigns.")
     session = get_session(request)
@@ -75,8 +73,6 @@ async def subscriber_suppress(request: Request) -> Response:
     """Stop mailing without it being their own unsubscribe: the newsletter's complaint status (the
     strongest do-not-mail state), with the staff's reason kept as the subscriber's last note."""
     sub = await _subscriber(request)
-    if sub is None:
-        return admin_error(request, 404, "There is no such subscriber.")
     async with request.form() as form:
         data = {"reason": str(form.get("reason") or "")}
     try:
@@ -96,8 +92,6 @@ async def subscriber_suppress(request: Request) -> Response:
 async def subscriber_erase(request: Request) -> Response:
     """GET: the confirmation page; POST: erase when the typed address matches."""
     sub = await _subscriber(request)
-    if sub is None:
-        return admin_error(request, 404, "There is no such subscriber.")
     if request.method == "GET":
         return page(request, "admin/subscriber_erase.html", {"subscriber": sub, "error": None})
     async with request.form() as form:

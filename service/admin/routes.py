@@ -15,12 +15,15 @@ from starlette.types import Receive, Scope, Send
 from service.admin import (
     auth,
     pages_articles,
+    pages_audit,
     pages_campaign_actions,
     pages_campaigns,
+    pages_digest_rules,
     pages_inquiries,
     pages_mail,
-    pages_misc,
     pages_subscriber_actions,
+    pages_subscribers,
+    pages_users,
 )
 from service.admin.audit import record_audit
 from service.admin.guard import (
@@ -198,11 +201,14 @@ admin_routes: list[BaseRoute] = [
     Route("/set-password/{token}", set_password_page, methods=["GET", "POST"], name="admin_set_password"),
     Route("/account", account, methods=["GET", "POST"], name="admin_account"),
     *pages_inquiries.routes,
-    *pages_misc.routes,
+    *pages_subscribers.routes,
+    *pages_audit.routes,
+    *pages_users.routes,
     *pages_mail.routes,
     *pages_campaigns.routes,
     *pages_campaign_actions.routes,
     *pages_articles.routes,
+    *pages_digest_rules.routes,
     *pages_subscriber_actions.routes,
 ]
 

@@ -163,4 +163,15 @@ async def test_the_main_admin_pages_have_no_serious_accessibility_violation(page
         ("articles", "/admin/articles", "Articles"),
     ):
         await audit.visit(name, path, heading)
+    await audit.visit("digest rules", "/admin/digest-rules", "Recurring digests")
+    await audit.visit("subscribers, newest page", "/admin/subscribers?status=confirmed", "Subscribers")
+    pager = page.get_by_role("navigation", name="Subscriber list pages")
+    await pager.get_by_role("link", name="Older »").click()
+    await audit.check("subscribers, older page", "Subscribers")
+    assert "status=confirmed" in page.url and "after=" in page.url
+    await pager.get_by_role("link", name="« Newest").click()
+    await audit.check("subscribers, back to the newest", "Subscribers")
+    assert page.url.endswith("/admin/subscribers?status=confirmed")
+    await audit.visit("not found", "/admin/inquiries/987654", "Not found", 404)
+    assert "There is no such inquiry." in await page.inner_text("main")
     assert audit.found == {}
