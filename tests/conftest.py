@@ -20,6 +20,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 import service.models  # noqa: F401 - every table in Base.metadata
+from service.admin.auth import configure_password_hashing
 from service.app import create_app
 from service.db import Base, Sessions, create_engine, migrate, session_factory
 from service.settings import Settings
@@ -33,6 +34,14 @@ BACKENDS = ["sqlite", *(["postgresql"] if PG_URL else [])]
 def pytest_report_header(config: pytest.Config) -> str:
     pg = "PostgreSQL (TEST_DATABASE_URL)" if PG_URL else "PostgreSQL NOT included (set TEST_DATABASE_URL)"
     return f"tidings backends: SQLite, {pg}"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Every browser test is `slow` (a real uvicorn and Chromium): `-m "not slow"` leaves them out."""
+    browser = Path(__file__).resolve().parent / "browser"
+    for item in items:
+        if item.path.is_relative_to(browser):
+            item.add_marker(pytest.mark.slow)
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
@@ -51,6 +60,16 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     if os.environ.get("CI") and reporter is not None and reporter.stats.get("skipped"):
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.fixture(scope="session", autouse=True)
+def cheap_password_hashes() -> Iterator[None]:
+    """The real argon2 hasher with its cheapest parameters: staff accounts and sign-ins cost
+    microseconds instead of ~0.5 s of CPU each. Production keeps the default profile
+    (tests/admin/test_password_hashing.py checks it)."""
+    configure_password_hashing("insecure-fast-for-tests")
+    yield
+    configure_password_hashing("default")
 
 
 @dataclass

@@ -18,8 +18,8 @@ from service.campaigns.models import Campaign, CampaignArticle
 from service.inquiries.models import Inquiry, InquiryEvent
 from service.mail.models import MailboxMessage, OutboxMessage
 from service.newsletter.models import Subscriber, SubscriberTopic
-from tests.admin.conftest import make_staff, new_client, sign_in
 from tests.conftest import TEST_SECRET, Database
+from tests.factories import make_staff, new_client, sign_in
 
 COUNTED = (Article, Subscriber, SubscriberTopic, Inquiry, InquiryEvent, Campaign, CampaignArticle, StaffUser,
            OutboxMessage, MailboxMessage)

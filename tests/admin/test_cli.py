@@ -16,8 +16,8 @@ from service.admin.models import StaffUser
 from service.app import create_app
 from service.cli import startup_hints
 from service.settings import Settings
-from tests.admin.conftest import make_staff, new_client, sign_in, token_in
 from tests.conftest import TEST_SECRET, Database
+from tests.factories import make_staff, new_client, sign_in, token_in
 
 
 def tidings(args: list[str], db_url: str, cwd: Path, stdin: str = "") -> subprocess.CompletedProcess[str]:

@@ -17,8 +17,8 @@ from sqlalchemy import select, text
 from service.admin.models import StaffUser
 from service.inquiries.models import Inquiry, InquiryEvent
 from service.settings import DEFAULT_TOPICS
-from tests.admin.conftest import ADMIN_EMAIL, add_inquiries, audit_actions, count, csrf, inquiry_row
 from tests.conftest import Database
+from tests.factories import ADMIN_EMAIL, add_inquiries, audit_actions, count, csrf, inquiry_row
 
 XSS = '<script>alert(1)</script>"><img src=x onerror=alert(1)>'
 N = 10_000

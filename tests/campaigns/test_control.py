@@ -11,8 +11,8 @@ from service.campaigns.stats import campaign_stats
 from service.campaigns.throttle import TokenBucket
 from service.db import utcnow
 from service.settings import Settings
-from tests.campaigns.helpers import add_subscriber, deliveries, make_campaign, sender_for
 from tests.conftest import Database
+from tests.factories import add_subscriber, deliveries, make_campaign, sender_for
 from tests.smtp import SmtpServer
 
 

@@ -19,7 +19,7 @@ from service.settings import Settings
 from service.tokens import Tokens
 from service.worker import WorkerContext, default_loops
 from tests.conftest import Database
-from tests.newsletter.helpers import (
+from tests.factories import (
     confirmed_subscriber,
     deliver,
     form_token,
