@@ -116,13 +116,16 @@ async def database(request: pytest.FixtureRequest, tmp_path_factory: pytest.Temp
 
 
 async def empty_tables(database: Database) -> None:
+    """Delete every row, children before parents, and (PostgreSQL) restart every id sequence, so
+    the next test starts from the same empty database. DELETE, not TRUNCATE: TRUNCATE of 17 small
+    tables took ~0.8 s on a busy machine, DELETE plus setval ~30 ms."""
     tables = [t.name for t in reversed(Base.metadata.sorted_tables)]
     async with database.engine.begin() as conn:
+        for name in tables:
+            await conn.execute(text(f"DELETE FROM {name}"))
         if database.is_postgres:
-            await conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
-        else:
-            for name in tables:
-                await conn.execute(text(f"DELETE FROM {name}"))
+            await conn.execute(text("SELECT setval(c.oid, 1, false) FROM pg_class c "
+                                    "WHERE c.relkind = 'S' AND c.relnamespace = 'public'::regnamespace"))
 
 
 @pytest.fixture
