@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import hypothesis
 import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
@@ -25,6 +26,11 @@ from service.app import create_app
 from service.db import Base, Sessions, create_engine, migrate, session_factory
 from service.settings import Settings
 from tests.smtp import SmtpServer
+
+# No per-example time limit for property tests: Hypothesis' default 200 ms deadline fails
+# tests when a busy machine is slow, not when the code is wrong.
+hypothesis.settings.register_profile("tidings", deadline=None)
+hypothesis.settings.load_profile("tidings")
 
 TEST_SECRET = "test-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz"
 PG_URL = os.environ.get("TEST_DATABASE_URL", "").strip()
