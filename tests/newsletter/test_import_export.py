@@ -158,6 +158,7 @@ async def test_send_confirmation_mails_only_pending_rows(db: Database, settings:
     assert again.confirmations_queued == 0 and await outbox_count(db) == 2
 
 
+@pytest.mark.slow  # imports a 10 MB file
 async def test_ten_megabyte_file(db: Database, settings: Settings) -> None:
     consent = "I agree to receive the newsletter; " * 10
     rows = [f"reader{i}@mail{i % 50}.example.org,Reader {i},anxiety;OCD,confirmed,2024-05-01,{consent}\n"
