@@ -26,9 +26,31 @@ access_log = logging.getLogger("tidings.access")
 log = logging.getLogger("tidings")
 
 
+class _ProcessBytecodeCache(jinja2.BytecodeCache):
+    """Compiled templates kept in memory and shared by every app made in this process. A server
+    makes one app, but the test suite makes hundreds, and each would otherwise parse and compile
+    every template it renders again (~0.1 s a test). Jinja checks each entry against the
+    checksum of the template's source, so an edited template is compiled afresh."""
+
+    def __init__(self) -> None:
+        self._code: dict[str, bytes] = {}
+
+    def load_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
+        code = self._code.get(bucket.key)
+        if code is not None:
+            bucket.bytecode_from_string(code)
+
+    def dump_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
+        self._code[bucket.key] = bucket.bytecode_to_string()
+
+
+_BYTECODE = _ProcessBytecodeCache()
+
+
 def make_templates(settings: Settings) -> Jinja2Templates:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATES_DIR),
+        bytecode_cache=_BYTECODE,
         autoescape=jinja2.select_autoescape(("html", "htm", "xml", "svg"), default_for_string=True),
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,

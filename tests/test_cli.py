@@ -27,17 +27,23 @@ def _tidings(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProc
                           cwd=tmp_path, capture_output=True, text=True, timeout=120)
 
 
-def test_every_command_has_help(tmp_path: Path) -> None:
-    from service.cli import build_parser
+@pytest.mark.slow  # runs `tidings` as a process
+def test_every_command_has_help(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`python -m service.cli --help` as a process (the entry point works), then each command's
+    help in-process through the same `main` (a process per command cost 15 s)."""
+    from service.cli import build_parser, main
 
+    top = _tidings(tmp_path, "--help")
+    assert top.returncode == 0 and top.stdout.startswith("usage: tidings"), top.stderr
     parser = build_parser()
     sub = next(a for a in parser._actions if a.dest == "command")
     names = list(sub.choices)  # type: ignore[union-attr]
     assert {"serve", "worker", "migrate"} <= set(names)
     for name in names:
-        result = _tidings(tmp_path, name, "--help")
-        assert result.returncode == 0, result.stderr
-        assert result.stdout.startswith(f"usage: tidings {name}")
+        with pytest.raises(SystemExit) as exited:
+            main([name, "--help"])
+        assert exited.value.code == 0, name
+        assert capsys.readouterr().out.startswith(f"usage: tidings {name}")
 
 
 @pytest.mark.slow
@@ -76,6 +82,7 @@ def test_sqlite_database_wal_shm_and_secret_are_readable_by_their_owner_only(tmp
         server.stop()
 
 
+@pytest.mark.slow  # runs `tidings` as a process
 def test_an_existing_world_readable_sqlite_database_is_made_private(tmp_path: Path) -> None:
     database = tmp_path / "cli.db"
     database.touch(mode=0o644)
@@ -85,6 +92,7 @@ def test_an_existing_world_readable_sqlite_database_is_made_private(tmp_path: Pa
     assert oct(database.stat().st_mode & 0o777) == "0o600"
 
 
+@pytest.mark.slow
 def test_mail_test_sends_through_smtp_and_reports_failures(tmp_path: Path, smtp: SmtpServer) -> None:
     result = _tidings(tmp_path, "mail-test", "ops@example.org", SMTP_URL=smtp.url,
                       MAIL_FROM="Clinic <hello@clinic.test>")

@@ -21,8 +21,8 @@ from service.campaigns.models import Campaign, DigestRule
 from service.cli import main
 from service.db import create_engine, session_factory
 from service.newsletter.models import Subscriber
-from tests.campaigns.helpers import SAMPLE
 from tests.conftest import TEST_SECRET, Database
+from tests.factories import SAMPLE
 from tests.smtp import SmtpServer
 
 ACTOR = "cli:alice"

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import func, select
 
 from service.admin.models import StaffUser
@@ -18,8 +19,8 @@ from service.campaigns.models import Campaign, CampaignArticle
 from service.inquiries.models import Inquiry, InquiryEvent
 from service.mail.models import MailboxMessage, OutboxMessage
 from service.newsletter.models import Subscriber, SubscriberTopic
-from tests.admin.conftest import make_staff, new_client, sign_in
 from tests.conftest import TEST_SECRET, Database
+from tests.factories import make_staff, new_client, sign_in
 
 COUNTED = (Article, Subscriber, SubscriberTopic, Inquiry, InquiryEvent, Campaign, CampaignArticle, StaffUser,
            OutboxMessage, MailboxMessage)
@@ -44,6 +45,7 @@ def printed_password(stdout: str) -> str:
     return found.group(1)
 
 
+@pytest.mark.slow  # runs `tidings` as a process
 async def test_demo_loads_blog_subscribers_inquiries_a_draft_digest_and_an_admin(
         db: Database, app: Any, tmp_path: Path) -> None:
     r = demo(db.url, tmp_path)
@@ -75,6 +77,7 @@ async def test_demo_loads_blog_subscribers_inquiries_a_draft_digest_and_an_admin
     assert "Maya Fischer" in listing.text and "Lucas Moreau" in listing.text
 
 
+@pytest.mark.slow  # runs `tidings` as a process
 async def test_a_second_run_changes_nothing_and_says_so(db: Database, tmp_path: Path) -> None:
     first = demo(db.url, tmp_path)
     assert first.returncode == 0, first.stderr
@@ -87,6 +90,7 @@ async def test_a_second_run_changes_nothing_and_says_so(db: Database, tmp_path: 
     assert await counts(db) == before
 
 
+@pytest.mark.slow  # runs `tidings` as a process
 async def test_a_database_with_other_data_is_refused_in_one_line(db: Database, tmp_path: Path) -> None:
     await make_staff(db, "owner@clinic.org")
     before = await counts(db)
@@ -98,6 +102,7 @@ async def test_a_database_with_other_data_is_refused_in_one_line(db: Database, t
     assert await counts(db) == before
 
 
+@pytest.mark.slow  # runs `tidings` as a process
 async def test_admin_email_and_password_can_be_chosen(db: Database, app: Any, tmp_path: Path) -> None:
     r = demo(db.url, tmp_path, "--admin-email", "Me@Clinic.org", "--password-stdin",
              stdin="my own demo password\n")
@@ -108,6 +113,7 @@ async def test_admin_email_and_password_can_be_chosen(db: Database, app: Any, tm
         assert (await sign_in(client, "me@clinic.org", "my own demo password")).status_code == 303
 
 
+@pytest.mark.slow  # runs `tidings` as a process
 async def test_a_bad_admin_email_or_password_is_refused_and_loads_nothing(db: Database, tmp_path: Path) -> None:
     short = demo(db.url, tmp_path, "--password-stdin", stdin="short\n")
     assert short.returncode == 1
@@ -118,6 +124,7 @@ async def test_a_bad_admin_email_or_password_is_refused_and_loads_nothing(db: Da
     assert set((await counts(db)).values()) == {0}
 
 
+@pytest.mark.slow  # runs `tidings` as a process
 def test_demo_migrates_a_new_sqlite_database_and_loads_in_seconds(tmp_path: Path) -> None:
     url = f"sqlite+aiosqlite:///{tmp_path / 'fresh.db'}"
     r = demo(url, tmp_path)

@@ -11,10 +11,8 @@ import pytest
 from service.admin.auth import IP_LIMIT, LOGIN_FAILED
 from service.ratelimit import ip_limit_key
 from service.settings import RateLimit
-from tests.admin.conftest import make_staff, new_client, sign_in
 from tests.conftest import Database
-from tests.inquiries.conftest import client_with, post_form, post_json, stored_inquiries
-from tests.newsletter.helpers import signup
+from tests.factories import client_with, make_staff, new_client, post_form, post_json, sign_in, signup, stored_inquiries
 
 ONE = RateLimit(1, 600)
 

@@ -9,6 +9,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
@@ -44,6 +45,7 @@ def test_single_migration_head() -> None:
     assert len(heads) == 1, f"migrations have several heads: {heads}"
 
 
+@pytest.mark.slow  # runs `tidings` as a process
 def test_tidings_migrate_command_on_fresh_sqlite(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k not in ("SECRET_KEY", "DATABASE_URL")}
     env["DATABASE_URL"] = f"sqlite:///{tmp_path / 'fresh.db'}"

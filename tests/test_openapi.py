@@ -76,6 +76,7 @@ FUZZ = settings(max_examples=80, derandomize=True, deadline=None, database=None,
                 suppress_health_check=list(HealthCheck))
 
 
+@pytest.mark.slow  # hundreds of fuzzed requests per operation
 @pytest.mark.parametrize(("label", "mode"), RUNS)
 @FUZZ
 @given(data=st.data())

@@ -13,6 +13,7 @@ import csv
 import io
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
@@ -117,6 +118,7 @@ async def test_arbitrary_bytes_never_crash_the_importer(database: Database, data
     await run_import(database, data)
 
 
+@pytest.mark.slow  # sixty generated CSV files through the real importer
 @FUZZ
 @given(data=csv_files())
 async def test_arbitrary_csv_imports_only_valid_addresses_and_the_summary_adds_up(

@@ -113,6 +113,7 @@ def test_env_file_is_read_and_environment_wins(tmp_path: Path) -> None:
     assert s.org_name == "From env"
 
 
+@pytest.mark.slow  # runs `tidings` as a process
 def test_cli_reports_bad_setting_as_one_line(tmp_path: Path) -> None:
     env = {**os.environ, "DATABASE_URL": "postgresql://u@db/t", "SECRET_KEY": "", "SEND_RATE": "x"}
     env.pop("SECRET_KEY")

@@ -31,6 +31,7 @@ def _context(database_url: str) -> WorkerContext:
     return WorkerContext(settings=settings, sessions=sessions, mailer=make_mailer(None, sessions))
 
 
+@pytest.mark.slow  # waits out the real 1 s + 2 s backoff
 async def test_a_failing_loop_backs_off_logs_each_attempt_and_says_when_it_recovered(
     caplog: pytest.LogCaptureFixture,
 ) -> None:

@@ -19,16 +19,15 @@ from service.inquiries.models import Inquiry
 from service.mail.outbox import OutboxWorker
 from service.mail.transport import LocalMailboxTransport, SmtpTransport
 from service.settings import Settings
-from tests.admin.conftest import (
+from tests.conftest import Database
+from tests.factories import (
     ADMIN_EMAIL,
     add_inquiries,
     add_subscriber,
     inquiry_row,
     make_staff,
-    new_client,
-    sign_in,
+    signed_in_client,
 )
-from tests.conftest import Database
 from tests.smtp import SmtpServer
 
 
@@ -99,15 +98,14 @@ async def test_the_smtp_outbox_audits_opened_messages_and_filtered_lists_with_in
     settings: Settings, db: Database, smtp: SmtpServer
 ) -> None:
     app: Any = create_app(settings.with_(smtp_url=smtp.url), sessions=db.sessions)
-    await make_staff(db)
+    admin = await make_staff(db)
     await _inquiry_mail(db, settings)
     worker = OutboxWorker(db.sessions, SmtpTransport(smtp.url, timeout=5), owner="t")
     try:
         assert await worker.drain() == 2
     finally:
         await worker.mailer.close()
-    async with new_client(app) as client:
-        await sign_in(client)
+    async with signed_in_client(app, admin) as client:
         r = await client.get("/admin/outbox?status=failed")  # shows nothing: not audited
         assert r.status_code == 200
         r = await client.get("/admin/outbox?status=sent")

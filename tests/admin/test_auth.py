@@ -15,7 +15,8 @@ from starlette.routing import Mount, Route
 from service.admin.auth import ACCOUNT_MAX_FAILURES, IP_LIMIT, LOGIN_FAILED, set_password_url
 from service.admin.models import AuditEvent, StaffUser
 from service.inquiries.models import Inquiry, InquiryEvent
-from tests.admin.conftest import (
+from tests.conftest import Database
+from tests.factories import (
     ADMIN_EMAIL,
     PASSWORD,
     STAFF_EMAIL,
@@ -29,7 +30,6 @@ from tests.admin.conftest import (
     sign_in,
     token_in,
 )
-from tests.conftest import Database
 
 
 def admin_endpoints(app: Any) -> list[tuple[str, str]]:

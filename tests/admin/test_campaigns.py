@@ -23,9 +23,18 @@ from service.campaigns.flows import create_digest
 from service.campaigns.models import Campaign, CampaignArticle, Delivery, DigestRule
 from service.db import utcnow
 from service.settings import Settings
-from tests.admin.conftest import audit_actions, count, csrf, new_client, sign_in, token_in
-from tests.campaigns.helpers import SAMPLE, add_subscriber, sample_articles, sender_for
 from tests.conftest import Database, make_settings
+from tests.factories import (
+    SAMPLE,
+    add_subscriber,
+    audit_actions,
+    count,
+    csrf,
+    sample_articles,
+    sender_for,
+    signed_in_client,
+    token_in,
+)
 from tests.smtp import SmtpServer
 
 XSS = '<script>alert(1)</script>"><img src=x onerror=alert(1)>'
@@ -39,8 +48,7 @@ def mail_settings(db: Database, smtp: SmtpServer) -> Settings:
 @pytest.fixture
 async def staff(db: Database, mail_settings: Settings, admin: Any) -> AsyncIterator[httpx.AsyncClient]:
     """A signed-in admin on an app that sends through the test SMTP server."""
-    async with new_client(create_app(mail_settings, sessions=db.sessions)) as c:
-        assert (await sign_in(c)).status_code == 303
+    async with signed_in_client(create_app(mail_settings, sessions=db.sessions), admin) as c:
         yield c
 
 
@@ -283,19 +291,16 @@ async def test_recurring_rules_and_approval(staff: httpx.AsyncClient, db: Databa
 async def test_import_now_reports_counts_errors_and_a_missing_feed(
     db: Database, admin: Any, tmp_path: Path
 ) -> None:
-    async with new_client(create_app(make_settings(db), sessions=db.sessions)) as c:
-        await sign_in(c)
+    async with signed_in_client(create_app(make_settings(db), sessions=db.sessions), admin) as c:
         r = await c.post("/admin/articles/import", data={"csrf_token": await csrf(c)})
         assert r.status_code == 409 and "FEED_URL is not set" in r.text
     broken = tmp_path / "broken.xml"
     broken.write_text("this is not a feed")
-    async with new_client(create_app(make_settings(db, feed_url=str(broken)), sessions=db.sessions)) as c:
-        await sign_in(c)
+    async with signed_in_client(create_app(make_settings(db, feed_url=str(broken)), sessions=db.sessions), admin) as c:
         r = await c.post("/admin/articles/import", data={"csrf_token": await csrf(c)})
         assert r.status_code == 422 and "nothing changed" in r.text and await count(db, Article) == 0
-    async with new_client(create_app(make_settings(db, feed_url=str(SAMPLE / "feed.xml")),
-                                     sessions=db.sessions)) as c:
-        await sign_in(c)
+    async with signed_in_client(create_app(make_settings(db, feed_url=str(SAMPLE / "feed.xml")),
+                                           sessions=db.sessions), admin) as c:
         r = await c.post("/admin/articles/import", data={"csrf_token": await csrf(c)})
         assert r.status_code == 200 and "Imported: 5 new, 0 updated" in r.text
         r = await c.post("/admin/articles/import", data={"csrf_token": await csrf(c)})

@@ -10,14 +10,15 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from sqlalchemy import select
 
 from service.admin.models import StaffUser
 from service.app import create_app
 from service.cli import startup_hints
 from service.settings import Settings
-from tests.admin.conftest import make_staff, new_client, sign_in, token_in
 from tests.conftest import TEST_SECRET, Database
+from tests.factories import make_staff, new_client, sign_in, token_in
 
 
 def tidings(args: list[str], db_url: str, cwd: Path, stdin: str = "") -> subprocess.CompletedProcess[str]:
@@ -27,6 +28,7 @@ def tidings(args: list[str], db_url: str, cwd: Path, stdin: str = "") -> subproc
                           capture_output=True, text=True, timeout=120)
 
 
+@pytest.mark.slow  # runs `tidings` as a process
 async def test_create_admin_with_password_from_stdin_can_sign_in(db: Database, app: Any, tmp_path: Path) -> None:
     r = tidings(["create-admin", "Boss@Clinic.test", "--name", "Boss", "--password-stdin"], db.url, tmp_path,
                 stdin="a long enough password\n")
@@ -37,6 +39,7 @@ async def test_create_admin_with_password_from_stdin_can_sign_in(db: Database, a
         assert (await c.get("/admin/users")).status_code == 200
 
 
+@pytest.mark.slow  # runs `tidings` as a process
 async def test_create_admin_without_a_terminal_prints_a_one_time_link(db: Database, app: Any,
                                                                       tmp_path: Path) -> None:
     r = tidings(["create-admin", "helper@clinic.test", "--role", "staff"], db.url, tmp_path)
@@ -53,6 +56,7 @@ async def test_create_admin_without_a_terminal_prints_a_one_time_link(db: Databa
         assert (await c.get(link.group(1))).status_code == 400  # used
 
 
+@pytest.mark.slow  # runs `tidings` as a process
 async def test_create_admin_refuses_bad_input_with_one_line(db: Database, tmp_path: Path) -> None:
     await make_staff(db, "taken@clinic.test")
     for args, stdin, message in (
@@ -66,6 +70,7 @@ async def test_create_admin_refuses_bad_input_with_one_line(db: Database, tmp_pa
         assert (await session.scalars(select(StaffUser.email))).all() == ["taken@clinic.test"]
 
 
+@pytest.mark.slow  # runs `tidings` as a process
 def test_serve_hint_on_an_empty_embedded_database(tmp_path: Path) -> None:
     from service.cli import _migrate, run
 

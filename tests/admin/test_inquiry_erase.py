@@ -12,9 +12,8 @@ from sqlalchemy import select
 
 from service.admin.models import AuditEvent
 from service.inquiries.models import InquiryEvent
-from tests.admin.conftest import count, token_in
 from tests.conftest import Database
-from tests.inquiries.conftest import stored_inquiries
+from tests.factories import count, stored_inquiries, token_in
 from tests.privacy.helpers import copies_of, deliver_locally, ledger, mailbox_mentions, submit
 
 

@@ -15,8 +15,8 @@ from service.admin.guard import COOKIE_NAME, LOGIN_COOKIE
 from service.admin.models import StaffUser
 from service.settings import Settings
 from service.tokens import Tokens
-from tests.admin.conftest import ADMIN_EMAIL, PASSWORD, make_staff, new_client, token_in
 from tests.conftest import Database
+from tests.factories import ADMIN_EMAIL, PASSWORD, make_staff, new_client, token_in
 
 ATTACKER = "attacker@clinic.test"
 

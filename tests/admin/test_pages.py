@@ -16,7 +16,8 @@ from service.db import utcnow
 from service.mail.models import OutboxMessage
 from service.mail.outbox import OutboxWorker, queue_email
 from service.mail.transport import LocalMailboxTransport, SmtpTransport
-from tests.admin.conftest import (
+from tests.conftest import Database
+from tests.factories import (
     ADMIN_EMAIL,
     STAFF_EMAIL,
     add_inquiries,
@@ -30,7 +31,6 @@ from tests.admin.conftest import (
     sign_in,
     token_in,
 )
-from tests.conftest import Database
 from tests.smtp import SmtpServer
 
 XSS = '<script>alert(1)</script>"><img src=x onerror=alert(1)>'
@@ -162,7 +162,8 @@ async def test_smtp_outbox_shows_failures_and_retries_them(settings: Any, db: Da
 # -- audit log --------------------------------------------------------------------------------
 
 
-async def test_audit_page_filters_by_action_actor_and_date(admin_client: httpx.AsyncClient, db: Database) -> None:
+async def test_audit_page_filters_by_action_actor_and_date(login_form_client: httpx.AsyncClient, db: Database) -> None:
+    admin_client = login_form_client  # signed in through the form, so the log holds a sign_in row
     [ident] = await add_inquiries(db, [inquiry_row(1)])
     await admin_client.get(f"/admin/inquiries/{ident}")
     r = await admin_client.get("/admin/audit?action=inquiry_view")
@@ -266,5 +267,5 @@ async def _user(db: Database, email: str) -> StaffUser:
         return user
 
 
-async def test_last_login_is_recorded(admin_client: httpx.AsyncClient, db: Database) -> None:
+async def test_last_login_is_recorded(login_form_client: httpx.AsyncClient, db: Database) -> None:
     assert (await _user(db, ADMIN_EMAIL)).last_login_at is not None

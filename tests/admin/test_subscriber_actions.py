@@ -17,9 +17,8 @@ from service.campaigns import queries as cq
 from service.db import utcnow
 from service.newsletter.models import Subscriber, Suppression
 from service.settings import Settings
-from tests.admin.conftest import add_subscriber, audit_actions, count, csrf, token_in
-from tests.campaigns.helpers import sample_articles, sender_for
 from tests.conftest import Database, make_settings
+from tests.factories import add_subscriber, audit_actions, count, csrf, sample_articles, sender_for, token_in
 from tests.smtp import SmtpServer
 
 

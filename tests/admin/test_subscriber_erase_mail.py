@@ -14,9 +14,8 @@ from service.mail.models import MailboxMessage
 from service.privacy.erase import subscriber_hash
 from service.settings import Settings
 from service.tokens import Tokens
-from tests.admin.conftest import count, token_in
 from tests.conftest import Database
-from tests.newsletter.helpers import signup, subscriber
+from tests.factories import count, signup, subscriber, token_in
 from tests.privacy.helpers import deliver_locally, ledger, mailbox_mentions
 
 ADDRESS = "fran.forget@example.org"

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from sqlalchemy import func, select
 
 from service.articles.models import Article
@@ -29,6 +30,7 @@ async def _count(db: Database) -> int:
         return int(await session.scalar(select(func.count()).select_from(Article)) or 0)
 
 
+@pytest.mark.slow  # runs `tidings` as a process
 async def test_import_command_reads_posts_and_feed_and_reports(db: Database, tmp_path: Path) -> None:
     done = _tidings(db, "articles", "import", str(SAMPLE / "posts"), cwd=tmp_path)
     assert done.returncode == 0, done.stderr
@@ -38,6 +40,7 @@ async def test_import_command_reads_posts_and_feed_and_reports(db: Database, tmp
     assert await _count(db) == 5
 
 
+@pytest.mark.slow  # runs `tidings` as a process
 async def test_import_command_with_a_broken_feed_is_one_line_and_changes_nothing(
     db: Database, tmp_path: Path
 ) -> None:

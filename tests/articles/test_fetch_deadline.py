@@ -16,8 +16,8 @@ from service.articles.flows import import_articles
 from service.articles.ingest import IngestError
 from service.articles.models import Article
 from service.settings import Settings
-from tests.admin.conftest import csrf, new_client, sign_in
 from tests.conftest import Database, make_settings
+from tests.factories import csrf, signed_in_client
 
 SAMPLE = Path("/work/shared/sample-blog")
 if not SAMPLE.exists():
@@ -106,12 +106,11 @@ async def test_a_dripping_feed_is_cut_off_at_the_deadline_and_changes_nothing(
 
 async def test_import_now_in_the_admin_stops_at_the_deadline(db: Database, drip: str) -> None:
     from service.app import create_app
-    from tests.admin.conftest import make_staff
+    from tests.factories import make_staff
 
-    await make_staff(db)
+    admin = await make_staff(db)
     app = create_app(make_settings(db, feed_url=f"{drip}/slow", feed_fetch_deadline=0.5), sessions=db.sessions)
-    async with new_client(app) as client:
-        assert (await sign_in(client)).status_code == 303
+    async with signed_in_client(app, admin) as client:
         r = await client.post("/admin/articles/import", data={"csrf_token": await csrf(client)})
     assert r.status_code == 422
     assert "The feed could not be imported, nothing changed" in r.text

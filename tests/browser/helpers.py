@@ -12,6 +12,7 @@ from typing import Any
 
 from service.demo import load_demo
 from tests.conftest import Database, make_settings
+from tests.factories import text_of
 from tests.live import LiveServer
 from tests.smtp import Received, SmtpServer
 
@@ -35,12 +36,6 @@ async def wait_for_mail(smtp: SmtpServer, match: Callable[[Received], bool], *, 
 
 def to(address: str, subject_part: str = "") -> Callable[[Received], bool]:
     return lambda m: address in m.recipients and subject_part in str(m.message["Subject"])
-
-
-def text_of(message: EmailMessage) -> str:
-    part = message.get_body(preferencelist=("plain",))
-    assert part is not None
-    return str(part.get_content())  # type: ignore[attr-defined]
 
 
 def html_of(message: EmailMessage) -> str:

@@ -9,22 +9,15 @@ import re
 from typing import Any
 
 from playwright.async_api import expect
-from sqlalchemy import select
 
-from service.inquiries.models import Inquiry
-from tests.admin.conftest import make_staff
 from tests.browser.conftest import screenshot
-from tests.browser.helpers import link_in, load_demo_data, sign_in, text_of, to, wait_for_mail
+from tests.browser.helpers import link_in, load_demo_data, sign_in, to, wait_for_mail
 from tests.conftest import Database
+from tests.factories import make_staff, stored_inquiries, text_of
 from tests.live import LiveServer
 from tests.smtp import SmtpServer
 
 STAFF_INBOX = "staff@clinic.test"
-
-
-async def stored_inquiries(db: Database) -> list[Inquiry]:
-    async with db.sessions() as session:
-        return list((await session.scalars(select(Inquiry).order_by(Inquiry.id))).all())
 
 
 async def send_inquiry_with_errors_then_fixed(page: Any, live: LiveServer, email: str) -> None:

@@ -22,8 +22,8 @@ from service.mail.models import MailboxMessage
 from service.mail.transport import LocalMailboxTransport
 from service.settings import Settings
 from service.worker import WorkerContext, default_loops
-from tests.campaigns.helpers import add_subscriber, make_campaign, sample_articles
 from tests.conftest import Database
+from tests.factories import add_subscriber, make_campaign, sample_articles
 
 
 async def test_digest_create_takes_articles_since_the_last_digest(db: Database, settings: Settings) -> None:

@@ -5,14 +5,16 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 
+import pytest
+
 from service.campaigns import queries as q
 from service.campaigns.sender import ChunkResult
 from service.campaigns.stats import campaign_stats
 from service.campaigns.throttle import TokenBucket
 from service.db import utcnow
 from service.settings import Settings
-from tests.campaigns.helpers import add_subscriber, deliveries, make_campaign, sender_for
 from tests.conftest import Database
+from tests.factories import add_subscriber, deliveries, make_campaign, sender_for
 from tests.smtp import SmtpServer
 
 
@@ -80,6 +82,7 @@ async def test_cancel_holds(db: Database, settings: Settings, smtp: SmtpServer) 
             raise AssertionError("a cancelled campaign was started again")
 
 
+@pytest.mark.slow  # two senders racing over many deliveries
 async def test_two_workers_never_send_the_same_delivery(db: Database, settings: Settings, smtp: SmtpServer) -> None:
     for i in range(300):
         await add_subscriber(db, f"w{i}@example.org")

@@ -20,8 +20,8 @@ from sqlalchemy import func, select, update
 
 from service.campaigns.models import Delivery
 from service.settings import Settings
-from tests.campaigns.helpers import add_subscriber, deliveries, make_campaign
 from tests.conftest import ROOT, TEST_SECRET, Database
+from tests.factories import add_subscriber, deliveries, make_campaign
 from tests.smtp import RecordingHandler, SmtpServer
 
 

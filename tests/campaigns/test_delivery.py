@@ -15,8 +15,8 @@ from service.newsletter.flows import unsubscribe_subscriber
 from service.newsletter.tokens import read_unsubscribe_token
 from service.settings import Settings
 from service.tokens import Tokens
-from tests.campaigns.helpers import add_subscriber, deliveries, make_campaign, sender_for, subscriber
 from tests.conftest import Database
+from tests.factories import add_subscriber, deliveries, make_campaign, sender_for, subscriber
 from tests.smtp import SmtpServer
 
 

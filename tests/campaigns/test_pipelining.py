@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from service.settings import Settings
-from tests.campaigns.helpers import add_subscriber, deliveries, make_campaign, sender_for, subscriber
 from tests.conftest import Database
+from tests.factories import add_subscriber, deliveries, make_campaign, sender_for, subscriber
 from tests.smtp import RecordingHandler, SmtpServer
 
 

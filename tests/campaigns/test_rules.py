@@ -13,8 +13,8 @@ from service.campaigns.flows import run_due_rules, start_due_campaigns
 from service.campaigns.models import Campaign, DigestRule
 from service.campaigns.rules import RuleError, create_rule, next_run, parse_rule
 from service.settings import Settings
-from tests.campaigns.helpers import add_subscriber, sample_articles
 from tests.conftest import Database
+from tests.factories import add_subscriber, sample_articles
 
 UTC = dt.UTC
 

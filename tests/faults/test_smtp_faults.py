@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from service.settings import Settings
-from tests.campaigns.helpers import add_subscriber, make_campaign
 from tests.conftest import Database
+from tests.factories import add_subscriber, make_campaign
 from tests.faults.conftest import (
     ChaosHandler,
     campaign_status,

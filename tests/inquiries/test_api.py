@@ -6,10 +6,10 @@ from __future__ import annotations
 import httpx
 
 from tests.conftest import Database
-from tests.inquiries.conftest import (
+from tests.factories import (
     RECEIPT,
     count_rows,
-    deliver_outbox,
+    deliver,
     form_token,
     post_json,
     stored_inquiries,
@@ -30,7 +30,7 @@ async def test_json_submission_is_stored_and_answered_201_with_a_receipt(
     assert inq.email == "ana@example.org" and inq.newsletter_optin is True
     assert inq.utm_campaign == "spring" and inq.source_page.endswith("/ketamine-and-depression")
     assert inq.ip == "203.0.113.7"
-    assert await deliver_outbox(db, smtp) == 3  # staff notification, auto-reply, newsletter confirmation
+    assert await deliver(db, smtp) == 3  # staff notification, auto-reply, newsletter confirmation
     assert sorted(m.recipients[0] for m in smtp.received) == [
         "ana@example.org", "ana@example.org", "staff@clinic.test"]
     staff = next(m.message for m in smtp.received if m.recipients == ["staff@clinic.test"])
@@ -132,7 +132,7 @@ async def test_newsletter_box_starts_double_opt_in_with_the_inquiry_as_consent_e
         ("Ben@example.org", "Ben Ito", "pending", "form:contact")]
     assert subs[0].signup_ip == "203.0.113.7" and "newsletter" in (subs[0].consent_text or "")
     assert subs[0].confirmed_at is None  # nothing is sent to a campaign before the link is confirmed
-    await deliver_outbox(db, smtp)
+    await deliver(db, smtp)
     confirmations = [m for m in smtp.received if m.recipients == ["Ben@example.org"]
                      and "/confirm/" in m.raw.decode(errors="replace")]
     assert len(confirmations) == 1

@@ -9,7 +9,7 @@ import httpx
 from service.mail.outbox import OutboxWorker
 from service.mail.transport import SmtpTransport
 from tests.conftest import Database
-from tests.inquiries.conftest import outbox_messages, post_form, stored_inquiries
+from tests.factories import outbox_messages, post_form, stored_inquiries
 from tests.smtp import SmtpServer
 
 

@@ -18,7 +18,7 @@ import uvicorn
 
 from service.app import create_app
 from tests.conftest import Database, make_settings
-from tests.inquiries.conftest import ROOMY, stored_inquiries
+from tests.factories import ROOMY, stored_inquiries
 
 playwright = pytest.importorskip("playwright.async_api")
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

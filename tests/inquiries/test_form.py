@@ -9,15 +9,15 @@ import httpx
 
 from service.mail.outbox import outbox_email
 from tests.conftest import Database
-from tests.inquiries.conftest import (
+from tests.factories import (
     CLIENT_IP,
     count_rows,
-    deliver_outbox,
+    deliver,
     form_token,
     outbox_messages,
     post_form,
     stored_inquiries,
-    token_from_page,
+    token_in,
     valid_fields,
 )
 from tests.smtp import SmtpServer
@@ -44,7 +44,7 @@ async def test_contact_page_is_an_accessible_form_with_every_field(client: httpx
     honeypot = re.search(r'<div class="hp" aria-hidden="true">.*?</div>', html, re.S)
     assert honeypot and 'name="website"' in honeypot.group(0)
     assert 'tabindex="-1"' in honeypot.group(0) and 'autocomplete="off"' in honeypot.group(0)
-    assert token_from_page(html)
+    assert token_in(html)
     assert "<script" not in html and "style=" not in html  # strict CSP: nothing inline
     assert '<meta name="viewport"' in html
 
@@ -65,7 +65,7 @@ async def test_form_submission_stores_inquiry_with_attribution_and_redirects(
     client: httpx.AsyncClient, db: Database
 ) -> None:
     page = await client.get("/contact")
-    fields = valid_fields(form_token=token_from_page(page.text), newsletter="yes")
+    fields = valid_fields(form_token=token_in(page.text), newsletter="yes")
     r = await client.post("/contact", data=fields, headers={"User-Agent": "Firefox/130"})
     assert r.status_code == 303 and r.headers["location"] == "/contact/thanks"
     (inq,) = await stored_inquiries(db)
@@ -91,7 +91,7 @@ async def test_both_emails_reach_smtp_with_right_recipients_reply_to_and_parts(
     r = await post_form(client)
     assert r.status_code == 303
     (inq,) = await stored_inquiries(db)
-    assert await deliver_outbox(db, smtp) == 2
+    assert await deliver(db, smtp) == 2
     by_rcpt = {tuple(m.recipients): m.message for m in smtp.received}
     staff = by_rcpt[("staff@clinic.test",)]
     reply = by_rcpt[("ana@example.org",)]
@@ -171,7 +171,7 @@ async def test_rerendered_form_keeps_every_value_typed(client: httpx.AsyncClient
     assert re.search(r'name="newsletter" value="yes" checked', html)
     assert 'name="utm_campaign" value="spring"' in html
     assert "There is a problem with your answers" in html
-    assert token_from_page(html)
+    assert token_in(html)
 
 
 async def test_several_errors_are_all_listed_in_the_summary(client: httpx.AsyncClient, db: Database) -> None:
@@ -206,7 +206,7 @@ async def test_html_in_every_field_is_stored_verbatim_and_escaped_on_output(
     assert "<script>alert" not in r.text and "<img src=x" not in r.text
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in r.text and "&#34;&gt;&lt;img src=x" in r.text
     # escaped in the staff email; the name only reaches headers as a quoted display name
-    await deliver_outbox(db, smtp)
+    await deliver(db, smtp)
     staff = [m.message for m in smtp.received if m.recipients == ["staff@clinic.test"]]
     assert len(staff) == 2
     for msg in staff:
@@ -279,7 +279,7 @@ async def test_international_addresses_reach_mail_headers_in_ascii_form(
     # a non-ASCII local part needs SMTPUTF8: stored and the staff are told, no automatic reply
     assert (await post_form(client, email="josé@example.org", name="José")).status_code == 303
     assert [i.email for i in await stored_inquiries(db)] == ["ana@exämple.org", "josé@example.org"]
-    assert await deliver_outbox(db, smtp) == 3
+    assert await deliver(db, smtp) == 3
     recipients = sorted(m.recipients[0] for m in smtp.received)
     assert recipients == ["ana@xn--exmple-cua.org", "staff@clinic.test", "staff@clinic.test"]
     replies = sorted(str(m.message["Reply-To"]) for m in smtp.received if m.recipients == ["staff@clinic.test"])

@@ -14,14 +14,15 @@ import pytest
 from service.db import utcnow
 from service.settings import RateLimit
 from service.worker import WorkerContext, default_loops
-from tests.admin.conftest import add_inquiries, inquiry_row
 from tests.conftest import Database, make_settings
-from tests.inquiries.conftest import (
+from tests.factories import (
     RECEIPT,
+    add_inquiries,
     client_with,
     count_rows,
-    deliver_outbox,
+    deliver,
     form_token,
+    inquiry_row,
     old_form_token,
     post_form,
     post_json,
@@ -35,11 +36,11 @@ def _held(inquiries: list) -> list[tuple[str, str | None]]:  # type: ignore[type
     return [(i.status, i.held_reason) for i in inquiries]
 
 
-async def test_a_form_sent_a_tenth_of_a_second_after_its_token_is_held_and_mails_nothing(
+async def test_a_form_sent_sooner_than_the_minimum_time_after_its_token_is_held_and_mails_nothing(
         db: Database, smtp: SmtpServer) -> None:
-    async with client_with(db, form_min_seconds=3.0) as c:
+    # A minimum no test run can outlast (a 3 s one made the test depend on how busy the machine was).
+    async with client_with(db, form_min_seconds=3600.0) as c:
         token = await form_token(c)
-        await asyncio.sleep(0.1)
         page = await c.post("/contact", data=valid_fields(form_token=token))
         api = await post_json(c, message="Autofill and a quick finger, through the blog's script.")
     assert page.status_code == 303 and page.headers["location"] == "/contact/thanks"
@@ -47,7 +48,7 @@ async def test_a_form_sent_a_tenth_of_a_second_after_its_token_is_held_and_mails
     stored = await stored_inquiries(db)
     assert _held(stored) == [("held", "too fast"), ("held", "too fast")]
     assert stored[1].receipt == api.json()["id"]
-    assert await deliver_outbox(db, smtp) == 0 and smtp.received == []
+    assert await deliver(db, smtp) == 0 and smtp.received == []
 
 
 async def test_honeypot_submission_is_held_with_an_ordinary_answer(client: httpx.AsyncClient, db: Database,
@@ -59,7 +60,7 @@ async def test_honeypot_submission_is_held_with_an_ordinary_answer(client: httpx
     assert page.status_code == 303 and page.headers["location"] == "/contact/thanks"
     assert _held(await stored_inquiries(db)) == [("new", None), ("held", "honeypot filled"),
                                                   ("held", "honeypot filled")]
-    assert await deliver_outbox(db, smtp) == 2  # the person's two emails only
+    assert await deliver(db, smtp) == 2  # the person's two emails only
     assert all("Buy now" not in m.message.as_string() for m in smtp.received)
 
 
@@ -73,7 +74,7 @@ async def test_tampered_foreign_or_missing_tokens_are_held(client: httpx.AsyncCl
     r = await client.post("/api/inquiries", json=valid_fields(message="no token at all"))
     assert r.status_code == 201 and RECEIPT.match(r.json()["id"])
     assert _held(await stored_inquiries(db)) == [("held", "tampered token")] * 6 + [("held", "missing token")]
-    assert await deliver_outbox(db, smtp) == 0
+    assert await deliver(db, smtp) == 0
 
 
 async def test_a_token_stores_one_submission_and_a_replay_with_other_words_is_held(
@@ -88,7 +89,7 @@ async def test_a_token_stores_one_submission_and_a_replay_with_other_words_is_he
     assert page.status_code == 303 and page.headers["location"] == "/contact/thanks"
     assert _held(await stored_inquiries(db)) == [("new", None), ("held", "replayed token"),
                                                   ("held", "replayed token")]
-    assert await deliver_outbox(db, smtp) == 2
+    assert await deliver(db, smtp) == 2
 
 
 async def test_one_token_sent_at_once_with_different_words_stores_one_and_holds_the_rest(
@@ -112,7 +113,7 @@ async def test_a_double_click_is_stored_once_and_both_answers_look_like_success(
         form_token=token, message="A second question, sent with a double click.")) for _ in range(4)))
     assert [r.status_code for r in both] == [201] * 4 and all(RECEIPT.match(r.json()["id"]) for r in both)
     assert _held(await stored_inquiries(db)) == [("new", None), ("new", None)]
-    assert await deliver_outbox(db, smtp) == 4  # two inquiries, two emails each
+    assert await deliver(db, smtp) == 4  # two inquiries, two emails each
 
 
 async def test_a_double_click_on_a_held_submission_is_held_once(db: Database) -> None:

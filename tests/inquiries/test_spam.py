@@ -9,7 +9,7 @@ import httpx
 
 from service.settings import RateLimit
 from tests.conftest import Database
-from tests.inquiries.conftest import (
+from tests.factories import (
     RECEIPT,
     client_with,
     count_rows,
@@ -18,7 +18,7 @@ from tests.inquiries.conftest import (
     post_form,
     post_json,
     stored_inquiries,
-    token_from_page,
+    token_in,
     valid_fields,
 )
 
@@ -29,7 +29,7 @@ async def test_expired_form_tells_the_person_and_keeps_their_answers(client: htt
     assert r.status_code == 422
     assert "has expired for your security" in r.text
     assert ">My long, carefully written message</textarea>" in r.text and 'value="Ana Souza"' in r.text
-    fresh = token_from_page(r.text)
+    fresh = token_in(r.text)
     assert fresh != expired
     r = await post_json(client, form_token=expired)
     assert r.status_code == 422 and "has expired" in r.json()["errors"]["form_token"]
@@ -117,5 +117,5 @@ async def test_plain_html_form_without_token_gets_a_confirm_step(client: httpx.A
     assert "Almost done" in r.text and 'value="Ana Souza"' in r.text
     assert 'name="utm_campaign" value="spring"' in r.text
     assert await count_rows(db) == (0, 0)
-    r = await client.post("/contact", data={**fields, "form_token": token_from_page(r.text)})
+    r = await client.post("/contact", data={**fields, "form_token": token_in(r.text)})
     assert r.status_code == 303 and len(await stored_inquiries(db)) == 1

@@ -12,7 +12,7 @@ from service.db import utcnow
 from service.inquiries.flows import add_inquiry_note, change_inquiry_status
 from service.inquiries.queries import InquiryNotFoundError, UnknownStatusError, list_inquiry_events
 from tests.conftest import Database
-from tests.inquiries.conftest import inquiry_events, posted_id, stored_inquiries
+from tests.factories import inquiry_events, posted_id, stored_inquiries
 
 
 async def _staff(db: Database) -> int:

@@ -13,7 +13,7 @@ from service.app import create_app
 from service.db import create_engine, session_factory
 from service.mail.outbox import outbox_email
 from tests.conftest import PG_URL, Database, make_settings
-from tests.inquiries.conftest import ROOMY, count_rows, outbox_messages, post_json, posted_id
+from tests.factories import ROOMY, count_rows, outbox_messages, post_json, posted_id
 
 
 async def test_a_header_value_with_a_line_break_fails_the_request_and_stores_nothing(db: Database) -> None:

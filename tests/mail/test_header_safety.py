@@ -23,9 +23,8 @@ from service.newsletter.flows import queue_confirmation, queue_welcome
 from service.newsletter.models import Subscriber
 from service.settings import Settings
 from service.tokens import Tokens
-from tests.campaigns.helpers import add_subscriber, deliveries, make_campaign, sender_for
 from tests.conftest import Database
-from tests.inquiries.conftest import deliver_outbox, outbox_messages, post_json
+from tests.factories import add_subscriber, deliver, deliveries, make_campaign, outbox_messages, post_json, sender_for
 from tests.smtp import Received, SmtpServer
 
 
@@ -117,7 +116,7 @@ async def test_inquiry_name_with_encoded_words_cannot_add_headers_to_the_staff_n
     assert r.status_code == 201, r.text
     async with db.sessions() as session:  # the answer is an opaque receipt, never the row id
         inquiry_id = await session.scalar(select(Inquiry.id).where(Inquiry.email == "pat@example.org"))
-    assert await deliver_outbox(db, smtp) == 2
+    assert await deliver(db, smtp) == 2
     staff = next(m for m in smtp.received if m.recipients == ["staff@clinic.test"])
     assert header_block(staff) == STAFF_HEADERS
     msg = staff.message
@@ -151,7 +150,7 @@ async def test_stored_name_with_a_line_break_still_makes_one_header_line(
         session.add(row)
         await session.flush()
         await queue_inquiry_emails(session, settings=settings, inquiry=row)
-    assert await deliver_outbox(db, smtp) == 2
+    assert await deliver(db, smtp) == 2
     staff = next(m for m in smtp.received if m.recipients == ["staff@clinic.test"])
     assert header_block(staff) == STAFF_HEADERS
     assert staff.message["Subject"] == f"New inquiry #{row.id} from {shown}"
@@ -164,7 +163,7 @@ async def test_stored_name_with_a_line_break_still_makes_one_header_line(
 async def test_subscriber_name_with_encoded_words_in_the_confirmation_to_header(
     client, db: Database, smtp: SmtpServer,  # type: ignore[no-untyped-def]
 ) -> None:
-    from tests.newsletter.helpers import deliver, signup
+    from tests.factories import deliver, signup
 
     typed, shown = ENCODED[0]
     r = await signup(client, "sam@example.org", name=typed)

@@ -15,8 +15,8 @@ from service.mail.outbox import OutboxWorker, queue_email
 from service.mail.redact import redact, redact_handlers
 from service.mail.transport import SmtpTransport
 from service.settings import Settings
-from tests.campaigns.helpers import add_subscriber, deliveries, make_campaign, sender_for
 from tests.conftest import Database
+from tests.factories import add_subscriber, deliveries, make_campaign, sender_for
 from tests.smtp import SmtpServer
 
 PAT = "pat.doe@example.org"

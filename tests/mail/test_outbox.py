@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 
+import pytest
 from sqlalchemy import func, select, update
 
 from service.db import utcnow
@@ -137,6 +138,7 @@ async def test_live_lease_is_not_taken_over(db: Database, smtp: SmtpServer) -> N
     assert smtp.received == []
 
 
+@pytest.mark.slow  # 500 messages through real SMTP
 async def test_two_workers_deliver_500_messages_exactly_once(db: Database, smtp: SmtpServer) -> None:
     await _queue(db, 500, to="reader{i}@example.org")
     transports = [SmtpTransport(smtp.url, concurrency=4, timeout=10) for _ in range(2)]

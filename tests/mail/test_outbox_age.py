@@ -17,8 +17,8 @@ from service.mail.outbox import OutboxWorker, queue_email
 from service.mail.transport import SmtpTransport
 from service.settings import Settings, SettingsError
 from service.worker import WorkerContext, default_loops
-from tests.campaigns.helpers import add_subscriber, deliveries, make_campaign, sender_for
 from tests.conftest import Database
+from tests.factories import add_subscriber, deliveries, make_campaign, sender_for
 from tests.smtp import SmtpServer
 
 DAY = dt.timedelta(days=1)

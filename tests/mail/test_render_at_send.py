@@ -120,7 +120,7 @@ async def test_an_unknown_template_or_a_context_that_is_not_json_is_refused_when
 async def test_the_admin_outbox_shows_a_queued_message_rendered_on_demand_and_why_a_broken_one_failed(
         settings: Settings, db: Database, smtp: SmtpServer) -> None:
     from service.app import create_app
-    from tests.admin.conftest import make_staff, new_client, sign_in
+    from tests.factories import make_staff, signed_in_client
 
     queued = await _queue(db, subject="Still queued")
     broken = await _queue(db, ctx={"org_name": "Clinic"}, subject="Broken")
@@ -129,9 +129,7 @@ async def test_the_admin_outbox_shows_a_queued_message_rendered_on_demand_and_wh
             next_attempt_at=dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)))
     assert await _drain(db, smtp) == 1
     app = create_app(settings.with_(smtp_url=smtp.url), sessions=db.sessions)
-    await make_staff(db)
-    async with new_client(app) as client:
-        await sign_in(client)
+    async with signed_in_client(app, await make_staff(db)) as client:
         page = await client.get(f"/admin/outbox/{queued}")
         assert page.status_code == 200 and "Still queued" in page.text and "Clinic Ünïcode" in page.text
         frame = await client.get(f"/admin/outbox/{queued}/html")

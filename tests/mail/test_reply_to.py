@@ -8,7 +8,7 @@ import pytest
 
 from service.settings import Settings, SettingsError
 from tests.conftest import Database
-from tests.inquiries.conftest import client_with, deliver_outbox, post_json
+from tests.factories import client_with, deliver, post_json
 from tests.smtp import SmtpServer
 
 NO_REPLY = "Clinic <no-reply@clinic.test>"
@@ -18,7 +18,7 @@ async def _sent(db: Database, smtp: SmtpServer, **settings: object) -> dict[str,
     async with client_with(db, mail_from=NO_REPLY, **settings) as client:
         r = await post_json(client, name="Pat Doe", email="pat@example.org")
         assert r.status_code == 201, r.text
-    assert await deliver_outbox(db, smtp) == 2
+    assert await deliver(db, smtp) == 2
     return {m.recipients[0]: m.message for m in smtp.received}
 
 

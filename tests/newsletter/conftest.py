@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from service.settings import RateLimit, Settings
+from service.settings import Settings
 from tests.conftest import Database, make_settings
+from tests.factories import ROOMY
 
 
 @pytest.fixture
 def settings(db: Database) -> Settings:
-    return make_settings(db, form_rate_limit=RateLimit(10_000, 600))
+    return make_settings(db, form_rate_limit=ROOMY)

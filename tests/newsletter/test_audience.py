@@ -15,8 +15,8 @@ from service.db import utcnow
 from service.newsletter.audience import campaign_audience, topics_match
 from service.newsletter.models import Subscriber
 from service.settings import Settings
-from tests.campaigns.helpers import add_subscriber, sample_articles
 from tests.conftest import Database
+from tests.factories import add_subscriber, sample_articles
 
 TOPIC_SETS: list[tuple[str, ...]] = [(), ("OCD",), ("PTSD",), ("OCD", "PTSD"), ("anxiety",)]
 

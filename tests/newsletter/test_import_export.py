@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, select
 
 from service.cli import main
 from service.mail.models import OutboxMessage
@@ -22,7 +22,7 @@ from service.settings import Settings
 from service.tokens import Tokens
 from service.validation import FieldError, clean_email
 from tests.conftest import TEST_SECRET, Database
-from tests.newsletter.helpers import outbox_count, subscriber
+from tests.factories import count, outbox_count, subscriber
 
 MESSY = (
     "\ufeffE-Mail;Full Name;Topics;STATUS;Consent date\r\n"
@@ -45,11 +45,6 @@ async def _import(db: Database, settings: Settings, data: bytes, **kw: object) -
     async with db.sessions.begin() as session:
         return await import_subscribers(session, io.BytesIO(data), settings=settings, tokens=Tokens(settings),
                                         **kw)  # type: ignore[arg-type]
-
-
-async def _count(db: Database, model: type = Subscriber) -> int:
-    async with db.sessions() as session:
-        return int(await session.scalar(select(func.count()).select_from(model)) or 0)
 
 
 async def test_messy_csv_imports_the_good_rows_and_names_the_bad_lines(db: Database, settings: Settings) -> None:
@@ -90,7 +85,7 @@ async def test_unknown_columns_are_named_and_nothing_is_imported(db: Database, s
         await _import(db, settings, b"name\nAna\n")
     with pytest.raises(ImportFileError, match="empty"):
         await _import(db, settings, b"")
-    assert await _count(db) == 1
+    assert await count(db, Subscriber) == 1
 
 
 async def test_a_failure_halfway_leaves_nothing_behind(db: Database, settings: Settings) -> None:
@@ -110,7 +105,7 @@ async def test_a_failure_halfway_leaves_nothing_behind(db: Database, settings: S
         async with db.sessions.begin() as session:
             await import_subscribers(session, BrokenDisk(b"email,name\n" + rows), settings=settings,
                                      tokens=Tokens(settings))
-    assert await _count(db) == 0
+    assert await count(db, Subscriber) == 0
 
 
 async def test_dry_run_reports_exactly_and_changes_nothing(db: Database, settings: Settings) -> None:
@@ -119,7 +114,7 @@ async def test_dry_run_reports_exactly_and_changes_nothing(db: Database, setting
         dry = await import_subscribers(session, io.BytesIO(MESSY), settings=settings, tokens=Tokens(settings),
                                        dry_run=True)
         await session.rollback()
-    assert await _count(db) == 0
+    assert await count(db, Subscriber) == 0
     real = await _import(db, settings, MESSY)
     assert (dry.added, dry.skipped, dry.errors) == (real.added, real.skipped, real.errors)
     assert dry.summary_lines()[0].endswith("would be updated, 1 skipped, 6 with errors")
@@ -163,6 +158,7 @@ async def test_send_confirmation_mails_only_pending_rows(db: Database, settings:
     assert again.confirmations_queued == 0 and await outbox_count(db) == 2
 
 
+@pytest.mark.slow  # imports a 10 MB file
 async def test_ten_megabyte_file(db: Database, settings: Settings) -> None:
     consent = "I agree to receive the newsletter; " * 10
     rows = [f"reader{i}@mail{i % 50}.example.org,Reader {i},anxiety;OCD,confirmed,2024-05-01,{consent}\n"
@@ -171,7 +167,7 @@ async def test_ten_megabyte_file(db: Database, settings: Settings) -> None:
     assert len(data) > 10_000_000
     report = await _import(db, settings, data)
     assert report.added == 24_000 and report.error_count == 0
-    assert await _count(db) == 24_000 and await _count(db, SubscriberTopic) == 48_000
+    assert await count(db, Subscriber) == 24_000 and await count(db, SubscriberTopic) == 48_000
 
 
 async def test_export_imports_back_unchanged(db: Database, settings: Settings) -> None:

@@ -7,7 +7,7 @@ import httpx
 
 from service.settings import Settings
 from tests.conftest import Database
-from tests.newsletter.helpers import deliver, link_in, signup, subscriber, text_of
+from tests.factories import deliver, link_in, signup, subscriber, text_of
 from tests.smtp import SmtpServer
 
 

@@ -19,7 +19,7 @@ from service.settings import Settings
 from service.tokens import Tokens
 from service.worker import WorkerContext, default_loops
 from tests.conftest import Database
-from tests.newsletter.helpers import (
+from tests.factories import (
     confirmed_subscriber,
     deliver,
     form_token,
@@ -225,7 +225,7 @@ async def test_resend_form_on_the_problem_page_answers_like_signup(
     token = re.search(r'name="form_token" value="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
     known = await client.post("/subscribe/resend", data={"email": "lost@example.org", "form_token": token})
     unknown = await client.post("/subscribe/resend", data={"email": "nobody@example.org",
-                                                           "form_token": await form_token(client)})
+                                                           "form_token": await form_token(client, "/subscribe")})
     assert _shape(known) == _shape(unknown) and known.status_code == 303
     sub = await subscriber(db, "lost@example.org")
     assert sub is not None and sub.topics == ["OCD"]  # a new link keeps the chosen topics

@@ -21,7 +21,7 @@ from service.tokens import Tokens
 from service.validation import email_key
 from service.worker import WorkerContext, default_loops
 from tests.conftest import Database
-from tests.newsletter.helpers import confirmed_subscriber, set_fields, signup, subscriber
+from tests.factories import confirmed_subscriber, set_fields, signup, subscriber
 from tests.smtp import SmtpServer
 
 

@@ -13,7 +13,7 @@ from service.newsletter.tokens import confirm_token, unsubscribe_token
 from service.settings import Settings
 from service.tokens import Tokens
 from tests.conftest import TEST_SECRET, Database
-from tests.newsletter.helpers import deliver, link_in, signup, subscriber
+from tests.factories import deliver, link_in, signup, subscriber
 from tests.smtp import SmtpServer
 
 

@@ -11,7 +11,7 @@ from service.newsletter.tokens import unsubscribe_token
 from service.settings import Settings
 from service.tokens import Tokens
 from tests.conftest import Database
-from tests.newsletter.helpers import confirmed_subscriber, deliver, link_in, subscriber
+from tests.factories import confirmed_subscriber, deliver, link_in, subscriber
 from tests.smtp import SmtpServer
 
 

@@ -15,7 +15,7 @@ from service.mail.outbox import OutboxWorker
 from service.mail.transport import LocalMailboxTransport
 from service.privacy.models import Erasure
 from tests.conftest import Database
-from tests.inquiries.conftest import post_form
+from tests.factories import post_form
 
 
 async def submit(client: httpx.AsyncClient, db: Database, n: int, **changes: Any) -> int:

@@ -21,7 +21,7 @@ from service.privacy.access import access_token
 from service.settings import Settings
 from service.tokens import Tokens
 from tests.conftest import TEST_SECRET, Database
-from tests.newsletter.helpers import confirmed_subscriber, deliver, link_in, text_of
+from tests.factories import confirmed_subscriber, deliver, link_in, text_of
 from tests.smtp import SmtpServer
 
 ADDRESS = "ada@example.org"

@@ -20,7 +20,7 @@ from service.privacy.erase import erase_inquiry, erase_subscriber
 from service.settings import Settings
 from service.tokens import Tokens
 from tests.conftest import ROOT, TEST_SECRET, Database
-from tests.newsletter.helpers import confirmed_subscriber, subscriber
+from tests.factories import confirmed_subscriber, count, subscriber
 from tests.privacy.helpers import copies_of, ledger, mailbox_mentions, submit
 from tests.smtp import SmtpServer
 
@@ -32,11 +32,6 @@ def tidings(db: Database, *args: str) -> subprocess.CompletedProcess[str]:
     env.update(DATABASE_URL=db.url, SECRET_KEY=TEST_SECRET)
     return subprocess.run([sys.executable, "-m", "service.cli", *args], env=env, cwd=ROOT, capture_output=True,
                           text=True, timeout=300)
-
-
-async def _count(db: Database, model: type) -> int:
-    async with db.sessions() as session:
-        return int(await session.scalar(select(func.count()).select_from(model)) or 0)
 
 
 async def test_restore_brings_back_the_backup_but_not_who_was_erased_since(
@@ -71,7 +66,7 @@ async def test_restore_brings_back_the_backup_but_not_who_was_erased_since(
     assert await mailbox_mentions(db, "erase.me@example.org") == 0
     assert await mailbox_mentions(db, "Eve Erased") == 0
     assert await mailbox_mentions(db, "keep.me@example.org") == 2
-    assert await _count(db, Suppression) == 1
+    assert await count(db, Suppression) == 1
     async with db.sessions() as session:
         assert (await session.scalars(select(Inquiry.id))).all() == [kept_inquiry]
         assert await session.scalar(select(func.count()).select_from(Subscriber)) == 1
@@ -119,7 +114,7 @@ async def test_bad_backup_and_restore_input_is_one_line_and_changes_nothing(
         assert result.stderr.startswith(message), result.stderr
         assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
     assert existing.read_bytes() == b"keep me"
-    assert await _count(db, Inquiry) == 1
+    assert await count(db, Inquiry) == 1
     bad = tidings(db, "restore", str(bogus), "--yes")
     assert ("is not a Tidings backup" in bad.stderr) if not db.is_postgres else ("pg_restore failed" in bad.stderr)
 
@@ -141,4 +136,4 @@ async def test_a_backup_from_a_newer_tidings_is_refused_before_anything_changes(
     assert result.returncode == 1 and result.stdout == ""
     assert result.stderr == (f"error: {newer} has schema revision 9999future, unknown to this version of Tidings "
                              "(made by a newer one?): nothing was changed\n")
-    assert await _count(db, Inquiry) == 2
+    assert await count(db, Inquiry) == 2

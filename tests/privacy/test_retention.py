@@ -17,7 +17,7 @@ from service.privacy.retention import expire_inquiries
 from service.settings import Settings
 from service.worker import WorkerContext, default_loops
 from tests.conftest import PG_URL, Database
-from tests.inquiries.conftest import ROOMY, stored_inquiries
+from tests.factories import ROOMY, stored_inquiries
 from tests.privacy.helpers import add_note, age_inquiry, copies_of, deliver_locally, ledger, submit
 
 
