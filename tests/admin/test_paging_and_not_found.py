@@ -16,7 +16,7 @@ from sqlalchemy import insert
 
 from service.admin.models import AuditEvent
 from service.mail.models import MailboxMessage
-from tests.admin.conftest import add_subscriber, count, csrf
+from tests.factories import add_subscriber, count, csrf
 from tests.conftest import Database
 
 PAGE_SIZE = 50
