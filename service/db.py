@@ -22,11 +22,11 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, suppress
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, cast
 
 import asyncpg
-from sqlalchemy import DateTime, MetaData, TypeDecorator, event, text
-from sqlalchemy.engine import Dialect
+from sqlalchemy import DateTime, MetaData, Table, TypeDecorator, event, text
+from sqlalchemy.engine import CursorResult, Dialect, Result
 from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase
@@ -50,6 +50,8 @@ log = logging.getLogger("tidings.db")
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    if TYPE_CHECKING:  # typed FromClause by SQLAlchemy; every model here is mapped to a Table
+        __table__: ClassVar[Table]
 
 
 # asyncpg's errors for a server that is gone, going or not there yet (SQLSTATE class 08, 57P01-03,
@@ -367,12 +369,18 @@ async def short_transaction(sessions: Sessions) -> AsyncIterator[AsyncSession]:
     while its statement runs). PostgreSQL runs it in autocommit, without BEGIN/COMMIT round
     trips; SQLite in one short transaction."""
     async with sessions() as session:
-        if session.bind.dialect.name == "postgresql":
+        if session.get_bind().dialect.name == "postgresql":
             await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
             yield session
         else:
             async with session.begin():
                 yield session
+
+
+def rowcount(result: Result[Any]) -> int:
+    """The rows an UPDATE, DELETE or INSERT matched. Session.execute is typed as returning a
+    Result, but for these statements it returns a CursorResult, which has the count."""
+    return int(cast(CursorResult[Any], result).rowcount or 0)
 
 
 def lock_id(name: str) -> int:
@@ -386,7 +394,7 @@ async def lock_names(session: AsyncSession, *names: str) -> None:
     PostgreSQL: transaction-scoped advisory locks, all taken in one statement, in ascending
     order, so two transactions locking overlapping sets cannot deadlock. SQLite needs nothing:
     its transactions begin IMMEDIATE (see `_tune_sqlite`), so writers already run one at a time."""
-    if session.bind.dialect.name != "postgresql" or not names:
+    if session.get_bind().dialect.name != "postgresql" or not names:
         return
     ids = sorted({lock_id(name) for name in names})
     calls = ", ".join(f"pg_advisory_xact_lock(CAST(:k{n} AS BIGINT))" for n in range(len(ids)))

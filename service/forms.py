@@ -80,7 +80,7 @@ def tokens_of(request: Request) -> Tokens:
     tokens = getattr(request.app.state, "tokens", None)
     if tokens is None:
         tokens = request.app.state.tokens = Tokens(settings_of(request))
-    return tokens  # type: ignore[no-any-return]
+    return tokens
 
 
 def issue_form_token(request: Request, form: str) -> str:

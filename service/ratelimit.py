@@ -15,7 +15,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
-from service.db import Base, UTCDateTime
+from service.db import Base, UTCDateTime, rowcount
 from service.settings import RateLimit
 
 
@@ -52,7 +52,7 @@ async def hit_rate_limit(session: AsyncSession, *, key: str, limit: RateLimit) -
     now = time.time()
     window = int(now // limit.seconds) * limit.seconds
     expires = dt.datetime.fromtimestamp(window + limit.seconds, dt.UTC)
-    stmt = _upsert_statement(session.bind.dialect.name)
+    stmt = _upsert_statement(session.get_bind().dialect.name)
     params = {"key": key, "window_start": window, "count": 1, "expires_at": expires}
     count = (await session.execute(stmt, params)).scalar_one()
     return count <= limit.count
@@ -82,4 +82,4 @@ async def peek_rate_limit(session: AsyncSession, *, key: str, limit: RateLimit) 
 async def purge_rate_limits(session: AsyncSession, *, now: dt.datetime) -> int:
     """Delete windows that have ended; returns how many rows went."""
     result = await session.execute(delete(RateLimitCounter).where(RateLimitCounter.expires_at < now))
-    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+    return rowcount(result)

@@ -103,7 +103,7 @@ def preauth_form_ok(conn: HTTPConnection, given: str | None) -> bool:
 
 
 def staff_of(request: Request) -> StaffUser:
-    return request.state.staff  # type: ignore[no-any-return]
+    return request.state.staff
 
 
 def login_redirect(conn: HTTPConnection) -> Response:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Select, and_, bindparam, exists, func, or_, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import InstrumentedAttribute
 from sqlalchemy.sql.elements import ColumnElement
 
 from service.admin.models import SEARCH_CONFIG, inquiry_search_document
@@ -105,7 +106,7 @@ def _inquiry_search(q: str, dialect: str) -> ColumnElement[bool] | None:
                       Inquiry.message.like(_like(w), escape="\\")) for w in words))
 
 
-def inquiry_query(flt: InquiryFilter, dialect: str) -> Select[tuple[Inquiry]]:
+def inquiry_query(flt: InquiryFilter, dialect: str) -> Select[Inquiry]:
     stmt = select(Inquiry)
     if flt.status:
         stmt = stmt.where(Inquiry.status == flt.status)
@@ -123,8 +124,8 @@ def inquiry_query(flt: InquiryFilter, dialect: str) -> Select[tuple[Inquiry]]:
     return stmt
 
 
-def _newest_first(stmt: Select, created: ColumnElement, ident: ColumnElement, after: Cursor | None,
-                  limit: int) -> Select:
+def _newest_first(stmt: Select, created: InstrumentedAttribute[dt.datetime], ident: InstrumentedAttribute[int],
+                  after: Cursor | None, limit: int) -> Select:
     """Order newest first and start after the cursor: a row comparison the (created_at, id)
     index answers directly, however deep the page. The cursor's time is bound with the column's
     own type, so SQLite compares it in the stored text form."""
@@ -136,14 +137,14 @@ def _newest_first(stmt: Select, created: ColumnElement, ident: ColumnElement, af
 async def list_inquiries(session: AsyncSession, *, flt: InquiryFilter, after: Cursor | None = None,
                          limit: int = PAGE_SIZE) -> list[Inquiry]:
     """One page of inquiries, newest first, after the keyset cursor `after`."""
-    stmt = _newest_first(inquiry_query(flt, session.bind.dialect.name), Inquiry.created_at, Inquiry.id,
+    stmt = _newest_first(inquiry_query(flt, session.get_bind().dialect.name), Inquiry.created_at, Inquiry.id,
                          after, limit)
     return list((await session.scalars(stmt)).all())
 
 
 async def count_inquiries(session: AsyncSession, *, flt: InquiryFilter) -> int:
     """How many inquiries match `flt` (all pages)."""
-    query = inquiry_query(flt, session.bind.dialect.name).subquery()
+    query = inquiry_query(flt, session.get_bind().dialect.name).subquery()
     return int(await session.scalar(select(func.count()).select_from(query)) or 0)
 
 

@@ -34,7 +34,7 @@ async def inquiries_by_status(session: AsyncSession, *, since: dt.datetime | Non
 
 async def inquiries_per_day(session: AsyncSession, *, days: int, now: dt.datetime) -> list[tuple[dt.date, int]]:
     start = (now - dt.timedelta(days=days - 1)).date()
-    day = _day(Inquiry.created_at, session.bind.dialect.name)
+    day = _day(Inquiry.created_at, session.get_bind().dialect.name)
     stmt = (select(day, func.count()).where(Inquiry.created_at >= dt.datetime.combine(start, dt.time(), dt.UTC))
             .group_by(day))
     found = {_as_date(d): int(n) for d, n in (await session.execute(stmt)).all()}
@@ -75,7 +75,7 @@ async def subscriber_growth(session: AsyncSession, *, days: int = GROWTH_DAYS,
     now = now or utcnow()
     start = (now - dt.timedelta(days=days - 1)).date()
     since = dt.datetime.combine(start, dt.time(), dt.UTC)
-    dialect = session.bind.dialect.name
+    dialect = session.get_bind().dialect.name
     series = {}
     for name, column in (("confirmed", Subscriber.confirmed_at), ("unsubscribed", Subscriber.unsubscribed_at)):
         day = _day(column, dialect)

@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import and_, bindparam, delete, exists, func, insert, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from service.db import lock_names, utcnow
+from service.db import lock_names, rowcount, utcnow
 from service.inquiries.models import HELD, INQUIRY_STATUSES, Inquiry, InquiryEvent, new_receipt
 
 NOTE_MAX_LENGTH = 10_000
@@ -91,7 +91,7 @@ async def purge_held_inquiries(session: AsyncSession, *, before: dt.datetime) ->
     """Delete held inquiries stored before `before`; how many went."""
     stmt = delete(Inquiry).where(Inquiry.status == HELD, Inquiry.created_at < before)
     result = await session.execute(stmt.execution_options(synchronize_session=False))
-    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+    return rowcount(result)
 
 
 async def count_held_inquiries(session: AsyncSession) -> int:

@@ -58,7 +58,9 @@ def check_header_value(name: str, value: str) -> str:
 def _encoded_words(text: str, room: int) -> list[str]:
     """`text` as RFC 2047 base64 words of at most `room` characters, cut between characters."""
     max_bytes = max(3, (room - len("=?utf-8?b??=")) // 4 * 3)
-    words, chunk, size = [], [], 0
+    words: list[str] = []
+    chunk: list[str] = []
+    size = 0
     for char in text:
         n = len(char.encode("utf-8"))
         if size + n > max_bytes and chunk:

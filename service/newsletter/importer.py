@@ -132,7 +132,7 @@ async def _import(
     report = ImportReport(dry_run=dry_run)
     now = utcnow()
     checker = RowChecker(settings, source, now)
-    postgres = session.bind.dialect.name == "postgresql"
+    postgres = session.get_bind().dialect.name == "postgresql"
     await _create_staging(session, postgres)
     check_suppression = (await session.scalar(select(Suppression.email_hash).limit(1))) is not None
     batch: list[dict[str, Any]] = []

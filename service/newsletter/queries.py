@@ -4,21 +4,23 @@ unconfirmed signups. Functions take the caller's session and never commit."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from typing import Any
 
 from sqlalchemy import ColumnElement, delete, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from service.db import utcnow
+from service.db import rowcount, utcnow
 from service.newsletter.models import SUPPRESSED_STATUSES, Subscriber, SubscriberTopic, Suppression
 from service.tokens import Tokens
 from service.validation import email_key
 
 
-def _insert(session: AsyncSession):  # type: ignore[no-untyped-def]
-    return pg_insert if session.bind.dialect.name == "postgresql" else sqlite_insert
+def _insert(session: AsyncSession) -> Callable[[Any], postgresql.Insert | sqlite.Insert]:
+    return pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
 
 
 def suppression_hashes(tokens: Tokens, email: str) -> list[str]:
@@ -109,7 +111,7 @@ async def purge_held_signups(session: AsyncSession, *, source_prefix: str, befor
         Subscriber.signup_source.startswith(source_prefix, autoescape=True), Subscriber.signup_at < before,
     )
     result = await session.execute(stmt.execution_options(synchronize_session=False))
-    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+    return rowcount(result)
 
 
 async def purge_expired_pending(session: AsyncSession, *, cutoff: dt.datetime, limit: int = 500) -> int:
@@ -156,7 +158,7 @@ async def mark_status_by(session: AsyncSession, *, subscriber_id: int | None, em
     if status != "complained":  # a complaint is the strongest signal; a bounce never overwrites it
         stmt = stmt.where(Subscriber.status != "complained")
     result = await session.execute(stmt.values(**values))
-    if result.rowcount:  # type: ignore[attr-defined]
+    if rowcount(result):
         return True
     return (await session.scalar(select(Subscriber.id).where(where))) is not None
 
