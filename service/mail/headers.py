@@ -140,7 +140,8 @@ class TextHeader(str):
         self.name = name
         return self
 
-    def __getnewargs__(self) -> tuple[str, str]:  # type: ignore[override]  # copy and pickle
+    # str's takes one argument, ours two: copy and pickle rebuild the header from (name, value)
+    def __getnewargs__(self) -> tuple[str, str]:  # type: ignore[override]
         return (self.name, str(self))
 
     def fold(self, *, policy: Policy) -> str:
@@ -177,7 +178,8 @@ class AddressHeader(str):
         self.pairs = pairs
         return self
 
-    def __getnewargs__(self) -> tuple[str, str]:  # type: ignore[override]  # copy and pickle
+    # str's takes one argument, ours two: copy and pickle rebuild the header from (name, value)
+    def __getnewargs__(self) -> tuple[str, str]:  # type: ignore[override]
         return (self.name, str(self))
 
     def fold(self, *, policy: Policy) -> str:

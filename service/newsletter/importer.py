@@ -19,7 +19,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any, cast
 
 from sqlalchemy import Column, Integer, MetaData, String, Table, Text, bindparam, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -40,6 +40,9 @@ from service.newsletter.models import Subscriber, Suppression
 from service.settings import Settings
 from service.tokens import Tokens
 from service.validation import FieldError
+
+if TYPE_CHECKING:
+    import asyncpg
 
 __all__ = ["COLUMNS", "ImportFileError", "ImportReport", "import_clean_email", "import_subscribers"]
 
@@ -208,11 +211,12 @@ async def _flush(session: AsyncSession, postgres: bool, tokens: Tokens, report: 
         return
     if postgres:
         conn = await session.connection()
-        raw = (await conn.get_raw_connection()).driver_connection
-        await raw.copy_records_to_table(  # type: ignore[union-attr]
+        # the driver's own connection (SQLAlchemy types it Any | None): asyncpg's, on PostgreSQL
+        raw = cast("asyncpg.Connection[Any]", (await conn.get_raw_connection()).driver_connection)
+        await raw.copy_records_to_table(
             "import_staging", columns=_STAGING_COLS, records=[tuple(r[c] for c in _STAGING_COLS) for r in batch])
         if topic_batch:
-            await raw.copy_records_to_table("import_topics", columns=["line", "topic"],  # type: ignore[union-attr]
+            await raw.copy_records_to_table("import_topics", columns=["line", "topic"],
                                             records=topic_batch)
     else:
         await session.execute(STAGING.insert(), batch)
