@@ -8,6 +8,7 @@ import logging
 from collections.abc import AsyncIterator
 
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -85,8 +86,10 @@ def create_app(
     this process."""
     settings = settings or Settings.from_env()
     owns_engine = sessions is None
-    engine = create_engine(settings.database_url) if sessions is None else None
-    sessions = sessions if sessions is not None else session_factory(engine)  # type: ignore[arg-type]
+    engine: AsyncEngine | None = None
+    if sessions is None:
+        engine = create_engine(settings.database_url)
+        sessions = session_factory(engine)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

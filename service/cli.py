@@ -117,7 +117,7 @@ def startup_hints(settings: Settings) -> list[str]:
     """Lines printed by `tidings serve` before it starts (e.g. how to create the first admin)."""
     if not settings.is_sqlite:
         return []
-    return run(_startup_hints(settings))  # type: ignore[no-any-return]
+    return run(_startup_hints(settings))
 
 
 async def _startup_hints(settings: Settings) -> list[str]:

@@ -22,7 +22,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager, suppress
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, cast
 
 import asyncpg
 from sqlalchemy import (
@@ -35,16 +35,16 @@ from sqlalchemy import (
     TypeDecorator,
     and_,
     bindparam,
-    cast,
     event,
     func,
     or_,
     text,
     tuple_,
 )
+from sqlalchemy import cast as sql_cast
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.engine import Dialect
+from sqlalchemy.engine import CursorResult, Dialect, Result
 from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase
@@ -69,6 +69,8 @@ log = logging.getLogger("tidings.db")
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    if TYPE_CHECKING:  # typed FromClause by SQLAlchemy; every model here is mapped to a Table
+        __table__: ClassVar[Table]
 
 
 # asyncpg's errors for a server that is gone, going or not there yet (SQLSTATE class 08, 57P01-03,
@@ -394,6 +396,12 @@ async def short_transaction(sessions: Sessions) -> AsyncIterator[AsyncSession]:
                 yield session
 
 
+def rowcount(result: Result[Any]) -> int:
+    """The rows an UPDATE, DELETE or INSERT matched. Session.execute is typed as returning a
+    Result, but for these statements it returns a CursorResult, which has the count."""
+    return int(cast(CursorResult[Any], result).rowcount or 0)
+
+
 def lock_id(name: str) -> int:
     """A signed 64-bit number for `name` (PostgreSQL advisory locks are keyed by bigint)."""
     return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
@@ -427,7 +435,7 @@ def insert_for(session: AsyncSession) -> Callable[..., Any]:
 
 def day_bucket(session: AsyncSession, column: Any) -> Any:
     """The UTC calendar day of a timestamp column, for GROUP BY (a date, or its ISO text on SQLite)."""
-    return cast(column, Date) if is_postgresql(session) else func.date(column)
+    return sql_cast(column, Date) if is_postgresql(session) else func.date(column)
 
 
 def postgresql_only(index: Index) -> Index:

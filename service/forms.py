@@ -22,7 +22,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import HTTPConnection, Request
 
 from service.db import short_transaction
 from service.ratelimit import hit_rate_limit, ip_limit_key
@@ -76,11 +76,11 @@ class FormFields(dict[str, Any]):
         return [v for k, v in self._pairs if k == key]
 
 
-def tokens_of(request: Request) -> Tokens:
-    tokens = getattr(request.app.state, "tokens", None)
+def tokens_of(conn: HTTPConnection) -> Tokens:
+    tokens = getattr(conn.app.state, "tokens", None)
     if tokens is None:
-        tokens = request.app.state.tokens = Tokens(settings_of(request))
-    return tokens  # type: ignore[no-any-return]
+        tokens = conn.app.state.tokens = Tokens(settings_of(conn))
+    return tokens
 
 
 def issue_form_token(request: Request, form: str) -> str:

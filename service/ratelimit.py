@@ -13,7 +13,7 @@ from sqlalchemy import Integer, String, delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
-from service.db import Base, UTCDateTime, insert_for
+from service.db import Base, UTCDateTime, insert_for, rowcount
 from service.settings import RateLimit
 
 
@@ -79,4 +79,4 @@ async def peek_rate_limit(session: AsyncSession, *, key: str, limit: RateLimit) 
 async def purge_rate_limits(session: AsyncSession, *, now: dt.datetime) -> int:
     """Delete windows that have ended; returns how many rows went."""
     result = await session.execute(delete(RateLimitCounter).where(RateLimitCounter.expires_at < now))
-    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+    return rowcount(result)

@@ -29,18 +29,20 @@ log = logging.getLogger("tidings.server")
 try:
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 except ImportError:  # pragma: no cover - uvicorn[standard] brings httptools
-    HttpToolsProtocol = None  # type: ignore[assignment,misc]
+    HAS_HTTPTOOLS = False
+else:
+    HAS_HTTPTOOLS = True
 
 
 def http_protocol(max_header_bytes: int) -> type[asyncio.Protocol] | str:
     """The HTTP protocol class for uvicorn: httptools with the header limit, or h11 (which takes
     the limit from the config) when httptools is not installed."""
-    if HttpToolsProtocol is None:  # pragma: no cover
+    if not HAS_HTTPTOOLS:  # pragma: no cover
         return "h11"
     return type("HeaderLimitedHttpToolsProtocol", (HeaderLimitedHttpTools,), {"max_header_bytes": max_header_bytes})
 
 
-if HttpToolsProtocol is not None:
+if HAS_HTTPTOOLS:
 
     class HeaderLimitedHttpTools(HttpToolsProtocol):
         """httptools, refusing a request whose line and headers exceed `max_header_bytes`.
@@ -54,6 +56,7 @@ if HttpToolsProtocol is not None:
 
         max_header_bytes = 16 * 1024
 
+        # asyncio.Protocol's takes a BaseTransport; uvicorn's (which this extends) narrows it to Transport
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             self._head_bytes = 0
             self._in_head = True

@@ -14,7 +14,7 @@ import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 from urllib.parse import urlsplit
 
 from starlette.config import Config
@@ -272,7 +272,13 @@ def _feed_url(value: str | None) -> str | None:
     return value
 
 
-def _dkim(config: Config, mail_from: str) -> dict[str, str | None]:
+class _DkimSettings(TypedDict, total=False):
+    dkim_private_key_file: str
+    dkim_selector: str
+    dkim_domain: str
+
+
+def _dkim(config: Config, mail_from: str) -> _DkimSettings:
     """DKIM_PRIVATE_KEY_FILE + DKIM_SELECTOR (+ DKIM_DOMAIN, default MAIL_FROM's domain), all or none."""
     from email.utils import parseaddr
 

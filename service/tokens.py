@@ -34,7 +34,7 @@ class Tokens:
     def dumps(self, purpose: str, data: Any) -> str:
         return URLSafeTimedSerializer(self._keys, salt=f"tidings.{purpose}").dumps(data)
 
-    def loads(self, purpose: str, token: str, *, max_age: float | None = None) -> Any:
+    def loads(self, purpose: str, token: str, *, max_age: int | None = None) -> Any:
         try:
             return URLSafeTimedSerializer(self._keys, salt=f"tidings.{purpose}").loads(token, max_age=max_age)
         except SignatureExpired as exc:

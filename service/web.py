@@ -62,7 +62,7 @@ def make_templates(settings: Settings) -> Jinja2Templates:
 
 
 def templates(conn: HTTPConnection) -> Jinja2Templates:
-    return conn.app.state.templates  # type: ignore[no-any-return]
+    return conn.app.state.templates
 
 
 def render(request: Request, name: str, ctx: dict[str, Any] | None = None, status_code: int = 200,
@@ -72,7 +72,7 @@ def render(request: Request, name: str, ctx: dict[str, Any] | None = None, statu
 
 
 def settings_of(conn: HTTPConnection) -> Settings:
-    return conn.app.state.settings  # type: ignore[no-any-return]
+    return conn.app.state.settings
 
 
 def client_ip(conn: HTTPConnection) -> str:

@@ -106,11 +106,11 @@ def preauth_form_ok(conn: HTTPConnection, given: str | None) -> bool:
     """The CSRF check of the sign-in and set-password forms: same origin, and the form token
     was issued to this browser (its pre-session cookie)."""
     binding = conn.cookies.get(LOGIN_COOKIE)
-    return same_origin(conn) and login_form_token_ok(tokens_of(conn), given, binding)  # type: ignore[arg-type]
+    return same_origin(conn) and login_form_token_ok(tokens_of(conn), given, binding)
 
 
 def staff_of(request: Request) -> StaffUser:
-    return request.state.staff  # type: ignore[no-any-return]
+    return request.state.staff
 
 
 def login_redirect(conn: HTTPConnection) -> Response:
@@ -173,7 +173,7 @@ class AdminGuardMiddleware:
         if path == OPEN_PATHS[0] or path.startswith(OPEN_PATHS[1]):
             await self.app(scope, receive, send)
             return
-        tokens = tokens_of(conn)  # type: ignore[arg-type]
+        tokens = tokens_of(conn)
         admin_session = read_session_cookie(tokens, conn.cookies.get(COOKIE_NAME))
         user = await self._user(conn, admin_session)
         if admin_session is None or user is None:

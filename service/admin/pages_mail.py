@@ -22,7 +22,7 @@ from starlette.routing import BaseRoute, Route
 
 from service.admin.audit import record_audit
 from service.admin.guard import admin_error, get_or_404, page
-from service.admin.paging import paginate
+from service.admin.paging import Page, paginate
 from service.db import get_session, utcnow
 from service.mail.message import build_message, header_text, message_parts, parse_raw
 from service.mail.models import OUTBOX_STATUSES, MailboxMessage, OutboxMessage
@@ -44,6 +44,10 @@ def _before(request: Request) -> int | None:
     return int(value) if value.isdigit() else None
 
 
+def _row_id(message: MailboxMessage | OutboxMessage) -> str:
+    return str(message.id)
+
+
 async def outbox(request: Request) -> Response:
     session = get_session(request)
     before = _before(request)
@@ -56,8 +60,8 @@ async def outbox(request: Request) -> Response:
         status = status if status in OUTBOX_STATUSES else ""
         fetch = partial(list_outbox, session, status=status, before_id=before)
         ctx.update(status=status, counts=await outbox_counts(session))
-    paging = await paginate(request, lambda limit: fetch(limit=limit), cursor=lambda m: str(m.id),
-                            cursor_param="before")
+    paging: Page[MailboxMessage | OutboxMessage] = await paginate(
+        request, lambda limit: fetch(limit=limit), cursor=_row_id, cursor_param="before")
     rows = paging.rows
     inquiry_rows = sum(1 for r in rows if getattr(r, "kind", "") in INQUIRY_KINDS)
     if ctx["status"] and inquiry_rows:  # a filtered list that shows inquiry mail

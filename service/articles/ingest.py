@@ -113,7 +113,7 @@ def _feed_article(entry: Any, source: str) -> ParsedArticle | None:
     content_html = sanitize_html(content or summary_html)
     summary = shorten(html_to_text(summary_html or content_html))
     struct = entry.get("published_parsed") or entry.get("updated_parsed")
-    published = dt.datetime(*struct[:6], tzinfo=dt.UTC) if struct else dt.datetime.now(dt.UTC)
+    published = dt.datetime(*struct[:6]).replace(tzinfo=dt.UTC) if struct else dt.datetime.now(dt.UTC)
     tags = [t.get("term", "").strip() for t in entry.get("tags", []) if t.get("term", "").strip()]
     image_url, image_alt = None, ""
     for media in [*entry.get("media_content", []), *entry.get("media_thumbnail", [])]:

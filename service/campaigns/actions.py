@@ -40,7 +40,7 @@ async def schedule_campaign(session: AsyncSession, *, campaign_id: int, at: dt.d
     if at <= now:
         raise ScheduleError("this is in the past; send the campaign now to send it at once")
     await cq.schedule_campaign(session, campaign_id=campaign_id, at=at, now=now)
-    detail = {"at": at.isoformat(), **({"timezone": timezone} if timezone else {})}
+    detail: dict[str, object] = {"at": at.isoformat(), **({"timezone": timezone} if timezone else {})}
     await _audit(session, "campaign_schedule", campaign_id, actor, detail)
 
 

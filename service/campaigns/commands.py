@@ -9,13 +9,16 @@ import signal
 import socket
 import sys
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from service.campaigns.queries import CampaignError
 from service.campaigns.rules import RuleError
 from service.command import Body, CommandError, Handler, database_command
 from service.db import Sessions, transaction, utcnow
 from service.settings import Settings
+
+if TYPE_CHECKING:  # for annotations only: campaigns/dkim.py (and dkimpy) is loaded where signers are made
+    from service.campaigns.dkim import DkimSigner
 
 
 def _command(body: Body) -> Handler:
@@ -153,7 +156,7 @@ async def _campaign_send(settings: Settings, sessions: Sessions, args: argparse.
 
 
 async def _send_campaign(settings: Settings, sessions: Sessions, transport: Any, campaign_id: int,
-                         signer: object | None) -> None:
+                         signer: DkimSigner | None) -> None:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from service.admin.audit import Actor

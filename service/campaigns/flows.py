@@ -58,6 +58,7 @@ async def render_preview(
     as a subscriber of every topic without a name when neither is given."""
     campaign = await q.get_campaign(session, campaign_id=campaign_id)
     articles = await q.campaign_articles(session, campaign_id=campaign_id)
+    topics: tuple[str, ...]
     name, topics, url = "", (), f"{settings.base_url}/unsubscribe/PREVIEW"
     if subscriber_id is not None or email is not None:
         query = select(Subscriber).where(

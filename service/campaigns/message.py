@@ -16,6 +16,7 @@ import functools
 import uuid
 from dataclasses import dataclass
 from email.utils import formatdate, getaddresses, parseaddr
+from typing import TYPE_CHECKING
 
 from service.campaigns.render import qp
 from service.mail.headers import (
@@ -28,6 +29,9 @@ from service.mail.headers import (
 )
 from service.mail.message import domain_of, list_headers
 from service.settings import Settings
+
+if TYPE_CHECKING:  # for annotations only: campaigns/dkim.py (and dkimpy) is loaded where signers are made
+    from service.campaigns.dkim import DkimSigner
 
 HEADERS = ("From", "To", "Subject", "Date", "Message-ID", "MIME-Version", "List-Unsubscribe",
            "List-Unsubscribe-Post", "List-Id", "Feedback-ID", "Precedence", "Auto-Submitted", "Content-Type")
@@ -53,10 +57,10 @@ class MessageFactory:
     subject: str
     settings: Settings
     domain: str
-    signer: object | None = None
+    signer: DkimSigner | None = None
 
     @classmethod
-    def for_campaign(cls, settings: Settings, *, campaign_id: int, subject: str, signer: object | None = None
+    def for_campaign(cls, settings: Settings, *, campaign_id: int, subject: str, signer: DkimSigner | None = None
                      ) -> MessageFactory:
         return cls(
             campaign_id=campaign_id,
@@ -112,6 +116,6 @@ class MessageFactory:
         ).encode()
         raw = b"".join([head, part, text_body, part_html, html_body, f"\r\n--{boundary}--\r\n".encode()])
         if self.signer is not None:
-            raw = self.signer.sign(raw)  # type: ignore[attr-defined]
+            raw = self.signer.sign(raw)
             return message_id, check_serialised(raw, (*HEADERS, "DKIM-Signature"))
         return message_id, check_serialised(raw, HEADERS)

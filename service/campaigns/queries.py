@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.articles.models import Article, ArticleTopic
 from service.campaigns.models import Campaign, CampaignArticle, Delivery
-from service.db import UTCDateTime, insert_for, without_jit
+from service.db import UTCDateTime, insert_for, rowcount, without_jit
 from service.newsletter.audience import campaign_audience, mailable, wants_topics
 from service.newsletter.models import Subscriber, SubscriberTopic
 
@@ -116,7 +116,7 @@ async def queue_deliveries(session: AsyncSession, *, campaign: Campaign, now: dt
     ).on_conflict_do_nothing(index_elements=["campaign_id", "subscriber_id"])
     await without_jit(session)  # JIT compilation costs more (~0.1 s) than it saves on this one-off statement
     result = await session.execute(statement)
-    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+    return rowcount(result)
 
 
 # -- status changes --------------------------------------------------------------------------
@@ -184,7 +184,7 @@ async def finish_campaign_if_done(session: AsyncSession, *, campaign_id: int, no
         update(Campaign).where(Campaign.id == campaign_id, Campaign.status == "sending", ~open_rows.exists())
         .values(status="sent", sent_at=now, updated_at=now)
     )
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    return bool(rowcount(result))
 
 
 async def due_scheduled_campaigns(session: AsyncSession, *, now: dt.datetime) -> list[int]:

@@ -25,7 +25,7 @@ from collections import deque
 from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from service.campaigns import queries as q
 from service.campaigns.message import MessageFactory
@@ -39,6 +39,9 @@ from service.mail.smtp import PermanentFailure
 from service.newsletter.tokens import unsubscribe_url
 from service.settings import Settings
 from service.tokens import Tokens
+
+if TYPE_CHECKING:  # for annotations only: campaigns/dkim.py (and dkimpy) is loaded where signers are made
+    from service.campaigns.dkim import DkimSigner
 
 log = logging.getLogger("tidings.campaigns")
 
@@ -80,7 +83,7 @@ class CampaignSender:
         backoff_cap: float = 1800.0,
         max_age: dt.timedelta | None = None,
         bucket: TokenBucket | None = None,
-        signer: object | None = None,
+        signer: DkimSigner | None = None,
         on_progress: Progress | None = None,
     ) -> None:
         self.sessions = sessions

@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text, func, literal_column, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
-from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.elements import ColumnClause, ColumnElement
 
 from service.db import Base, UTCDateTime, postgresql_only, utcnow
 
@@ -81,12 +81,12 @@ class Inquiry(Base):
 
 # Constants are literal SQL (never bound parameters) so that the query's expression is exactly the
 # indexed one and the planner uses it.
-SEARCH_CONFIG = literal_column("'simple'::regconfig")
+SEARCH_CONFIG: ColumnClause[Any] = literal_column("'simple'::regconfig")
 
 
 def inquiry_search_document() -> ColumnElement[Any]:
     """to_tsvector over name, email and message: the expression of ix_inquiries_search."""
-    space = literal_column("' '")
+    space: ColumnClause[Any] = literal_column("' '")
     return func.to_tsvector(SEARCH_CONFIG, Inquiry.name + space + Inquiry.email + space + Inquiry.message)
 
 

@@ -16,7 +16,17 @@ from sqlalchemy import Select, and_, bindparam, delete, exists, func, insert, or
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.admin.models import StaffUser
-from service.db import Cursor, Sessions, day_start, like_pattern, lock_names, newest_first, utcnow, word_search
+from service.db import (
+    Cursor,
+    Sessions,
+    day_start,
+    like_pattern,
+    lock_names,
+    newest_first,
+    rowcount,
+    utcnow,
+    word_search,
+)
 from service.inquiries.models import (
     HELD,
     INQUIRY_STATUSES,
@@ -111,7 +121,7 @@ async def purge_held_inquiries(session: AsyncSession, *, before: dt.datetime) ->
     """Delete held inquiries stored before `before`; how many went."""
     stmt = delete(Inquiry).where(Inquiry.status == HELD, Inquiry.created_at < before)
     result = await session.execute(stmt.execution_options(synchronize_session=False))
-    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+    return rowcount(result)
 
 
 async def count_held_inquiries(session: AsyncSession) -> int:
@@ -178,7 +188,7 @@ def _search(session: AsyncSession, q: str) -> Any:
                        columns=(Inquiry.name, Inquiry.email, Inquiry.message), words=words)
 
 
-def filtered_inquiries(session: AsyncSession, flt: InquiryFilter) -> Select[tuple[Inquiry]]:
+def filtered_inquiries(session: AsyncSession, flt: InquiryFilter) -> Select[Inquiry]:
     """The inquiries `flt` selects, unordered (the benchmark explains this statement)."""
     stmt = select(Inquiry)
     if flt.status:

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Sequence
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from service.db import rowcount
 from service.inquiries.models import Inquiry, InquiryEvent
 
 # Statuses after which an inquiry's data is no longer needed (see INQUIRY_RETENTION_DAYS).
@@ -63,4 +64,4 @@ async def delete_inquiries(session: AsyncSession, *, inquiry_ids: Sequence[int])
         return 0
     await session.execute(delete(InquiryEvent).where(InquiryEvent.inquiry_id.in_(ids)))
     result = await session.execute(delete(Inquiry).where(Inquiry.id.in_(ids)))
-    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+    return rowcount(result)

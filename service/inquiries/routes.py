@@ -136,7 +136,7 @@ async def _store(request: Request, data: Mapping[str, Any], inquiry: InquiryInpu
 
 def _form_page(request: Request, data: Mapping[str, Any], errors: Mapping[str, str], *, notice: str | None = None,
                notice_kind: str = "alert", status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    values = {f: _text(data.get(f)) for f in (*TEXT_FIELDS, *ATTRIBUTION_FIELDS)}
+    values: dict[str, str | bool] = {f: _text(data.get(f)) for f in (*TEXT_FIELDS, *ATTRIBUTION_FIELDS)}
     values["contact_method"] = values["contact_method"] or "email"
     values["consent"] = _checked(data.get("consent"))
     values["newsletter"] = _checked(data.get("newsletter"))

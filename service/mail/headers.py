@@ -58,7 +58,9 @@ def check_header_value(name: str, value: str) -> str:
 def _encoded_words(text: str, room: int) -> list[str]:
     """`text` as RFC 2047 base64 words of at most `room` characters, cut between characters."""
     max_bytes = max(3, (room - len("=?utf-8?b??=")) // 4 * 3)
-    words, chunk, size = [], [], 0
+    words: list[str] = []
+    chunk: list[str] = []
+    size = 0
     for char in text:
         n = len(char.encode("utf-8"))
         if size + n > max_bytes and chunk:
@@ -138,7 +140,8 @@ class TextHeader(str):
         self.name = name
         return self
 
-    def __getnewargs__(self) -> tuple[str, str]:  # type: ignore[override]  # copy and pickle
+    # str's takes one argument, ours two: copy and pickle rebuild the header from (name, value)
+    def __getnewargs__(self) -> tuple[str, str]:  # type: ignore[override]
         return (self.name, str(self))
 
     def fold(self, *, policy: Policy) -> str:
@@ -175,7 +178,8 @@ class AddressHeader(str):
         self.pairs = pairs
         return self
 
-    def __getnewargs__(self) -> tuple[str, str]:  # type: ignore[override]  # copy and pickle
+    # str's takes one argument, ours two: copy and pickle rebuild the header from (name, value)
+    def __getnewargs__(self) -> tuple[str, str]:  # type: ignore[override]
         return (self.name, str(self))
 
     def fold(self, *, policy: Policy) -> str:

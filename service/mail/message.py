@@ -34,7 +34,7 @@ class _CachedHeaderRegistry(HeaderRegistry):
 
     @functools.lru_cache(maxsize=256)  # noqa: B019 - one registry per process, kept forever
     def __getitem__(self, name: str) -> type[BaseHeader]:
-        return super().__getitem__(name)  # type: ignore[no-any-return]
+        return super().__getitem__(name)
 
 
 POLICY = email.policy.SMTP.clone(max_line_length=998, header_factory=_CachedHeaderRegistry())
@@ -137,8 +137,8 @@ def message_parts(msg: EmailMessage) -> tuple[str, str]:
     """(text, html) bodies of a message built here."""
     text_part = msg.get_body(preferencelist=("plain",))
     html_part = msg.get_body(preferencelist=("html",))
-    text = text_part.get_content() if text_part is not None else ""  # type: ignore[attr-defined]
-    html = html_part.get_content() if html_part is not None else ""  # type: ignore[attr-defined]
+    text = text_part.get_content() if text_part is not None else ""
+    html = html_part.get_content() if html_part is not None else ""
     return text, html
 
 

@@ -39,7 +39,7 @@ from typing import Any
 from sqlalchemy import and_, delete, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from service.db import Sessions, is_database_outage, utcnow
+from service.db import Sessions, is_database_outage, rowcount, utcnow
 from service.mail.headers import HeaderInjectionError, header_names
 from service.mail.message import build_message, checked_headers, new_message_id, parse_raw, serialise
 from service.mail.models import OutboxMessage
@@ -192,7 +192,7 @@ async def mark_outbox_sent(
                OutboxMessage.status == "sending")
         .values(**values)
     )
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    return bool(rowcount(result))
 
 
 async def mark_outbox_failed(
@@ -207,7 +207,7 @@ async def mark_outbox_failed(
                OutboxMessage.status == "sending")
         .values(**values)
     )
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    return bool(rowcount(result))
 
 
 async def retry_outbox_message(session: AsyncSession, *, message_id: int, now: dt.datetime) -> bool:
@@ -217,7 +217,7 @@ async def retry_outbox_message(session: AsyncSession, *, message_id: int, now: d
         .where(OutboxMessage.id == message_id, OutboxMessage.status == "failed")
         .values(status="queued", next_attempt_at=now, attempts=0)
     )
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    return bool(rowcount(result))
 
 
 def backoff(attempts: int, *, base: float, cap: float) -> dt.timedelta:
@@ -385,7 +385,7 @@ async def forget_inquiry_mail(session: AsyncSession, *, inquiry_ids: Sequence[in
     message_ids = select(OutboxMessage.message_id).where(OutboxMessage.inquiry_id.in_(ids))
     await session.execute(delete(MailboxMessage).where(MailboxMessage.message_id.in_(message_ids)))
     result = await session.execute(delete(OutboxMessage).where(OutboxMessage.inquiry_id.in_(ids)))
-    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+    return rowcount(result)
 
 
 async def stored_recipients(session: AsyncSession) -> set[str]:

@@ -20,6 +20,7 @@ import ssl
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import cast
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import aiosmtplib
@@ -138,10 +139,11 @@ class SmtpConnection(asyncio.Protocol):
         await client.connect()
         if client.last_ehlo_response is None:
             await client.ehlo()
-        transport = client.transport
-        if transport is None:
+        if client.transport is None:
             raise TemporaryFailure("SMTP connection closed during set-up")
-        pipe = cls(transport, pipelining=client.supports_extension("pipelining"),  # type: ignore[arg-type]
+        # aiosmtplib types it BaseTransport; it is the stream transport of its TCP connection
+        transport = cast(asyncio.Transport, client.transport)
+        pipe = cls(transport, pipelining=client.supports_extension("pipelining"),
                    eight_bit=client.supports_extension("8bitmime"), timeout=reply_timeout)
         transport.set_protocol(pipe)
         return pipe

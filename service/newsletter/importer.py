@@ -19,7 +19,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from sqlalchemy import Column, Integer, MetaData, String, Table, Text, bindparam, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -40,6 +40,9 @@ from service.newsletter.models import Subscriber, Suppression
 from service.settings import Settings
 from service.tokens import Tokens
 from service.validation import FieldError
+
+if TYPE_CHECKING:
+    pass
 
 __all__ = ["COLUMNS", "ImportFileError", "ImportReport", "import_clean_email", "import_subscribers"]
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from sqlalchemy import ColumnElement, delete, exists, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from service.db import Cursor, insert_for, like_pattern, newest_first, utcnow
+from service.db import Cursor, insert_for, like_pattern, newest_first, rowcount, utcnow
 from service.newsletter.models import SUPPRESSED_STATUSES, Subscriber, SubscriberTopic, Suppression
 from service.tokens import Tokens
 from service.validation import email_key
@@ -134,7 +134,7 @@ async def purge_held_signups(session: AsyncSession, *, source_prefix: str, befor
         Subscriber.signup_source.startswith(source_prefix, autoescape=True), Subscriber.signup_at < before,
     )
     result = await session.execute(stmt.execution_options(synchronize_session=False))
-    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+    return rowcount(result)
 
 
 async def purge_expired_pending(session: AsyncSession, *, cutoff: dt.datetime, limit: int = 500) -> int:
@@ -181,7 +181,7 @@ async def mark_status_by(session: AsyncSession, *, subscriber_id: int | None, em
     if status != "complained":  # a complaint is the strongest signal; a bounce never overwrites it
         stmt = stmt.where(Subscriber.status != "complained")
     result = await session.execute(stmt.values(**values))
-    if result.rowcount:  # type: ignore[attr-defined]
+    if rowcount(result):
         return True
     return (await session.scalar(select(Subscriber.id).where(where))) is not None
 

@@ -34,27 +34,28 @@ async def request_access(request: Request) -> Response:
                   {"hours": access.ACCESS_MAX_AGE // 3600, "included": access.INCLUDED}, headers=_PRIVATE)
 
 
-async def _subscriber_or_problem(request: Request) -> tuple[Subscriber | None, Response | None]:
+async def _subscriber_or_problem(request: Request) -> Subscriber | Response:
+    """The subscriber the access link names, or the page that says why there is none."""
     try:
         subscriber_id = access.read_access_token(tokens_of(request), request.path_params["token"])
     except TokenError as exc:
         status = 410 if exc.expired else 400
-        return None, render(request, "privacy/access_problem.html", {"expired": exc.expired},
-                            status_code=status, headers=_PRIVATE)
+        return render(request, "privacy/access_problem.html", {"expired": exc.expired},
+                      status_code=status, headers=_PRIVATE)
     except (TypeError, ValueError):
-        return None, render(request, "privacy/access_problem.html", {"expired": False}, status_code=400,
-                            headers=_PRIVATE)
+        return render(request, "privacy/access_problem.html", {"expired": False}, status_code=400,
+                      headers=_PRIVATE)
     sub = await get_subscriber(get_session(request), subscriber_id=subscriber_id)
     if sub is None:
-        return None, render(request, "newsletter/link_problem.html", {"gone": True}, status_code=404,
-                            headers=_PRIVATE)
-    return sub, None
+        return render(request, "newsletter/link_problem.html", {"gone": True}, status_code=404,
+                      headers=_PRIVATE)
+    return sub
 
 
 async def access_page(request: Request) -> Response:
-    sub, problem = await _subscriber_or_problem(request)
-    if sub is None:
-        return problem  # type: ignore[return-value]
+    sub = await _subscriber_or_problem(request)
+    if isinstance(sub, Response):
+        return sub
     token = request.path_params["token"]
     return render(request, "privacy/access.html", {
         "masked": mask_email(sub.email), "included": access.INCLUDED,
@@ -62,9 +63,9 @@ async def access_page(request: Request) -> Response:
 
 
 async def _download(request: Request, kind: str) -> Response:
-    sub, problem = await _subscriber_or_problem(request)
-    if sub is None:
-        return problem  # type: ignore[return-value]
+    sub = await _subscriber_or_problem(request)
+    if isinstance(sub, Response):
+        return sub
     data = await access.subscriber_data(get_session(request), settings=settings_of(request), subscriber=sub)
     body, media = (access.as_json(data), "application/json") if kind == "json" else (access.as_csv(data), "text/csv")
     return Response(body, media_type=f"{media}; charset=utf-8", headers={

@@ -16,8 +16,8 @@ from sqlalchemy import insert
 
 from service.admin.models import AuditEvent
 from service.mail.models import MailboxMessage
-from tests.factories import add_subscriber, count, csrf
 from tests.conftest import Database
+from tests.factories import add_subscriber, count, csrf
 
 PAGE_SIZE = 50
 
