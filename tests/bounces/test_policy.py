@@ -50,14 +50,16 @@ async def test_campaign_is_sent_from_a_verp_address_and_a_hard_bounce_suppresses
     assert senders["ana@example.org"] != senders["ben@example.org"]
     assert all(s.endswith("@bounces.clinic.test") for s in senders.values())
 
-    outcome = await record_one(db, settings, event("hard", "ben@example.org", token=token_of(senders["ben@example.org"]),
-                                                   status="5.1.1", diagnostic="smtp; 550 5.1.1 no such user"))
+    bounce = event("hard", "ben@example.org", token=token_of(senders["ben@example.org"]), status="5.1.1",
+                   diagnostic="smtp; 550 5.1.1 no such user")
+    outcome = await record_one(db, settings, bounce)
     assert (outcome.action, outcome.subscriber_id) == ("suppressed", ben)
     gone = await subscriber(db, ben)
     assert gone.status == "bounced" and "5.1.1" in (gone.last_bounce or "")
     assert (await subscriber(db, ana)).status == "confirmed"
     (stored,) = await stored_events(db)
-    assert (stored.campaign_id, stored.delivery_id, stored.subscriber_id) == (campaign_id, rows["ben@example.org"].id, ben)
+    assert (stored.campaign_id, stored.delivery_id) == (campaign_id, rows["ben@example.org"].id)
+    assert stored.subscriber_id == ben
     assert stored.outcome == "suppressed"
     assert {r.email: r.bounced for r in await deliveries(db, campaign_id)} == {"ana@example.org": False,
                                                                                "ben@example.org": True}
@@ -184,3 +186,17 @@ async def test_without_a_return_path_the_envelope_sender_is_mail_from(
     await signup(client, "kim@example.org")
     assert await _deliver_outbox(db, off, smtp) == 1
     assert [m.sender for m in smtp.received] == ["hello@clinic.test", "hello@clinic.test"]
+
+
+async def test_erasing_the_subscriber_takes_their_bounce_history(
+        db: Database, settings: Settings, smtp: SmtpServer) -> None:
+    from service.privacy.erase import erase_subscriber
+    from service.tokens import Tokens
+
+    sid = await add_subscriber(db, "lou@example.org")
+    await _send_campaign(db, settings, smtp)
+    await record_one(db, settings, event("soft", "lou@example.org", token=token_of(smtp.received[0].sender)))
+    assert len(await stored_events(db)) == 1
+    async with db.sessions.begin() as session:
+        assert await erase_subscriber(session, tokens=Tokens(settings), subscriber_id=sid)
+    assert await stored_events(db) == []
