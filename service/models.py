@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import service.admin.models
 import service.articles.models
+import service.bounces.models
 import service.campaigns.models
 import service.inquiries.models
 import service.mail.models

@@ -77,6 +77,10 @@ class Settings:
     dkim_domain: str | None = None
     reply_to: str | None = None  # None: STAFF_INBOX (see `reply_address`)
     outbox_max_age: int = 5 * 24 * 3600  # seconds a message keeps being retried through 4xx/outages
+    # The envelope sender pattern with "{token}" (from RETURN_PATH or BOUNCE_DOMAIN); None: MAIL_FROM.
+    return_path: str | None = None
+    soft_bounce_limit: int = 3
+    soft_bounce_days: int = 30
 
     @property
     def reply_address(self) -> str:
@@ -175,6 +179,9 @@ def _parse(config: Config) -> Settings:
     settings = replace(
         settings, reply_to=_address("REPLY_TO", reply_to) if reply_to is not None else None,
         outbox_max_age=_duration("OUTBOX_MAX_AGE", _get(config, "OUTBOX_MAX_AGE", "5d") or "5d", minimum=60),
+        return_path=_return_path(_get(config, "RETURN_PATH"), _get(config, "BOUNCE_DOMAIN")),
+        soft_bounce_limit=_int(config, "SOFT_BOUNCE_LIMIT", d.soft_bounce_limit, minimum=1, maximum=100),
+        soft_bounce_days=_int(config, "SOFT_BOUNCE_DAYS", d.soft_bounce_days, minimum=1, maximum=3650),
     )
     secret_key = _get(config, "SECRET_KEY")
     fallbacks = tuple(k.strip() for k in (_get(config, "SECRET_KEY_FALLBACKS", "") or "").split(",") if k.strip())
@@ -248,6 +255,37 @@ def _address(name: str, value: str | None) -> str:
     if "@" not in addr or addr.startswith("@") or addr.endswith("@"):
         raise SettingsError(f"{name}: expected an email address such as 'Clinic <hello@example.org>', got {value!r}")
     return str(Address(display_name=display, addr_spec=addr)) if display else addr
+
+
+# The VERP token is 24 characters of lower-case base32 (service.bounces.returnpath).
+TOKEN_LENGTH = 24
+_HOSTNAME = re.compile(r"(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]{0,61}[a-z0-9]", re.I)
+_LOCAL_PART = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`|~.-]*")
+
+
+def _return_path(pattern: str | None, domain: str | None) -> str | None:
+    """The envelope sender pattern: RETURN_PATH (one "{token}" in its local part) or
+    `bounces+{token}@BOUNCE_DOMAIN`; None when neither is set."""
+    if pattern is None and domain is None:
+        return None
+    if pattern is None:
+        assert domain is not None
+        if not _HOSTNAME.fullmatch(domain):
+            raise SettingsError(f"BOUNCE_DOMAIN: expected a domain name such as bounces.example.org, got {domain!r}")
+        return f"bounces+{{token}}@{domain.lower()}"
+    local, at, host = pattern.rpartition("@")
+    example = "such as bounces+{token}@example.org"
+    if not at or local.count("{token}") != 1 or "{token}" in host or not _HOSTNAME.fullmatch(host):
+        raise SettingsError(f"RETURN_PATH: expected an address with {{token}} in its local part, {example}, "
+                            f"got {pattern!r}")
+    rest = local.replace("{token}", "")
+    if not _LOCAL_PART.fullmatch(rest) or "{" in rest or "}" in rest or local.startswith(".") or ".." in local:
+        raise SettingsError(f"RETURN_PATH: the local part may hold only letters, digits and !#$%&'*+/=?^_`|~.- "
+                            f"around {{token}}, got {pattern!r}")
+    if len(rest) + TOKEN_LENGTH > 64:
+        raise SettingsError(f"RETURN_PATH: the local part would be longer than 64 characters (RFC 5321) "
+                            f"with the {TOKEN_LENGTH}-character token; shorten {rest!r}")
+    return f"{local}@{host.lower()}"
 
 
 def _origins(value: str) -> tuple[str, ...]:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from email.utils import formatdate, getaddresses, parseaddr
 from typing import TYPE_CHECKING
 
+from service.bounces.returnpath import return_path
 from service.campaigns.render import qp
 from service.mail.headers import (
     check_header_value,
@@ -71,6 +72,11 @@ class MessageFactory:
             domain=domain_of(settings.mail_from),
             signer=signer,
         )
+
+    def envelope_for(self, delivery_id: int) -> str:
+        """MAIL FROM for one delivery: its signed VERP return path when RETURN_PATH or
+        BOUNCE_DOMAIN is set (a bounce then names the delivery), else MAIL_FROM's address."""
+        return return_path(self.settings, "delivery", delivery_id) or self.envelope_from
 
     def message_id(self, delivery_id: int) -> str:
         return f"<digest.{self.campaign_id}.{delivery_id}@{self.domain}>"

@@ -394,3 +394,32 @@ async def subscriber_deliveries(session: AsyncSession, *, subscriber_id: int, li
         .where(Delivery.subscriber_id == subscriber_id).order_by(Delivery.id.desc()).limit(limit)
     )
     return [DeliveryRow(*r) for r in rows.all()]
+
+
+@dataclass(frozen=True)
+class DeliveryRef:
+    """What a bounce needs to know of the delivery it is about."""
+
+    id: int
+    campaign_id: int
+    subscriber_id: int
+    email: str
+
+
+async def find_delivery(session: AsyncSession, *, delivery_id: int | None = None, message_id: str | None = None
+                        ) -> DeliveryRef | None:
+    """The delivery with this id, or else the one sent with this Message-ID; None when neither."""
+    if delivery_id is not None:
+        where = Delivery.id == delivery_id
+    elif message_id:
+        where = Delivery.message_id == message_id
+    else:
+        return None
+    stmt = select(Delivery.id, Delivery.campaign_id, Delivery.subscriber_id, Delivery.email).where(where).limit(1)
+    row = (await session.execute(stmt)).first()
+    return DeliveryRef(*row) if row else None
+
+
+async def mark_delivery_bounced(session: AsyncSession, *, delivery_id: int) -> None:
+    """A bounce reported after the send (by a DSN or a provider): it counts in the campaign's bounces."""
+    await session.execute(update(Delivery).where(Delivery.id == delivery_id).values(bounced=True))

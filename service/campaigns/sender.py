@@ -222,7 +222,7 @@ class _Batch:
                 self._add("failed", {"id": claim.id, "message_id": factory.message_id(claim.id),
                                      "response": f"not sent: {exc}", "bounced": False})
                 continue
-            return claim, Outgoing(factory.envelope_from, claim.email, factory.subject, message_id, raw)
+            return claim, Outgoing(factory.envelope_for(claim.id), claim.email, factory.subject, message_id, raw)
         return None
 
     def done(self, claim: q.Claimed, item: Outgoing, outcome: Outcome) -> None:

@@ -58,6 +58,9 @@ class Inquiry(Base):
     form_nonce: Mapped[str | None] = mapped_column(String(64))
     # why it was held (see service.forms.HOLD_REASONS); kept after a release, as history
     held_reason: Mapped[str | None] = mapped_column(String(32))
+    # the automatic answer bounced: the address does not work, staff should call (service.bounces)
+    bounced_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    bounce_diagnostic: Mapped[str | None] = mapped_column(Text)
 
     events: Mapped[list[InquiryEvent]] = relationship(
         back_populates="inquiry", cascade="all, delete-orphan", order_by="InquiryEvent.id", lazy="raise"

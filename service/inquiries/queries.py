@@ -276,3 +276,14 @@ async def add_inquiry_note(
     session.add(event)
     await session.flush()
     return event
+
+
+async def flag_inquiry_bounced(session: AsyncSession, *, inquiry_id: int, diagnostic: str, now: dt.datetime) -> bool:
+    """Mark that mail to the inquiry's address bounced ("the address bounced: call them");
+    False when there is no such inquiry or it was already flagged."""
+    from sqlalchemy import update
+
+    result = await session.execute(
+        update(Inquiry).where(Inquiry.id == inquiry_id, Inquiry.bounced_at.is_(None))
+        .values(bounced_at=now, bounce_diagnostic=diagnostic[:2000]))
+    return bool(result.rowcount)  # type: ignore[attr-defined]

@@ -150,7 +150,7 @@ class MailerBulkTransport:
 
     async def send_stream(self, next_item: NextItem, done: Done, take: Take) -> None:
         async def send(item: Outgoing) -> str:
-            return (await self.mailer.send(parse_raw(item.raw))).response
+            return (await self.mailer.send(parse_raw(item.raw), envelope_from=item.sender)).response
 
         await _drain(next_item, done, take, send)
 

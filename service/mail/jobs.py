@@ -11,7 +11,8 @@ from service.settings import Settings
 
 async def outbox_job(ctx: WorkerContext) -> int:
     return await OutboxWorker(ctx.sessions, ctx.mailer, owner=ctx.owner,
-                              max_age=dt.timedelta(seconds=ctx.settings.outbox_max_age)).run_once()
+                              max_age=dt.timedelta(seconds=ctx.settings.outbox_max_age),
+                              settings=ctx.settings).run_once()
 
 
 def loops(settings: Settings | None) -> list[Loop]:

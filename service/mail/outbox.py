@@ -32,6 +32,7 @@ import random
 import re
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import formatdate
 from typing import Any
@@ -39,6 +40,7 @@ from typing import Any
 from sqlalchemy import and_, delete, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from service.bounces.returnpath import return_path
 from service.db import Sessions, is_database_outage, rowcount, utcnow
 from service.mail.headers import HeaderInjectionError, header_names
 from service.mail.message import build_message, checked_headers, new_message_id, parse_raw, serialise
@@ -48,6 +50,7 @@ from service.mail.render import render_email
 from service.mail.smtp import PermanentFailure, TemporaryFailure
 from service.mail.transport import Mailer
 from service.paths import TEMPLATES_DIR
+from service.settings import Settings
 
 log = logging.getLogger("tidings.outbox")
 
@@ -260,6 +263,7 @@ class OutboxWorker:
         backoff_base: float = 30.0,
         backoff_cap: float = 3600.0,
         max_age: dt.timedelta = dt.timedelta(days=5),
+        settings: Settings | None = None,
     ) -> None:
         self.sessions = sessions
         self.mailer = mailer
@@ -269,6 +273,7 @@ class OutboxWorker:
         self.backoff_base = backoff_base
         self.backoff_cap = backoff_cap
         self.max_age = max_age
+        self.settings = settings  # for the VERP return path (RETURN_PATH / BOUNCE_DOMAIN); None: From
 
     async def run_once(self) -> int:
         """Claim one batch and try each message once; returns how many were claimed."""
@@ -298,7 +303,8 @@ class OutboxWorker:
                 s, message_id=row.id, owner=self.owner, error=error, retry_at=None))
             return
         try:
-            result = await self.mailer.send(message)
+            envelope_from = return_path(self.settings, "outbox", row.id) if self.settings else None
+            result = await self.mailer.send(message, envelope_from=envelope_from)
         except TemporaryFailure as exc:
             error = str(exc)
             retry_at = retry_time(row.created_at, row.attempts, now=utcnow(), max_age=self.max_age,
@@ -413,3 +419,28 @@ async def messages_to(session: AsyncSession, *, address: str) -> list[dict[str, 
     )).all()
     return [{"kind": kind, "subject": subject, "status": status, "queued_at": created, "sent_at": sent}
             for kind, subject, status, created, sent, rcpt in rows if _is_to(rcpt, wanted)]
+
+
+@dataclass(frozen=True)
+class OutboxRef:
+    """What a bounce needs to know of the outbox message it is about."""
+
+    id: int
+    kind: str
+    recipient: str
+    inquiry_id: int | None
+
+
+async def find_outbox_message(session: AsyncSession, *, row_id: int | None = None, message_id: str | None = None
+                              ) -> OutboxRef | None:
+    """The outbox message with this row id, or else the one with this Message-ID; None when neither."""
+    if row_id is not None:
+        where = OutboxMessage.id == row_id
+    elif message_id:
+        where = OutboxMessage.message_id == message_id
+    else:
+        return None
+    stmt = (select(OutboxMessage.id, OutboxMessage.kind, OutboxMessage.recipient, OutboxMessage.inquiry_id)
+            .where(where).order_by(OutboxMessage.id).limit(1))
+    row = (await session.execute(stmt)).first()
+    return OutboxRef(*row) if row else None

@@ -35,13 +35,15 @@ class SendResult:
 
 
 class Mailer(Protocol):
-    async def send(self, message: EmailMessage) -> SendResult: ...
+    async def send(self, message: EmailMessage, *, envelope_from: str | None = None) -> SendResult:
+        """Send `message`; MAIL FROM is `envelope_from` (a VERP return path) or the From address."""
 
     async def close(self) -> None: ...
 
 
-def envelope(message: EmailMessage) -> tuple[str, list[str]]:
-    sender = getaddresses([str(message["From"])])[0][1]
+def envelope(message: EmailMessage, envelope_from: str | None = None) -> tuple[str, list[str]]:
+    """(MAIL FROM, RCPT TO addresses): `envelope_from` when given, else the From address."""
+    sender = envelope_from or getaddresses([str(message["From"])])[0][1]
     recipients = [addr for _name, addr in getaddresses([str(v) for v in message.get_all("To", [])])]
     return sender, recipients
 
@@ -55,13 +57,13 @@ class SmtpTransport:
         self._idle: list[SmtpConnection] = []
         self._slots = asyncio.Semaphore(concurrency)
 
-    async def send(self, message: EmailMessage) -> SendResult:
+    async def send(self, message: EmailMessage, *, envelope_from: str | None = None) -> SendResult:
         async with self._slots:
             connection = self._idle.pop() if self._idle else None
             try:
                 if connection is None or not connection.usable:
                     connection = await connect(self.config)
-                sender, recipients = envelope(message)
+                sender, recipients = envelope(message, envelope_from)
                 # the bytes checked by `serialise` are the bytes sent
                 raw = serialise(message, seven_bit=not connection.eight_bit)
                 response = await connection.send(sender, recipients, raw, body_8bit=connection.eight_bit)
@@ -86,16 +88,16 @@ class LocalMailboxTransport:
     def __init__(self, sessions: Sessions) -> None:
         self.sessions = sessions
 
-    async def send(self, message: EmailMessage) -> SendResult:
-        await self.send_many([message])
+    async def send(self, message: EmailMessage, *, envelope_from: str | None = None) -> SendResult:
+        await self.send_many([message], envelope_from=envelope_from)
         return SendResult(message_id=str(message["Message-ID"]), response="250 stored in the local outbox")
 
-    async def send_many(self, messages: Sequence[EmailMessage]) -> None:
+    async def send_many(self, messages: Sequence[EmailMessage], *, envelope_from: str | None = None) -> None:
         from service.mail.models import MailboxMessage
 
         async with self.sessions.begin() as session:
             for message in messages:
-                sender, recipients = envelope(message)
+                sender, recipients = envelope(message, envelope_from)
                 session.add(
                     MailboxMessage(
                         sender=sender,

@@ -64,8 +64,9 @@ async def request_subscription(
 ) -> None:
     """Record a signup (double opt-in) and queue what that address should get, whatever its state.
 
-    new, pending, unsubscribed, bounced, complained, erased -> pending, a confirmation email
+    new, pending, unsubscribed, bounced, erased -> pending, a confirmation email
     confirmed -> unchanged, an "already subscribed" note with the preference link
+    complained -> unchanged, nothing sent: a spam complaint (or staff's suppression) is for good
     Either email goes out at most once per RESEND_INTERVAL per address. `topics=None` keeps
     the topics already stored (the "send me a new link" form). Raises FieldError only for an
     invalid address (the caller shows that; it reveals nothing about anyone).
@@ -76,6 +77,8 @@ async def request_subscription(
     await queries.insert_pending_subscriber(session, email=email, now=now)
     sub = await queries.get_subscriber_by_email(session, email=email, for_update=True)
     assert sub is not None  # inserted or already there, and locked
+    if sub.status == "complained":
+        return
     # Throttled while the state the last email was about still holds: it is fresh in their inbox.
     # (Leaving the list and coming back is a new state, and can happen only once per unsubscribe.)
     recent = sub.confirmation_sent_at is not None and now - sub.confirmation_sent_at < RESEND_INTERVAL
@@ -119,6 +122,8 @@ async def hold_subscription(
     await queries.insert_pending_subscriber(session, email=email, now=now)
     sub = await queries.get_subscriber_by_email(session, email=email, for_update=True)
     assert sub is not None  # inserted or already there, and locked
+    if sub.status == "complained":
+        return
     if sub.status != "pending" or sub.signup_at is not None or sub.confirmation_sent_at is not None:
         return
     sub.name = " ".join(name.split())[:NAME_MAX]

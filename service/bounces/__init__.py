@@ -1,0 +1,1 @@
+"""Bounces and complaints: what the mail world says back about the mail we sent (see policy.py)."""

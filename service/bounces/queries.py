@@ -1,0 +1,70 @@
+"""Bounce SQL: storing an event once (the unique event key makes a second copy of a report a
+no-op on both databases), the soft-bounce count, and look-ups. None of these commit."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from service.bounces.models import BounceEvent
+from service.db import insert_for
+from service.privacy.stores import PersonalDataStore, register_store
+from service.validation import email_key
+
+
+async def insert_event(session: AsyncSession, *, values: dict[str, Any]) -> int | None:
+    """Store one event; its id, or None when an event with the same key is already stored."""
+    stmt = (insert_for(session)(BounceEvent).values(**values).on_conflict_do_nothing(index_elements=["event_key"])
+            .returning(BounceEvent.id))
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def set_event_outcome(session: AsyncSession, *, event_id: int, outcome: str) -> None:
+    await session.execute(update(BounceEvent).where(BounceEvent.id == event_id).values(outcome=outcome))
+
+
+async def count_soft_bounces(session: AsyncSession, *, recipient_key: str, since: dt.datetime) -> int:
+    """Soft bounces of this address that happened at or after `since`."""
+    stmt = select(func.count()).select_from(BounceEvent).where(
+        BounceEvent.recipient_key == recipient_key, BounceEvent.kind == "soft", BounceEvent.occurred_at >= since)
+    return int(await session.scalar(stmt) or 0)
+
+
+async def list_events(session: AsyncSession, *, subscriber_id: int | None = None, campaign_id: int | None = None,
+                      limit: int = 100) -> Sequence[BounceEvent]:
+    """Stored events, newest first; only one subscriber's or one campaign's when given."""
+    stmt = select(BounceEvent)
+    if subscriber_id is not None:
+        stmt = stmt.where(BounceEvent.subscriber_id == subscriber_id)
+    if campaign_id is not None:
+        stmt = stmt.where(BounceEvent.campaign_id == campaign_id)
+    stmt = stmt.order_by(BounceEvent.received_at.desc(), BounceEvent.id.desc()).limit(limit)
+    return (await session.scalars(stmt)).all()
+
+
+async def forget_inquiry_reports(session: AsyncSession, inquiry_ids: Sequence[int]) -> int:
+    """Delete the reports about these inquiries' emails (erasure and retention of an inquiry)."""
+    if not inquiry_ids:
+        return 0
+    result = await session.execute(delete(BounceEvent).where(BounceEvent.inquiry_id.in_(list(inquiry_ids))))
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+async def forget_address_reports(session: AsyncSession, address: str, until: dt.datetime | None = None) -> int:
+    """Delete the reports about `address` (received at or before `until`; None: all), linked to a
+    subscriber or not (erasure of a person)."""
+    stmt = delete(BounceEvent).where(BounceEvent.recipient_key == email_key(address))
+    if until is not None:
+        stmt = stmt.where(BounceEvent.received_at <= until)
+    result = await session.execute(stmt)
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+# Bounce and complaint reports quote an address and a diagnostic: they fall under the same
+# retention, erasure and re-erasure after a restore as the stored mail (service.privacy.stores).
+register_store(PersonalDataStore("bounces", forget_inquiries=forget_inquiry_reports,
+                                 forget_address=forget_address_reports))
