@@ -20,6 +20,7 @@ from service.admin import (
     pages_inquiries,
     pages_mail,
     pages_misc,
+    pages_settings,
     pages_subscriber_actions,
 )
 from service.admin.audit import record_audit
@@ -199,6 +200,7 @@ admin_routes: list[BaseRoute] = [
     Route("/account", account, methods=["GET", "POST"], name="admin_account"),
     *pages_inquiries.routes,
     *pages_misc.routes,
+    *pages_settings.routes,
     *pages_mail.routes,
     *pages_campaigns.routes,
     *pages_campaign_actions.routes,

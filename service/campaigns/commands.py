@@ -73,7 +73,8 @@ async def _campaign_status(settings: Settings, sessions: Sessions, args: argpars
 
     async with transaction(sessions) as session:
         if args.action == "approve":
-            await actions.approve_campaign(session, campaign_id=args.id, actor=Actor.cli(), now=utcnow())
+            await actions.approve_campaign(session, settings=settings, campaign_id=args.id, actor=Actor.cli(),
+                                           now=utcnow())
         else:
             await actions.change_campaign_status(session, campaign_id=args.id, action=args.action,
                                                  actor=Actor.cli(), now=utcnow())
@@ -95,7 +96,8 @@ async def _campaign_schedule(settings: Settings, sessions: Sessions, args: argpa
         raise CommandError("WHEN: give a UTC offset, e.g. 2026-12-01T09:00+00:00")
     try:
         async with transaction(sessions) as session:
-            await schedule_campaign(session, campaign_id=args.id, at=at, actor=Actor.cli(), now=utcnow())
+            await schedule_campaign(session, settings=settings, campaign_id=args.id, at=at, actor=Actor.cli(),
+                                    now=utcnow())
     except ScheduleError as exc:
         raise CommandError(f"WHEN: {exc}") from None
     print(f"campaign {args.id}: scheduled for {at.astimezone(dt.UTC):%Y-%m-%d %H:%M} UTC")
@@ -128,11 +130,11 @@ async def _campaign_stats(settings: Settings, sessions: Sessions, args: argparse
 
 
 async def _campaign_send(settings: Settings, sessions: Sessions, args: argparse.Namespace) -> None:
-    from service.campaigns.dkim import signer_from_settings
     from service.mail.bulk import bulk_transport_for
-    from service.mail.transport import make_mailer
+    from service.mail.dkim import signer_from_settings
+    from service.mail.transport import mailer_for
 
-    mailer = make_mailer(settings.smtp_url, sessions, concurrency=settings.send_concurrency)
+    mailer = mailer_for(settings, sessions)
     transport = bulk_transport_for(mailer, concurrency=settings.send_concurrency)
     try:
         if args.test:
@@ -153,7 +155,7 @@ async def _campaign_send(settings: Settings, sessions: Sessions, args: argparse.
 
 
 async def _send_campaign(settings: Settings, sessions: Sessions, transport: Any, campaign_id: int,
-                         signer: object | None) -> None:
+                         signer: Any) -> None:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from service.admin.audit import Actor
@@ -162,7 +164,8 @@ async def _send_campaign(settings: Settings, sessions: Sessions, transport: Any,
     from service.campaigns.stats import campaign_stats
 
     async with transaction(sessions) as session:
-        queued = await send_campaign_now(session, campaign_id=campaign_id, actor=Actor.cli(), now=utcnow())
+        queued = await send_campaign_now(session, settings=settings, campaign_id=campaign_id, actor=Actor.cli(),
+                                         now=utcnow())
     async with sessions() as session:
         stats = await campaign_stats(session, campaign_id=campaign_id, now=utcnow())
     if queued:

@@ -27,12 +27,14 @@ from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any
 
+from service.admin.brand import load_brand
 from service.campaigns import queries as q
 from service.campaigns.message import MessageFactory
 from service.campaigns.render import DigestTemplate, build_digest
 from service.campaigns.throttle import TokenBucket, process_bucket
 from service.db import Sessions, transaction, utcnow
 from service.mail.bulk import BulkTransport, Outcome, Outgoing
+from service.mail.dkim import DkimSigner
 from service.mail.outbox import retry_time
 from service.mail.redact import redact
 from service.mail.smtp import PermanentFailure
@@ -80,7 +82,7 @@ class CampaignSender:
         backoff_cap: float = 1800.0,
         max_age: dt.timedelta | None = None,
         bucket: TokenBucket | None = None,
-        signer: object | None = None,
+        signer: DkimSigner | None = None,
         on_progress: Progress | None = None,
     ) -> None:
         self.sessions = sessions
@@ -110,10 +112,13 @@ class CampaignSender:
             if cached is not None and cached.updated_at == campaign.updated_at:
                 return cached
             articles = await q.campaign_articles(session, campaign_id=campaign_id)
+            brand = await load_brand(session, self.settings)
+            await session.commit()  # the brand row may have been created just now
         template = build_digest(self.settings, subject=campaign.subject, preheader=campaign.preheader,
-                                intro=campaign.intro, articles=articles, slug=campaign.slug)
+                                intro=campaign.intro, articles=articles, slug=campaign.slug,
+                                postal_address=brand.postal_address)
         factory = MessageFactory.for_campaign(self.settings, campaign_id=campaign_id, subject=campaign.subject,
-                                              signer=self.signer)
+                                              install_id=brand.install_id, signer=self.signer)
         prepared = self._prepared[campaign_id] = Prepared(template, factory, campaign.updated_at)
         return prepared
 

@@ -33,7 +33,6 @@ import re
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from email.message import EmailMessage
-from email.utils import formatdate
 from typing import Any
 
 from sqlalchemy import and_, delete, func, insert, or_, select, update
@@ -41,7 +40,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.db import Sessions, is_database_outage, utcnow
 from service.mail.headers import HeaderInjectionError, header_names
-from service.mail.message import build_message, checked_headers, new_message_id, parse_raw, serialise
+from service.mail.message import build_message, checked_headers, mail_date, new_message_id, parse_raw, serialise
 from service.mail.models import OutboxMessage
 from service.mail.redact import redact
 from service.mail.render import render_email
@@ -85,7 +84,7 @@ def email_values(
     _check_template(template)
     values = checked_headers(sender=sender, to=to, subject=subject, reply_to=reply_to, headers=headers)
     now = now or utcnow()
-    values["Date"] = formatdate(now.timestamp(), usegmt=True)
+    values["Date"] = mail_date(now)
     return {
         "created_at": now, "kind": kind, "recipient": values["To"], "subject": values["Subject"],
         "message_id": new_message_id(sender), "raw": None, "template": template,

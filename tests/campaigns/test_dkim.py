@@ -10,7 +10,7 @@ from pathlib import Path
 import dkim
 import pytest
 
-from service.campaigns.dkim import signer_from_settings
+from service.mail.dkim import signer_from_settings
 from service.campaigns.message import MessageFactory
 from service.settings import Settings, SettingsError
 
@@ -49,7 +49,7 @@ def test_campaign_messages_are_signed_and_verify(key_pair: tuple[Path, bytes]) -
                                  env_file=None)
     signer = signer_from_settings(settings)
     assert signer is not None
-    factory = MessageFactory.for_campaign(settings, campaign_id=7, subject="Digest", signer=signer)
+    factory = MessageFactory.for_campaign(settings, campaign_id=7, subject="Digest", install_id="i1", signer=signer)
     _mid, raw = factory.build(delivery_id=1, to_email="ana@example.org", to_name="Ana", html="<p>Hi</p>",
                               text="Hi", unsubscribe_url="https://news.clinic.example/unsubscribe/x")
     assert raw.startswith(b"DKIM-Signature:")
