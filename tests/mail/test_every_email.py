@@ -39,7 +39,7 @@ from tests.smtp import Received, SmtpServer
 ORG = "Klinik Süd Zürich"
 DIGEST_SUBJECT = "Neuigkeiten aus der Klinik Süd – Übersicht für Dezember: Ketamin, Angst und Depression ✓"
 SELECTOR, DOMAIN = "t2026", "clinic.test"
-DATE = re.compile(rb"^Date: (Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d{2} [A-Z][a-z]{2} \d{4} \d{2}:\d{2}:\d{2} \+0000(?=\r\n|$)",
+DATE = re.compile(rb"^Date: [A-Z][a-z]{2}, \d{2} [A-Z][a-z]{2} \d{4} \d{2}:\d{2}:\d{2} \+0000(?=\r\n|$)",
                   re.M)
 ENCODED_WORD = re.compile(rb"=\?[^?\s]+\?[bBqQ]\?[^?\s]*\?=")
 
