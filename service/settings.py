@@ -374,7 +374,7 @@ def _helo_name(value: str | None) -> str | None:
         return None
     if value.startswith("[") and value.endswith("]"):
         try:
-            return helo_for_host(value[1:-1].removeprefix("IPv6:"))
+            return helo_for_host(str(ipaddress.ip_address(value[1:-1].removeprefix("IPv6:"))))
         except ValueError:
             pass
     elif _HOSTNAME.fullmatch(value) and not value.replace(".", "").isdigit():

@@ -195,6 +195,12 @@ async def test_every_kind_of_email_is_signed_dated_identified_and_encoded_by_the
     assert subjects["welcome"] == f"Welcome to the {ORG} newsletter"
     assert subjects["mail-test"] == f"{ORG}: mail works"
     assert len(ENCODED_WORD.findall(header_block(kinds["digest"].raw))) >= 2  # folded into several words
+    for kind in ("welcome", "digest"):  # newsletter footers: the postal address, and no promise of "one click"
+        for part in kinds[kind].message.walk():
+            if part.get_content_maintype() == "text":
+                body = part.get_content()
+                assert "Clinic Street 1" in body and "12345 Testtown" in body, kind
+                assert "one click" not in body.lower(), kind
 
 
 async def test_without_dkim_nothing_is_signed_and_the_helo_name_is_the_host_of_base_url(
