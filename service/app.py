@@ -20,7 +20,7 @@ from starlette.staticfiles import StaticFiles
 import service.models  # noqa: F401 - every table mapped before the first request
 from service.admin.guard import http_error
 from service.db import DbSessionMiddleware, Sessions, create_engine, get_session, session_factory
-from service.mail.transport import Mailer, make_mailer
+from service.mail.transport import Mailer, mailer_for
 from service.paths import TEMPLATES_DIR
 from service.settings import Settings
 from service.web import (
@@ -93,7 +93,7 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        app_mailer = mailer or make_mailer(settings.smtp_url, sessions, concurrency=settings.send_concurrency)
+        app_mailer = mailer or mailer_for(settings, sessions)
         app.state.mailer = app_mailer
         stop = asyncio.Event()
         task = None

@@ -72,6 +72,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
 
     settings = load_settings()
     setup_logging(settings.log_level)
+    warn_mail_setup(settings)
     if settings.is_sqlite:
         run(_migrate(settings))
         schema_checked = True
@@ -111,6 +112,21 @@ async def _check_schema_unless_unreachable(settings: Settings) -> bool:
     if problem:
         raise CommandError(problem)
     return True
+
+
+def warn_mail_setup(settings: Settings) -> None:
+    """At the start of serve and worker: refuse an unreadable DKIM key (one clear line), and warn
+    when DKIM_DOMAIN is not aligned with MAIL_FROM's domain (DMARC would not count the signature)."""
+    from service.mail.dkim import alignment_problem, signer_from_settings
+    from service.settings import SettingsError
+
+    try:
+        signer_from_settings(settings)
+    except SettingsError as exc:
+        raise CommandError(str(exc)) from None
+    problem = alignment_problem(settings)
+    if problem:
+        log.warning("%s", problem)
 
 
 def startup_hints(settings: Settings) -> list[str]:
@@ -206,7 +222,7 @@ async def _worker(settings: Settings, heartbeat: str | None = None) -> None:
     from sqlalchemy.exc import DBAPIError
 
     from service.db import Stopped, schema_problem, when_reachable
-    from service.mail.transport import make_mailer
+    from service.mail.transport import mailer_for
     from service.worker import WorkerContext, run_worker
     from service.worker import log as worker_log
 
@@ -218,7 +234,7 @@ async def _worker(settings: Settings, heartbeat: str | None = None) -> None:
     if beat is not None:
         _remove_heartbeat(beat)  # a file left by an earlier run must not say "ready"
     async with with_database(settings) as db:
-        mailer = make_mailer(settings.smtp_url, db.sessions, concurrency=settings.send_concurrency)
+        mailer = mailer_for(settings, db.sessions)
         try:
             try:
                 problem = await when_reachable(lambda: schema_problem(db.engine), stop=stop, logger=worker_log)
@@ -239,6 +255,7 @@ async def _worker(settings: Settings, heartbeat: str | None = None) -> None:
 def cmd_worker(args: argparse.Namespace) -> None:
     settings = load_settings()
     setup_logging(settings.log_level)
+    warn_mail_setup(settings)
     if settings.is_sqlite:
         print("note: on SQLite run one worker only (tidings serve already runs one in-process)",
               file=sys.stderr)
@@ -248,7 +265,7 @@ def cmd_worker(args: argparse.Namespace) -> None:
 async def _mail_test(settings: Settings, address: str) -> str:
     from service.mail.message import build_message
     from service.mail.render import render_email
-    from service.mail.transport import PermanentFailure, TemporaryFailure, make_mailer
+    from service.mail.transport import PermanentFailure, TemporaryFailure, mailer_for
     from service.validation import FieldError, clean_email
 
     try:
@@ -260,7 +277,7 @@ async def _mail_test(settings: Settings, address: str) -> str:
     message = build_message(sender=settings.mail_from, to=to, subject=f"{settings.org_name}: mail works",
                             text=rendered.text, html=rendered.html)
     async with with_database(settings) as db:
-        mailer = make_mailer(settings.smtp_url, db.sessions, concurrency=1)
+        mailer = mailer_for(settings, db.sessions, concurrency=1)
         try:
             result = await mailer.send(message)
         except (TemporaryFailure, PermanentFailure) as exc:

@@ -81,6 +81,15 @@ class Settings:
     return_path: str | None = None
     soft_bounce_limit: int = 3
     soft_bounce_days: int = 30
+    smtp_helo_name: str | None = None  # None: the host of BASE_URL (see `helo_name`)
+    allow_http_base_url: bool = False  # campaigns over SMTP need an https BASE_URL unless this is set
+    org_postal_address: str = ""  # the default of the stored postal address (newsletter footers)
+
+    @property
+    def helo_name(self) -> str:
+        """The name given in EHLO/LHLO: SMTP_HELO_NAME, else the host of BASE_URL (an IP address
+        as an address literal, RFC 5321 4.1.3)."""
+        return self.smtp_helo_name or helo_for_host(urlsplit(self.base_url).hostname or "localhost")
 
     @property
     def reply_address(self) -> str:
@@ -182,6 +191,9 @@ def _parse(config: Config) -> Settings:
         return_path=_return_path(_get(config, "RETURN_PATH"), _get(config, "BOUNCE_DOMAIN")),
         soft_bounce_limit=_int(config, "SOFT_BOUNCE_LIMIT", d.soft_bounce_limit, minimum=1, maximum=100),
         soft_bounce_days=_int(config, "SOFT_BOUNCE_DAYS", d.soft_bounce_days, minimum=1, maximum=3650),
+        smtp_helo_name=_helo_name(_get(config, "SMTP_HELO_NAME")),
+        allow_http_base_url=_bool("ALLOW_HTTP_BASE_URL", _get(config, "ALLOW_HTTP_BASE_URL", "false") or "false"),
+        org_postal_address=_postal_address(_get(config, "ORG_POSTAL_ADDRESS", "") or ""),
     )
     secret_key = _get(config, "SECRET_KEY")
     fallbacks = tuple(k.strip() for k in (_get(config, "SECRET_KEY_FALLBACKS", "") or "").split(",") if k.strip())
@@ -385,6 +397,51 @@ def _duration(name: str, value: str, *, minimum: int) -> int:
     if seconds < minimum:
         raise SettingsError(f"{name}: expected at least {minimum} seconds, got {value!r}")
     return seconds
+
+
+_LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_HOSTNAME = re.compile(rf"(?=.{{1,253}}$){_LABEL}(\.{_LABEL})*")
+
+
+def helo_for_host(host: str) -> str:
+    """A host as EHLO takes it: a name as it is, an IP address as an address literal."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host.lower()
+    return f"[IPv6:{address}]" if address.version == 6 else f"[{address}]"
+
+
+def _helo_name(value: str | None) -> str | None:
+    """SMTP_HELO_NAME: a fully qualified host name (RFC 5321 4.1.1.1), or an address literal."""
+    if value is None:
+        return None
+    if value.startswith("[") and value.endswith("]"):
+        try:
+            return helo_for_host(str(ipaddress.ip_address(value[1:-1].removeprefix("IPv6:"))))
+        except ValueError:
+            pass
+    elif _HOSTNAME.fullmatch(value) and not value.replace(".", "").isdigit():
+        return value.lower()
+    raise SettingsError(f"SMTP_HELO_NAME: expected a host name such as mail.example.org, got {value!r}")
+
+
+def _bool(name: str, value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise SettingsError(f"{name}: expected true or false, got {value!r}")
+
+
+def _postal_address(value: str) -> str:
+    """ORG_POSTAL_ADDRESS: lines separated by '\\n' (a literal backslash-n), or real line breaks."""
+    value = value.replace("\\n", "\n")
+    if len(value) > 500 or any(ord(c) < 32 and c != "\n" for c in value):
+        raise SettingsError("ORG_POSTAL_ADDRESS: expected a postal address of at most 500 characters, "
+                            "lines separated by \\n")
+    return "\n".join(line.strip() for line in value.split("\n") if line.strip())
 
 
 def _one_line(name: str, value: str) -> str:

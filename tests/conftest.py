@@ -168,6 +168,8 @@ def make_settings(database: Database, **changes: object) -> Settings:
         staff_inbox="staff@clinic.test",
         allowed_origins=("https://blog.clinic.test",),
         form_min_seconds=0.0,
+        allow_http_base_url=True,  # the test server is http://testserver
+        org_postal_address="Clinic Street 1\n12345 Testtown",
     )
     return base.with_(**changes)
 

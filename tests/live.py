@@ -19,9 +19,10 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def tidings_env(database_url: str, secret: str, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("SMTP_", "DATABASE_", "SECRET_", "BASE_", "FORM_", "SEND_"))}
+           if not k.startswith(("SMTP_", "DATABASE_", "SECRET_", "BASE_", "FORM_", "SEND_", "ALLOW_", "ORG_"))}
     env.update({"DATABASE_URL": database_url, "SECRET_KEY": secret, "LOG_LEVEL": "warning",
-                "PYTHONUNBUFFERED": "1"})
+                "PYTHONUNBUFFERED": "1", "ALLOW_HTTP_BASE_URL": "true",  # test servers are plain http
+                "ORG_POSTAL_ADDRESS": "Clinic Street 1\\n12345 Testtown"})
     env.update(extra)
     return env
 

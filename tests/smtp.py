@@ -22,6 +22,7 @@ class Received:
     recipients: list[str]
     raw: bytes
     message: EmailMessage
+    helo: str = ""  # the name the client gave in EHLO/HELO
 
 
 @dataclass
@@ -83,7 +84,8 @@ class RecordingHandler:
             return failure
         raw = envelope.original_content or envelope.content
         msg = message_from_bytes(raw, policy=policy.default)
-        rec = Received(envelope.mail_from, list(envelope.rcpt_tos), raw, msg)  # type: ignore[arg-type]
+        rec = Received(envelope.mail_from, list(envelope.rcpt_tos), raw, msg,  # type: ignore[arg-type]
+                       helo=str(session.host_name or ""))
         with self.lock:
             self.received.append(rec)
         return f"250 2.0.0 queued as {n}"

@@ -33,6 +33,8 @@ def cli_env(db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Da
     monkeypatch.setenv("DATABASE_URL", db.url)
     monkeypatch.setenv("SECRET_KEY", TEST_SECRET)
     monkeypatch.setenv("BASE_URL", "http://testserver")
+    monkeypatch.setenv("ALLOW_HTTP_BASE_URL", "true")
+    monkeypatch.setenv("ORG_POSTAL_ADDRESS", "Clinic Street 1")
     monkeypatch.setenv("LOGNAME", "alice")  # what getpass.getuser() reads first
     monkeypatch.chdir(tmp_path)
     return db

@@ -64,6 +64,12 @@ def test_placeholder_or_short_secret_refused(secret: str) -> None:
         ("INQUIRY_RETENTION_DAYS", "a year", "INQUIRY_RETENTION_DAYS: expected a whole number"),
         ("MAX_HEADER_BYTES", "16k", "MAX_HEADER_BYTES: expected a whole number"),
         ("MAX_HEADER_BYTES", "100", "MAX_HEADER_BYTES: expected a whole number between 4096 and 1048576"),
+        ("SMTP_HELO_NAME", "mail server", "SMTP_HELO_NAME: expected a host name"),
+        ("SMTP_HELO_NAME", "-mail.example.org", "SMTP_HELO_NAME: expected a host name"),
+        ("SMTP_HELO_NAME", "mail.example.org\r\nMAIL FROM:<x@evil.test>", "SMTP_HELO_NAME: expected a host name"),
+        ("SMTP_HELO_NAME", "[not-an-ip]", "SMTP_HELO_NAME: expected a host name"),
+        ("ALLOW_HTTP_BASE_URL", "perhaps", "ALLOW_HTTP_BASE_URL: expected true or false"),
+        ("ORG_POSTAL_ADDRESS", "x" * 501, "ORG_POSTAL_ADDRESS: expected a postal address of at most 500"),
     ],
 )
 def test_bad_value_names_the_variable(name: str, value: str, message: str) -> None:
@@ -91,8 +97,19 @@ def test_all_settings_parsed() -> None:
         "TOPICS": "depression, anxiety",
         "INQUIRY_RETENTION_DAYS": "90",
         "MAX_HEADER_BYTES": "32768",
+        "SMTP_HELO_NAME": "Out.Clinic.test",
+        "ALLOW_HTTP_BASE_URL": "true",
+        "ORG_POSTAL_ADDRESS": "Clinic Street 1\\n12345 Testtown",
     }
     s = Settings.from_env(env, env_file=None)
+    assert s.helo_name == "out.clinic.test" and s.allow_http_base_url
+    assert s.org_postal_address == "Clinic Street 1\n12345 Testtown"
+    defaults = Settings.from_env({"DATABASE_URL": "postgresql://u@db/t", "SECRET_KEY": GOOD_SECRET,
+                                  "BASE_URL": "https://News.Clinic.test:8443/x"}, env_file=None)
+    assert defaults.helo_name == "news.clinic.test"  # the host of BASE_URL
+    assert not defaults.allow_http_base_url and defaults.org_postal_address == ""
+    assert Settings(base_url="http://127.0.0.1:8000").helo_name == "[127.0.0.1]"
+    assert Settings(smtp_helo_name="[192.0.2.1]").helo_name == "[192.0.2.1]"
     assert s.database_url == "postgresql+asyncpg://u:p@db:5432/tidings"
     assert s.secret_key_fallbacks == ("o" * 40, "p" * 40)
     assert s.base_url == "https://news.clinic.test" and s.https

@@ -39,6 +39,19 @@ class StaffUser(Base):
         return self.name or self.email
 
 
+class BrandSettings(Base):
+    """The organisation's settings that staff change at run time (one row, id 1): the postal
+    address of the newsletter footers (NULL: ORG_POSTAL_ADDRESS), and the install id that makes
+    this install's Message-IDs differ from every other install's (random, set once)."""
+
+    __tablename__ = "brand_settings"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    install_id: Mapped[str] = mapped_column(String(32))
+    postal_address: Mapped[str | None] = mapped_column(String(500))
+    updated_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+
 class AuditEvent(Base):
     __tablename__ = "audit_events"
 

@@ -17,7 +17,7 @@ from service.campaigns.actions import STATUS_ACTIONS
 from service.campaigns.flows import send_test
 from service.db import get_session, utcnow
 from service.mail.bulk import bulk_transport_for
-from service.mail.transport import make_mailer
+from service.mail.transport import mailer_for
 from service.web import settings_of
 
 
@@ -44,7 +44,7 @@ async def campaign_test(request: Request) -> Response:
     settings = settings_of(request)
     sessions = request.app.state.sessions
     await _end_request_transaction(request)
-    mailer = make_mailer(settings.smtp_url, sessions, concurrency=1)
+    mailer = mailer_for(settings, sessions, concurrency=1)
     transport = bulk_transport_for(mailer, concurrency=1)
     try:
         answer = await send_test(sessions, transport, settings=settings, campaign_id=campaign.id, address=address)
@@ -62,7 +62,8 @@ async def campaign_test(request: Request) -> Response:
 async def campaign_send(request: Request) -> Response:
     campaign = await _campaign(request)
     try:
-        await actions.send_campaign_now(get_session(request), campaign_id=campaign.id, actor=Actor.of(request),
+        await actions.send_campaign_now(get_session(request), settings=settings_of(request),
+                                        campaign_id=campaign.id, actor=Actor.of(request),
                                         now=utcnow())
     except cq.CampaignError as exc:
         return await campaign_detail(request, errors={"send": f"Send: {exc}."}, status_code=409)
@@ -77,7 +78,8 @@ async def campaign_schedule(request: Request) -> Response:
     if at is None:
         return await campaign_detail(request, errors=errors, values=values, status_code=422)
     try:
-        await actions.schedule_campaign(get_session(request), campaign_id=campaign.id, at=at, actor=Actor.of(request),
+        await actions.schedule_campaign(get_session(request), settings=settings_of(request),
+                                        campaign_id=campaign.id, at=at, actor=Actor.of(request),
                                         now=utcnow(), timezone=values["timezone"])
     except actions.ScheduleError as exc:
         return await campaign_detail(request, errors={"when": f"Date and time: {exc}."}, values=values,
@@ -90,7 +92,8 @@ async def campaign_schedule(request: Request) -> Response:
 async def campaign_approve(request: Request) -> Response:
     campaign = await _campaign(request)
     try:
-        await actions.approve_campaign(get_session(request), campaign_id=campaign.id, actor=Actor.of(request),
+        await actions.approve_campaign(get_session(request), settings=settings_of(request),
+                                       campaign_id=campaign.id, actor=Actor.of(request),
                                        now=utcnow())
     except cq.CampaignError as exc:
         return await campaign_detail(request, errors={"send": f"Approve: {exc}."}, status_code=409)

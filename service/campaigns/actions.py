@@ -13,8 +13,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from service.admin.audit import Actor, record_audit
 from service.campaigns import queries as cq
 from service.campaigns.models import DigestRule
+from service.campaigns.preflight import check_ready_to_send
 from service.campaigns.queries import CampaignError
 from service.campaigns.rules import create_rule, set_rule_active, update_rule
+from service.settings import Settings
 
 
 class ScheduleError(CampaignError):
@@ -24,31 +26,37 @@ class ScheduleError(CampaignError):
 STATUS_ACTIONS = {"pause": "paused", "resume": "sending", "cancel": "cancelled"}
 
 
-async def send_campaign_now(session: AsyncSession, *, campaign_id: int, actor: Actor, now: dt.datetime) -> int:
+async def send_campaign_now(session: AsyncSession, *, settings: Settings, campaign_id: int, actor: Actor,
+                            now: dt.datetime) -> int:
     """Queue the deliveries (once) and set the campaign sending; returns how many were queued."""
     before = (await cq.get_campaign(session, campaign_id=campaign_id)).status
+    if before != "sending":  # resuming a run that already started needs no new check
+        await check_ready_to_send(session, settings)
     queued = await cq.start_campaign(session, campaign_id=campaign_id, now=now)
     await _audit(session, "campaign_send", campaign_id, actor, {"from": before, "queued": queued})
     return queued
 
 
-async def schedule_campaign(session: AsyncSession, *, campaign_id: int, at: dt.datetime, actor: Actor,
-                            now: dt.datetime, timezone: str = "") -> None:
+async def schedule_campaign(session: AsyncSession, *, settings: Settings, campaign_id: int, at: dt.datetime,
+                            actor: Actor, now: dt.datetime, timezone: str = "") -> None:
     """Have the worker start the campaign at `at` (a future time with a UTC offset)."""
     if at.tzinfo is None:
         raise ScheduleError("give the time with a UTC offset, e.g. 2026-12-01T09:00+00:00")
     if at <= now:
         raise ScheduleError("this is in the past; send the campaign now to send it at once")
+    await check_ready_to_send(session, settings)
     await cq.schedule_campaign(session, campaign_id=campaign_id, at=at, now=now)
     detail: dict[str, object] = {"at": at.isoformat(), **({"timezone": timezone} if timezone else {})}
     await _audit(session, "campaign_schedule", campaign_id, actor, detail)
 
 
-async def approve_campaign(session: AsyncSession, *, campaign_id: int, actor: Actor, now: dt.datetime) -> None:
+async def approve_campaign(session: AsyncSession, *, settings: Settings, campaign_id: int, actor: Actor,
+                           now: dt.datetime) -> None:
     """Approve a scheduled campaign that waits for a staff approval (digest rules may ask for one)."""
     campaign = await cq.get_campaign(session, campaign_id=campaign_id)
     if not (campaign.requires_approval and campaign.approved_at is None and campaign.status == "scheduled"):
         raise CampaignError(f"campaign {campaign_id} does not await an approval")
+    await check_ready_to_send(session, settings)
     await cq.approve_campaign(session, campaign_id=campaign_id, now=now)
     await _audit(session, "campaign_approve", campaign_id, actor, {})
 

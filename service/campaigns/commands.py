@@ -17,8 +17,8 @@ from service.command import Body, CommandError, Handler, database_command
 from service.db import Sessions, transaction, utcnow
 from service.settings import Settings
 
-if TYPE_CHECKING:  # for annotations only: campaigns/dkim.py (and dkimpy) is loaded where signers are made
-    from service.campaigns.dkim import DkimSigner
+if TYPE_CHECKING:  # for annotations only: mail/dkim.py (and dkimpy) is loaded where signers are made
+    from service.mail.dkim import DkimSigner
 
 
 def _command(body: Body) -> Handler:
@@ -76,7 +76,8 @@ async def _campaign_status(settings: Settings, sessions: Sessions, args: argpars
 
     async with transaction(sessions) as session:
         if args.action == "approve":
-            await actions.approve_campaign(session, campaign_id=args.id, actor=Actor.cli(), now=utcnow())
+            await actions.approve_campaign(session, settings=settings, campaign_id=args.id, actor=Actor.cli(),
+                                           now=utcnow())
         else:
             await actions.change_campaign_status(session, campaign_id=args.id, action=args.action,
                                                  actor=Actor.cli(), now=utcnow())
@@ -98,7 +99,8 @@ async def _campaign_schedule(settings: Settings, sessions: Sessions, args: argpa
         raise CommandError("WHEN: give a UTC offset, e.g. 2026-12-01T09:00+00:00")
     try:
         async with transaction(sessions) as session:
-            await schedule_campaign(session, campaign_id=args.id, at=at, actor=Actor.cli(), now=utcnow())
+            await schedule_campaign(session, settings=settings, campaign_id=args.id, at=at, actor=Actor.cli(),
+                                    now=utcnow())
     except ScheduleError as exc:
         raise CommandError(f"WHEN: {exc}") from None
     print(f"campaign {args.id}: scheduled for {at.astimezone(dt.UTC):%Y-%m-%d %H:%M} UTC")
@@ -131,11 +133,11 @@ async def _campaign_stats(settings: Settings, sessions: Sessions, args: argparse
 
 
 async def _campaign_send(settings: Settings, sessions: Sessions, args: argparse.Namespace) -> None:
-    from service.campaigns.dkim import signer_from_settings
     from service.mail.bulk import bulk_transport_for
-    from service.mail.transport import make_mailer
+    from service.mail.dkim import signer_from_settings
+    from service.mail.transport import mailer_for
 
-    mailer = make_mailer(settings.smtp_url, sessions, concurrency=settings.send_concurrency)
+    mailer = mailer_for(settings, sessions)
     transport = bulk_transport_for(mailer, concurrency=settings.send_concurrency)
     try:
         if args.test:
@@ -165,7 +167,8 @@ async def _send_campaign(settings: Settings, sessions: Sessions, transport: Any,
     from service.campaigns.stats import campaign_stats
 
     async with transaction(sessions) as session:
-        queued = await send_campaign_now(session, campaign_id=campaign_id, actor=Actor.cli(), now=utcnow())
+        queued = await send_campaign_now(session, settings=settings, campaign_id=campaign_id, actor=Actor.cli(),
+                                         now=utcnow())
     async with sessions() as session:
         stats = await campaign_stats(session, campaign_id=campaign_id, now=utcnow())
     if queued:

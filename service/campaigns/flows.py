@@ -10,15 +10,18 @@ from collections.abc import Sequence
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from service.admin.brand import load_brand
 from service.campaigns import queries as q
 from service.campaigns.message import MessageFactory
 from service.campaigns.models import Campaign
+from service.campaigns.preflight import check_ready_to_send
 from service.campaigns.render import build_digest
 from service.campaigns.rules import next_run
 from service.db import Sessions
 from service.mail.bulk import BulkTransport, Outgoing, send_many
+from service.mail.dkim import signer_from_settings
 from service.newsletter.models import Subscriber
-from service.newsletter.tokens import unsubscribe_url
+from service.newsletter.tokens import preview_token, preview_unsubscribe_url, unsubscribe_url
 from service.settings import Settings
 from service.tokens import Tokens
 
@@ -59,7 +62,12 @@ async def render_preview(
     campaign = await q.get_campaign(session, campaign_id=campaign_id)
     articles = await q.campaign_articles(session, campaign_id=campaign_id)
     topics: tuple[str, ...]
-    name, topics, url = "", (), f"{settings.base_url}/unsubscribe/PREVIEW"
+    tokens = Tokens(settings)
+    # Without a subscriber the links are a test send's: signed, and they work but change nothing.
+    name, topics, url = "", (), preview_unsubscribe_url(settings, tokens, campaign_id)
+    archive_url = None
+    if campaign.slug and campaign.status not in ("sending", "sent"):
+        archive_url = f"{settings.base_url}/archive/{campaign.slug}?preview={preview_token(tokens, campaign_id)}"
     if subscriber_id is not None or email is not None:
         query = select(Subscriber).where(
             Subscriber.id == subscriber_id if subscriber_id is not None
@@ -69,9 +77,11 @@ async def render_preview(
         if person is None:
             raise q.CampaignError(f"no subscriber {email or subscriber_id}")
         name, topics = person.name, tuple(person.topics)
-        url = unsubscribe_url(settings, Tokens(settings), person.id)
+        url = unsubscribe_url(settings, tokens, person.id)
+    brand = await load_brand(session, settings)
     template = build_digest(settings, subject=campaign.subject, preheader=campaign.preheader, intro=campaign.intro,
-                           articles=articles, slug=campaign.slug)
+                            articles=articles, slug=campaign.slug, postal_address=brand.postal_address,
+                            archive_url=archive_url)
     personal = template.personalise(name=name, topics=topics, unsubscribe_url=url)
     if personal is None:
         raise q.CampaignError("none of this campaign's articles match that subscriber's topics: they get nothing")
@@ -88,10 +98,12 @@ async def send_test(
         address = clean_email({"address": address}, "address")
     except FieldError as exc:
         raise q.CampaignError(f"--test: {exc.message}") from None
-    async with sessions() as session:  # closed before sending: the local mailbox writes to the database
+    async with sessions.begin() as session:  # ended before sending: the local mailbox writes to the database
         subject, html, text = await render_preview(session, settings=settings, campaign_id=campaign_id)
-    factory = MessageFactory.for_campaign(settings, campaign_id=campaign_id, subject=f"[TEST] {subject}")
-    url = f"{settings.base_url}/unsubscribe/PREVIEW"
+        install_id = (await load_brand(session, settings)).install_id
+    factory = MessageFactory.for_campaign(settings, campaign_id=campaign_id, subject=f"[TEST] {subject}",
+                                          install_id=install_id, signer=signer_from_settings(settings))
+    url = preview_unsubscribe_url(settings, Tokens(settings), campaign_id)
     message_id, raw = factory.build(delivery_id=None, to_email=address, to_name="", html=html, text=text,
                                     unsubscribe_url=url)
     (outcome,) = await send_many(transport, [Outgoing(factory.envelope_from, address, factory.subject, message_id,
@@ -108,13 +120,19 @@ async def _no_wait() -> None:
 # -- worker jobs -----------------------------------------------------------------------------
 
 
-async def start_due_campaigns(session: AsyncSession, *, now: dt.datetime) -> int:
-    """Start scheduled campaigns whose time has come (and that are approved, if they must be)."""
-    started = 0
-    for campaign_id in await q.due_scheduled_campaigns(session, now=now):
+async def start_due_campaigns(session: AsyncSession, settings: Settings, *, now: dt.datetime) -> int:
+    """Start scheduled campaigns whose time has come (and that are approved, if they must be); one
+    that may not start now (`check_ready_to_send`) stays scheduled, with the reason logged."""
+    due = await q.due_scheduled_campaigns(session, now=now)
+    if due:
+        try:
+            await check_ready_to_send(session, settings)
+        except q.CampaignError as exc:
+            log.warning("scheduled campaign(s) %s not started: %s", ", ".join(map(str, due)), exc)
+            return 0
+    for campaign_id in due:
         await q.start_campaign(session, campaign_id=campaign_id, now=now)
-        started += 1
-    return started
+    return len(due)
 
 
 async def run_due_rules(session: AsyncSession, settings: Settings, *, now: dt.datetime) -> int:
@@ -133,6 +151,8 @@ async def run_due_rules(session: AsyncSession, settings: Settings, *, now: dt.da
                     session, settings, now=now, subject=rule.subject or None, audience_topics=rule.audience_topics,
                     rule_id=rule.id, status="scheduled", requires_approval=rule.requires_approval,
                 )
+                if not rule.requires_approval:
+                    await check_ready_to_send(session, settings)
                 if rule.requires_approval:
                     rule.last_result = f"campaign {campaign.id} awaits approval"
                 else:

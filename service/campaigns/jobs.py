@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from service.campaigns.dkim import signer_from_settings
 from service.campaigns.flows import run_due_rules, start_due_campaigns
 from service.campaigns.sender import CampaignSender
 from service.db import transaction, utcnow
 from service.loops import Loop, WorkerContext
 from service.mail.bulk import bulk_transport_for
+from service.mail.dkim import signer_from_settings
 from service.settings import Settings
 
 
@@ -33,7 +33,7 @@ async def campaign_schedule_job(ctx: WorkerContext) -> int:
     async with transaction(ctx.sessions) as session:
         now = utcnow()
         await run_due_rules(session, ctx.settings, now=now)
-        await start_due_campaigns(session, now=now)
+        await start_due_campaigns(session, ctx.settings, now=now)
     return 0
 
 

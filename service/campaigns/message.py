@@ -4,8 +4,9 @@ goes through `email.message`, which costs more than the rest of the send path to
 
 Every message carries the list headers of `service.mail.message.list_headers` (List-Unsubscribe,
 List-Unsubscribe-Post for RFC 8058 one-click, List-Id), a Message-ID fixed by the delivery id
-(a resend after a crash is the same message to the receiver), Feedback-ID with the campaign id,
-and Precedence: bulk; DKIM-signed when a key is configured. The subject and the recipient's
+and this install's random id (a resend after a crash is the same message to the receiver, and
+no other install ever makes the same one), a Date with a numeric zone, Feedback-ID with the campaign id,
+and Precedence: bulk; DKIM-signed when a key is configured (`service.mail.dkim`). The subject and the recipient's
 name go through `service.mail.headers` (made safe and encoded there), and every message's header
 block is checked after it is built (and signed).
 """
@@ -15,11 +16,11 @@ from __future__ import annotations
 import functools
 import uuid
 from dataclasses import dataclass
-from email.utils import formatdate, getaddresses, parseaddr
-from typing import TYPE_CHECKING
+from email.utils import getaddresses, parseaddr
 
 from service.bounces.returnpath import return_path
 from service.campaigns.render import qp
+from service.mail.dkim import DkimSigner
 from service.mail.headers import (
     check_header_value,
     check_serialised,
@@ -28,11 +29,8 @@ from service.mail.headers import (
     fold_text,
     header_text,
 )
-from service.mail.message import domain_of, list_headers
+from service.mail.message import domain_of, list_headers, mail_date
 from service.settings import Settings
-
-if TYPE_CHECKING:  # for annotations only: campaigns/dkim.py (and dkimpy) is loaded where signers are made
-    from service.campaigns.dkim import DkimSigner
 
 HEADERS = ("From", "To", "Subject", "Date", "Message-ID", "MIME-Version", "List-Unsubscribe",
            "List-Unsubscribe-Post", "List-Id", "Feedback-ID", "Precedence", "Auto-Submitted", "Content-Type")
@@ -58,11 +56,14 @@ class MessageFactory:
     subject: str
     settings: Settings
     domain: str
+    install_id: str  # `service.admin.brand`: random per install, so Message-IDs never repeat across installs
     signer: DkimSigner | None = None
 
     @classmethod
-    def for_campaign(cls, settings: Settings, *, campaign_id: int, subject: str, signer: DkimSigner | None = None
-                     ) -> MessageFactory:
+    def for_campaign(cls, settings: Settings, *, campaign_id: int, subject: str, install_id: str,
+                     signer: DkimSigner | None = None) -> MessageFactory:
+        if not install_id:
+            raise ValueError("install_id: required, so that Message-IDs differ between installs")
         return cls(
             campaign_id=campaign_id,
             sender=fold_addresses("From", getaddresses([settings.mail_from])),
@@ -70,6 +71,7 @@ class MessageFactory:
             subject=header_text(subject),  # staff's text: made safe here, encoded by fold_text
             settings=settings,
             domain=domain_of(settings.mail_from),
+            install_id=install_id,
             signer=signer,
         )
 
@@ -79,7 +81,7 @@ class MessageFactory:
         return return_path(self.settings, "delivery", delivery_id) or self.envelope_from
 
     def message_id(self, delivery_id: int) -> str:
-        return f"<digest.{self.campaign_id}.{delivery_id}@{self.domain}>"
+        return f"<digest.{self.campaign_id}.{delivery_id}.{self.install_id}@{self.domain}>"
 
     def build(
         self, *, delivery_id: int | None, to_email: str, to_name: str, unsubscribe_url: str,
@@ -100,7 +102,7 @@ class MessageFactory:
             f"{self.sender}"
             f"{fold_addresses('To', [(to_name, to_email)])}"
             f"{_subject_line(header_text(subject) if subject else self.subject)}"
-            f"Date: {formatdate(usegmt=True)}\r\n"
+            f"Date: {mail_date()}\r\n"
             f"Message-ID: {message_id}\r\n"
             "MIME-Version: 1.0\r\n"
             f"List-Unsubscribe: {listing['List-Unsubscribe']}\r\n"
@@ -122,6 +124,5 @@ class MessageFactory:
         ).encode()
         raw = b"".join([head, part, text_body, part_html, html_body, f"\r\n--{boundary}--\r\n".encode()])
         if self.signer is not None:
-            raw = self.signer.sign(raw)
-            return message_id, check_serialised(raw, (*HEADERS, "DKIM-Signature"))
+            return message_id, self.signer.sign(check_serialised(raw, HEADERS))
         return message_id, check_serialised(raw, HEADERS)

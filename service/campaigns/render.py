@@ -154,8 +154,10 @@ def article_context(article: Article) -> dict[str, Any]:
 
 def digest_context(
     settings: Settings, *, subject: str, preheader: str, intro: str, articles: Sequence[Article],
-    slug: str | None,
+    slug: str | None, postal_address: str = "", archive_url: str | None = None,
 ) -> dict[str, Any]:
+    """The digest template's context; `archive_url` overrides the archive page's address (a test
+    send's signed preview link), `postal_address` is the footer's (lines)."""
     return {
         "lang": "en",
         "org_name": settings.org_name,
@@ -163,7 +165,8 @@ def digest_context(
         "preheader": preheader or (articles[0].title if articles else subject),
         "intro_paragraphs": [p.strip() for p in re.split(r"\n\s*\n", intro) if p.strip()],
         "articles": [article_context(a) for a in articles],
-        "archive_url": f"{settings.base_url}/archive/{slug}" if slug else None,
+        "archive_url": archive_url or (f"{settings.base_url}/archive/{slug}" if slug else None),
+        "postal_lines": [line for line in postal_address.splitlines() if line.strip()],
     }
 
 
@@ -178,12 +181,13 @@ def _split(document: str, kind: str) -> tuple[str, str, dict[int, str]]:
 
 def build_digest(
     settings: Settings, *, subject: str, preheader: str, intro: str, articles: Sequence[Article],
-    slug: str | None = None,
+    slug: str | None = None, postal_address: str = "", archive_url: str | None = None,
 ) -> DigestTemplate:
     """Render the digest once (HTML with CSS inlined, and text) with placeholders."""
     if not articles:
         raise ValueError("a digest needs at least one article")
-    ctx = digest_context(settings, subject=subject, preheader=preheader, intro=intro, articles=articles, slug=slug)
+    ctx = digest_context(settings, subject=subject, preheader=preheader, intro=intro, articles=articles, slug=slug,
+                         postal_address=postal_address, archive_url=archive_url)
     ctx.update(greeting=GREETING, unsubscribe_url=UNSUBSCRIBE, preferences_url=UNSUBSCRIBE)
     html_doc = inline_css(html_env().get_template("digest.html").render(ctx))
     text_doc = text_env().get_template("digest.txt").render(ctx)

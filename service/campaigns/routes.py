@@ -11,6 +11,9 @@ from service.campaigns.models import Campaign
 from service.campaigns.queries import campaign_articles
 from service.campaigns.render import article_context
 from service.db import get_session
+from service.forms import tokens_of
+from service.newsletter.tokens import read_preview_token
+from service.tokens import TokenError
 from service.web import error_response, render
 
 PUBLIC_STATUSES = ("sending", "sent")
@@ -25,11 +28,22 @@ async def archive_index(request: Request) -> Response:
     return render(request, "campaigns/archive.html", {"campaigns": campaigns})
 
 
+def _previewed(request: Request, campaign: Campaign | None) -> bool:
+    """A test send's "view in browser" link (`?preview=TOKEN`) shows the campaign before it is sent."""
+    token = request.query_params.get("preview")
+    if campaign is None or not token:
+        return False
+    try:
+        return read_preview_token(tokens_of(request), token) == campaign.id
+    except (TokenError, TypeError, ValueError):
+        return False
+
+
 async def archive_detail(request: Request) -> Response:
     session = get_session(request)
-    campaign = (await session.scalars(
-        select(Campaign).where(Campaign.slug == request.path_params["slug"], Campaign.status.in_(PUBLIC_STATUSES))
-    )).first()
+    campaign = (await session.scalars(select(Campaign).where(Campaign.slug == request.path_params["slug"]))).first()
+    if campaign is not None and campaign.status not in PUBLIC_STATUSES and not _previewed(request, campaign):
+        campaign = None
     if campaign is None:
         return error_response(request, 404, "There is no digest at this address.")
     articles = [article_context(a) for a in await campaign_articles(session, campaign_id=campaign.id)]

@@ -25,23 +25,22 @@ from collections import deque
 from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from service.admin.brand import load_brand
 from service.campaigns import queries as q
 from service.campaigns.message import MessageFactory
 from service.campaigns.render import DigestTemplate, build_digest
 from service.campaigns.throttle import TokenBucket, process_bucket
 from service.db import Sessions, transaction, utcnow
 from service.mail.bulk import BulkTransport, Outcome, Outgoing
+from service.mail.dkim import DkimSigner
 from service.mail.outbox import retry_time
 from service.mail.redact import redact
 from service.mail.smtp import PermanentFailure
 from service.newsletter.tokens import unsubscribe_url
 from service.settings import Settings
 from service.tokens import Tokens
-
-if TYPE_CHECKING:  # for annotations only: campaigns/dkim.py (and dkimpy) is loaded where signers are made
-    from service.campaigns.dkim import DkimSigner
 
 log = logging.getLogger("tidings.campaigns")
 
@@ -113,10 +112,13 @@ class CampaignSender:
             if cached is not None and cached.updated_at == campaign.updated_at:
                 return cached
             articles = await q.campaign_articles(session, campaign_id=campaign_id)
+            brand = await load_brand(session, self.settings)
+            await session.commit()  # the brand row may have been created just now
         template = build_digest(self.settings, subject=campaign.subject, preheader=campaign.preheader,
-                                intro=campaign.intro, articles=articles, slug=campaign.slug)
+                                intro=campaign.intro, articles=articles, slug=campaign.slug,
+                                postal_address=brand.postal_address)
         factory = MessageFactory.for_campaign(self.settings, campaign_id=campaign_id, subject=campaign.subject,
-                                              signer=self.signer)
+                                              install_id=brand.install_id, signer=self.signer)
         prepared = self._prepared[campaign_id] = Prepared(template, factory, campaign.updated_at)
         return prepared
 

@@ -5,13 +5,14 @@ and the subject are encoded by `service.mail.headers`, every other value is chec
 
 from __future__ import annotations
 
+import datetime as dt
 import email.policy
 import functools
 import uuid
 from collections.abc import Mapping
 from email.headerregistry import BaseHeader, HeaderRegistry
 from email.message import EmailMessage
-from email.utils import formatdate, make_msgid, parseaddr
+from email.utils import format_datetime, parseaddr
 
 from service.mail.headers import (
     AddressHeader,
@@ -70,7 +71,15 @@ def checked_headers(
 
 
 def new_message_id(sender: str) -> str:
-    return make_msgid(domain=domain_of(sender))
+    """A Message-ID unique across installs and time (122 random bits), fixed by the caller when
+    the message is queued, so that a resend is the same message to the receiver."""
+    return f"<{uuid.uuid4().hex}@{domain_of(sender)}>"
+
+
+def mail_date(when: dt.datetime | None = None) -> str:
+    """The Date header of RFC 5322 with a numeric zone (`+0000`), not the obsolete `GMT`."""
+    when = when or dt.datetime.now(dt.UTC)
+    return format_datetime(when.astimezone(dt.UTC).replace(microsecond=0))
 
 
 def build_message(
@@ -90,7 +99,7 @@ def build_message(
     values = checked_headers(sender=sender, to=to, subject=subject, reply_to=reply_to, headers=headers)
     msg = EmailMessage(policy=POLICY)
     msg["Message-ID"] = check_header_value("Message-ID", message_id or new_message_id(sender))
-    msg["Date"] = check_header_value("Date", date or formatdate(localtime=False, usegmt=True))
+    msg["Date"] = check_header_value("Date", date or mail_date())
     for name, value in values.items():
         if name in ADDRESS_HEADERS:
             msg[name] = AddressHeader(name, value)

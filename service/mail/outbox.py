@@ -34,7 +34,6 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from email.message import EmailMessage
-from email.utils import formatdate
 from typing import Any
 
 from sqlalchemy import and_, delete, func, insert, or_, select, update
@@ -43,7 +42,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from service.bounces.returnpath import return_path
 from service.db import Sessions, is_database_outage, rowcount, utcnow
 from service.mail.headers import HeaderInjectionError, header_names
-from service.mail.message import build_message, checked_headers, new_message_id, parse_raw, serialise
+from service.mail.message import build_message, checked_headers, mail_date, new_message_id, parse_raw, serialise
 from service.mail.models import OutboxMessage
 from service.mail.redact import redact
 from service.mail.render import render_email
@@ -88,7 +87,7 @@ def email_values(
     _check_template(template)
     values = checked_headers(sender=sender, to=to, subject=subject, reply_to=reply_to, headers=headers)
     now = now or utcnow()
-    values["Date"] = formatdate(now.timestamp(), usegmt=True)
+    values["Date"] = mail_date(now)
     return {
         "created_at": now, "kind": kind, "recipient": values["To"], "subject": values["Subject"],
         "message_id": new_message_id(sender), "raw": None, "template": template,

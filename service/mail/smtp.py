@@ -76,9 +76,10 @@ class SmtpConfig:
     start_tls: bool | None
     validate_certs: bool
     timeout: float
+    helo_name: str | None = None  # the EHLO/LHLO name (SMTP_HELO_NAME); None: aiosmtplib's FQDN
 
     @classmethod
-    def from_url(cls, url: str, timeout: float = 30.0) -> SmtpConfig:
+    def from_url(cls, url: str, timeout: float = 30.0, *, helo_name: str | None = None) -> SmtpConfig:
         """smtp://user:pass@host:587 (STARTTLS when offered; ?starttls=require|never),
         smtps://user:pass@host:465 (implicit TLS); ?verify=false skips certificate checks."""
         parts = urlsplit(url)
@@ -94,6 +95,7 @@ class SmtpConfig:
             start_tls=False if implicit else start_tls,
             validate_certs=query.get("verify", "true").lower() not in ("0", "false", "no"),
             timeout=timeout,
+            helo_name=helo_name,
         )
 
     def client(self) -> aiosmtplib.SMTP:
@@ -102,6 +104,7 @@ class SmtpConfig:
             hostname=self.hostname, port=self.port, username=self.username, password=self.password,
             use_tls=self.use_tls, start_tls=self.start_tls, validate_certs=self.validate_certs,
             tls_context=None if self.validate_certs else _insecure_context(), timeout=self.timeout,
+            local_hostname=self.helo_name,
         )
 
 

@@ -14,6 +14,7 @@ from email.utils import getaddresses
 from typing import Protocol
 
 from service.db import Sessions
+from service.mail.dkim import DkimSigner, signer_from_settings
 from service.mail.message import serialise
 from service.mail.smtp import (
     PermanentFailure,
@@ -23,9 +24,10 @@ from service.mail.smtp import (
     classify_smtp_error,
     connect,
 )
+from service.settings import Settings
 
 __all__ = ["LocalMailboxTransport", "Mailer", "PermanentFailure", "SendResult", "SmtpConfig", "SmtpTransport",
-           "TemporaryFailure", "envelope", "make_mailer"]
+           "TemporaryFailure", "envelope", "mailer_for", "make_mailer"]
 
 
 @dataclass(frozen=True)
@@ -52,8 +54,10 @@ class SmtpTransport:
     """Sends over up to `concurrency` reused SMTP connections (`service.mail.smtp`); a
     connection that failed is dropped and a fresh one opened for the next message."""
 
-    def __init__(self, url: str, *, concurrency: int = 4, timeout: float = 30.0) -> None:
-        self.config = SmtpConfig.from_url(url, timeout=timeout)
+    def __init__(self, url: str, *, concurrency: int = 4, timeout: float = 30.0, signer: DkimSigner | None = None,
+                 helo_name: str | None = None) -> None:
+        self.config = SmtpConfig.from_url(url, timeout=timeout, helo_name=helo_name)
+        self.signer = signer
         self._idle: list[SmtpConnection] = []
         self._slots = asyncio.Semaphore(concurrency)
 
@@ -65,7 +69,7 @@ class SmtpTransport:
                     connection = await connect(self.config)
                 sender, recipients = envelope(message, envelope_from)
                 # the bytes checked by `serialise` are the bytes sent
-                raw = serialise(message, seven_bit=not connection.eight_bit)
+                raw = _signed(serialise(message, seven_bit=not connection.eight_bit), self.signer)
                 response = await connection.send(sender, recipients, raw, body_8bit=connection.eight_bit)
             except BaseException as exc:
                 if connection is not None:
@@ -85,8 +89,9 @@ class SmtpTransport:
 class LocalMailboxTransport:
     """Keeps every message in the `mailbox_messages` table (read it at /admin/outbox)."""
 
-    def __init__(self, sessions: Sessions) -> None:
+    def __init__(self, sessions: Sessions, *, signer: DkimSigner | None = None) -> None:
         self.sessions = sessions
+        self.signer = signer
 
     async def send(self, message: EmailMessage, *, envelope_from: str | None = None) -> SendResult:
         await self.send_many([message], envelope_from=envelope_from)
@@ -104,7 +109,7 @@ class LocalMailboxTransport:
                         recipients=", ".join(recipients),
                         subject=str(message["Subject"]),
                         message_id=str(message["Message-ID"]),
-                        raw=serialise(message),
+                        raw=_signed(serialise(message), self.signer),
                     )
                 )
 
@@ -112,7 +117,22 @@ class LocalMailboxTransport:
         return None
 
 
-def make_mailer(smtp_url: str | None, sessions: Sessions, *, concurrency: int = 4) -> Mailer:
+def _signed(raw: bytes, signer: DkimSigner | None) -> bytes:
+    """The bytes as they go out: DKIM-signed when a key is configured (the local mailbox keeps
+    them signed too, so what it shows is what an SMTP server would have got)."""
+    return signer.sign(raw) if signer is not None else raw
+
+
+def make_mailer(smtp_url: str | None, sessions: Sessions, *, concurrency: int = 4, signer: DkimSigner | None = None,
+                helo_name: str | None = None) -> Mailer:
     if smtp_url:
-        return SmtpTransport(smtp_url, concurrency=concurrency)
-    return LocalMailboxTransport(sessions)
+        return SmtpTransport(smtp_url, concurrency=concurrency, signer=signer, helo_name=helo_name)
+    return LocalMailboxTransport(sessions, signer=signer)
+
+
+def mailer_for(settings: Settings, sessions: Sessions, *, concurrency: int | None = None) -> Mailer:
+    """The mailer of these settings: SMTP_URL (with SMTP_HELO_NAME) or the local mailbox, DKIM
+    signing when configured. Every path that sends mail gets its mailer here."""
+    return make_mailer(settings.smtp_url, sessions,
+                       concurrency=concurrency if concurrency is not None else settings.send_concurrency,
+                       signer=signer_from_settings(settings), helo_name=settings.helo_name)

@@ -220,13 +220,16 @@ async def confirm_subscription(session: AsyncSession, *, settings: Settings, tok
 
 
 async def queue_welcome(session: AsyncSession, *, settings: Settings, tokens: Tokens, subscriber: Subscriber) -> None:
+    from service.admin.brand import load_brand
+
     url = unsubscribe_url(settings, tokens, subscriber.id)
+    postal = (await load_brand(session, settings)).postal_address
     await queue_email(
         session, kind="newsletter_welcome", sender=settings.mail_from,
         to=format_address(subscriber.email, subscriber.name), subject=f"Welcome to the {settings.org_name} newsletter",
         template="newsletter_welcome",
         ctx={"org_name": settings.org_name, "name": subscriber.name, "topics": subscriber.topics,
-             "unsubscribe_url": url, "base_url": settings.base_url},
+             "unsubscribe_url": url, "base_url": settings.base_url, "postal_lines": postal.splitlines()},
         headers=list_headers(settings, url),
     )
 

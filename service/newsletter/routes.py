@@ -30,7 +30,7 @@ from service.forms import (
     tokens_of,
 )
 from service.newsletter import flows, queries
-from service.newsletter.tokens import read_unsubscribe_token, unsubscribe_url
+from service.newsletter.tokens import read_preview_token, read_unsubscribe_token, unsubscribe_url
 from service.tokens import TokenError
 from service.validation import Errors, clean_email, clean_text
 from service.web import client_ip, render, settings_of
@@ -228,6 +228,20 @@ async def unsubscribe(request: Request) -> Response:
                                                             "consent_text": flows.consent_text(settings_of(request))})
 
 
+async def preview_preferences(request: Request) -> Response:
+    """The preference centre as a test send's links show it: a sample subscriber, and buttons
+    that change nothing (a POST, such as a mailbox provider's one-click, answers the same)."""
+    try:
+        read_preview_token(tokens_of(request), request.path_params["token"])
+    except (TokenError, TypeError, ValueError):
+        return _bad_link(request)
+    settings = settings_of(request)
+    ctx = {"masked": "you@example.org", "status": "confirmed", "chosen": list(settings.topics), "saved": False,
+           "token": request.path_params["token"], "consent_text": flows.consent_text(settings), "preview": True,
+           "tried": request.method == "POST"}
+    return render(request, "newsletter/preferences.html", ctx)
+
+
 async def save_preferences(request: Request) -> Response:
     subscriber_id = _subscriber_id(request)
     if subscriber_id is None:
@@ -272,6 +286,7 @@ routes = [
           middleware=[Middleware(ApiCorsMiddleware)]),
     Route("/confirm/{token}", confirm, methods=["GET", "POST"]),
     Route("/unsubscribe/{token}", preferences, methods=["GET"]),
+    Route("/preview/unsubscribe/{token}", preview_preferences, methods=["GET", "HEAD", "POST"]),
     Route("/unsubscribe/{token}", unsubscribe, methods=["POST"]),
     Route("/unsubscribe/{token}/preferences", save_preferences, methods=["POST"]),
     Route("/unsubscribe/{token}/resubscribe", resubscribe, methods=["POST"]),

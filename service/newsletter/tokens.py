@@ -15,6 +15,7 @@ from service.settings import Settings
 from service.tokens import Tokens
 
 CONFIRM_MAX_AGE = 7 * 24 * 60 * 60
+PREVIEW_MAX_AGE = 90 * 24 * 60 * 60  # the links of a test send work this long
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 
@@ -70,3 +71,21 @@ def unsubscribe_url(settings: Settings, tokens: Tokens, subscriber_id: int) -> s
 def confirm_url(settings: Settings, tokens: Tokens, subscriber_id: int, signup_at: dt.datetime | None) -> str:
     """The link for the signup of `subscriber_id` made at `signup_at`."""
     return f"{settings.base_url}/confirm/{confirm_token(tokens, subscriber_id, signup_at)}"
+
+
+def preview_token(tokens: Tokens, campaign_id: int) -> str:
+    """The token of a test send's links: names the campaign, unsubscribes nobody."""
+    return tokens.dumps("preview", campaign_id)
+
+
+def read_preview_token(tokens: Tokens, token: str) -> int:
+    """The campaign id; TokenError when tampered or older than PREVIEW_MAX_AGE, ValueError when malformed."""
+    data = tokens.loads("preview", token, max_age=PREVIEW_MAX_AGE)
+    if not isinstance(data, int) or isinstance(data, bool):
+        raise ValueError("not a preview token")
+    return data
+
+
+def preview_unsubscribe_url(settings: Settings, tokens: Tokens, campaign_id: int) -> str:
+    """The unsubscribe and preference link of a test send: the preference page in preview mode."""
+    return f"{settings.base_url}/preview/unsubscribe/{preview_token(tokens, campaign_id)}"

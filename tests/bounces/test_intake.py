@@ -13,8 +13,8 @@ from service.bounces.inbound import start_inbound
 from service.bounces.returnpath import make_token, return_path
 from service.settings import Settings
 from tests.bounces.helpers import lmtp_send, sample, stored_events
-from tests.campaigns.helpers import add_subscriber, deliveries, make_campaign, sender_for, subscriber
 from tests.conftest import TEST_SECRET, Database
+from tests.factories import add_subscriber, deliveries, make_campaign, sender_for, subscriber
 from tests.smtp import SmtpServer
 
 

@@ -16,10 +16,8 @@ from service.mail.outbox import OutboxWorker
 from service.mail.transport import SmtpTransport
 from service.settings import Settings
 from tests.bounces.helpers import audit_rows, event, record_one, stored_events, token_of
-from tests.campaigns.helpers import add_subscriber, deliveries, make_campaign, sender_for, subscriber
 from tests.conftest import Database
-from tests.inquiries.conftest import posted_id
-from tests.newsletter.helpers import signup
+from tests.factories import add_subscriber, deliveries, make_campaign, posted_id, sender_for, signup, subscriber
 from tests.smtp import SmtpServer
 
 

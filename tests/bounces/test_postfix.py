@@ -15,8 +15,8 @@ from service.bounces.inbound import start_inbound
 from service.settings import Settings
 from tests.bounces.helpers import stored_events
 from tests.bounces.postfix import PostfixInstance, unavailable
-from tests.campaigns.helpers import add_subscriber, deliveries, make_campaign, sender_for, subscriber
 from tests.conftest import Database
+from tests.factories import add_subscriber, deliveries, make_campaign, sender_for, subscriber
 from tests.smtp import SmtpServer, free_port
 
 pytestmark = pytest.mark.slow

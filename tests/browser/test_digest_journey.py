@@ -74,7 +74,7 @@ async def test_staff_builds_previews_and_sends_a_digest_and_its_unsubscribe_link
     await expect(page.get_by_role("heading", name="Does Ketamine Therapy Get You High?")).to_be_visible()
     await screenshot(page, "digest-received")
     assert await axe_violations(page) == []  # the email itself is accessible too
-    link = page.get_by_role("link", name="unsubscribe", exact=True)
+    link = page.get_by_role("link", name="Unsubscribe or choose your topics", exact=True)
     href = await link.get_attribute("href")
     assert digest.message["List-Unsubscribe"] == f"<{href}>"
     assert href.startswith(f"{live.url}/unsubscribe/")

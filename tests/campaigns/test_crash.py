@@ -51,7 +51,8 @@ def holding_smtp() -> Iterator[SmtpServer]:
 def _env(db: Database, smtp: SmtpServer, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_URL", "SMTP_URL", "SEND_", "DKIM_"))}
     env.update(DATABASE_URL=db.url, SECRET_KEY=TEST_SECRET, SMTP_URL=smtp.url, BASE_URL="http://testserver",
-               MAIL_FROM="Clinic <hello@clinic.test>", SEND_CONCURRENCY="1", PYTHONPATH=str(ROOT), **extra)
+               MAIL_FROM="Clinic <hello@clinic.test>", SEND_CONCURRENCY="1", PYTHONPATH=str(ROOT),
+               ALLOW_HTTP_BASE_URL="true", ORG_POSTAL_ADDRESS="Clinic Street 1", **extra)
     return env
 
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import dkim
 import pytest
 
-from service.campaigns.dkim import signer_from_settings
 from service.campaigns.message import MessageFactory
+from service.mail.dkim import signer_from_settings
 from service.settings import Settings, SettingsError
 
 BASE = {"DATABASE_URL": "postgresql://u@h/db", "SECRET_KEY": "k" * 40, "MAIL_FROM": "Clinic <hello@clinic.example>"}
@@ -49,7 +49,7 @@ def test_campaign_messages_are_signed_and_verify(key_pair: tuple[Path, bytes]) -
                                  env_file=None)
     signer = signer_from_settings(settings)
     assert signer is not None
-    factory = MessageFactory.for_campaign(settings, campaign_id=7, subject="Digest", signer=signer)
+    factory = MessageFactory.for_campaign(settings, campaign_id=7, subject="Digest", install_id="i1", signer=signer)
     _mid, raw = factory.build(delivery_id=1, to_email="ana@example.org", to_name="Ana", html="<p>Hi</p>",
                               text="Hi", unsubscribe_url="https://news.clinic.example/unsubscribe/x")
     assert raw.startswith(b"DKIM-Signature:")
@@ -63,3 +63,26 @@ def test_campaign_messages_are_signed_and_verify(key_pair: tuple[Path, bytes]) -
     assert dkim.verify(raw, dnsfunc=dns)
     tampered = raw.replace(b"unsubscribe/x", b"unsubscribe/y")
     assert not dkim.verify(tampered, dnsfunc=dns)
+
+
+def test_dkim_domain_alignment_with_mail_from_is_checked_by_organisational_domain(
+    key_pair: tuple[Path, bytes], caplog: pytest.LogCaptureFixture
+) -> None:
+    from service.cli import warn_mail_setup
+    from service.mail.dkim import alignment_problem
+
+    private, _ = key_pair
+    env = {**BASE, "DKIM_PRIVATE_KEY_FILE": str(private), "DKIM_SELECTOR": "t2026"}
+    for domain, mail_from in (("clinic.example", "hello@clinic.example"), ("mail.clinic.example", "hi@clinic.example"),
+                              ("clinic.example", "news@letters.clinic.example"),
+                              ("clinic.co.uk", "hello@news.clinic.co.uk")):
+        settings = Settings.from_env({**env, "DKIM_DOMAIN": domain, "MAIL_FROM": mail_from}, env_file=None)
+        assert alignment_problem(settings) is None, (domain, mail_from)
+    for domain, mail_from in (("esp.example", "hello@clinic.example"), ("other.co.uk", "hello@clinic.co.uk")):
+        settings = Settings.from_env({**env, "DKIM_DOMAIN": domain, "MAIL_FROM": mail_from}, env_file=None)
+        problem = alignment_problem(settings)
+        assert problem is not None and problem.startswith(f"DKIM_DOMAIN {domain} is not aligned")
+    assert alignment_problem(Settings.from_env(BASE, env_file=None)) is None  # DKIM off: nothing to align
+    with caplog.at_level("WARNING", logger="tidings"):
+        warn_mail_setup(settings)
+    assert any("is not aligned with the domain of MAIL_FROM" in r.getMessage() for r in caplog.records)

@@ -48,7 +48,7 @@ async def _rule(db: Database, now: dt.datetime, **kw: object) -> int:
 async def _run(db: Database, settings: Settings, now: dt.datetime) -> None:
     async with db.sessions.begin() as session:
         await run_due_rules(session, settings, now=now)
-        await start_due_campaigns(session, now=now)
+        await start_due_campaigns(session, settings, now=now)
 
 
 async def _campaigns(db: Database) -> list[Campaign]:

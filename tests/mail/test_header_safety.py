@@ -247,7 +247,7 @@ def test_nul_in_a_name_or_a_subject_gives_exactly_the_headers_set(settings: Sett
                             text="t", html="h")
     assert message_from_bytes(serialise(welcome), policy=policy.default)["To"].addresses[0].display_name == shown
 
-    factory = MessageFactory.for_campaign(settings, campaign_id=1, subject=f"News {typed}")
+    factory = MessageFactory.for_campaign(settings, campaign_id=1, subject=f"News {typed}", install_id="i1")
     _mid, raw = factory.build(delivery_id=1, to_email="sam@example.org", to_name=typed, html="h", text="t",
                               unsubscribe_url="https://x.test/u/1")
     digest = message_from_bytes(raw, policy=policy.default)

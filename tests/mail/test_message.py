@@ -73,7 +73,7 @@ def test_welcome_and_digest_carry_the_same_list_headers(settings: Settings, org_
     welcome = parse_raw(serialise(build_message(
         sender="Clinic <hello@clinic.test>", to="ana@example.org", subject="Welcome", text="hi", html="<p>hi</p>",
         headers=list_headers(settings, url))))
-    factory = MessageFactory.for_campaign(settings, campaign_id=1, subject="Digest")
+    factory = MessageFactory.for_campaign(settings, campaign_id=1, subject="Digest", install_id="i1")
     _mid, raw = factory.build(delivery_id=1, to_email="ana@example.org", to_name="Ana", unsubscribe_url=url,
                               html="<p>hi</p>", text="hi")
     digest = parse_raw(raw)
