@@ -266,10 +266,10 @@ async def _mail_test(settings: Settings, address: str) -> str:
     from service.mail.message import build_message
     from service.mail.render import render_email
     from service.mail.transport import PermanentFailure, TemporaryFailure, mailer_for
-    from service.validation import FieldError, clean_email
+    from service.validation import FieldError, clean_mailable_email
 
     try:
-        to = clean_email({"email": address})
+        to = clean_mailable_email({"email": address})
     except FieldError as exc:
         raise CommandError(exc.message) from None
     sent_at = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")

@@ -89,6 +89,31 @@ def clean_email(data: Mapping[str, Any], field: str = "email", *, required: bool
     return str(result.normalized)
 
 
+def mail_address(address: str) -> str | None:
+    """The address as it may travel in a mail header or an SMTP command: an internationalised
+    domain in its ASCII (IDNA) form; None when the local part itself is not ASCII (that needs
+    SMTPUTF8, which Tidings does not speak) or the address is not valid."""
+    if address.isascii():
+        return address
+    try:
+        return validate_email(address, check_deliverability=False).ascii_email or None
+    except EmailNotValidError:
+        return None
+
+
+NOT_MAILABLE = ("We cannot send email to an address with letters beyond plain A-Z before the @; "
+                "please use another address")
+
+
+def clean_mailable_email(data: Mapping[str, Any], field: str = "email", *, required: bool = True) -> str:
+    """`clean_email` for an address we are going to write to (newsletter, test sends): its local
+    part must be ASCII (see `mail_address`); an internationalised domain is fine."""
+    email = clean_email(data, field, required=required)
+    if email and mail_address(email) is None:
+        raise FieldError(field, NOT_MAILABLE)
+    return email
+
+
 def email_key(address: str) -> str:
     """The case-insensitive identity of an address (unique key, suppression hash input)."""
     return address.strip().lower()

@@ -15,7 +15,7 @@ from starlette.datastructures import FormData
 from service.articles.models import Article
 from service.campaigns.models import Campaign, DigestRule
 from service.campaigns.rules import WEEKDAYS
-from service.validation import Errors, clean_email, clean_text
+from service.validation import Errors, clean_mailable_email, clean_text
 
 SUBJECT_MAX = 300
 PREHEADER_MAX = 300
@@ -144,7 +144,7 @@ def parse_schedule(form: FormData) -> tuple[dt.datetime | None, dict[str, str]]:
 
 def parse_test_address(form: FormData) -> tuple[str | None, dict[str, str]]:
     errors = Errors()
-    address = errors.collect("address", clean_email, {"address": str(form.get("address") or "")}, "address")
+    address = errors.collect("address", clean_mailable_email, {"address": str(form.get("address") or "")}, "address")
     return address, dict(errors)
 
 

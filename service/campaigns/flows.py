@@ -92,10 +92,10 @@ async def send_test(
     sessions: Sessions, transport: BulkTransport, *, settings: Settings, campaign_id: int, address: str,
 ) -> str:
     """Send one copy marked [TEST] to `address` (not recorded as a delivery); the server's answer."""
-    from service.validation import FieldError, clean_email
+    from service.validation import FieldError, clean_mailable_email
 
     try:
-        address = clean_email({"address": address}, "address")
+        address = clean_mailable_email({"address": address}, "address")
     except FieldError as exc:
         raise q.CampaignError(f"--test: {exc.message}") from None
     async with sessions.begin() as session:  # ended before sending: the local mailbox writes to the database

@@ -17,7 +17,6 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from email_validator import EmailNotValidError, validate_email
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.forms import REPLAYED
@@ -41,6 +40,7 @@ from service.validation import (
     clean_phone,
     clean_text,
     email_key,
+    mail_address,
     raw_value,
 )
 
@@ -220,18 +220,6 @@ async def after_inquiry_stored(session: AsyncSession, *, settings: Settings, inq
 
 def inquiry_admin_url(settings: Settings, inquiry_id: int) -> str:
     return f"{settings.base_url}/admin/inquiries/{inquiry_id}"
-
-
-def mail_address(address: str) -> str | None:
-    """The address as it may appear in a mail header: an internationalised domain in its ASCII
-    (IDNA) form; None when the local part itself is not ASCII (that needs SMTPUTF8, which the
-    mail transport does not speak)."""
-    if address.isascii():
-        return address
-    try:
-        return validate_email(address, check_deliverability=False).ascii_email or None
-    except EmailNotValidError:
-        return None
 
 
 STAFF_SUBJECT_BEFORE = "New inquiry #"

@@ -23,6 +23,8 @@ from collections.abc import Iterable
 from email.policy import Policy
 from email.utils import getaddresses, parseaddr
 
+from service.validation import mail_address
+
 # Everything a reader might take for the end of a line, and every other control character.
 _BREAKS_AND_CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 # "=?" opens an encoded word and "?=" closes one: a space between the two characters breaks both.
@@ -171,6 +173,7 @@ class AddressHeader(str):
         pairs = tuple((header_text(display), addr) for display, addr in getaddresses([value]))
         if not pairs:
             raise ValueError(f"{name}: not an email address")
+        pairs = tuple((display, mail_address(addr) or addr) for display, addr in pairs)
         for _display, addr in pairs:
             _check_addr_spec(name, addr)
         self = super().__new__(cls, ", ".join(display_address(addr, display) for display, addr in pairs))
@@ -192,6 +195,7 @@ def fold_addresses(name: str, pairs: Iterable[tuple[str, str]], linesep: str = "
     pairs = list(pairs)
     tokens: list[str] = []
     for i, (display, addr) in enumerate(pairs):
+        addr = mail_address(addr) or addr
         _check_addr_spec(name, addr)
         display = header_text(display)
         comma = "," if i < len(pairs) - 1 else ""

@@ -26,6 +26,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import aiosmtplib
 
 from service.mail.headers import HeaderInjectionError
+from service.validation import mail_address
 
 
 class TemporaryFailure(Exception):
@@ -218,6 +219,8 @@ class SmtpConnection(asyncio.Protocol):
     async def _envelope(self, sender: str, recipients: Sequence[str], *, body_8bit: bool) -> None:
         """MAIL, RCPT (each recipient) and DATA, pipelined when offered; raises the failure of
         the first step the server refused (the caller then drops this connection)."""
+        sender = mail_address(sender) or sender
+        recipients = [mail_address(r) or r for r in recipients]
         for value in (sender, *recipients):
             if any(c in value for c in "\r\n<>") or not value.isascii():
                 raise PermanentFailure(f"cannot send to or from {value!r} over this connection")

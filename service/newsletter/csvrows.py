@@ -15,7 +15,7 @@ from typing import IO, Any
 from service.newsletter.flows import normalise_topics
 from service.newsletter.models import SUBSCRIBER_STATUSES, SUPPRESSED_STATUSES
 from service.settings import Settings
-from service.validation import FieldError, clean_email, clean_text, email_key
+from service.validation import FieldError, clean_email, clean_mailable_email, clean_text, email_key
 
 # canonical column -> accepted header spellings (compared lower-cased, with - and spaces as _)
 COLUMNS: dict[str, tuple[str, ...]] = {
@@ -65,7 +65,7 @@ def import_clean_email(value: str) -> str:
         checked = _checked_domain(domain)
         if checked is not None:
             return f"{local}@{checked}"
-    return clean_email({"email": value}, "email")
+    return clean_mailable_email({"email": value}, "email")
 
 
 class ImportFileError(ValueError):

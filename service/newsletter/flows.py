@@ -24,7 +24,7 @@ from service.newsletter.models import SUPPRESSED_STATUSES, Subscriber
 from service.newsletter.tokens import CONFIRM_MAX_AGE, confirm_url, read_confirm_token, unsubscribe_url
 from service.settings import Settings
 from service.tokens import TokenError, Tokens
-from service.validation import FieldError, clean_email
+from service.validation import FieldError, clean_mailable_email
 
 log = logging.getLogger("tidings.newsletter")
 
@@ -71,7 +71,7 @@ async def request_subscription(
     the topics already stored (the "send me a new link" form). Raises FieldError only for an
     invalid address (the caller shows that; it reveals nothing about anyone).
     """
-    email = clean_email({"email": email})
+    email = clean_mailable_email({"email": email})
     name = " ".join(name.split())  # one line, whatever the caller passed: it ends up in a To header
     now = utcnow()
     await queries.insert_pending_subscriber(session, email=email, now=now)
@@ -117,7 +117,7 @@ async def hold_subscription(
     that address later sends the confirmation at once (none went out), and the worker deletes
     held signups still unconfirmed after HELD_RETENTION_DAYS. A known address is left as it is,
     so a bot can change nobody's state. Raises FieldError only for an invalid address."""
-    email = clean_email({"email": email})
+    email = clean_mailable_email({"email": email})
     now = utcnow()
     await queries.insert_pending_subscriber(session, email=email, now=now)
     sub = await queries.get_subscriber_by_email(session, email=email, for_update=True)

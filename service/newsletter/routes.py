@@ -32,7 +32,7 @@ from service.forms import (
 from service.newsletter import flows, queries
 from service.newsletter.tokens import read_preview_token, read_unsubscribe_token, unsubscribe_url
 from service.tokens import TokenError
-from service.validation import Errors, clean_email, clean_text
+from service.validation import Errors, clean_mailable_email, clean_text
 from service.web import client_ip, render, settings_of
 
 FORM = "newsletter"
@@ -65,7 +65,7 @@ def _form_ctx(request: Request, values: dict[str, Any] | None = None, errors: di
 def _clean_signup(request: Request, data: dict[str, Any], topics: list[str]) -> tuple[dict[str, Any], Errors]:
     errors = Errors()
     values = {
-        "email": errors.collect("email", clean_email, data, "email"),
+        "email": errors.collect("email", clean_mailable_email, data, "email"),
         "name": errors.collect("name", clean_text, data, "name", label="Name", max_length=flows.NAME_MAX) or "",
         "topics": topics,
     }
@@ -117,7 +117,7 @@ async def resend(request: Request) -> Response:
     data = await read_form(request)
     screening = await screen(request, data, form=FORM)
     errors = Errors()
-    email = errors.collect("email", clean_email, data, "email")
+    email = errors.collect("email", clean_mailable_email, data, "email")
     if screening.verdict in _REFUSED or errors:
         ctx = {**_form_ctx(request, {"email": data.get("email", "")}, errors,
                            alert=HUMAN_MESSAGES.get(screening.verdict, "")), "problem": None}
