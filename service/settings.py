@@ -19,6 +19,8 @@ from urllib.parse import urlsplit
 
 from starlette.config import Config
 
+from service.bounces.mailboxurl import MailboxConfig, MailboxUrlError, parse_mailbox_url
+
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./tidings.db"
 DEFAULT_TOPICS = ("depression", "anxiety", "PTSD", "chronic pain", "OCD", "other")
 PLACEHOLDER_SECRETS = {"secret", "changeme", "change-me", "change_me", "please-change-me", "dev", "test"}
@@ -81,6 +83,9 @@ class Settings:
     return_path: str | None = None
     soft_bounce_limit: int = 3
     soft_bounce_days: int = 30
+    # BOUNCE_MAILBOX_URL (+ BOUNCE_MAILBOX_DONE) read; None: no mailbox is polled. Its repr hides the password.
+    bounce_mailbox: MailboxConfig | None = None
+    bounce_mailbox_interval: int = 60
 
     @property
     def reply_address(self) -> str:
@@ -182,6 +187,9 @@ def _parse(config: Config) -> Settings:
         return_path=_return_path(_get(config, "RETURN_PATH"), _get(config, "BOUNCE_DOMAIN")),
         soft_bounce_limit=_int(config, "SOFT_BOUNCE_LIMIT", d.soft_bounce_limit, minimum=1, maximum=100),
         soft_bounce_days=_int(config, "SOFT_BOUNCE_DAYS", d.soft_bounce_days, minimum=1, maximum=3650),
+        bounce_mailbox=_bounce_mailbox(config),
+        bounce_mailbox_interval=_int(config, "BOUNCE_MAILBOX_INTERVAL", d.bounce_mailbox_interval, minimum=10,
+                                     maximum=86400),
     )
     secret_key = _get(config, "SECRET_KEY")
     fallbacks = tuple(k.strip() for k in (_get(config, "SECRET_KEY_FALLBACKS", "") or "").split(",") if k.strip())
@@ -286,6 +294,21 @@ def _return_path(pattern: str | None, domain: str | None) -> str | None:
         raise SettingsError(f"RETURN_PATH: the local part would be longer than 64 characters (RFC 5321) "
                             f"with the {TOKEN_LENGTH}-character token; shorten {rest!r}")
     return f"{local}@{host.lower()}"
+
+
+def _bounce_mailbox(config: Config) -> MailboxConfig | None:
+    """BOUNCE_MAILBOX_URL with BOUNCE_MAILBOX_DONE; errors never quote the URL (it holds a password)."""
+    url = _get(config, "BOUNCE_MAILBOX_URL")
+    done = _get(config, "BOUNCE_MAILBOX_DONE", "delete") or "delete"
+    if url is None:
+        if _get(config, "BOUNCE_MAILBOX_DONE") is not None:
+            raise SettingsError("BOUNCE_MAILBOX_DONE: set BOUNCE_MAILBOX_URL too (the mailbox it applies to)")
+        return None
+    try:
+        return parse_mailbox_url(url, done=done)
+    except MailboxUrlError as exc:
+        name = "" if str(exc).startswith("BOUNCE_MAILBOX_DONE:") else "BOUNCE_MAILBOX_URL: "
+        raise SettingsError(f"{name}{exc}") from None
 
 
 def _origins(value: str) -> tuple[str, ...]:
