@@ -11,6 +11,7 @@ from typing import Any
 
 from service.articles import commands as articles_commands
 from service.articles import jobs as articles_jobs
+from service.bounces import commands as bounces_commands
 from service.campaigns import commands as campaigns_commands
 from service.campaigns import jobs as campaigns_jobs
 from service.inquiries import jobs as inquiries_jobs
@@ -25,7 +26,8 @@ from service.settings import Settings
 Register = Callable[["argparse._SubParsersAction[Any]"], None]
 
 COMMANDS: tuple[Register, ...] = (newsletter_commands.register, articles_commands.register,
-                                  campaigns_commands.register, privacy_commands.register)
+                                  campaigns_commands.register, privacy_commands.register,
+                                  bounces_commands.register)
 LOOPS: tuple[Callable[[Settings | None], list[Loop]], ...] = (
     mail_jobs.loops, inquiries_jobs.loops, newsletter_jobs.loops, campaigns_jobs.loops, privacy_jobs.loops,
     articles_jobs.loops)

@@ -1,0 +1,103 @@
+"""`tidings inbound`: the LMTP (or SMTP) server an MTA delivers the bounce domain to.
+
+It accepts at RCPT only our return-path addresses whose token verifies (550 otherwise), so
+nothing but replies to mail we sent gets in; each message is then processed once per accepted
+recipient, with that recipient's token, in its own transaction (`service.bounces.intake`).
+
+RFC 2033 wants one reply per accepted recipient after the message in LMTP; aiosmtpd's LMTP
+class sends one. `PerRecipientLMTP` adds them: the handler's DATA hook returns `Replies`, one
+status per recipient in RCPT order, and `push` writes each. Over SMTP (`--smtp`), which has one
+reply per message, a temporary failure of any recipient asks the MTA to send it again (recording
+is idempotent, so the others count once), otherwise a failure of every recipient is the reply.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from aiosmtpd.lmtp import LMTP
+from aiosmtpd.smtp import SMTP
+
+from service.bounces.intake import MAX_REPORT_BYTES, process_report
+from service.bounces.returnpath import read_token, token_of_address
+from service.db import Sessions
+from service.settings import Settings
+
+log = logging.getLogger("tidings.inbound")
+
+
+class Replies(list[str]):
+    """One reply per accepted recipient, in RCPT order (RFC 2033 section 4.2)."""
+
+
+class PerRecipientLMTP(LMTP):
+    """aiosmtpd's LMTP with the per-recipient replies after DATA that RFC 2033 requires."""
+
+    async def push(self, status: Any) -> None:
+        if isinstance(status, Replies):
+            for line in status:
+                await super().push(line)
+            return
+        await super().push(status)
+
+
+class InboundHandler:
+    """aiosmtpd handler: RCPT only for our verified return paths; DATA records the report."""
+
+    def __init__(self, sessions: Sessions, settings: Settings, *, lmtp: bool = True) -> None:
+        self.sessions = sessions
+        self.settings = settings
+        self.lmtp = lmtp
+
+    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, options: Any) -> str:
+        token = token_of_address(self.settings, address)
+        if token is None or read_token(self.settings, token) is None:
+            return "550 5.1.1 not a return path of this server"
+        envelope.rcpt_tos.append(address)
+        return "250 2.1.5 OK"
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str | Replies:
+        raw = envelope.original_content or envelope.content
+        raw = raw if isinstance(raw, bytes) else str(raw).encode("utf-8", "surrogateescape")
+        replies = [await self.process(raw, rcpt) for rcpt in envelope.rcpt_tos]
+        if self.lmtp:
+            return Replies(replies)
+        return _one_reply(replies)
+
+    async def process(self, raw: bytes, recipient: str) -> str:
+        """The reply for one recipient of the message."""
+        token = token_of_address(self.settings, recipient)
+        try:
+            async with self.sessions.begin() as session:
+                processed = await process_report(session, raw, settings=self.settings, source="lmtp",
+                                                 return_token=token)
+        except Exception:
+            log.exception("inbound: could not record a report")
+            return "451 4.3.0 the report could not be recorded now; try again later"
+        log.info("inbound: %s", processed.summary())
+        if processed.rejected:
+            return "550 5.1.1 this return path names no message we sent; nothing changed"
+        if processed.counted:
+            return f"250 2.0.0 {processed.report.kind} recorded"
+        return f"250 2.0.0 {processed.report.kind}, nothing to record"
+
+
+def _one_reply(replies: list[str]) -> str:
+    if any(r.startswith("4") for r in replies):
+        return next(r for r in replies if r.startswith("4"))
+    return next((r for r in replies if r.startswith("2")), replies[0] if replies else "250 OK")
+
+
+async def start_inbound(sessions: Sessions, settings: Settings, *, host: str = "127.0.0.1", port: int = 0,
+                        lmtp: bool = True, hostname: str | None = None) -> asyncio.Server:
+    """Listen on `host`:`port` (0: any free port; see `server.sockets`) in the running loop."""
+    handler = InboundHandler(sessions, settings, lmtp=lmtp)
+    kind = PerRecipientLMTP if lmtp else SMTP
+
+    def factory() -> SMTP:
+        return kind(handler, data_size_limit=MAX_REPORT_BYTES, enable_SMTPUTF8=True, decode_data=False,
+                    hostname=hostname, ident="Tidings inbound")
+
+    return await asyncio.get_running_loop().create_server(factory, host=host, port=port)

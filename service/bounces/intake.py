@@ -1,0 +1,53 @@
+"""One emailed report in, its events recorded: the shared path of `tidings bounces process`
+(a pipe alias), `tidings inbound` (LMTP/SMTP) and the bounce mailbox. The caller owns the
+transaction; `Processed` says what happened in one line and which exit code / reply fits."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from service.bounces.parse import Report, mail_events, parse_report
+from service.bounces.policy import Outcome, record
+from service.newsletter.flows import mask_email
+from service.settings import Settings
+
+MAX_REPORT_BYTES = 10 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Processed:
+    report: Report
+    outcomes: tuple[Outcome, ...] = ()
+
+    @property
+    def counted(self) -> bool:
+        """True when at least one event was stored (now or before: a duplicate)."""
+        return any(o.stored or o.action == "duplicate" for o in self.outcomes)
+
+    @property
+    def rejected(self) -> bool:
+        """A bounce or complaint none of whose events could count (forged/unknown return path)."""
+        return bool(self.outcomes) and all(o.action == "rejected" for o in self.outcomes)
+
+    def summary(self, *, mask: bool = True) -> str:
+        """One line: what the message was and what it did."""
+        if not self.report.failures:
+            return f"{self.report.kind}: {self.report.detail}; nothing recorded"
+        parts = []
+        for failure, outcome in zip(self.report.failures, self.outcomes, strict=True):
+            who = (mask_email(failure.recipient) if mask else failure.recipient) or "unknown recipient"
+            what = f"{failure.kind} {failure.status or ''}".strip()
+            parts.append(f"{what} for {who}: {outcome.action}" + (f" ({outcome.reason})" if outcome.reason else ""))
+        return f"{self.report.kind} ({self.report.detail}): " + "; ".join(parts)
+
+
+async def process_report(session: AsyncSession, raw: bytes, *, settings: Settings, source: str,
+                         return_token: str | None = None) -> Processed:
+    """Parse `raw` and record its events in the caller's transaction. `return_token`: the token
+    of the envelope recipient it was delivered to (LMTP/SMTP), when known."""
+    report = parse_report(raw, settings)
+    events = mail_events(report, source=source, raw=raw, return_token=return_token)
+    outcomes = [await record(session, event, settings=settings) for event in events]
+    return Processed(report, tuple(outcomes))

@@ -1,0 +1,115 @@
+"""Reports arriving by email, through every door: `tidings bounces process` on standard input
+(exit code and one line), and `tidings inbound` over LMTP (one reply per recipient, RFC 2033)
+and SMTP, which refuses every address that is not one of our verified return paths."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+
+from service.bounces.inbound import start_inbound
+from service.bounces.returnpath import make_token, return_path
+from service.settings import Settings
+from tests.bounces.helpers import lmtp_send, sample, stored_events
+from tests.campaigns.helpers import add_subscriber, deliveries, make_campaign, sender_for, subscriber
+from tests.conftest import TEST_SECRET, Database
+from tests.smtp import SmtpServer
+
+
+async def _sent(db: Database, settings: Settings, smtp: SmtpServer, *emails: str) -> dict[str, tuple[int, str, str]]:
+    """Send a campaign to `emails`: address -> (subscriber id, VERP envelope sender, Message-ID)."""
+    ids = {e: await add_subscriber(db, e) for e in emails}
+    campaign_id = await make_campaign(db, settings)
+    sender = sender_for(db, settings, smtp.url)
+    assert await sender.run_campaign(campaign_id) == "sent"
+    await sender.transport.close()
+    assert len(await deliveries(db, campaign_id)) == len(emails)
+    return {m.recipients[0]: (ids[m.recipients[0]], m.sender, str(m.message["Message-ID"])) for m in smtp.received}
+
+
+def _process(db: Database, settings: Settings, raw: bytes) -> subprocess.CompletedProcess[bytes]:
+    env = {k: v for k, v in os.environ.items() if k not in ("SMTP_URL", "BOUNCE_DOMAIN")}
+    env.update(DATABASE_URL=db.url, SECRET_KEY=TEST_SECRET, RETURN_PATH=settings.return_path or "")
+    return subprocess.run([sys.executable, "-m", "service.cli", "bounces", "process"], input=raw, env=env,
+                          capture_output=True, timeout=120, check=False)
+
+
+async def test_bounces_process_records_a_report_from_standard_input(
+        db: Database, settings: Settings, smtp: SmtpServer) -> None:
+    sent = await _sent(db, settings, smtp, "gone.user@example.org")
+    sid, verp, message_id = sent["gone.user@example.org"]
+    raw = sample("postfix_dsn", return_path=verp, rcpt="gone.user@example.org", message_id=message_id)
+    done = await asyncio.to_thread(_process, db, settings, raw)
+    assert done.returncode == 0, done.stderr
+    line = done.stdout.decode().strip()
+    assert line.startswith("bounce (a delivery-status report (RFC 3464)): hard 5.1.1 for ")
+    assert line.endswith(": suppressed") and "gone.user@" not in line  # the address is masked
+    row = await subscriber(db, sid)
+    assert row.status == "bounced" and "User unknown in virtual mailbox table" in (row.last_bounce or "")
+    again = await asyncio.to_thread(_process, db, settings, raw)
+    assert again.returncode == 0
+    assert again.stdout.decode().strip().endswith(": duplicate (this report was recorded before)")
+    assert len(await stored_events(db)) == 1
+
+
+async def test_bounces_process_exit_codes_say_what_the_message_was(
+        db: Database, settings: Settings, smtp: SmtpServer) -> None:
+    sent = await _sent(db, settings, smtp, "ooo@example.org")
+    sid, verp, message_id = sent["ooo@example.org"]
+    auto = await asyncio.to_thread(_process, db, settings, sample(
+        "out_of_office", return_path=verp, rcpt="ooo@example.org", message_id=message_id))
+    assert auto.returncode == 0 and auto.stdout.decode().startswith("autoreply: an automatic reply, ignored")
+    forged = verp.replace(verp.split("+")[1][:4], "aaaa" if not verp.split("+")[1].startswith("aaaa") else "bbbb")
+    rejected = await asyncio.to_thread(_process, db, settings, sample(
+        "postfix_dsn", return_path=forged, rcpt="ooo@example.org", message_id=message_id))
+    assert rejected.returncode == 65 and b"rejected (the return path's token does not verify)" in rejected.stdout
+    other = await asyncio.to_thread(_process, db, settings, b"Subject: hello\r\n\r\nJust saying hi.\r\n")
+    assert other.returncode == 65 and other.stdout.startswith(b"unrecognised:")
+    empty = await asyncio.to_thread(_process, db, settings, b"")
+    assert empty.returncode == 65 and empty.stderr.decode().strip() == "error: no message on standard input"
+    assert await stored_events(db) == [] and (await subscriber(db, sid)).status == "confirmed"
+
+
+async def test_lmtp_replies_once_per_recipient(db: Database, settings: Settings, smtp: SmtpServer) -> None:
+    sent = await _sent(db, settings, smtp, "ana@example.org")
+    sid, verp, message_id = sent["ana@example.org"]
+    # a validly signed return path whose delivery does not exist: accepted at RCPT, fails processing
+    orphan = return_path(settings, "delivery", 987_654) or ""
+    server = await start_inbound(db.sessions, settings, port=0)
+    try:
+        port = server.sockets[0].getsockname()[1]
+        raw = sample("postfix_dsn", return_path=verp, rcpt="ana@example.org", message_id=message_id)
+        rcpt, data = await lmtp_send(port, [verp, orphan, "postmaster@bounces.clinic.test"], raw)
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert [r[:3] for r in rcpt] == ["250", "250", "550"]  # only our verified return paths get in
+    assert len(data) == 2  # RFC 2033: one reply per accepted recipient, in order
+    assert data[0] == "250 2.0.0 bounce recorded"
+    assert data[1] == "550 5.1.1 this return path names no message we sent; nothing changed"
+    assert (await subscriber(db, sid)).status == "bounced"
+    (stored,) = await stored_events(db)
+    assert stored.source == "lmtp" and stored.status == "5.1.1"
+
+
+async def test_inbound_refuses_strangers_and_forged_tokens_and_speaks_smtp(
+        db: Database, settings: Settings, smtp: SmtpServer) -> None:
+    sent = await _sent(db, settings, smtp, "ben@example.org")
+    sid, verp, message_id = sent["ben@example.org"]
+    token = verp.split("+")[1].split("@")[0]
+    forged = verp.replace(token, make_token(settings.with_(secret_key="another-key-" + "x" * 30), "delivery", 1))
+    server = await start_inbound(db.sessions, settings, port=0, lmtp=False)
+    try:
+        port = server.sockets[0].getsockname()[1]
+        raw = sample("arf_abuse", return_path=verp, rcpt="ben@example.org", message_id=message_id)
+        refused, nothing = await lmtp_send(port, ["ben@example.org", forged, "bounces+x@bounces.clinic.test"], raw,
+                                           lmtp=False)
+        assert [r[:3] for r in refused] == ["550", "550", "550"] and nothing == []
+        rcpt, data = await lmtp_send(port, [verp.upper()], raw, lmtp=False)  # an MTA that upper-cased it
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert rcpt[0].startswith("250") and data == ["250 2.0.0 complaint recorded"]
+    assert (await subscriber(db, sid)).status == "complained"

@@ -1,0 +1,91 @@
+"""Each report format read from a realistic sample: RFC 3464 DSNs (Postfix, Gmail, Exchange,
+Exim), the non-standard bounces (Exim without a DSN, qmail), RFC 5965 abuse reports (one with the
+recipient redacted), and automatic replies, which are recognised and never counted; a person's
+own reply is nothing at all. Bounces are recognised before auto-replies, though MTAs mark their
+bounces `Auto-Submitted: auto-replied`."""
+
+from __future__ import annotations
+
+import pytest
+
+from service.bounces.events import report_key
+from service.bounces.parse import mail_events, parse_report
+from service.bounces.returnpath import make_token, return_path
+from service.settings import Settings
+from tests.bounces.helpers import sample
+
+SETTINGS = Settings(secret_key="k" * 20 + "0123456789abcdef", return_path="bounces+{token}@bounces.clinic.test")
+RP = return_path(SETTINGS, "delivery", 77) or ""
+TOKEN = make_token(SETTINGS, "delivery", 77)
+MID = "<digest.3.77@clinic.test>"
+RCPT = "gone.user@example.org"
+
+
+def _report(name: str):  # type: ignore[no-untyped-def]
+    return parse_report(sample(name, return_path=RP, rcpt=RCPT, message_id=MID), SETTINGS)
+
+
+@pytest.mark.parametrize(("name", "kind", "status", "words"), [
+    ("postfix_dsn", "hard", "5.1.1", "User unknown in virtual mailbox table"),
+    ("gmail_dsn", "hard", "5.1.1", "The email account that you tried to reach does not exist"),
+    ("exim_failed", "hard", "5.0.0", "550 5.1.1"),
+    ("exchange_mailbox_full", "soft", "5.2.2", "mailbox full"),  # 5.2.2: full, not gone
+    ("exim_plain", "hard", None, "550 No such user here"),
+    ("qmail", "hard", "5.1.1", "no mailbox here by that name"),
+])
+def test_bounces_are_read_with_recipient_status_and_diagnostic(name: str, kind: str, status: str | None,
+                                                              words: str) -> None:
+    report = _report(name)
+    assert report.kind == "bounce"
+    (failure,) = report.failures
+    assert (failure.kind, failure.recipient, failure.status) == (kind, RCPT, status)
+    assert words in failure.diagnostic and "\n" not in failure.diagnostic and "\r" not in failure.diagnostic
+    assert report.tokens == (TOKEN,)  # the message is identified by the return path
+    assert report.message_id == MID  # and by the returned headers
+    (event,) = mail_events(report, source="pipe", raw=b"")
+    assert (event.kind, event.return_token, event.message_id, event.status) == (kind, TOKEN, MID, status)
+    assert event.occurred_at.tzinfo is not None
+
+
+def test_postfix_bounce_is_a_bounce_though_it_is_marked_auto_replied() -> None:
+    raw = sample("postfix_dsn", return_path=RP, rcpt=RCPT, message_id=MID)
+    assert b"Auto-Submitted: auto-replied" in raw
+    assert parse_report(raw, SETTINGS).kind == "bounce"
+
+
+@pytest.mark.parametrize("name", ["arf_abuse", "arf_redacted"])
+def test_abuse_reports_are_complaints(name: str) -> None:
+    report = _report(name)
+    assert report.kind == "complaint"
+    (failure,) = report.failures
+    assert failure.kind == "complaint" and "abuse report" in failure.diagnostic
+    assert report.tokens == (TOKEN,)  # from the Return-Path of the reported message
+    assert report.message_id == MID
+    if name == "arf_abuse":
+        assert failure.recipient == RCPT
+
+
+@pytest.mark.parametrize(("name", "kind"), [
+    ("out_of_office", "autoreply"), ("outlook_automatic_reply", "autoreply"),
+    ("postfix_delayed", "delay"), ("personal_reply", "unrecognised"),
+])
+def test_auto_replies_delays_and_other_mail_carry_no_event(name: str, kind: str) -> None:
+    report = _report(name)
+    assert report.kind == kind and report.failures == ()
+    assert mail_events(report, source="lmtp", raw=b"") == []
+
+
+def test_the_envelope_recipient_token_wins_and_keys_are_stable() -> None:
+    raw = sample("postfix_dsn", return_path=RP, rcpt=RCPT, message_id=MID)
+    report = parse_report(raw, SETTINGS)
+    other = make_token(SETTINGS, "outbox", 5)
+    (event,) = mail_events(report, source="lmtp", raw=raw, return_token=other)
+    assert event.return_token == other
+    (again,) = mail_events(parse_report(raw, SETTINGS), source="pipe", raw=raw)
+    assert event.event_key == again.event_key == report_key(
+        report_message_id="<20261202120107.4Yq2H01Ld9z9sWm@mx1.relay.example.net>", recipient=RCPT, kind="hard")
+
+
+def test_garbage_is_unrecognised_not_an_error() -> None:
+    for raw in (b"", b"\xff\xfe\x00garbage", b"Subject: hi\r\n\r\nhello", b"Content-Type: multipart/report\r\n\r\n"):
+        assert parse_report(raw, SETTINGS).kind == "unrecognised"
