@@ -70,7 +70,7 @@ def open_session(config: MailboxConfig) -> MailboxSession:
     try:
         return ImapSession(config) if config.protocol == "imap" else Pop3Session(config)
     except MAILBOX_ERRORS as exc:
-        raise unavailable(config, "cannot log in", exc) from None
+        raise unavailable(config, "cannot open the mailbox", exc) from None
 
 
 class ImapSession:
