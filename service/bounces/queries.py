@@ -7,12 +7,14 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.bounces.models import BounceEvent
+from service.privacy.stores import PersonalDataStore, register_store
+from service.validation import email_key
 
 
 async def insert_event(session: AsyncSession, *, values: dict[str, Any]) -> int | None:
@@ -44,3 +46,27 @@ async def list_events(session: AsyncSession, *, subscriber_id: int | None = None
         stmt = stmt.where(BounceEvent.campaign_id == campaign_id)
     stmt = stmt.order_by(BounceEvent.received_at.desc(), BounceEvent.id.desc()).limit(limit)
     return (await session.scalars(stmt)).all()
+
+
+async def forget_inquiry_reports(session: AsyncSession, inquiry_ids: Sequence[int]) -> int:
+    """Delete the reports about these inquiries' emails (erasure and retention of an inquiry)."""
+    if not inquiry_ids:
+        return 0
+    result = await session.execute(delete(BounceEvent).where(BounceEvent.inquiry_id.in_(list(inquiry_ids))))
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+async def forget_address_reports(session: AsyncSession, address: str, until: dt.datetime | None = None) -> int:
+    """Delete the reports about `address` (received at or before `until`; None: all), linked to a
+    subscriber or not (erasure of a person)."""
+    stmt = delete(BounceEvent).where(BounceEvent.recipient_key == email_key(address))
+    if until is not None:
+        stmt = stmt.where(BounceEvent.received_at <= until)
+    result = await session.execute(stmt)
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+# Bounce and complaint reports quote an address and a diagnostic: they fall under the same
+# retention, erasure and re-erasure after a restore as the stored mail (service.privacy.stores).
+register_store(PersonalDataStore("bounces", forget_inquiries=forget_inquiry_reports,
+                                 forget_address=forget_address_reports))
