@@ -16,6 +16,7 @@ from service.admin.guard import admin_error, admin_only, page, staff_of
 from service.admin.models import ROLES, StaffUser
 from service.admin.queries import FilterError, SubscriberFilter
 from service.admin.users import UserChangeError, change_role, list_staff, set_active
+from service.bounces.stats import subscriber_bounces
 from service.db import get_session
 from service.forms import tokens_of
 from service.newsletter.models import SUBSCRIBER_STATUSES
@@ -52,7 +53,9 @@ async def subscriber_detail(request: Request) -> Response:
     if subscriber is None:
         return admin_error(request, 404, "There is no such subscriber.")
     deliveries = await subscriber_deliveries(get_session(request), subscriber_id=subscriber.id)
+    bounces = await subscriber_bounces(get_session(request), subscriber_id=subscriber.id)
     return page(request, "admin/subscriber.html", {"subscriber": subscriber, "deliveries": deliveries,
+                                                   "bounces": bounces,
                                                    "notice": request.query_params.get("notice", "")})
 
 

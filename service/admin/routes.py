@@ -15,6 +15,7 @@ from starlette.types import Receive, Scope, Send
 from service.admin import (
     auth,
     pages_articles,
+    pages_bounces,
     pages_campaign_actions,
     pages_campaigns,
     pages_inquiries,
@@ -42,6 +43,7 @@ from service.admin.stats import (
     subscriber_growth,
     subscribers_by_status,
 )
+from service.bounces.stats import last_sent_campaign_rates
 from service.db import get_session, utcnow
 from service.forms import tokens_of
 from service.inquiries.held import count_held_inquiries
@@ -176,6 +178,7 @@ async def dashboard(request: Request) -> Response:
         "mail": await mail_trouble(session, now=now), "max_age": _days(settings_of(request).outbox_max_age),
         "local_outbox": settings_of(request).uses_local_outbox,
         "held_count": await count_held_inquiries(session),
+        "last_rates": await last_sent_campaign_rates(session),
     })
 
 
@@ -204,6 +207,7 @@ admin_routes: list[BaseRoute] = [
     *pages_campaign_actions.routes,
     *pages_articles.routes,
     *pages_subscriber_actions.routes,
+    *pages_bounces.routes,
 ]
 
 routes: list[BaseRoute] = [
