@@ -28,6 +28,7 @@ from service.bounces.mailbox import (
     unavailable,
 )
 from service.bounces.mailboxurl import MailboxConfig
+from service.bounces.retention import expire_reports_job
 from service.db import is_database_outage, transaction
 from service.loops import Loop, WorkerContext
 from service.settings import Settings
@@ -99,6 +100,8 @@ async def _process_one(ctx: WorkerContext, config: MailboxConfig, session: Mailb
 
 
 def loops(settings: Settings | None) -> list[Loop]:
+    """The retention of unlinked reports always; the mailbox when BOUNCE_MAILBOX_URL is set."""
+    retention = [Loop("bounce-retention", expire_reports_job, 3600.0)]
     if settings is None or settings.bounce_mailbox is None:
-        return []
-    return [Loop("bounce-mailbox", poll_mailbox, float(settings.bounce_mailbox_interval))]
+        return retention
+    return [*retention, Loop("bounce-mailbox", poll_mailbox, float(settings.bounce_mailbox_interval))]
