@@ -1,4 +1,5 @@
-"""bounces: every bounce and complaint report once, and the inquiry's "the address bounced" flag
+"""bounces: every bounce and complaint report once, the inquiry's "the address bounced" flag, and
+indexes on the Message-IDs a provider's report names
 
 Revision ID: 0008b
 Revises: 0007g
@@ -57,6 +58,9 @@ def upgrade() -> None:
     op.create_index(op.f("ix_bounce_events_inquiry_id"), "bounce_events", ["inquiry_id"], unique=False)
     op.create_index("ix_bounce_events_recipient_key_kind_occurred_at", "bounce_events",
                     ["recipient_key", "kind", "occurred_at"], unique=False)
+    # a provider's bounce or complaint names the message by its Message-ID
+    op.create_index(op.f("ix_deliveries_message_id"), "deliveries", ["message_id"], unique=False)
+    op.create_index(op.f("ix_outbox_messages_message_id"), "outbox_messages", ["message_id"], unique=False)
     with op.batch_alter_table("inquiries", schema=None) as batch_op:
         batch_op.add_column(sa.Column("bounced_at", sa.DateTime(timezone=True), nullable=True))
         batch_op.add_column(sa.Column("bounce_diagnostic", sa.Text(), nullable=True))
@@ -66,6 +70,8 @@ def downgrade() -> None:
     with op.batch_alter_table("inquiries", schema=None) as batch_op:
         batch_op.drop_column("bounce_diagnostic")
         batch_op.drop_column("bounced_at")
+    op.drop_index(op.f("ix_outbox_messages_message_id"), table_name="outbox_messages")
+    op.drop_index(op.f("ix_deliveries_message_id"), table_name="deliveries")
     op.drop_index("ix_bounce_events_recipient_key_kind_occurred_at", table_name="bounce_events")
     op.drop_index(op.f("ix_bounce_events_inquiry_id"), table_name="bounce_events")
     op.drop_index(op.f("ix_bounce_events_campaign_id"), table_name="bounce_events")

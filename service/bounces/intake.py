@@ -4,6 +4,7 @@ transaction; `Processed` says what happened in one line and which exit code / re
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -14,6 +15,7 @@ from service.newsletter.flows import mask_email
 from service.settings import Settings
 
 MAX_REPORT_BYTES = 10 * 1024 * 1024
+log = logging.getLogger("tidings.bounces")
 
 
 @dataclass(frozen=True)
@@ -47,7 +49,11 @@ async def process_report(session: AsyncSession, raw: bytes, *, settings: Setting
                          return_token: str | None = None) -> Processed:
     """Parse `raw` and record its events in the caller's transaction. `return_token`: the token
     of the envelope recipient it was delivered to (LMTP/SMTP), when known."""
-    report = parse_report(raw, settings)
+    try:
+        report = parse_report(raw, settings)
+    except Exception as exc:  # no parser reads it: not a report (retrying would never help)
+        log.warning("a message could not be read as a report: %s", type(exc).__name__)
+        report = Report("unrecognised", detail=f"the message could not be read ({type(exc).__name__})")
     events = mail_events(report, source=source, raw=raw, return_token=return_token)
     outcomes = [await record(session, event, settings=settings) for event in events]
     return Processed(report, tuple(outcomes))

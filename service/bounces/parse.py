@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 import email
+import email.errors
 import email.header
 import email.policy
 import logging
@@ -213,7 +214,12 @@ def _header(msg: Message | None, name: str) -> str:
     value = msg.get(name)
     if value is None:
         return ""
-    text = str(email.header.make_header(email.header.decode_header(str(value)))) if "=?" in str(value) else str(value)
+    text = str(value)
+    if "=?" in text:
+        try:
+            text = str(email.header.make_header(email.header.decode_header(text)))
+        except (LookupError, UnicodeError, ValueError, email.errors.HeaderParseError):
+            pass  # an unknown charset or a broken encoded word: keep the raw text
     return " ".join(text.split())
 
 

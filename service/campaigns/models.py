@@ -64,7 +64,8 @@ class Delivery(Base):
     next_attempt_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     lease_owner: Mapped[str | None] = mapped_column(String(64))
     lease_expires_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
-    message_id: Mapped[str | None] = mapped_column(String(255))
+    # indexed: a provider's bounce or complaint names the message by it (service.bounces)
+    message_id: Mapped[str | None] = mapped_column(String(255), index=True)
     # A 5xx on the recipient: the address was suppressed as bounced.
     bounced: Mapped[bool] = mapped_column(Boolean, default=False)
     smtp_response: Mapped[str | None] = mapped_column(Text)

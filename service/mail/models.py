@@ -23,7 +23,7 @@ class OutboxMessage(Base):
     kind: Mapped[str] = mapped_column(String(64))
     recipient: Mapped[str] = mapped_column(String(320))
     subject: Mapped[str] = mapped_column(String(500))
-    message_id: Mapped[str] = mapped_column(String(255))
+    message_id: Mapped[str] = mapped_column(String(255), index=True)  # a provider's bounce names it
     # Rendered and built by the worker at send time from `template`, `context` (JSON) and
     # `headers` (JSON: every header but Message-ID, in order); the bytes that went out are kept
     # here once sent. NULL until then (and always for a message queued before 0005p: raw only).

@@ -113,3 +113,33 @@ async def test_inbound_refuses_strangers_and_forged_tokens_and_speaks_smtp(
         await server.wait_closed()
     assert rcpt[0].startswith("250") and data == ["250 2.0.0 complaint recorded"]
     assert (await subscriber(db, sid)).status == "complained"
+
+
+async def test_tidings_inbound_command_serves_lmtp_until_sigterm(
+        db: Database, settings: Settings, smtp: SmtpServer) -> None:
+    import signal
+
+    from tests.smtp import free_port
+
+    sent = await _sent(db, settings, smtp, "cmd@example.org")
+    sid, verp, message_id = sent["cmd@example.org"]
+    env = {k: v for k, v in os.environ.items() if k not in ("SMTP_URL", "BOUNCE_DOMAIN")}
+    env.update(DATABASE_URL=db.url, SECRET_KEY=TEST_SECRET, RETURN_PATH=settings.return_path or "")
+    port = free_port()
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "service.cli", "inbound", "--port", str(port),
+                                                env=env, stdout=asyncio.subprocess.PIPE,
+                                                stderr=asyncio.subprocess.PIPE)
+    try:
+        assert proc.stdout is not None
+        line = await asyncio.wait_for(proc.stdout.readline(), 120)
+        assert line.decode().strip() == f"tidings inbound: LMTP on 127.0.0.1:{port}"
+        raw = sample("gmail_dsn", return_path=verp, rcpt="cmd@example.org", message_id=message_id)
+        rcpt, data = await lmtp_send(port, [verp], raw)
+        assert rcpt[0].startswith("250") and data == ["250 2.0.0 bounce recorded"]
+    finally:
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGTERM)
+        _out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0, err
+    assert b"Traceback" not in err and b"cmd@example.org" not in err  # the log masks addresses
+    assert (await subscriber(db, sid)).status == "bounced"

@@ -87,5 +87,16 @@ def test_the_envelope_recipient_token_wins_and_keys_are_stable() -> None:
 
 
 def test_garbage_is_unrecognised_not_an_error() -> None:
-    for raw in (b"", b"\xff\xfe\x00garbage", b"Subject: hi\r\n\r\nhello", b"Content-Type: multipart/report\r\n\r\n"):
+    for raw in (b"", b"\xff\xfe\x00garbage", b"Subject: hi\r\n\r\nhello", b"Content-Type: multipart/report\r\n\r\n",
+                b"Subject: =?x-bogus?q?hi?=\r\n\r\nhello\r\n"):
         assert parse_report(raw, SETTINGS).kind == "unrecognised"
+
+
+def test_a_broken_encoded_word_in_a_dsn_is_kept_as_text() -> None:
+    raw = (b"Content-Type: multipart/report; report-type=delivery-status; boundary=b\r\n\r\n--b\r\n"
+           b"Content-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; x\r\n\r\n"
+           b"Final-Recipient: rfc822; a@example.org\r\nAction: failed\r\nStatus: 5.1.1\r\n"
+           b"Diagnostic-Code: smtp; =?bogus?q?550_gone?=\r\n\r\n--b--\r\n")
+    (failure,) = parse_report(raw, SETTINGS).failures
+    assert (failure.kind, failure.recipient) == ("hard", "a@example.org")
+    assert failure.diagnostic == "smtp; =?bogus?q?550_gone?="
