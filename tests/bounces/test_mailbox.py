@@ -13,6 +13,7 @@ import pytest
 from service.bounces.jobs import poll_mailbox
 from service.bounces.mailbox import MailboxUnavailable
 from service.bounces.mailboxurl import parse_mailbox_url
+from service.db import utcnow
 from service.loops import WorkerContext
 from service.mail.transport import LocalMailboxTransport
 from service.settings import Settings
@@ -143,3 +144,21 @@ def test_the_worker_polls_the_mailbox_only_when_one_is_set(settings: Settings) -
     box = parse_mailbox_url("imaps://u:p@mail.clinic.test/INBOX")
     loops = {loop.name: loop for loop in default_loops(settings.with_(bounce_mailbox=box, bounce_mailbox_interval=90))}
     assert loops["bounce-mailbox"].interval == 90.0
+
+
+async def test_a_report_dated_at_the_end_of_time_is_recorded_with_the_time_it_arrived(
+        db: Database, settings: Settings, smtp: SmtpServer, dovecot: Dovecot) -> None:
+    sent = await _sent(db, settings, smtp, "late@example.org")
+    sid, verp, message_id = sent["late@example.org"]
+    report = sample("postfix_dsn", return_path=verp, rcpt="late@example.org", message_id=message_id)
+    head, _, body = report.partition(b"\r\n\r\n")
+    head = b"\r\n".join(b"Date: Fri, 31 Dec 9999 23:59:00 -0100" if line.startswith(b"Date:") else line
+                        for line in head.split(b"\r\n"))
+    dovecot.deliver(head + b"\r\n\r\n" + body)
+
+    assert await poll_mailbox(_ctx(db, settings, dovecot.url("imap"))) == 1
+
+    assert (await subscriber(db, sid)).status == "bounced"
+    (stored,) = await stored_events(db)
+    assert stored.occurred_at.year == utcnow().year
+    assert dovecot.messages() == []
