@@ -1,6 +1,7 @@
 """A private Debian dovecot (IMAP and POP3) on loopback ports for the bounce mailbox tests: its own
-configuration, base_dir and maildir in a temporary directory, one user with a static password,
-plain text over loopback (ssl = no), so nothing of the machine's own mail set-up is used."""
+configuration, base_dir and maildir in a temporary directory, one user with a static password, so
+nothing of the machine's own mail set-up is used. TLS with a self-signed certificate made for the
+run (openssl): imaps and pop3s on their own ports, STARTTLS offered on the plain ones."""
 
 from __future__ import annotations
 
@@ -25,13 +26,17 @@ PASSWORD = "mailbox-pass-9f3k"  # noqa: S105 - the test mailbox's own password
 @dataclass
 class Dovecot:
     root: Path
-    imap_port: int
-    pop3_port: int
+    ports: dict[str, int]  # scheme -> port
     pid: int
 
-    def url(self, scheme: str, path: str = "/INBOX", *, password: str = PASSWORD) -> str:
-        port = self.imap_port if scheme.startswith("imap") else self.pop3_port
-        return f"{scheme}://{USER}:{password}@127.0.0.1:{port}{path if scheme.startswith('imap') else ''}"
+    @property
+    def imap_port(self) -> int:
+        return self.ports["imap"]
+
+    def url(self, scheme: str, path: str = "/INBOX", *, password: str = PASSWORD, query: str = "verify=false") -> str:
+        """The mailbox URL; by default certificates are not checked (ours is self-signed)."""
+        where = path if scheme.startswith("imap") else ""
+        return f"{scheme}://{USER}:{password}@127.0.0.1:{self.ports[scheme]}{where}" + (f"?{query}" if query else "")
 
     def imap(self) -> IMAPClient:
         client = IMAPClient("127.0.0.1", port=self.imap_port, ssl=False, timeout=10)
@@ -70,7 +75,7 @@ class Dovecot:
         _wait(lambda: not _answers(self.imap_port), what="dovecot to stop")
 
     def restart(self) -> None:
-        self.pid = _start(self.root, (self.imap_port, self.pop3_port))
+        self.pid = _start(self.root, tuple(self.ports.values()))
 
 
 def _free_port() -> int:
@@ -104,15 +109,17 @@ def _users() -> tuple[str, str, int, int]:
     return me.pw_name, me.pw_name, me.pw_uid, me.pw_gid
 
 
-def _config(root: Path, imap_port: int, pop3_port: int) -> str:
+def _config(root: Path, ports: dict[str, int]) -> str:
     internal, login, uid, gid = _users()
     return f"""
 base_dir = {root}/run
 state_dir = {root}/state
-instance_name = tidings-test-{imap_port}
+instance_name = tidings-test-{ports["imap"]}
 protocols = imap pop3
 listen = 127.0.0.1
-ssl = no
+ssl = yes
+ssl_cert = <{root}/cert.pem
+ssl_key = <{root}/key.pem
 disable_plaintext_auth = no
 auth_mechanisms = plain login
 auth_failure_delay = 0
@@ -132,19 +139,23 @@ userdb {{
 service imap-login {{
   inet_listener imap {{
     address = 127.0.0.1
-    port = {imap_port}
+    port = {ports["imap"]}
   }}
   inet_listener imaps {{
-    port = 0
+    address = 127.0.0.1
+    port = {ports["imaps"]}
+    ssl = yes
   }}
 }}
 service pop3-login {{
   inet_listener pop3 {{
     address = 127.0.0.1
-    port = {pop3_port}
+    port = {ports["pop3"]}
   }}
   inet_listener pop3s {{
-    port = 0
+    address = 127.0.0.1
+    port = {ports["pop3s"]}
+    ssl = yes
   }}
 }}
 service anvil {{
@@ -156,7 +167,7 @@ service stats {{
 """
 
 
-def _start(root: Path, ports: tuple[int, int]) -> int:
+def _start(root: Path, ports: tuple[int, ...]) -> int:
     # Output to files: the daemon keeps whatever it inherits, so a pipe here would never end.
     with open(root / "start.log", "ab") as out:
         subprocess.run([DOVECOT, "-c", str(root / "dovecot.conf")], check=True, stdin=subprocess.DEVNULL,
@@ -173,9 +184,12 @@ def start_dovecot() -> Dovecot:
     (root / "mail").mkdir()
     _internal, _login, uid, gid = _users()
     os.chown(root / "mail", uid, gid)
-    imap_port, pop3_port = _free_port(), _free_port()
-    (root / "dovecot.conf").write_text(_config(root, imap_port, pop3_port))
-    return Dovecot(root, imap_port, pop3_port, _start(root, (imap_port, pop3_port)))
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
+                    "/CN=mail.clinic.test", "-keyout", str(root / "key.pem"), "-out", str(root / "cert.pem")],
+                   check=True, capture_output=True, timeout=60)
+    ports = {scheme: _free_port() for scheme in ("imap", "imaps", "pop3", "pop3s")}
+    (root / "dovecot.conf").write_text(_config(root, ports))
+    return Dovecot(root, ports, _start(root, tuple(ports.values())))
 
 
 def stop_dovecot(server: Dovecot) -> None:

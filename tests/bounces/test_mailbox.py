@@ -162,3 +162,25 @@ async def test_a_report_dated_at_the_end_of_time_is_recorded_with_the_time_it_ar
     (stored,) = await stored_events(db)
     assert stored.occurred_at.year == utcnow().year
     assert dovecot.messages() == []
+
+
+@pytest.mark.parametrize(("scheme", "query"), [("imaps", "verify=false"), ("pop3s", "verify=false"),
+                                               ("imap", "starttls=require&verify=false"),
+                                               ("pop3", "starttls=require&verify=false")])
+async def test_tls_from_the_start_or_by_starttls(db: Database, settings: Settings, smtp: SmtpServer, dovecot: Dovecot,
+                                                 scheme: str, query: str) -> None:
+    sent = await _sent(db, settings, smtp, "gone@example.org")
+    sid, verp, message_id = sent["gone@example.org"]
+    dovecot.deliver(sample("postfix_dsn", return_path=verp, rcpt="gone@example.org", message_id=message_id))
+    assert await poll_mailbox(_ctx(db, settings, dovecot.url(scheme, query=query))) == 1
+    assert (await subscriber(db, sid)).status == "bounced" and dovecot.messages() == []
+
+
+@pytest.mark.parametrize("scheme", ["imaps", "imap", "pop3s", "pop3"])
+async def test_a_certificate_that_does_not_verify_is_refused(db: Database, settings: Settings, dovecot: Dovecot,
+                                                             scheme: str) -> None:
+    dovecot.deliver(b"Subject: hello\r\n\r\nJust saying hi.\r\n")
+    with pytest.raises(MailboxUnavailable) as refused:  # self-signed: refused unless ?verify=false
+        await poll_mailbox(_ctx(db, settings, dovecot.url(scheme, query="")))
+    assert "CERTIFICATE_VERIFY_FAILED" in str(refused.value) and PASSWORD not in str(refused.value)
+    assert len(dovecot.messages()) == 1
