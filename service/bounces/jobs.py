@@ -36,6 +36,7 @@ from service.settings import Settings
 log = logging.getLogger("tidings.bounces")
 
 BATCH = 200  # messages read per round; a busy round is followed by the next at once
+LISTED = 5 * BATCH  # the oldest messages looked at per round (those too large to read stay among them)
 T = TypeVar("T")
 
 
@@ -56,7 +57,7 @@ async def poll_mailbox(ctx: WorkerContext) -> int:
     session = await asyncio.to_thread(open_session, config)
     processed: list[str] = []
     try:
-        waiting = await _call(config, "cannot list the messages", session.waiting)
+        waiting = await _call(config, "cannot list the messages", session.waiting, LISTED)
         for item in _readable(waiting)[:BATCH]:
             if await _process_one(ctx, config, session, item):
                 processed.append(item.id)

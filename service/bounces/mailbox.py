@@ -41,7 +41,7 @@ class Waiting:
 
 
 class MailboxSession(Protocol):
-    def waiting(self) -> list[Waiting]: ...
+    def waiting(self, limit: int) -> list[Waiting]: ...
     def fetch(self, message_id: str) -> bytes: ...
     def done(self, message_ids: Sequence[str]) -> None: ...
     def close(self) -> None: ...
@@ -93,8 +93,9 @@ class ImapSession:
             raise
         self.client = client
 
-    def waiting(self) -> list[Waiting]:
-        uids = self.client.search(["UNDELETED"])
+    def waiting(self, limit: int) -> list[Waiting]:
+        """The oldest `limit` messages (a bounded FETCH: servers cap a command's length)."""
+        uids = sorted(self.client.search(["UNDELETED"]))[:limit]
         sizes = self.client.fetch(uids, ["RFC822.SIZE"]) if uids else {}
         return [Waiting(str(uid), int(sizes[uid][b"RFC822.SIZE"])) for uid in sorted(sizes)]
 
@@ -147,11 +148,12 @@ class Pop3Session:
         self.client = client
         self._numbers: dict[str, int] = {}
 
-    def waiting(self) -> list[Waiting]:
+    def waiting(self, limit: int) -> list[Waiting]:
         uidls = dict(line.decode().split(" ", 1) for line in self.client.uidl()[1])
         sizes = dict(line.decode().split(" ", 1) for line in self.client.list()[1])
         self._numbers = {uid: int(number) for number, uid in uidls.items()}
-        return [Waiting(uid, int(sizes[number])) for number, uid in sorted(uidls.items(), key=lambda x: int(x[0]))]
+        oldest = sorted(uidls.items(), key=lambda x: int(x[0]))[:limit]
+        return [Waiting(uid, int(sizes[number])) for number, uid in oldest]
 
     def fetch(self, message_id: str) -> bytes:
         return b"\r\n".join(self.client.retr(self._numbers[message_id])[1]) + b"\r\n"
