@@ -182,3 +182,10 @@ async def test_inquiry_whose_automatic_answer_bounced_says_call_them(
     bounces = await admin_client.get("/admin/bounces")
     assert f'<a href="/admin/inquiries/{inquiry_id}">inquiry #{inquiry_id}</a>' in bounces.text
     assert "automatic answer" in bounces.text and utcnow().strftime("%Y-%m-%d") in bounces.text
+
+    erase = await admin_client.get(f"/admin/inquiries/{inquiry_id}/erase")
+    r = await admin_client.post(f"/admin/inquiries/{inquiry_id}/erase",
+                                data={"csrf_token": token_in(erase.text), "confirm": "ERASE"})
+    assert r.status_code == 303
+    after = await admin_client.get("/admin/bounces")  # the reports about its emails went with it
+    assert "ivy@example.org" not in after.text and f"/admin/inquiries/{inquiry_id}" not in after.text
