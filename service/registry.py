@@ -12,6 +12,7 @@ from typing import Any
 from service.articles import commands as articles_commands
 from service.articles import jobs as articles_jobs
 from service.bounces import commands as bounces_commands
+from service.bounces import jobs as bounces_jobs
 from service.campaigns import commands as campaigns_commands
 from service.campaigns import jobs as campaigns_jobs
 from service.inquiries import jobs as inquiries_jobs
@@ -30,7 +31,7 @@ COMMANDS: tuple[Register, ...] = (newsletter_commands.register, articles_command
                                   bounces_commands.register)
 LOOPS: tuple[Callable[[Settings | None], list[Loop]], ...] = (
     mail_jobs.loops, inquiries_jobs.loops, newsletter_jobs.loops, campaigns_jobs.loops, privacy_jobs.loops,
-    articles_jobs.loops)
+    articles_jobs.loops, bounces_jobs.loops)
 
 
 def add_domain_commands(sub: argparse._SubParsersAction[Any]) -> None:

@@ -19,6 +19,8 @@ from urllib.parse import urlsplit
 
 from starlette.config import Config
 
+from service.bounces.mailboxurl import MailboxConfig, MailboxUrlError, parse_mailbox_url
+
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./tidings.db"
 DEFAULT_TOPICS = ("depression", "anxiety", "PTSD", "chronic pain", "OCD", "other")
 PLACEHOLDER_SECRETS = {"secret", "changeme", "change-me", "change_me", "please-change-me", "dev", "test"}
@@ -84,12 +86,16 @@ class Settings:
     smtp_helo_name: str | None = None  # None: the host of BASE_URL (see `helo_name`)
     allow_http_base_url: bool = False  # campaigns over SMTP need an https BASE_URL unless this is set
     org_postal_address: str = ""  # the default of the stored postal address (newsletter footers)
+    # BOUNCE_MAILBOX_URL (+ BOUNCE_MAILBOX_DONE) read; None: no mailbox is polled. Its repr hides the password.
+    bounce_mailbox: MailboxConfig | None = None
+    bounce_mailbox_interval: int = 60
 
     @property
     def helo_name(self) -> str:
         """The name given in EHLO/LHLO: SMTP_HELO_NAME, else the host of BASE_URL (an IP address
         as an address literal, RFC 5321 4.1.3)."""
         return self.smtp_helo_name or helo_for_host(urlsplit(self.base_url).hostname or "localhost")
+
 
     @property
     def reply_address(self) -> str:
@@ -194,6 +200,9 @@ def _parse(config: Config) -> Settings:
         smtp_helo_name=_helo_name(_get(config, "SMTP_HELO_NAME")),
         allow_http_base_url=_bool("ALLOW_HTTP_BASE_URL", _get(config, "ALLOW_HTTP_BASE_URL", "false") or "false"),
         org_postal_address=_postal_address(_get(config, "ORG_POSTAL_ADDRESS", "") or ""),
+        bounce_mailbox=_bounce_mailbox(config),
+        bounce_mailbox_interval=_int(config, "BOUNCE_MAILBOX_INTERVAL", d.bounce_mailbox_interval, minimum=10,
+                                     maximum=86400),
     )
     secret_key = _get(config, "SECRET_KEY")
     fallbacks = tuple(k.strip() for k in (_get(config, "SECRET_KEY_FALLBACKS", "") or "").split(",") if k.strip())
@@ -298,6 +307,21 @@ def _return_path(pattern: str | None, domain: str | None) -> str | None:
         raise SettingsError(f"RETURN_PATH: the local part would be longer than 64 characters (RFC 5321) "
                             f"with the {TOKEN_LENGTH}-character token; shorten {rest!r}")
     return f"{local}@{host.lower()}"
+
+
+def _bounce_mailbox(config: Config) -> MailboxConfig | None:
+    """BOUNCE_MAILBOX_URL with BOUNCE_MAILBOX_DONE; errors never quote the URL (it holds a password)."""
+    url = _get(config, "BOUNCE_MAILBOX_URL")
+    done = _get(config, "BOUNCE_MAILBOX_DONE", "delete") or "delete"
+    if url is None:
+        if _get(config, "BOUNCE_MAILBOX_DONE") is not None:
+            raise SettingsError("BOUNCE_MAILBOX_DONE: set BOUNCE_MAILBOX_URL too (the mailbox it applies to)")
+        return None
+    try:
+        return parse_mailbox_url(url, done=done)
+    except MailboxUrlError as exc:
+        name = "" if str(exc).startswith("BOUNCE_MAILBOX_DONE:") else "BOUNCE_MAILBOX_URL: "
+        raise SettingsError(f"{name}{exc}") from None
 
 
 def _origins(value: str) -> tuple[str, ...]:

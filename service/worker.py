@@ -43,7 +43,8 @@ async def _housekeeping_job(ctx: WorkerContext) -> int:
 def default_loops(settings: Settings | None = None) -> list[Loop]:
     """Every loop a worker runs: the service's housekeeping, then each domain's (outbox, held
     purges, newsletter purge, campaigns and their schedule, inquiry retention, feed polling when
-    FEED_URL is set), as `service.registry` collects them."""
+    FEED_URL is set, bounce report retention, the bounce mailbox when BOUNCE_MAILBOX_URL is), as
+    `service.registry` collects them."""
     return [Loop("housekeeping", _housekeeping_job, 300.0), *domain_loops(settings)]
 
 

@@ -17,6 +17,7 @@ from service.admin.guard import admin_error, get_or_404, page
 from service.admin.pages_mail import FRAME_CSP
 from service.admin.paging import paginate
 from service.articles.queries import list_articles
+from service.bounces.stats import campaign_rates
 from service.campaigns import queries as cq
 from service.campaigns.flows import default_subject, render_preview
 from service.campaigns.models import Campaign
@@ -131,6 +132,7 @@ async def campaign_detail(request: Request, *, errors: dict[str, str] | None = N
         "errors": errors or {}, "values": values or {},
         "notice": notice if notice is not None else request.query_params.get("notice", ""),
         "awaiting_approval": campaign.requires_approval and campaign.approved_at is None, "eta": eta_text,
+        "rates": await campaign_rates(session, campaign_id=campaign.id),
     }, status_code)
 
 

@@ -14,6 +14,7 @@ from starlette.routing import BaseRoute, Route
 from service.admin.filters import FilterError, format_cursor, parse_cursor
 from service.admin.guard import get_or_404, page
 from service.admin.paging import paginate
+from service.bounces.stats import subscriber_bounces
 from service.campaigns.queries import subscriber_deliveries
 from service.db import get_session
 from service.newsletter.models import SUBSCRIBER_STATUSES, Subscriber
@@ -51,7 +52,9 @@ async def subscriber_detail(request: Request) -> Response:
     session = get_session(request)
     subscriber = await get_or_404(session, Subscriber, request.path_params["subscriber_id"], what="subscriber")
     deliveries = await subscriber_deliveries(session, subscriber_id=subscriber.id)
+    bounces = await subscriber_bounces(session, subscriber_id=subscriber.id)
     return page(request, "admin/subscriber.html", {"subscriber": subscriber, "deliveries": deliveries,
+                                                   "bounces": bounces,
                                                    "notice": request.query_params.get("notice", "")})
 
 

@@ -16,6 +16,7 @@ from service.admin import (
     auth,
     pages_articles,
     pages_audit,
+    pages_bounces,
     pages_campaign_actions,
     pages_campaigns,
     pages_digest_rules,
@@ -45,6 +46,7 @@ from service.admin.stats import (
     subscriber_growth,
     subscribers_by_status,
 )
+from service.bounces.stats import last_sent_campaign_rates
 from service.campaigns.stats import campaign_rows
 from service.db import get_session, utcnow
 from service.forms import tokens_of
@@ -180,6 +182,7 @@ async def dashboard(request: Request) -> Response:
         "mail": await mail_trouble(session, now=now), "max_age": _days(settings_of(request).outbox_max_age),
         "local_outbox": settings_of(request).uses_local_outbox,
         "held_count": await count_held_inquiries(session),
+        "last_rates": await last_sent_campaign_rates(session),
     })
 
 
@@ -212,6 +215,7 @@ admin_routes: list[BaseRoute] = [
     *pages_articles.routes,
     *pages_digest_rules.routes,
     *pages_subscriber_actions.routes,
+    *pages_bounces.routes,
 ]
 
 routes: list[BaseRoute] = [

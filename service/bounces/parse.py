@@ -240,9 +240,11 @@ def _address_field(value: str) -> str:
 def _date(msg: Message) -> dt.datetime | None:
     try:
         when = parsedate_to_datetime(_header(msg, "Date"))
-    except (TypeError, ValueError, IndexError):
+        when = when if when.tzinfo is not None else when.replace(tzinfo=dt.UTC)  # "-0000": UTC, zone unknown
+        when.astimezone(dt.UTC)  # a time UTC cannot hold (31 Dec 9999 west of Greenwich) is no time
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
-    return when if when.tzinfo is not None else when.replace(tzinfo=dt.UTC)  # "-0000": UTC, zone unknown
+    return when
 
 
 def _returned_headers(msg: Message) -> Message | None:

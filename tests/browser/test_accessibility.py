@@ -13,10 +13,12 @@ from typing import Any
 from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 from sqlalchemy import select
 
+from service.bounces.models import BounceEvent
 from service.campaigns.models import Campaign
 from service.campaigns.queries import start_campaign
 from service.db import transaction, utcnow
 from service.inquiries.models import Inquiry
+from service.inquiries.queries import flag_inquiry_bounced
 from service.newsletter.models import Subscriber
 from service.newsletter.tokens import confirm_url, unsubscribe_url
 from service.privacy.access import access_url
@@ -145,6 +147,16 @@ async def test_the_main_admin_pages_have_no_serious_accessibility_violation(page
     inquiry = await first(db, Inquiry, Inquiry.name == "Sofia Rossi")
     subscriber = await first(db, Subscriber)
     campaign = await first(db, Campaign)
+    async with transaction(db.sessions) as session:  # a report about each, so their tables are drawn
+        now = utcnow()
+        session.add(BounceEvent(event_key="a11y-1", kind="hard", source="mailbox", recipient=subscriber.email,
+                                recipient_key=subscriber.email_key, occurred_at=now, received_at=now, status="5.1.1",
+                                diagnostic="550 5.1.1 user unknown", outcome="suppressed", subscriber_id=subscriber.id,
+                                campaign_id=campaign.id))
+        session.add(BounceEvent(event_key="a11y-2", kind="hard", source="lmtp", recipient=inquiry.email,
+                                recipient_key=inquiry.email.lower(), occurred_at=now, received_at=now,
+                                diagnostic="550 no such user", outcome="flagged", inquiry_id=inquiry.id))
+        await flag_inquiry_bounced(session, inquiry_id=inquiry.id, diagnostic="550 no such user", now=now)
     for name, path, heading in (
         ("inquiries", "/admin/inquiries", "Inquiries"),
         ("inquiries filtered", "/admin/inquiries?q=parking&status=new", "Inquiries"),
@@ -153,6 +165,8 @@ async def test_the_main_admin_pages_have_no_serious_accessibility_violation(page
         ("subscribers", "/admin/subscribers", "Subscribers"),
         ("subscriber detail", f"/admin/subscribers/{subscriber.id}", subscriber.email),
         ("outbox", "/admin/outbox", "Outbox"),
+        ("bounces", "/admin/bounces", "Bounces and complaints"),
+        ("bounces filtered", "/admin/bounces?kind=hard", "Bounces and complaints"),
         ("audit", "/admin/audit", "Audit log"),
         ("users", "/admin/users", "Users"),
         ("account", "/admin/account", "Your account"),
