@@ -7,12 +7,12 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from service.bounces.models import BounceEvent
+from service.bounces.models import BounceEvent, WebhookNonce
 
 
 async def insert_event(session: AsyncSession, *, values: dict[str, Any]) -> int | None:
@@ -44,3 +44,13 @@ async def list_events(session: AsyncSession, *, subscriber_id: int | None = None
         stmt = stmt.where(BounceEvent.campaign_id == campaign_id)
     stmt = stmt.order_by(BounceEvent.received_at.desc(), BounceEvent.id.desc()).limit(limit)
     return (await session.scalars(stmt)).all()
+
+
+async def use_nonce(session: AsyncSession, *, key: str, now: dt.datetime, keep: dt.timedelta) -> bool:
+    """Take a one-time value: True the first time, False when it was taken before (a replay).
+    Values older than `keep` (past any fresh timestamp) are forgotten here too."""
+    await session.execute(delete(WebhookNonce).where(WebhookNonce.seen_at < now - keep))
+    insert = pg_insert if session.bind.dialect.name == "postgresql" else sqlite_insert
+    stmt = (insert(WebhookNonce).values(key=key, seen_at=now).on_conflict_do_nothing(index_elements=["key"])
+            .returning(WebhookNonce.key))
+    return (await session.execute(stmt)).scalar_one_or_none() is not None
