@@ -33,7 +33,7 @@ PROVIDERS: dict[str, tuple[Callable[[Settings], bool], Receiver]] = {
 
 async def webhook(request: Request) -> Response:
     settings = settings_of(request)
-    provider = PROVIDERS.get(request.path_params["provider"])
+    provider = PROVIDERS.get(request.path_params.get("provider", "generic"))
     if provider is None or not provider[0](settings):
         return JSONResponse({"error": "no such webhook: it is not configured on this server"}, status_code=404)
     session = get_session(request)
@@ -50,4 +50,6 @@ async def webhook(request: Request) -> Response:
     return JSONResponse({"events": len(events), "outcomes": actions})
 
 
-routes = [Route("/webhooks/{provider}", webhook, methods=["POST"], name="bounce_webhook")]
+# The generic webhook has a route of its own: it is part of the documented API (service/openapi.py).
+routes = [Route("/webhooks/generic", webhook, methods=["POST"], name="generic_webhook"),
+          Route("/webhooks/{provider}", webhook, methods=["POST"], name="bounce_webhook")]
