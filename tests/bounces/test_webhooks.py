@@ -111,6 +111,18 @@ async def test_generic_webhook_refuses_unsigned_forged_and_bad_events(client: ht
                    {"X-Tidings-Signature": signature(WEBHOOK_SECRET, not_json)}, 400, "not JSON")
 
 
+async def test_a_body_over_max_body_bytes_is_refused_unread(client: httpx.AsyncClient, db: Database,
+                                                            settings: Settings) -> None:
+    await add_subscriber(db, "gina@example.org")
+    event = {"id": "big", "type": "hard", "recipient": "gina@example.org", "diagnostic": "x" * settings.max_body_bytes}
+    body = json.dumps(event).encode()
+    before = await state(db)
+    answer = await client.post("/webhooks/generic", content=body,
+                               headers={"X-Tidings-Signature": signature(WEBHOOK_SECRET, body)})
+    assert answer.status_code == 413  # Starlette's body limit answers in plain text before the app reads it
+    assert await state(db) == before
+
+
 async def test_a_webhook_without_its_setting_does_not_exist(db: Database, settings: Settings) -> None:
     from service.app import create_app
 

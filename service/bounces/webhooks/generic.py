@@ -47,7 +47,7 @@ def verify(received: Received) -> None:
         raise Refused(401, "X-Tidings-Signature is missing: expected sha256=<hex HMAC-SHA256 of the body>")
     secret = received.settings.webhook_secret
     assert secret is not None
-    if not hmac.compare_digest(given.strip().encode(), signature(secret, received.body).encode()):
+    if not hmac.compare_digest(given.strip().lower().encode(), signature(secret, received.body).encode()):
         raise Refused(403, "X-Tidings-Signature does not match the body (HMAC-SHA256 with WEBHOOK_SECRET)")
 
 

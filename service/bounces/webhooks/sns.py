@@ -91,7 +91,9 @@ def http_client(settings: Settings) -> httpx.AsyncClient:
 
 
 async def _public_key(received: Received, url: str) -> rsa.RSAPublicKey:
-    cache: dict[str, rsa.RSAPublicKey] = received.state.__dict__.setdefault("sns_certificates", {})
+    cache: dict[str, rsa.RSAPublicKey] | None = getattr(received.state, "sns_certificates", None)
+    if cache is None:
+        cache = received.state.sns_certificates = {}
     if url in cache:
         return cache[url]
     try:
