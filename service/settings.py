@@ -330,7 +330,7 @@ def _webhooks(config: Config) -> dict[str, Any]:
                             "dashboard (at least 16 characters)")
     sendgrid = _get(config, "SENDGRID_WEBHOOK_PUBLIC_KEY")
     if sendgrid is not None:
-        from service.bounces.webhooks.sendgrid import load_public_key
+        from service.bounces.webhooks.keys import load_public_key
 
         try:
             load_public_key(sendgrid)

@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import base64
 import binascii
-from functools import lru_cache
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from service.bounces.events import MailEvent
@@ -30,25 +29,11 @@ from service.bounces.webhooks.common import (
     recipient,
     status_of,
 )
+from service.bounces.webhooks.keys import load_public_key
 
 SIGNATURE = "x-twilio-email-event-webhook-signature"
 TIMESTAMP = "x-twilio-email-event-webhook-timestamp"
 MAX_EVENTS = 10_000
-
-
-@lru_cache(maxsize=4)
-def load_public_key(value: str) -> ec.EllipticCurvePublicKey:
-    """The verification key from its setting; ValueError saying what is wrong."""
-    try:
-        if value.lstrip().startswith("-----BEGIN"):
-            key = serialization.load_pem_public_key(value.encode())
-        else:
-            key = serialization.load_der_public_key(base64.b64decode("".join(value.split()), validate=True))
-    except (ValueError, binascii.Error, TypeError):
-        raise ValueError("expected the verification key SendGrid shows (base64 DER, or PEM)") from None
-    if not isinstance(key, ec.EllipticCurvePublicKey) or not isinstance(key.curve, ec.SECP256R1):
-        raise ValueError("expected an ECDSA P-256 public key")
-    return key
 
 
 def verify(received: Received) -> None:
