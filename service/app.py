@@ -55,6 +55,7 @@ async def readyz(request: Request) -> Response:
 def domain_routes() -> list[BaseRoute]:
     """Every domain's routes, in the order they are matched."""
     from service.admin.routes import routes as admin_routes
+    from service.bounces.webhooks.routes import routes as webhook_routes
     from service.campaigns.routes import routes as campaign_routes
     from service.inquiries.routes import routes as inquiry_routes
     from service.newsletter.routes import routes as newsletter_routes
@@ -67,6 +68,7 @@ def domain_routes() -> list[BaseRoute]:
         *newsletter_routes,
         *privacy_routes,
         *campaign_routes,
+        *webhook_routes,
         openapi_route,
         Route("/healthz", healthz, methods=["GET", "HEAD"]),
         Route("/readyz", readyz, methods=["GET", "HEAD"]),

@@ -83,6 +83,34 @@ SUBSCRIPTION_REQUEST = {
     },
 }
 
+_WEBHOOK_EVENT = {
+    "type": "object",
+    "required": ["id", "type", "recipient"],
+    "properties": {
+        "id": {"type": "string", "minLength": 1, "maxLength": 190,
+               "description": "Your event id: the same id twice is recorded once."},
+        "type": {"type": "string", "enum": ["hard", "soft", "complaint"]},
+        "recipient": {"type": "string", "format": "email"},
+        "occurred_at": {"type": "string", "format": "date-time", "description": "With a zone; default: now."},
+        "status": {"type": "string", "maxLength": 16, "description": "An enhanced status code such as 5.1.1."},
+        "diagnostic": {"type": "string", "description": "What the receiving server said (one line is kept)."},
+        "message_id": {"type": "string", "description": "The Message-ID of our message, to match the campaign."},
+        "return_path": {"type": "string", "description": "The envelope sender of our message (our VERP address)."},
+    },
+}
+GENERIC_WEBHOOK = {
+    "oneOf": [
+        {"type": "object", "required": ["events"], "properties": {
+            "events": {"type": "array", "minItems": 1, "maxItems": 1000, "items": _WEBHOOK_EVENT}}},
+        _WEBHOOK_EVENT,
+    ],
+}
+_SIGNATURE_HEADER = {"name": "X-Tidings-Signature", "in": "header", "required": True, "schema": {
+    "type": "string", "pattern": "^sha256=[0-9a-f]{64}$"},
+    "description": "sha256= and the hex HMAC-SHA256 of the raw body, keyed with WEBHOOK_SECRET."}
+# Routes outside /api that are part of the documented API.
+DOCUMENTED_ELSEWHERE = ("/webhooks/generic",)
+
 # (path, method) -> the operation object, minus what every operation shares.
 OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
     ("/api/inquiries", "post"): {
@@ -131,6 +159,25 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
             "429": _json(_ANY_ERROR, "Too many signups from this address."),
         },
     },
+    ("/webhooks/generic", "post"): {
+        "operationId": "reportBounces",
+        "summary": "Report bounces and complaints from your own relay or script (signed with WEBHOOK_SECRET)",
+        "parameters": [_SIGNATURE_HEADER],
+        "requestBody": {"required": True, "content": {"application/json": {"schema": GENERIC_WEBHOOK}}},
+        "responses": {
+            "200": _json({"type": "object", "required": ["events", "outcomes"], "properties": {
+                "events": {"type": "integer"},
+                "outcomes": {"type": "object", "additionalProperties": {"type": "integer"},
+                             "description": "How many events did what: suppressed, counted, unsubscribed, "
+                                            "recorded, flagged, duplicate, rejected."}}},
+                "Every event checked and recorded (or found recorded before)."),
+            "400": _json(_ERROR, "The body is not JSON."),
+            "401": _json(_ERROR, "X-Tidings-Signature is missing."),
+            "403": _json(_ERROR, "X-Tidings-Signature does not match the body; nothing was recorded."),
+            "404": _json(_ERROR, "WEBHOOK_SECRET is not set: the webhook is off."),
+            "422": _json(_ERROR, "An event is wrong (the message names it); nothing was recorded."),
+        },
+    },
     (OPENAPI_PATH, "get"): {
         "operationId": "getOpenApi",
         "summary": "This document",
@@ -158,7 +205,7 @@ def api_operations(routes: Iterable[BaseRoute], prefix: str = "") -> list[tuple[
             found += api_operations(route.routes, prefix + route.path)
         elif isinstance(route, Route):
             path = prefix + route.path
-            if path.startswith("/api/"):
+            if path.startswith("/api/") or path in DOCUMENTED_ELSEWHERE:
                 found += [(path, m.lower()) for m in sorted(route.methods or ()) if m not in _IGNORED_METHODS]
     return found
 
@@ -190,7 +237,8 @@ def openapi_document(routes: Iterable[BaseRoute], *, title: str = "Tidings", ser
     return {
         "openapi": "3.0.3",
         "info": {"title": f"{title} JSON API", "version": "1",
-                 "description": "Inquiries and newsletter signups from the blog. Errors are JSON: "
+                 "description": "Inquiries and newsletter signups from the blog, and the generic bounce "
+                                "webhook. Errors are JSON: "
                                 "{\"error\": \"…\"} or {\"errors\": {\"field\": \"…\"}}."},
         "servers": [{"url": server_url}],
         "paths": paths,

@@ -25,6 +25,7 @@ DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./tidings.db"
 DEFAULT_TOPICS = ("depression", "anxiety", "PTSD", "chronic pain", "OCD", "other")
 PLACEHOLDER_SECRETS = {"secret", "changeme", "change-me", "change_me", "please-change-me", "dev", "test"}
 MIN_SECRET_LENGTH = 32
+DEFAULT_SNS_CERT_HOST_PATTERN = r"^sns\.[a-z0-9-]+\.amazonaws\.com(\.cn)?$"
 
 
 class SettingsError(ValueError):
@@ -90,12 +91,20 @@ class Settings:
     bounce_mailbox: MailboxConfig | None = None
     bounce_mailbox_interval: int = 60
 
+    # Provider webhooks (service/bounces/webhooks): each is off (404) until its credential is set.
+    sns_topic_arns: tuple[str, ...] = ()  # SES through SNS: on when set; only these topics count
+    sns_cert_host_pattern: str = DEFAULT_SNS_CERT_HOST_PATTERN
+    sns_ca_file: str | None = None  # a PEM bundle trusted for the certificate and SubscribeURL fetches
+    postmark_webhook_credentials: str | None = None  # "user:password" of the webhook URL's Basic auth
+    mailgun_webhook_signing_key: str | None = None
+    sendgrid_webhook_public_key: str | None = None  # base64 DER (as SendGrid shows it) or PEM
+    webhook_secret: str | None = None  # the generic JSON webhook's HMAC key
+
     @property
     def helo_name(self) -> str:
         """The name given in EHLO/LHLO: SMTP_HELO_NAME, else the host of BASE_URL (an IP address
         as an address literal, RFC 5321 4.1.3)."""
         return self.smtp_helo_name or helo_for_host(urlsplit(self.base_url).hostname or "localhost")
-
 
     @property
     def reply_address(self) -> str:
@@ -204,6 +213,7 @@ def _parse(config: Config) -> Settings:
         bounce_mailbox_interval=_int(config, "BOUNCE_MAILBOX_INTERVAL", d.bounce_mailbox_interval, minimum=10,
                                      maximum=86400),
     )
+    settings = replace(settings, **_webhooks(config))
     secret_key = _get(config, "SECRET_KEY")
     fallbacks = tuple(k.strip() for k in (_get(config, "SECRET_KEY_FALLBACKS", "") or "").split(",") if k.strip())
     for key in fallbacks:
@@ -322,6 +332,50 @@ def _bounce_mailbox(config: Config) -> MailboxConfig | None:
     except MailboxUrlError as exc:
         name = "" if str(exc).startswith("BOUNCE_MAILBOX_DONE:") else "BOUNCE_MAILBOX_URL: "
         raise SettingsError(f"{name}{exc}") from None
+_SNS_TOPIC_ARN = re.compile(r"arn:aws(-cn|-us-gov)?:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_.-]{1,256}")
+MIN_WEBHOOK_KEY_LENGTH = 16
+
+
+def _webhooks(config: Config) -> dict[str, Any]:
+    """The provider webhooks' settings (README "Bounce webhooks"); each checked here, so a
+    webhook that is on can verify what it receives."""
+    arns = tuple(a.strip() for a in (_get(config, "SNS_TOPIC_ARNS", "") or "").split(",") if a.strip())
+    for arn in arns:
+        if not _SNS_TOPIC_ARN.fullmatch(arn):
+            raise SettingsError(f"SNS_TOPIC_ARNS: expected comma-separated topic ARNs such as "
+                                f"arn:aws:sns:us-east-1:123456789012:ses-bounces, got {arn!r}")
+    pattern = _get(config, "SNS_CERT_HOST_PATTERN", DEFAULT_SNS_CERT_HOST_PATTERN) or DEFAULT_SNS_CERT_HOST_PATTERN
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        raise SettingsError(f"SNS_CERT_HOST_PATTERN: expected a regular expression for host names: {exc}") from None
+    ca_file = _get(config, "SNS_CA_FILE")
+    if ca_file is not None and not Path(ca_file).is_file():
+        raise SettingsError(f"SNS_CA_FILE: expected the path of a PEM file of CA certificates, no file at {ca_file!r}")
+    postmark = _get(config, "POSTMARK_WEBHOOK_CREDENTIALS")
+    if postmark is not None:
+        user, colon, password = postmark.partition(":")
+        if not user or not colon or len(password) < MIN_WEBHOOK_KEY_LENGTH:
+            raise SettingsError(f"POSTMARK_WEBHOOK_CREDENTIALS: expected user:password with a password of at least "
+                                f"{MIN_WEBHOOK_KEY_LENGTH} characters (the Basic auth of the webhook URL)")
+    mailgun = _get(config, "MAILGUN_WEBHOOK_SIGNING_KEY")
+    if mailgun is not None and len(mailgun) < MIN_WEBHOOK_KEY_LENGTH:
+        raise SettingsError("MAILGUN_WEBHOOK_SIGNING_KEY: expected the HTTP webhook signing key from Mailgun's "
+                            "dashboard (at least 16 characters)")
+    sendgrid = _get(config, "SENDGRID_WEBHOOK_PUBLIC_KEY")
+    if sendgrid is not None:
+        from service.bounces.webhooks.keys import load_public_key
+
+        try:
+            load_public_key(sendgrid)
+        except ValueError as exc:
+            raise SettingsError(f"SENDGRID_WEBHOOK_PUBLIC_KEY: {exc}") from None
+    secret = _get(config, "WEBHOOK_SECRET")
+    if secret is not None:
+        _check_secret("WEBHOOK_SECRET", secret)
+    return {"sns_topic_arns": arns, "sns_cert_host_pattern": pattern, "sns_ca_file": ca_file,
+            "postmark_webhook_credentials": postmark, "mailgun_webhook_signing_key": mailgun,
+            "sendgrid_webhook_public_key": sendgrid, "webhook_secret": secret}
 
 
 def _origins(value: str) -> tuple[str, ...]:

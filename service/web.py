@@ -107,7 +107,8 @@ def _is_trusted(address: str, networks: tuple[Any, ...]) -> bool:
 
 
 def wants_json(request: Request) -> bool:
-    return request.url.path.startswith("/api/") or "application/json" in request.headers.get("accept", "")
+    path = request.url.path
+    return path.startswith(("/api/", "/webhooks/")) or "application/json" in request.headers.get("accept", "")
 
 
 # -- middleware -------------------------------------------------------------------------------

@@ -36,3 +36,13 @@ class BounceEvent(Base):
     inquiry_id: Mapped[int | None] = mapped_column(ForeignKey("inquiries.id", ondelete="CASCADE"), index=True)
 
     __table_args__ = (Index("ix_bounce_events_recipient_key_kind_occurred_at", "recipient_key", "kind", "occurred_at"),)
+
+
+class WebhookNonce(Base):
+    """A one-time value a provider signed (Mailgun's token), kept while its timestamp is fresh so
+    a captured request cannot be replayed (Mailgun's signature does not cover the body)."""
+
+    __tablename__ = "webhook_nonces"
+
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    seen_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, index=True)

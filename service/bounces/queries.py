@@ -10,8 +10,8 @@ from typing import Any
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from service.bounces.models import BounceEvent
-from service.db import insert_for
+from service.bounces.models import BounceEvent, WebhookNonce
+from service.db import insert_for, rowcount
 from service.privacy.stores import PersonalDataStore, register_store
 from service.validation import email_key
 
@@ -51,7 +51,7 @@ async def forget_inquiry_reports(session: AsyncSession, inquiry_ids: Sequence[in
     if not inquiry_ids:
         return 0
     result = await session.execute(delete(BounceEvent).where(BounceEvent.inquiry_id.in_(list(inquiry_ids))))
-    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+    return rowcount(result)
 
 
 async def forget_address_reports(session: AsyncSession, address: str, until: dt.datetime | None = None) -> int:
@@ -61,10 +61,19 @@ async def forget_address_reports(session: AsyncSession, address: str, until: dt.
     if until is not None:
         stmt = stmt.where(BounceEvent.received_at <= until)
     result = await session.execute(stmt)
-    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+    return rowcount(result)
 
 
 # Bounce and complaint reports quote an address and a diagnostic: they fall under the same
 # retention, erasure and re-erasure after a restore as the stored mail (service.privacy.stores).
 register_store(PersonalDataStore("bounces", forget_inquiries=forget_inquiry_reports,
                                  forget_address=forget_address_reports))
+
+
+async def use_nonce(session: AsyncSession, *, key: str, now: dt.datetime, keep: dt.timedelta) -> bool:
+    """Take a one-time value: True the first time, False when it was taken before (a replay).
+    Values older than `keep` (past any fresh timestamp) are forgotten here too."""
+    await session.execute(delete(WebhookNonce).where(WebhookNonce.seen_at < now - keep))
+    stmt = (insert_for(session)(WebhookNonce).values(key=key, seen_at=now)
+            .on_conflict_do_nothing(index_elements=["key"]).returning(WebhookNonce.key))
+    return (await session.execute(stmt)).scalar_one_or_none() is not None
