@@ -114,7 +114,7 @@ class CampaignSender:
                 return cached
             articles = await q.campaign_articles(session, campaign_id=campaign_id)
         template = build_digest(self.settings, subject=campaign.subject, preheader=campaign.preheader,
-                                intro=campaign.intro, articles=articles, slug=campaign.slug)
+                                intro=campaign.intro, articles=articles, slug=campaign.slug, body=campaign.body)
         factory = MessageFactory.for_campaign(self.settings, campaign_id=campaign_id, subject=campaign.subject,
                                               signer=self.signer)
         prepared = self._prepared[campaign_id] = Prepared(template, factory, campaign.updated_at)
