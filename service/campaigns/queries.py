@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, and_, bindparam, case, false, func, literal, select, true, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from service.articles.models import Article, ArticleTopic
 from service.campaigns.models import Campaign, CampaignArticle, Delivery
@@ -114,7 +115,8 @@ async def queue_deliveries(session: AsyncSession, *, campaign: Campaign, now: dt
     and wanting one of its topics), in a single INSERT … SELECT. A subscriber whose topics match
     none of the articles (and there is no body for everyone) is recorded as 'skipped'. Safe to run twice."""
     at = literal(now, UTCDateTime())
-    gets = await _gets_something(session, body=campaign.body, article_ids=[r.article_id for r in campaign.article_rows])
+    article_ids = [row.article_id for row in campaign.article_rows]
+    gets = await _gets_something(session, body=campaign.body, article_ids=article_ids)
     status = case((gets, "queued"), else_="skipped")
     rows = select(
         literal(campaign.id), Subscriber.id, Subscriber.email, status, literal(0), at, literal(False), at,
@@ -147,9 +149,10 @@ async def audience_figures(session: AsyncSession, *, topics: Sequence[str], body
     audience = await session.scalar(select(func.count()).select_from(Subscriber).where(who)) or 0
     gets = await _gets_something(session, body=body, article_ids=article_ids)
     receiving = await session.scalar(select(func.count()).select_from(Subscriber).where(who, gets)) or 0
+    chosen = aliased(SubscriberTopic)  # not the table the audience predicate looks into
     rows = (await session.execute(
-        select(SubscriberTopic.topic, func.count()).join(Subscriber, Subscriber.id == SubscriberTopic.subscriber_id)
-        .where(who).group_by(SubscriberTopic.topic)
+        select(chosen.topic, func.count()).join(Subscriber, Subscriber.id == chosen.subscriber_id)
+        .where(who).group_by(chosen.topic)
     )).all()
     chose = select(SubscriberTopic.subscriber_id).where(SubscriberTopic.subscriber_id == Subscriber.id)
     any_topic = await session.scalar(select(func.count()).select_from(Subscriber).where(who, ~chose.exists())) or 0
