@@ -137,7 +137,8 @@ async def test_without_javascript_the_draft_shows_its_audience_and_the_test_send
     await expect(page.locator("strong[data-field=receiving]")).to_have_text("276")
     await page.get_by_label("Send a test to").fill("me@example.org")
     await page.get_by_role("button", name="Send test").click()
-    await expect(page.get_by_role("status")).to_have_text("Test sent to me@example.org. It may take a minute to arrive.")
+    await expect(page.get_by_role("status")).to_have_text(
+        "Test sent to me@example.org. It may take a minute to arrive.")
     assert "/test" not in page.url  # a reload shows the page again and sends nothing
     await page.reload()
     assert [m.recipients for m in smtp.received] == [["me@example.org"]]
