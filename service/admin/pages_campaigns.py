@@ -27,6 +27,7 @@ from service.campaigns.queries import awaiting_approval
 from service.campaigns.render import markdown_html
 from service.campaigns.stats import CampaignStats, campaign_rows, campaign_stats
 from service.db import get_session, utcnow
+from service.validation import FieldError, clean_email
 from service.web import settings_of
 
 PAGE = 25
@@ -79,7 +80,8 @@ async def _audience(request: Request, campaign: Campaign) -> cq.AudienceFigures 
     """The audience as it stands, while the campaign has not been queued yet."""
     if campaign.started_at is not None or campaign.status not in ("draft", "scheduled"):
         return None
-    return await cq.audience_figures(get_session(request), topics=campaign.audience_topics, body=campaign.body,
+    return await cq.audience_figures(get_session(request), topics=campaign.audience_topics,
+                                     has_body=bool(campaign.body.strip()),
                                      article_ids=[row.article_id for row in campaign.article_rows])
 
 
@@ -107,8 +109,8 @@ async def _compose_page(request: Request, form: DigestForm, *, campaign: Campaig
                         ) -> Response:
     articles = {a.id: a for a in await list_articles(get_session(request))}
     ordered = [articles[i] for i in form.order if i in articles]
-    figures = await cq.audience_figures(get_session(request), topics=form.audience_topics, body=form.body,
-                                        article_ids=form.article_ids)
+    figures = await cq.audience_figures(get_session(request), topics=form.audience_topics,
+                                        has_body=bool(form.body.strip()), article_ids=form.article_ids)
     return page(request, "admin/campaign_form.html", {
         "form": form, "articles": ordered, "campaign": campaign, "topics": settings_of(request).topics,
         "figures": figures,
@@ -169,7 +171,7 @@ async def campaign_audience(request: Request) -> Response:
     known = set(settings_of(request).topics)
     topics = sorted({t for t in params.getlist("topics") if t in known}) if params.get("audience") == "topics" else []
     ids = [int(i) for i in params.getlist("article") if i.isdigit()][:500]
-    figures = await cq.audience_figures(get_session(request), topics=topics, body="x" * (params.get("body") == "1"),
+    figures = await cq.audience_figures(get_session(request), topics=topics, has_body=params.get("body") == "1",
                                         article_ids=ids)
     return JSONResponse({"audience": figures.audience, "receiving": figures.receiving, "by_topic": figures.by_topic,
                          "any_topic": figures.any_topic}, headers={"cache-control": "no-store"})
@@ -191,7 +193,7 @@ async def campaign_detail(request: Request, *, errors: dict[str, str] | None = N
         "articles": await cq.campaign_articles(session, campaign_id=campaign.id),
         "errors": errors or {}, "values": values or {},
         "notice": notice if notice is not None else request.query_params.get("notice", ""),
-        "test_to": request.query_params.get("to", "")[:320],
+        "test_to": _address_or_empty(request.query_params.get("to", "")),
         "test_failure": TEST_FAILURES.get(request.query_params.get("reason", "")),
         "awaiting_approval": campaign.requires_approval and campaign.approved_at is None, "eta": eta_text,
     }, status_code)
@@ -236,6 +238,14 @@ async def campaign_preview_html(request: Request) -> Response:
         status = 200
     return HTMLResponse(html, status_code=status, headers={
         "content-security-policy": FRAME_CSP, "cache-control": "no-store", "x-frame-options": "SAMEORIGIN"})
+
+
+def _address_or_empty(value: str) -> str:
+    """The test notice names an address from the query string only when it is one."""
+    try:
+        return clean_email({"to": value}, "to")
+    except FieldError:
+        return ""
 
 
 def _escape(value: str) -> str:

@@ -82,10 +82,11 @@ async def articles_since_last_digest(session: AsyncSession) -> list[Article]:
 # -- queueing --------------------------------------------------------------------------------
 
 
-async def _gets_something(session: AsyncSession, *, body: str, article_ids: Sequence[int]) -> ColumnElement[bool]:
+async def _gets_something(session: AsyncSession, *, has_body: bool, article_ids: Sequence[int]
+                          ) -> ColumnElement[bool]:
     """Who of the audience gets a message: everyone when the campaign has its own body,
     otherwise those who want one of its articles."""
-    if body.strip():
+    if has_body:
         return true()
     return await _wants_an_article(session, article_ids)
 
@@ -116,7 +117,7 @@ async def queue_deliveries(session: AsyncSession, *, campaign: Campaign, now: dt
     none of the articles (and there is no body for everyone) is recorded as 'skipped'. Safe to run twice."""
     at = literal(now, UTCDateTime())
     article_ids = [row.article_id for row in campaign.article_rows]
-    gets = await _gets_something(session, body=campaign.body, article_ids=article_ids)
+    gets = await _gets_something(session, has_body=bool(campaign.body.strip()), article_ids=article_ids)
     status = case((gets, "queued"), else_="skipped")
     rows = select(
         literal(campaign.id), Subscriber.id, Subscriber.email, status, literal(0), at, literal(False), at,
@@ -141,13 +142,13 @@ class AudienceFigures:
     any_topic: int  # of the audience, those who chose no topic (they want everything)
 
 
-async def audience_figures(session: AsyncSession, *, topics: Sequence[str], body: str, article_ids: Sequence[int]
-                           ) -> AudienceFigures:
-    """For a campaign (saved or still in the composer) to `topics` with `body` and `article_ids`:
-    counted from the same predicates the queueing statement uses, never cached."""
+async def audience_figures(session: AsyncSession, *, topics: Sequence[str], has_body: bool,
+                           article_ids: Sequence[int]) -> AudienceFigures:
+    """For a campaign (saved or still in the composer) to `topics`, with or without a body, with
+    `article_ids`: counted from the same predicates the queueing statement uses, never cached."""
     who = campaign_audience(topics)
     audience = await session.scalar(select(func.count()).select_from(Subscriber).where(who)) or 0
-    gets = await _gets_something(session, body=body, article_ids=article_ids)
+    gets = await _gets_something(session, has_body=has_body, article_ids=article_ids)
     receiving = await session.scalar(select(func.count()).select_from(Subscriber).where(who, gets)) or 0
     chosen = aliased(SubscriberTopic)  # not the table the audience predicate looks into
     rows = (await session.execute(

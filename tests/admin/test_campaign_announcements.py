@@ -317,5 +317,7 @@ async def test_send_test_redirects_and_a_failure_reads_as_words_not_server_text(
         # A made-up reason in the address bar shows the generic words, never the text given.
         page = await staff.get(f"/admin/campaigns/{campaign_id}?notice=test-failed&reason=Call+0900+now")
         assert "Call 0900 now" not in page.text and "The mail server did not take it." in page.text
+        page = await staff.get(f"/admin/campaigns/{campaign_id}?notice=test-sent&to=Call+0900+now")
+        assert "Call 0900 now" not in page.text and "Test sent." in page.text
     actions = [a for a, _who, _t in await audit_actions(db) if a == "campaign_test_send"]
     assert actions == []  # nothing was sent, nothing recorded as sent
