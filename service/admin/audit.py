@@ -6,7 +6,8 @@ inquiry_delete_held, inquiry_erase (the id only), inquiry_retention (by the work
 never who), outbox_view, outbox_list,
 outbox_retry, user_invite,
 user_role, user_deactivate, user_reactivate, user_password_link, campaign_test_send, campaign_send,
-campaign_schedule, campaign_approve, campaign_pause, campaign_resume, campaign_cancel,
+campaign_schedule, campaign_approve, campaign_pause, campaign_resume, campaign_cancel, campaign_create,
+campaign_edit, campaign_delete, campaign_duplicate,
 digest_rule_save, digest_rule_activate, digest_rule_deactivate, articles_import,
 subscriber_unsubscribe, subscriber_suppress, subscriber_erase (never the address),
 subscriber_import, subscriber_export, brand_postal_address; by `bounce:<source>` (service.bounces.policy):

@@ -20,6 +20,7 @@ from service.validation import Errors, clean_mailable_email, clean_text
 SUBJECT_MAX = 300
 PREHEADER_MAX = 300
 INTRO_MAX = 5000
+BODY_MAX = 50000
 
 
 def _ids(values: Sequence[Any]) -> list[int]:
@@ -48,6 +49,7 @@ class DigestForm:
     subject: str = ""
     preheader: str = ""
     intro: str = ""
+    body: str = ""
     audience: str = "all"
     topics: list[str] = field(default_factory=list)
     order: list[int] = field(default_factory=list)  # every listed article, in the order shown
@@ -68,19 +70,20 @@ class DigestForm:
         picked = [row.article_id for row in campaign.article_rows]
         rest = [a.id for a in articles if a.id not in picked]
         topics = list(campaign.audience_topics)
-        return cls(subject=campaign.subject, preheader=campaign.preheader, intro=campaign.intro,
+        return cls(subject=campaign.subject, preheader=campaign.preheader, intro=campaign.intro, body=campaign.body,
                    audience="topics" if topics else "all", topics=topics, order=picked + rest, selected=set(picked))
 
     @classmethod
     def parse(cls, form: FormData, *, known_ids: set[int], topics: Sequence[str]) -> DigestForm:
         errors = Errors()
-        data = {k: str(form.get(k) or "") for k in ("subject", "preheader", "intro")}
+        data = {k: str(form.get(k) or "") for k in ("subject", "preheader", "intro", "body")}
         subject = errors.collect("subject", clean_text, data, "subject", label="Subject", max_length=SUBJECT_MAX,
                                  required=True)
         preheader = errors.collect("preheader", clean_text, data, "preheader", label="Preheader",
                                    max_length=PREHEADER_MAX)
         intro = errors.collect("intro", clean_text, data, "intro", label="Introduction", max_length=INTRO_MAX,
                                multiline=True)
+        body = errors.collect("body", clean_text, data, "body", label="Body", max_length=BODY_MAX, multiline=True)
         chosen, topic_error = _topics(form, topics)
         if topic_error:
             errors["topics"] = topic_error
@@ -90,18 +93,22 @@ class DigestForm:
         result = cls(subject=subject if subject is not None else data["subject"],
                      preheader=preheader if preheader is not None else data["preheader"],
                      intro=intro if intro is not None else data["intro"],
+                     body=body if body is not None else data["body"],
                      audience="topics" if form.get("audience") == "topics" else "all",
                      topics=[str(t) for t in form.getlist("topics")] if topic_error else chosen,
                      order=order, selected=selected, errors=dict(errors))
         result.moved = result.move(str(form.get("move") or ""))
         if result.moved:
             result.errors = {}
-        elif not selected:
-            result.errors["articles"] = "Pick at least one article."
+        elif not selected and not result.body.strip():
+            result.errors["articles"] = "Write a body, or pick at least one article (or both)."
         return result
 
     def move(self, action: str) -> bool:
-        """'up:ID' or 'down:ID': move that article one place (the form is shown again, not saved)."""
+        """'up:ID' or 'down:ID': move that article one place; 'count': count the audience. Either
+        way the form is shown again, not saved."""
+        if action == "count":
+            return True
         direction, _, ident = action.partition(":")
         if direction not in ("up", "down") or not ident.isdigit() or int(ident) not in self.order:
             return False

@@ -1,8 +1,13 @@
 """What staff do to a campaign: send a test, send now (queue the deliveries; the worker sends),
-schedule, approve, pause, resume, cancel. Every one is a CSRF-checked POST (the guard) and
-audit-logged; a refused one shows the campaign page again with the reason and changes nothing."""
+schedule, approve, pause, resume, cancel, delete a draft, duplicate. Every one is a CSRF-checked
+POST (the guard) and audit-logged; a refused one shows the campaign page again with the reason
+and changes nothing. A test answers with a redirect (post/redirect/get), so reloading the page
+never sends it again."""
 
 from __future__ import annotations
+
+import logging
+from urllib.parse import urlencode
 
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
@@ -14,15 +19,18 @@ from service.admin.pages_campaigns import _campaign, campaign_detail
 from service.campaigns import actions
 from service.campaigns import queries as cq
 from service.campaigns.actions import STATUS_ACTIONS
-from service.campaigns.flows import send_test
+from service.campaigns.flows import TestNotSent, send_test
 from service.db import get_session, utcnow
 from service.mail.bulk import bulk_transport_for
 from service.mail.transport import mailer_for
 from service.web import settings_of
 
+log = logging.getLogger("tidings.admin")
 
-def _back(campaign_id: int, notice: str) -> Response:
-    return RedirectResponse(f"/admin/campaigns/{campaign_id}?notice={notice}", status_code=303)
+
+def _back(campaign_id: int, notice: str, **params: str) -> Response:
+    query = urlencode({"notice": notice, **params})
+    return RedirectResponse(f"/admin/campaigns/{campaign_id}?{query}", status_code=303)
 
 
 async def _end_request_transaction(request: Request) -> None:
@@ -48,15 +56,18 @@ async def campaign_test(request: Request) -> Response:
     transport = bulk_transport_for(mailer, concurrency=1)
     try:
         answer = await send_test(sessions, transport, settings=settings, campaign_id=campaign.id, address=address)
+    except TestNotSent as exc:
+        log.warning("campaign %s: test not sent: %s", campaign.id, exc)
+        return _back(campaign.id, "test-failed", reason=exc.reason)
     except cq.CampaignError as exc:
         return await campaign_detail(request, errors={"address": f"Test: {exc}."}, values={"address": address},
-                                     status_code=502 if "not accepted" in str(exc) else 422)
+                                     status_code=422)
     finally:
         await transport.close()
         await mailer.close()
     await actions.record_test_send(get_session(request), campaign_id=campaign.id, address=address, answer=answer,
                                    actor=Actor.of(request))
-    return await campaign_detail(request, notice=f"test sent to {address}: {answer}")
+    return _back(campaign.id, "test-sent", to=address)
 
 
 async def campaign_send(request: Request) -> Response:
@@ -111,7 +122,26 @@ async def campaign_status_action(request: Request) -> Response:
     return _back(campaign.id, action)
 
 
+async def campaign_delete(request: Request) -> Response:
+    campaign = await _campaign(request)
+    try:
+        await actions.delete_draft(get_session(request), campaign_id=campaign.id, actor=Actor.of(request))
+    except cq.CampaignError as exc:
+        return await campaign_detail(request, errors={"send": f"Delete: {exc}."}, status_code=409)
+    return RedirectResponse("/admin/campaigns?notice=deleted", status_code=303)
+
+
+async def campaign_duplicate(request: Request) -> Response:
+    campaign = await _campaign(request)
+    copy = await actions.duplicate_campaign(get_session(request), campaign_id=campaign.id, actor=Actor.of(request),
+                                            now=utcnow())
+    return _back(copy.id, "duplicated", source=str(campaign.id))
+
+
 routes: list[BaseRoute] = [
+    Route("/campaigns/{campaign_id:int}/delete", campaign_delete, methods=["POST"], name="admin_campaign_delete"),
+    Route("/campaigns/{campaign_id:int}/duplicate", campaign_duplicate, methods=["POST"],
+          name="admin_campaign_duplicate"),
     Route("/campaigns/{campaign_id:int}/test", campaign_test, methods=["POST"], name="admin_campaign_test"),
     Route("/campaigns/{campaign_id:int}/send", campaign_send, methods=["POST"], name="admin_campaign_send"),
     Route("/campaigns/{campaign_id:int}/schedule", campaign_schedule, methods=["POST"],

@@ -1,5 +1,6 @@
-"""Campaign pages: the list with figures, the digest composer (new and edit a draft), the detail
-page with its live progress (and the JSON it polls), and the preview as a chosen subscriber.
+"""Campaign pages: the list with figures, the composer (new and edit a draft: a Markdown body,
+articles, or both), the detail page with the audience size before sending and its live progress
+(and the JSON it polls), and the preview as a chosen subscriber.
 The preview's HTML is served from its own route under the outbox's `sandbox` CSP and framed."""
 
 from __future__ import annotations
@@ -12,18 +13,22 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from service.admin.audit import Actor
 from service.admin.campaign_forms import DigestForm
 from service.admin.guard import admin_error, get_or_404, page
 from service.admin.pages_mail import FRAME_CSP
 from service.admin.paging import paginate
 from service.articles.queries import list_articles
 from service.bounces.stats import campaign_rates
+from service.campaigns import actions
 from service.campaigns import queries as cq
-from service.campaigns.flows import default_subject, render_preview
+from service.campaigns.flows import TEST_FAILURES, default_subject, render_preview
 from service.campaigns.models import Campaign
 from service.campaigns.queries import awaiting_approval
+from service.campaigns.render import markdown_html
 from service.campaigns.stats import CampaignStats, campaign_rows, campaign_stats
 from service.db import get_session, utcnow
+from service.validation import FieldError, clean_email
 from service.web import settings_of
 
 PAGE = 25
@@ -35,17 +40,50 @@ async def _campaign(request: Request) -> Campaign:
     return await get_or_404(get_session(request), Campaign, request.path_params["campaign_id"], what="campaign")
 
 
-def progress_json(stats: CampaignStats) -> dict[str, Any]:
+def progress_json(stats: CampaignStats, audience: cq.AudienceFigures | None = None) -> dict[str, Any]:
+    """What the progress box shows, as JSON (polled by admin.js) and as the page's first state."""
     handled = stats.sent + stats.failed + stats.skipped
     return {
+        "state": progress_state(stats), "finished": stats.status in ("sent", "cancelled"),
+        "audience": audience.audience if audience else None, "receiving": audience.receiving if audience else None,
         "status": stats.status, "total": stats.total, "queued": stats.queued, "sent": stats.sent,
         "failed": stats.failed, "bounced": stats.bounced, "skipped": stats.skipped,
         "unsubscribed_after": stats.unsubscribed_after, "done": handled,
         "percent": round(100.0 * handled / stats.total, 1) if stats.total else (100.0 if stats.status == "sent"
                                                                                 else 0.0),
-        "rate": round(stats.rate, 2) if stats.rate is not None else None,
+        # No rate until a message went out: "0.0/s" while the worker has not started says nothing true.
+        "rate": round(stats.rate, 2) if stats.rate is not None and stats.sent else None,
         "eta_seconds": round(stats.eta_seconds) if stats.eta_seconds is not None else None,
     }
+
+
+def progress_state(stats: CampaignStats) -> str:
+    """One sentence of what is happening now, true at every moment of a send."""
+    left = stats.queued
+    if stats.status == "draft":
+        return "Draft: nothing has been sent."
+    if stats.status == "scheduled":
+        return "Scheduled: nothing has been sent yet."
+    if stats.status == "paused":
+        return f"Paused with {left} left to send. Resume to go on."
+    if stats.status == "cancelled":
+        return f"Cancelled after {stats.sent} sent; the {left} left will not be sent." if stats.total else "Cancelled."
+    if stats.status == "sent":
+        return f"Finished: {stats.sent} sent, {stats.failed} failed, {stats.skipped} skipped."
+    if stats.done == 0:
+        return f"Queued for {stats.total}: waiting for the send worker to start."
+    if left == 0:
+        return f"All {stats.total} handled: finishing."
+    return f"Sending: {stats.done} of {stats.total} handled, {left} left."
+
+
+async def _audience(request: Request, campaign: Campaign) -> cq.AudienceFigures | None:
+    """The audience as it stands, while the campaign has not been queued yet."""
+    if campaign.started_at is not None or campaign.status not in ("draft", "scheduled"):
+        return None
+    return await cq.audience_figures(get_session(request), topics=campaign.audience_topics,
+                                     has_body=bool(campaign.body.strip()),
+                                     article_ids=[row.article_id for row in campaign.article_rows])
 
 
 # -- list -------------------------------------------------------------------------------------
@@ -57,8 +95,10 @@ async def campaign_list(request: Request) -> Response:
     before_id = int(before) if before.isdigit() else None
     paging = await paginate(request, lambda limit: campaign_rows(session, before_id=before_id, limit=limit),
                             cursor=lambda row: str(row.campaign.id), cursor_param="before", size=PAGE)
+    audiences = {row.campaign.id: figures for row in paging.rows
+                 if (figures := await _audience(request, row.campaign)) is not None}
     return page(request, "admin/campaigns.html", {
-        "rows": paging.rows, "paging": paging,
+        "rows": paging.rows, "paging": paging, "audiences": audiences,
         "approval": await awaiting_approval(session), "notice": request.query_params.get("notice", ""),
     })
 
@@ -70,8 +110,11 @@ async def _compose_page(request: Request, form: DigestForm, *, campaign: Campaig
                         ) -> Response:
     articles = {a.id: a for a in await list_articles(get_session(request))}
     ordered = [articles[i] for i in form.order if i in articles]
+    figures = await cq.audience_figures(get_session(request), topics=form.audience_topics,
+                                        has_body=bool(form.body.strip()), article_ids=form.article_ids)
     return page(request, "admin/campaign_form.html", {
         "form": form, "articles": ordered, "campaign": campaign, "topics": settings_of(request).topics,
+        "figures": figures,
     }, status_code)
 
 
@@ -93,10 +136,16 @@ async def campaign_new(request: Request) -> Response:
         return await _compose_page(request, form, campaign=None)
     if form.errors:
         return await _compose_page(request, form, campaign=None, status_code=422)
-    campaign = await cq.create_campaign(session, subject=form.subject, preheader=form.preheader, intro=form.intro,
-                                        article_ids=form.article_ids, audience_topics=form.audience_topics,
-                                        now=utcnow())
-    return RedirectResponse(f"/admin/campaigns/{campaign.id}?notice=created", status_code=303)
+    campaign = await actions.create_campaign(session, actor=Actor.of(request), now=utcnow(), subject=form.subject,
+                                             preheader=form.preheader, intro=form.intro, body=form.body,
+                                             article_ids=form.article_ids, audience_topics=form.audience_topics)
+    return await _saved(campaign.id, "created", request)
+
+
+async def _saved(campaign_id: int, notice: str, request: Request) -> Response:
+    if request.query_params.get("then") == "preview":
+        return RedirectResponse(f"/admin/campaigns/{campaign_id}/preview", status_code=303)
+    return RedirectResponse(f"/admin/campaigns/{campaign_id}?notice={notice}", status_code=303)
 
 
 async def campaign_edit(request: Request) -> Response:
@@ -111,10 +160,22 @@ async def campaign_edit(request: Request) -> Response:
         return await _compose_page(request, form, campaign=campaign)
     if form.errors:
         return await _compose_page(request, form, campaign=campaign, status_code=422)
-    await cq.update_draft(get_session(request), campaign_id=campaign.id, subject=form.subject,
-                          preheader=form.preheader, intro=form.intro, audience_topics=form.audience_topics,
-                          article_ids=form.article_ids, now=utcnow())
-    return RedirectResponse(f"/admin/campaigns/{campaign.id}?notice=saved", status_code=303)
+    await actions.edit_draft(get_session(request), campaign_id=campaign.id, actor=Actor.of(request), now=utcnow(),
+                             subject=form.subject, preheader=form.preheader, intro=form.intro, body=form.body,
+                             audience_topics=form.audience_topics, article_ids=form.article_ids)
+    return await _saved(campaign.id, "saved", request)
+
+
+async def campaign_audience(request: Request) -> Response:
+    """The composer's audience figures for its current choices (admin.js asks as they change)."""
+    params = request.query_params
+    known = set(settings_of(request).topics)
+    topics = sorted({t for t in params.getlist("topics") if t in known}) if params.get("audience") == "topics" else []
+    ids = [int(i) for i in params.getlist("article") if i.isdigit()][:500]
+    figures = await cq.audience_figures(get_session(request), topics=topics, has_body=params.get("body") == "1",
+                                        article_ids=ids)
+    return JSONResponse({"audience": figures.audience, "receiving": figures.receiving, "by_topic": figures.by_topic,
+                         "any_topic": figures.any_topic}, headers={"cache-control": "no-store"})
 
 
 # -- detail, progress -------------------------------------------------------------------------
@@ -126,11 +187,15 @@ async def campaign_detail(request: Request, *, errors: dict[str, str] | None = N
     campaign = await _campaign(request)
     session = get_session(request)
     stats = await campaign_stats(session, campaign_id=campaign.id)
+    figures = await _audience(request, campaign)
     return page(request, "admin/campaign.html", {
-        "campaign": campaign, "stats": stats, "progress": progress_json(stats),
+        "campaign": campaign, "stats": stats, "progress": progress_json(stats, figures), "figures": figures,
+        "body_html": markdown_html(campaign.body),
         "articles": await cq.campaign_articles(session, campaign_id=campaign.id),
         "errors": errors or {}, "values": values or {},
         "notice": notice if notice is not None else request.query_params.get("notice", ""),
+        "test_to": _address_or_empty(request.query_params.get("to", "")),
+        "test_failure": TEST_FAILURES.get(request.query_params.get("reason", "")),
         "awaiting_approval": campaign.requires_approval and campaign.approved_at is None, "eta": eta_text,
         "rates": await campaign_rates(session, campaign_id=campaign.id),
     }, status_code)
@@ -139,7 +204,7 @@ async def campaign_detail(request: Request, *, errors: dict[str, str] | None = N
 async def campaign_progress(request: Request) -> Response:
     campaign = await _campaign(request)
     stats = await campaign_stats(get_session(request), campaign_id=campaign.id)
-    return JSONResponse(progress_json(stats), headers={"cache-control": "no-store"})
+    return JSONResponse(progress_json(stats, await _audience(request, campaign)), headers={"cache-control": "no-store"})
 
 
 # -- preview ----------------------------------------------------------------------------------
@@ -177,6 +242,14 @@ async def campaign_preview_html(request: Request) -> Response:
         "content-security-policy": FRAME_CSP, "cache-control": "no-store", "x-frame-options": "SAMEORIGIN"})
 
 
+def _address_or_empty(value: str) -> str:
+    """The test notice names an address from the query string only when it is one."""
+    try:
+        return clean_email({"to": value}, "to")
+    except FieldError:
+        return ""
+
+
 def _escape(value: str) -> str:
     from markupsafe import escape
 
@@ -191,6 +264,7 @@ def eta_text(seconds: float | None) -> str:
 
 routes: list[BaseRoute] = [
     Route("/campaigns", campaign_list, name="admin_campaigns"),
+    Route("/campaigns/audience", campaign_audience, name="admin_campaign_audience"),
     Route("/campaigns/new", campaign_new, methods=["GET", "POST"], name="admin_campaign_new"),
     Route("/campaigns/{campaign_id:int}", campaign_detail, name="admin_campaign"),
     Route("/campaigns/{campaign_id:int}/edit", campaign_edit, methods=["GET", "POST"], name="admin_campaign_edit"),

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.admin.audit import Actor, record_audit
 from service.campaigns import queries as cq
-from service.campaigns.models import DigestRule
+from service.campaigns.models import Campaign, DigestRule
 from service.campaigns.preflight import check_ready_to_send
 from service.campaigns.queries import CampaignError
 from service.campaigns.rules import create_rule, set_rule_active, update_rule
@@ -24,6 +24,45 @@ class ScheduleError(CampaignError):
 
 
 STATUS_ACTIONS = {"pause": "paused", "resume": "sending", "cancel": "cancelled"}
+
+
+async def create_campaign(session: AsyncSession, *, actor: Actor, now: dt.datetime, subject: str,
+                          article_ids: Sequence[int], preheader: str = "", intro: str = "", body: str = "",
+                          audience_topics: Sequence[str] = ()) -> Campaign:
+    """A new draft: a digest (articles), an announcement (a Markdown body), or both."""
+    if not article_ids and not body.strip():
+        raise CampaignError("a campaign needs a body or at least one article")
+    campaign = await cq.create_campaign(session, subject=subject, preheader=preheader, intro=intro, body=body,
+                                        article_ids=article_ids, audience_topics=audience_topics, now=now)
+    await _audit(session, "campaign_create", campaign.id, actor, {"subject": subject})
+    return campaign
+
+
+async def edit_draft(session: AsyncSession, *, campaign_id: int, actor: Actor, now: dt.datetime, subject: str,
+                     article_ids: Sequence[int], preheader: str = "", intro: str = "", body: str = "",
+                     audience_topics: Sequence[str] = ()) -> Campaign:
+    """Change a draft's texts, body, audience and articles."""
+    if not article_ids and not body.strip():
+        raise CampaignError("a campaign needs a body or at least one article")
+    campaign = await cq.update_draft(session, campaign_id=campaign_id, subject=subject, preheader=preheader,
+                                     intro=intro, body=body, audience_topics=audience_topics,
+                                     article_ids=article_ids, now=now)
+    await _audit(session, "campaign_edit", campaign_id, actor, {"subject": subject})
+    return campaign
+
+
+async def delete_draft(session: AsyncSession, *, campaign_id: int, actor: Actor) -> None:
+    """Delete a draft; the audit row keeps its subject."""
+    campaign = await cq.delete_draft(session, campaign_id=campaign_id)
+    await _audit(session, "campaign_delete", campaign_id, actor, {"subject": campaign.subject})
+
+
+async def duplicate_campaign(session: AsyncSession, *, campaign_id: int, actor: Actor, now: dt.datetime
+                             ) -> Campaign:
+    """A new draft copied from any campaign (audited on the new draft, naming its source)."""
+    copy = await cq.duplicate_campaign(session, campaign_id=campaign_id, now=now)
+    await _audit(session, "campaign_duplicate", copy.id, actor, {"from": campaign_id})
+    return copy
 
 
 async def send_campaign_now(session: AsyncSession, *, settings: Settings, campaign_id: int, actor: Actor,

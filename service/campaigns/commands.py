@@ -223,7 +223,7 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     d = dsub.add_parser("rules", help="list the recurring digest rules")
     d.set_defaults(handler=_command(_digest_rules))
 
-    p = sub.add_parser("campaign", help="send, preview, pause, resume, cancel, approve a campaign")
+    p = sub.add_parser("campaign", help="create, edit, send, preview, pause, resume, cancel, duplicate, delete")
     csub = p.add_subparsers(dest="campaign_command", metavar="ACTION", required=True)
     c = csub.add_parser("send", help="queue (once) and send in the foreground; Ctrl-C stops, run again to resume")
     c.add_argument("id", type=int)
@@ -241,6 +241,9 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     c.add_argument("id", type=int)
     c.add_argument("when")
     c.set_defaults(handler=_command(_campaign_schedule))
+    from service.campaigns.commands_compose import register as register_compose
+
+    register_compose(csub, _command)
     for action in ("pause", "resume", "cancel", "approve"):
         c = csub.add_parser(action, help=f"{action} a campaign")
         c.add_argument("id", type=int)

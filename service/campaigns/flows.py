@@ -81,7 +81,7 @@ async def render_preview(
     brand = await load_brand(session, settings)
     template = build_digest(settings, subject=campaign.subject, preheader=campaign.preheader, intro=campaign.intro,
                             articles=articles, slug=campaign.slug, postal_address=brand.postal_address,
-                            archive_url=archive_url)
+                            archive_url=archive_url, body=campaign.body)
     personal = template.personalise(name=name, topics=topics, unsubscribe_url=url)
     if personal is None:
         raise q.CampaignError("none of this campaign's articles match that subscriber's topics: they get nothing")
@@ -109,8 +109,30 @@ async def send_test(
     (outcome,) = await send_many(transport, [Outgoing(factory.envelope_from, address, factory.subject, message_id,
                                                       raw)], _no_wait)
     if isinstance(outcome, Exception):
-        raise q.CampaignError(f"the test message was not accepted: {outcome}")
+        raise TestNotSent(outcome)
     return outcome
+
+
+TEST_FAILURES = {
+    "address": "The mail server refused this address. Check it for typos, or try another one.",
+    "refused": "The mail server refused the message, so nothing was sent. Ask whoever runs the mail server.",
+    "unreachable": ("The mail server could not be reached or asked us to try later, so nothing was sent. "
+                    "Try again in a minute; if it keeps happening, check SMTP_URL."),
+}
+
+
+class TestNotSent(q.CampaignError):
+    """The mail server did not take the test. `reason` keys TEST_FAILURES (what it means for
+    staff); the message keeps the server's own words (for the command line and the log)."""
+
+    def __init__(self, outcome: Exception) -> None:
+        from service.mail.smtp import PermanentFailure
+
+        super().__init__(f"the test message was not accepted: {outcome}")
+        if isinstance(outcome, PermanentFailure):
+            self.reason = "address" if outcome.recipient_refused else "refused"
+        else:
+            self.reason = "unreachable"
 
 
 async def _no_wait() -> None:

@@ -23,6 +23,9 @@ class Campaign(Base):
     subject: Mapped[str] = mapped_column(String(300))
     preheader: Mapped[str] = mapped_column(String(300), default="")
     intro: Mapped[str] = mapped_column(Text, default="")
+    # The campaign's own text in Markdown (an announcement), shown after the intro and before any
+    # articles; with a body a campaign goes to its whole audience, articles or none.
+    body: Mapped[str] = mapped_column(Text, default="", server_default="")
     # Topics of the audience; empty = every confirmed subscriber.
     audience_topics: Mapped[list[Any]] = mapped_column(JSON, default=list)
     status: Mapped[str] = mapped_column(String(16), default="draft", index=True)

@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, and_, bindparam, case, false, func, literal, select, true, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from service.articles.models import Article, ArticleTopic
 from service.campaigns.models import Campaign, CampaignArticle, Delivery
@@ -34,12 +35,12 @@ def make_slug(subject: str, now: dt.datetime) -> str:
 
 async def create_campaign(
     session: AsyncSession, *, subject: str, article_ids: Sequence[int], now: dt.datetime,
-    preheader: str = "", intro: str = "", audience_topics: Sequence[str] = (), status: str = "draft",
+    preheader: str = "", intro: str = "", body: str = "", audience_topics: Sequence[str] = (), status: str = "draft",
     scheduled_at: dt.datetime | None = None, rule_id: int | None = None, requires_approval: bool = False,
 ) -> Campaign:
-    """A campaign with its articles in the given order."""
+    """A campaign with its body (Markdown, may be empty) and its articles in the given order."""
     campaign = Campaign(
-        slug=make_slug(subject, now), subject=subject, preheader=preheader, intro=intro,
+        slug=make_slug(subject, now), subject=subject, preheader=preheader, intro=intro, body=body,
         audience_topics=list(audience_topics), status=status, scheduled_at=scheduled_at, rule_id=rule_id,
         requires_approval=requires_approval, created_at=now, updated_at=now,
     )
@@ -81,15 +82,24 @@ async def articles_since_last_digest(session: AsyncSession) -> list[Article]:
 # -- queueing --------------------------------------------------------------------------------
 
 
-async def _wants_an_article(session: AsyncSession, campaign_id: int) -> ColumnElement[bool]:
+async def _gets_something(session: AsyncSession, *, has_body: bool, article_ids: Sequence[int]
+                          ) -> ColumnElement[bool]:
+    """Who of the audience gets a message: everyone when the campaign has its own body,
+    otherwise those who want one of its articles."""
+    if has_body:
+        return true()
+    return await _wants_an_article(session, article_ids)
+
+
+async def _wants_an_article(session: AsyncSession, article_ids: Sequence[int]) -> ColumnElement[bool]:
     """`topics_match` against some article of the campaign, for the subscriber row of the
     enclosing query. By that rule someone wants some article exactly when they want the union
     of the articles' topics, unless an article has no topic (then everyone does): one literal
     list for the queueing statement instead of a subquery per subscriber and article."""
     rows = (await session.execute(
-        select(CampaignArticle.article_id, ArticleTopic.topic)
-        .outerjoin(ArticleTopic, ArticleTopic.article_id == CampaignArticle.article_id)
-        .where(CampaignArticle.campaign_id == campaign_id)
+        select(Article.id, ArticleTopic.topic)
+        .outerjoin(ArticleTopic, ArticleTopic.article_id == Article.id)
+        .where(Article.id.in_(list(article_ids)))
     )).all()
     topics: dict[int, set[str]] = {}
     for article_id, topic in rows:
@@ -104,9 +114,11 @@ async def _wants_an_article(session: AsyncSession, campaign_id: int) -> ColumnEl
 async def queue_deliveries(session: AsyncSession, *, campaign: Campaign, now: dt.datetime) -> int:
     """One delivery row per subscriber in the campaign's audience (`campaign_audience`: confirmed
     and wanting one of its topics), in a single INSERT … SELECT. A subscriber whose topics match
-    none of the articles is recorded as 'skipped'. Safe to run twice."""
+    none of the articles (and there is no body for everyone) is recorded as 'skipped'. Safe to run twice."""
     at = literal(now, UTCDateTime())
-    status = case((await _wants_an_article(session, campaign.id), "queued"), else_="skipped")
+    article_ids = [row.article_id for row in campaign.article_rows]
+    gets = await _gets_something(session, has_body=bool(campaign.body.strip()), article_ids=article_ids)
+    status = case((gets, "queued"), else_="skipped")
     rows = select(
         literal(campaign.id), Subscriber.id, Subscriber.email, status, literal(0), at, literal(False), at,
     ).where(campaign_audience(campaign.audience_topics))
@@ -117,6 +129,37 @@ async def queue_deliveries(session: AsyncSession, *, campaign: Campaign, now: dt
     await without_jit(session)  # JIT compilation costs more (~0.1 s) than it saves on this one-off statement
     result = await session.execute(statement)
     return rowcount(result)
+
+
+@dataclass(frozen=True)
+class AudienceFigures:
+    """A campaign's audience as it stands now (before sending): how many it would be queued
+    for (`campaign_audience`), how many of those get a message, and the audience per topic."""
+
+    audience: int
+    receiving: int
+    by_topic: dict[str, int]  # topic -> confirmed subscribers of the audience who chose it
+    any_topic: int  # of the audience, those who chose no topic (they want everything)
+
+
+async def audience_figures(session: AsyncSession, *, topics: Sequence[str], has_body: bool,
+                           article_ids: Sequence[int]) -> AudienceFigures:
+    """For a campaign (saved or still in the composer) to `topics`, with or without a body, with
+    `article_ids`: counted from the same predicates the queueing statement uses, never cached."""
+    who = campaign_audience(topics)
+    audience = await session.scalar(select(func.count()).select_from(Subscriber).where(who)) or 0
+    gets = await _gets_something(session, has_body=has_body, article_ids=article_ids)
+    receiving = await session.scalar(select(func.count()).select_from(Subscriber).where(who, gets)) or 0
+    chosen = aliased(SubscriberTopic)  # not the table the audience predicate looks into
+    rows = (await session.execute(
+        select(chosen.topic, func.count()).join(Subscriber, Subscriber.id == chosen.subscriber_id)
+        .where(who).group_by(chosen.topic)
+    )).all()
+    chose = select(SubscriberTopic.subscriber_id).where(SubscriberTopic.subscriber_id == Subscriber.id)
+    any_topic = await session.scalar(select(func.count()).select_from(Subscriber).where(who, ~chose.exists())) or 0
+    wanted = set(topics)
+    by_topic = {topic: count for topic, count in sorted(rows) if not wanted or topic in wanted}
+    return AudienceFigures(audience, receiving, by_topic, any_topic)
 
 
 # -- status changes --------------------------------------------------------------------------
@@ -130,8 +173,8 @@ async def start_campaign(session: AsyncSession, *, campaign_id: int, now: dt.dat
         raise CampaignError(f"campaign {campaign_id} is {campaign.status}; it cannot be sent again")
     if campaign.requires_approval and campaign.approved_at is None:
         raise CampaignError(f"campaign {campaign_id} awaits a staff approval")
-    if not campaign.article_rows:
-        raise CampaignError(f"campaign {campaign_id} has no articles")
+    if not campaign.article_rows and not campaign.body.strip():
+        raise CampaignError(f"campaign {campaign_id} has neither a body nor articles")
     queued = 0
     if campaign.started_at is None:
         queued = await queue_deliveries(session, campaign=campaign, now=now)
@@ -326,13 +369,13 @@ async def suppress_bounced(session: AsyncSession, *, subscriber_id: int, reason:
 
 async def update_draft(
     session: AsyncSession, *, campaign_id: int, subject: str, preheader: str, intro: str,
-    audience_topics: Sequence[str], article_ids: Sequence[int], now: dt.datetime,
+    audience_topics: Sequence[str], article_ids: Sequence[int], now: dt.datetime, body: str = "",
 ) -> Campaign:
     """Change a draft's text, audience and articles (in the given order); only drafts change."""
     campaign = await get_campaign(session, campaign_id=campaign_id)
     if campaign.status != "draft":
         raise CampaignError(f"campaign {campaign_id} is {campaign.status}; only a draft can be edited")
-    campaign.subject, campaign.preheader, campaign.intro = subject, preheader, intro
+    campaign.subject, campaign.preheader, campaign.intro, campaign.body = subject, preheader, intro, body
     campaign.audience_topics = list(audience_topics)
     campaign.article_rows.clear()
     await session.flush()
@@ -340,6 +383,25 @@ async def update_draft(
     campaign.updated_at = now
     await session.flush()
     return campaign
+
+
+async def delete_draft(session: AsyncSession, *, campaign_id: int) -> Campaign:
+    """Delete a draft (its article list goes with it); anything past a draft stays on record."""
+    campaign = await get_campaign(session, campaign_id=campaign_id)
+    if campaign.status != "draft":
+        raise CampaignError(f"campaign {campaign_id} is {campaign.status}; only a draft can be deleted")
+    await session.delete(campaign)
+    await session.flush()
+    return campaign
+
+
+async def duplicate_campaign(session: AsyncSession, *, campaign_id: int, now: dt.datetime) -> Campaign:
+    """A new draft with the subject, texts, body, articles (in order) and audience of any campaign."""
+    source = await get_campaign(session, campaign_id=campaign_id)
+    return await create_campaign(
+        session, subject=source.subject, preheader=source.preheader, intro=source.intro, body=source.body,
+        article_ids=[row.article_id for row in source.article_rows], audience_topics=source.audience_topics, now=now,
+    )
 
 
 async def campaigns_sent_to(session: AsyncSession, *, subscriber_id: int) -> list[dict[str, Any]]:

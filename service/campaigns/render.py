@@ -15,6 +15,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from markdown_it import MarkdownIt
+from markupsafe import Markup
+
+from service.articles.ingest import sanitize_html
 from service.articles.models import Article
 from service.mail.render import html_env, inline_css, text_env
 from service.newsletter.audience import topics_match
@@ -23,6 +27,7 @@ from service.validation import safe_http_url
 
 GREETING = "@@TIDINGS_GREETING@@"
 UNSUBSCRIBE = "@@TIDINGS_UNSUBSCRIBE_URL@@"
+_MARKDOWN = MarkdownIt("commonmark", {"html": False, "linkify": False}).enable("table")
 _BLOCK = re.compile(r"<!--article:(\d+)-->\n?(.*?)<!--/article:\1-->\n?", re.DOTALL)
 
 
@@ -45,6 +50,8 @@ class Encoded:
 
     @classmethod
     def of(cls, piece: str) -> Encoded:
+        if not piece:
+            return cls(())
         parts: list[bytes | str] = []
         static: list[str] = []
         for line in _lines_end(piece).splitlines(keepends=True):
@@ -94,12 +101,15 @@ class DigestTemplate:
     text_tail: str
     blocks: tuple[Block, ...]
     encoded: tuple[Encoded, Encoded, Encoded, Encoded]  # html head, html tail, text head, text tail
+    # A campaign with its own body goes to everyone it is queued for, whether or not an article
+    # matches their topics; a digest without one only to those who get at least one article.
+    has_body: bool = False
 
     def encode_for(self, *, name: str, topics: Iterable[str], unsubscribe_url: str) -> tuple[bytes, bytes] | None:
         """(HTML, text) bodies, quoted-printable, for the message builder; None when no article
         matches. Only the lines with a personal part are encoded per recipient."""
         blocks = self.articles_for(topics)
-        if not blocks:
+        if not blocks and not self.has_body:
             return None
         greeting = greeting_for(name)
         html_head, html_tail, text_head, text_tail = self.encoded
@@ -118,19 +128,29 @@ class DigestTemplate:
     def personalise(self, *, name: str, topics: Iterable[str], unsubscribe_url: str) -> Personal | None:
         """This recipient's HTML and text, or None when none of the articles match their topics."""
         blocks = self.articles_for(topics)
-        if not blocks:
+        if not blocks and not self.has_body:
             return None
         greeting = greeting_for(name)
         url_html = html.escape(unsubscribe_url, quote=True)
+        greeting_html = html.escape(greeting, quote=False)
         body_html = "".join(
-            [self.html_head.replace(GREETING, html.escape(greeting, quote=False)),
-             *(b.html for b in blocks), self.html_tail.replace(UNSUBSCRIBE, url_html)]
+            [_fill(self.html_head, greeting_html, url_html), *(b.html for b in blocks),
+             _fill(self.html_tail, "", url_html)]
         )
         body_text = "".join(
-            [self.text_head.replace(GREETING, greeting), *(b.text for b in blocks),
-             self.text_tail.replace(UNSUBSCRIBE, unsubscribe_url)]
+            [_fill(self.text_head, greeting, unsubscribe_url), *(b.text for b in blocks),
+             _fill(self.text_tail, "", unsubscribe_url)]
         )
         return Personal(body_html, body_text, tuple(b.article_id for b in blocks))
+
+
+def _fill(piece: str, greeting: str, url: str) -> str:
+    return piece.replace(GREETING, greeting).replace(UNSUBSCRIBE, url)
+
+
+def markdown_html(body: str) -> Markup:
+    """A campaign body (Markdown, raw HTML not passed through) as sanitised HTML (nh3)."""
+    return Markup(sanitize_html(_MARKDOWN.render(body))) if body.strip() else Markup("")  # noqa: S704 (nh3-cleaned)
 
 
 def greeting_for(name: str) -> str:
@@ -154,11 +174,13 @@ def article_context(article: Article) -> dict[str, Any]:
 
 def digest_context(
     settings: Settings, *, subject: str, preheader: str, intro: str, articles: Sequence[Article],
-    slug: str | None, postal_address: str = "", archive_url: str | None = None,
+    slug: str | None, postal_address: str = "", archive_url: str | None = None, body: str = "",
 ) -> dict[str, Any]:
     """The digest template's context; `archive_url` overrides the archive page's address (a test
     send's signed preview link), `postal_address` is the footer's (lines)."""
     return {
+        "body_html": markdown_html(body),
+        "body_text": body.strip(),
         "lang": "en",
         "org_name": settings.org_name,
         "subject": subject,
@@ -170,8 +192,10 @@ def digest_context(
     }
 
 
-def _split(document: str, kind: str) -> tuple[str, str, dict[int, str]]:
+def _split(document: str, kind: str, *, articles: bool = True) -> tuple[str, str, dict[int, str]]:
     matches = list(_BLOCK.finditer(document))
+    if not articles:
+        return document, "", {}
     if not matches:
         raise ValueError(f"digest {kind} template has no article markers")
     head = _lines_end(document[: matches[0].start()])
@@ -181,22 +205,24 @@ def _split(document: str, kind: str) -> tuple[str, str, dict[int, str]]:
 
 def build_digest(
     settings: Settings, *, subject: str, preheader: str, intro: str, articles: Sequence[Article],
-    slug: str | None = None, postal_address: str = "", archive_url: str | None = None,
+    slug: str | None = None, postal_address: str = "", archive_url: str | None = None, body: str = "",
 ) -> DigestTemplate:
-    """Render the digest once (HTML with CSS inlined, and text) with placeholders."""
-    if not articles:
-        raise ValueError("a digest needs at least one article")
+    """Render the campaign once (HTML with CSS inlined, and text) with placeholders: its own
+    Markdown body, its articles below it, or both."""
+    if not articles and not body.strip():
+        raise ValueError("a campaign needs a body or at least one article")
     ctx = digest_context(settings, subject=subject, preheader=preheader, intro=intro, articles=articles, slug=slug,
-                         postal_address=postal_address, archive_url=archive_url)
+                         postal_address=postal_address, archive_url=archive_url, body=body)
     ctx.update(greeting=GREETING, unsubscribe_url=UNSUBSCRIBE, preferences_url=UNSUBSCRIBE)
     html_doc = inline_css(html_env().get_template("digest.html").render(ctx))
     text_doc = text_env().get_template("digest.txt").render(ctx)
-    html_head, html_tail, html_blocks = _split(html_doc, "HTML")
-    text_head, text_tail, text_blocks = _split(text_doc, "text")
+    html_head, html_tail, html_blocks = _split(html_doc, "HTML", articles=bool(articles))
+    text_head, text_tail, text_blocks = _split(text_doc, "text", articles=bool(articles))
     blocks = tuple(
         Block(a.id, frozenset(a.topics), html_blocks[a.id], text_blocks[a.id], qp(html_blocks[a.id]),
               qp(text_blocks[a.id]))
         for a in articles
     )
     encoded = (Encoded.of(html_head), Encoded.of(html_tail), Encoded.of(text_head), Encoded.of(text_tail))
-    return DigestTemplate(subject, html_head, html_tail, text_head, text_tail, blocks, encoded)
+    return DigestTemplate(subject, html_head, html_tail, text_head, text_tail, blocks, encoded,
+                          has_body=bool(body.strip()))

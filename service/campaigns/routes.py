@@ -9,7 +9,7 @@ from starlette.routing import Route
 
 from service.campaigns.models import Campaign
 from service.campaigns.queries import campaign_articles
-from service.campaigns.render import article_context
+from service.campaigns.render import article_context, markdown_html
 from service.db import get_session
 from service.forms import tokens_of
 from service.newsletter.tokens import read_preview_token
@@ -49,7 +49,8 @@ async def archive_detail(request: Request) -> Response:
     articles = [article_context(a) for a in await campaign_articles(session, campaign_id=campaign.id)]
     paragraphs = [p.strip() for p in campaign.intro.split("\n\n") if p.strip()]
     return render(request, "campaigns/digest.html",
-                  {"campaign": campaign, "articles": articles, "intro_paragraphs": paragraphs})
+                  {"campaign": campaign, "articles": articles, "intro_paragraphs": paragraphs,
+                   "body_html": markdown_html(campaign.body)})
 
 
 routes = [

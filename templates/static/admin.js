@@ -21,9 +21,14 @@ function formatEta(seconds) {
   return h + ":" + String(m).padStart(2, "0") + ":" + String(s).padStart(2, "0");
 }
 
+// The progress box shows what the server says at every poll; when the campaign's status changes
+// (sending -> sent, paused, cancelled, or a draft sent from elsewhere), the page is loaded again
+// without its one-time notice, so the buttons and facts are the server's, never stale.
 function watchProgress(box) {
   var url = box.getAttribute("data-progress-url");
+  var initial = box.getAttribute("data-status");
   var note = box.querySelector(".live-note");
+  var every = { sending: 1000, paused: 5000, scheduled: 15000, draft: 15000 };
   if (note) { note.hidden = false; }
   function show(data) {
     var bar = box.querySelector("progress");
@@ -37,9 +42,8 @@ function watchProgress(box) {
     document.querySelectorAll("[data-field]").forEach(function (el) {
       var name = el.getAttribute("data-field");
       var value = name in fields ? fields[name] : data[name];
-      if (value !== undefined && value !== null) {
+      if (value !== undefined && value !== null && el.textContent !== String(value)) {
         el.textContent = String(value);
-        if (name === "status") { el.className = "badge badge-" + value; }
       }
     });
   }
@@ -47,10 +51,13 @@ function watchProgress(box) {
     fetch(url, { credentials: "same-origin", headers: { "Accept": "application/json" } })
       .then(function (r) { return r.ok ? r.json() : null; })
       .then(function (data) {
-        if (!data) { return; }
+        if (!data) { window.setTimeout(poll, 10000); return; }
+        if (data.status !== initial) {
+          window.location.replace(window.location.pathname);
+          return;
+        }
         show(data);
-        if (data.status === "sending") { window.setTimeout(poll, 2000); }
-        else if (data.status === "scheduled") { window.setTimeout(poll, 30000); }
+        if (every[data.status]) { window.setTimeout(poll, every[data.status]); }
         else if (note) { note.hidden = true; }
       })
       .catch(function () { window.setTimeout(poll, 10000); });
@@ -60,5 +67,32 @@ function watchProgress(box) {
 
 document.querySelectorAll("[data-progress-url]").forEach(function (box) {
   var status = box.getAttribute("data-status");
-  if (status === "sending" || status === "scheduled" || status === "paused") { watchProgress(box); }
+  if (status !== "sent" && status !== "cancelled") { watchProgress(box); }
+});
+
+// The composer's audience figures, counted again by the server as the choices change.
+document.querySelectorAll("form[data-audience-url]").forEach(function (form) {
+  var pending = null;
+  function recount() {
+    var params = new URLSearchParams();
+    form.querySelectorAll("input[name=audience]:checked, input[name=topics]:checked, input[name=article]:checked")
+      .forEach(function (input) { params.append(input.name, input.value); });
+    var body = form.querySelector("textarea[name=body]");
+    params.append("body", body && body.value.trim() ? "1" : "0");
+    fetch(form.getAttribute("data-audience-url") + "?" + params.toString(),
+          { credentials: "same-origin", headers: { "Accept": "application/json" } })
+      .then(function (r) { return r.ok ? r.json() : null; })
+      .then(function (data) {
+        if (!data) { return; }
+        form.querySelectorAll("[data-audience]").forEach(function (el) {
+          el.textContent = String(data[el.getAttribute("data-audience")]);
+        });
+      });
+  }
+  form.addEventListener("change", recount);
+  form.addEventListener("input", function (event) {
+    if (event.target.name !== "body") { return; }
+    window.clearTimeout(pending);
+    pending = window.setTimeout(recount, 400);
+  });
 });

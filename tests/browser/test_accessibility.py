@@ -171,7 +171,7 @@ async def test_the_main_admin_pages_have_no_serious_accessibility_violation(page
         ("users", "/admin/users", "Users"),
         ("account", "/admin/account", "Your account"),
         ("campaigns", "/admin/campaigns", "Campaigns"),
-        ("new digest", "/admin/campaigns/new", "New digest"),
+        ("new campaign", "/admin/campaigns/new", "New campaign"),
         ("campaign", f"/admin/campaigns/{campaign.id}", campaign.subject),
         ("campaign preview", f"/admin/campaigns/{campaign.id}/preview", "Preview"),
         ("articles", "/admin/articles", "Articles"),

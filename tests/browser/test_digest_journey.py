@@ -41,7 +41,7 @@ async def test_staff_builds_previews_and_sends_a_digest_and_its_unsubscribe_link
 
     await sign_in(page, live)
     await page.get_by_role("navigation", name="Admin").get_by_role("link", name="Campaigns").click()
-    await page.get_by_role("link", name="New digest").click()
+    await page.get_by_role("link", name="New campaign").click()
     await page.get_by_label("Subject", exact=True).fill(SUBJECT)
     await expect(page.locator("input[name=article]:checked")).to_have_count(5)  # every new article
     await page.get_by_role("button", name="Create draft").click()
