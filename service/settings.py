@@ -19,6 +19,8 @@ from urllib.parse import urlsplit
 
 from starlette.config import Config
 
+from service.validation import safe_http_url
+
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./tidings.db"
 DEFAULT_TOPICS = ("depression", "anxiety", "PTSD", "chronic pain", "OCD", "other")
 PLACEHOLDER_SECRETS = {"secret", "changeme", "change-me", "change_me", "please-change-me", "dev", "test"}
@@ -77,6 +79,7 @@ class Settings:
     dkim_domain: str | None = None
     reply_to: str | None = None  # None: STAFF_INBOX (see `reply_address`)
     outbox_max_age: int = 5 * 24 * 3600  # seconds a message keeps being retried through 4xx/outages
+    blog_url: str | None = None  # the blog's home page: the public end pages link back to it
 
     @property
     def reply_address(self) -> str:
@@ -175,6 +178,7 @@ def _parse(config: Config) -> Settings:
     settings = replace(
         settings, reply_to=_address("REPLY_TO", reply_to) if reply_to is not None else None,
         outbox_max_age=_duration("OUTBOX_MAX_AGE", _get(config, "OUTBOX_MAX_AGE", "5d") or "5d", minimum=60),
+        blog_url=_blog_url(_get(config, "BLOG_URL")),
     )
     secret_key = _get(config, "SECRET_KEY")
     fallbacks = tuple(k.strip() for k in (_get(config, "SECRET_KEY_FALLBACKS", "") or "").split(",") if k.strip())
@@ -269,6 +273,15 @@ def _feed_url(value: str | None) -> str | None:
         return None
     if urlsplit(value).scheme not in ("http", "https", "file") and not Path(value).exists():
         raise SettingsError(f"FEED_URL: expected an http(s) URL of an RSS or Atom feed, got {value!r}")
+    return value
+
+
+def _blog_url(value: str | None) -> str | None:
+    """An absolute http(s) URL (it becomes a link on the public pages), or None."""
+    if value is None:
+        return None
+    if safe_http_url(value) is None:
+        raise SettingsError(f"BLOG_URL: expected an http(s) URL such as https://blog.example.org, got {value!r}")
     return value
 
 
