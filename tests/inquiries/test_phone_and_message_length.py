@@ -32,3 +32,18 @@ async def test_a_misplaced_plus_is_refused_by_the_phone_field(client: httpx.Asyn
     assert r.status_code == 422
     assert re.search(r'id="phone-error">.*Phone number may have a \+ only at its start', r.text)
     assert await stored_inquiries(db) == []
+
+
+async def test_a_message_over_the_limit_is_refused_by_its_field_and_nothing_is_stored(
+        client: httpx.AsyncClient, db: Database) -> None:
+    page = await client.get("/contact")
+    textarea = re.search(r"<textarea [^>]*>", page.text)
+    assert textarea and "maxlength" not in textarea.group(0)  # the browser must not cut it silently
+    assert 'data-max-chars="5000"' in textarea.group(0) and "counter.js" in page.text
+    r = await post_form(client, message="é" * 5001)
+    assert r.status_code == 422
+    assert re.search(r'id="message-error">.*Your message is too long \(5001 characters; at most 5000\)', r.text)
+    assert '<a href="#inquiry-message">' in r.text  # the summary links to the field
+    assert "é" * 5001 + "</textarea>" in r.text  # their text is kept to shorten, not lost
+    assert await stored_inquiries(db) == []
+    assert (await post_form(client, message="é" * 5000)).status_code == 303
