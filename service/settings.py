@@ -11,7 +11,7 @@ import os
 import re
 import secrets
 import stat
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypedDict
@@ -110,6 +110,12 @@ class Settings:
         if not path or path == ":memory:":
             return None
         return Path(path)
+
+    def in_topic_order(self, topics: Iterable[str]) -> list[str]:
+        """`topics` in the order TOPICS lists them (how every page and email shows them), any
+        topic not configured (an article's own category) after them, alphabetically."""
+        rank = {t: i for i, t in enumerate(self.topics)}
+        return sorted(set(topics), key=lambda t: (rank.get(t, len(rank)), t.casefold()))
 
     def with_(self, **changes: Any) -> Settings:
         """A copy with some fields changed (tests and the CLI use it)."""

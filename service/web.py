@@ -58,6 +58,7 @@ def make_templates(settings: Settings) -> Jinja2Templates:
     )
     env.globals["settings"] = settings
     env.filters["http_url"] = safe_http_url  # only http(s) addresses may become links
+    env.filters["topic_order"] = settings.in_topic_order
     env.filters["tel"] = phone_digits  # a stored phone number as a tel: link target
     return Jinja2Templates(env=env)
 

@@ -64,7 +64,7 @@ async def test_visitor_sees_inline_errors_then_sends_an_inquiry_and_both_emails_
     assert staff.message["Subject"] == f"New inquiry #{inquiry.id} from Maria Lopez"
     assert f"{live.url}/admin/inquiries/{inquiry.id}" in text_of(staff.message)
     (reply,) = await wait_for_mail(smtp, to("maria.lopez@example.org"))
-    assert reply.message["Subject"] == "We have received your message - Clinic"
+    assert reply.message["Subject"] == "We have received your message \u2013 Clinic"
 
 
 async def subscribe_and_confirm(page: Any, live: LiveServer, smtp: SmtpServer, email: str) -> None:
