@@ -57,7 +57,7 @@ async def campaign_list(request: Request) -> Response:
     paging = await paginate(request, lambda limit: campaign_rows(session, before_id=before_id, limit=limit),
                             cursor=lambda row: str(row.campaign.id), cursor_param="before", size=PAGE)
     return page(request, "admin/campaigns.html", {
-        "rows": paging.rows, "paging": paging,
+        "rows": paging.rows, "paging": paging, "total": await cq.count_campaigns(session),
         "approval": await awaiting_approval(session), "notice": request.query_params.get("notice", ""),
     })
 
