@@ -11,7 +11,7 @@ import os
 import re
 import secrets
 import stat
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypedDict
@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 from starlette.config import Config
 
 from service.bounces.mailboxurl import MailboxConfig, MailboxUrlError, parse_mailbox_url
+from service.validation import safe_http_url
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./tidings.db"
 DEFAULT_TOPICS = ("depression", "anxiety", "PTSD", "chronic pain", "OCD", "other")
@@ -100,6 +101,8 @@ class Settings:
     sendgrid_webhook_public_key: str | None = None  # base64 DER (as SendGrid shows it) or PEM
     webhook_secret: str | None = None  # the generic JSON webhook's HMAC key
 
+    blog_url: str | None = None  # the blog's home page: the public end pages link back to it
+
     @property
     def helo_name(self) -> str:
         """The name given in EHLO/LHLO: SMTP_HELO_NAME, else the host of BASE_URL (an IP address
@@ -135,6 +138,12 @@ class Settings:
         if not path or path == ":memory:":
             return None
         return Path(path)
+
+    def in_topic_order(self, topics: Iterable[str]) -> list[str]:
+        """`topics` in the order TOPICS lists them (how every page and email shows them), any
+        topic not configured (an article's own category) after them, alphabetically."""
+        rank = {t: i for i, t in enumerate(self.topics)}
+        return sorted(set(topics), key=lambda t: (rank.get(t, len(rank)), t.casefold()))
 
     def with_(self, **changes: Any) -> Settings:
         """A copy with some fields changed (tests and the CLI use it)."""
@@ -212,6 +221,7 @@ def _parse(config: Config) -> Settings:
         bounce_mailbox=_bounce_mailbox(config),
         bounce_mailbox_interval=_int(config, "BOUNCE_MAILBOX_INTERVAL", d.bounce_mailbox_interval, minimum=10,
                                      maximum=86400),
+        blog_url=_blog_url(_get(config, "BLOG_URL")),
     )
     settings = replace(settings, **_webhooks(config))
     secret_key = _get(config, "SECRET_KEY")
@@ -397,6 +407,15 @@ def _feed_url(value: str | None) -> str | None:
         return None
     if urlsplit(value).scheme not in ("http", "https", "file") and not Path(value).exists():
         raise SettingsError(f"FEED_URL: expected an http(s) URL of an RSS or Atom feed, got {value!r}")
+    return value
+
+
+def _blog_url(value: str | None) -> str | None:
+    """An absolute http(s) URL (it becomes a link on the public pages), or None."""
+    if value is None:
+        return None
+    if safe_http_url(value) is None:
+        raise SettingsError(f"BLOG_URL: expected an http(s) URL such as https://blog.example.org, got {value!r}")
     return value
 
 

@@ -140,24 +140,34 @@ def clean_bool(data: Mapping[str, Any], field: str) -> bool:
 
 
 _PHONE_ALLOWED = re.compile(r"^[0-9+()\-. /]*$")
+_SPACES = re.compile(r"[ \u00a0\u202f\t]+")
 
 
 def clean_phone(data: Mapping[str, Any], field: str = "phone", *, required: bool = False) -> str:
-    """A phone number normalised to '+' and digits (international) or digits only (national)."""
-    value = raw_value(data, field).strip()
+    """A phone number as the person typed it (trimmed, each run of spaces made one space), so
+    that staff read "+49 170 1234567" and not "+491701234567"; checked for 6 to 15 digits."""
+    value = _SPACES.sub(" ", raw_value(data, field)).strip()
     if not value:
         if required:
             raise FieldError(field, "Please enter your phone number")
         return ""
-    if not _PHONE_ALLOWED.match(value.replace("\u00a0", " ")):
+    if not _PHONE_ALLOWED.match(value):
         raise FieldError(field, "Phone number may contain only digits, spaces and + ( ) - .")
-    international = value.startswith("+") or value.startswith("00")
+    if value.count("+") > 1 or "+" in value[1:]:
+        raise FieldError(field, "Phone number may have a + only at its start")
     digits = re.sub(r"\D", "", value)
     if value.startswith("00"):
         digits = digits[2:]
     if not 6 <= len(digits) <= 15:
         raise FieldError(field, "Phone number should have between 6 and 15 digits")
-    return ("+" if international else "") + digits
+    return value
+
+
+def phone_digits(phone: str) -> str:
+    """The digits of a stored phone number, with '+' for an international one (a tel: link)."""
+    international = phone.startswith("+") or phone.startswith("00")
+    digits = re.sub(r"\D", "", phone)
+    return ("+" + digits[2:] if phone.startswith("00") else "+" + digits) if international else digits
 
 
 _URL_FORBIDDEN = re.compile(r"[\x00-\x20\x7f\"'<>\\`]")

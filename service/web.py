@@ -20,7 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from service.db import is_database_outage
 from service.paths import TEMPLATES_DIR
 from service.settings import Settings
-from service.validation import safe_http_url
+from service.validation import phone_digits, safe_http_url
 
 access_log = logging.getLogger("tidings.access")
 log = logging.getLogger("tidings")
@@ -58,6 +58,8 @@ def make_templates(settings: Settings) -> Jinja2Templates:
     )
     env.globals["settings"] = settings
     env.filters["http_url"] = safe_http_url  # only http(s) addresses may become links
+    env.filters["topic_order"] = settings.in_topic_order
+    env.filters["tel"] = phone_digits  # a stored phone number as a tel: link target
     return Jinja2Templates(env=env)
 
 

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from service.mail.message import HeaderInjectionError, check_header_value
 from service.settings import Settings
 from service.tokens import TokenError, Tokens
-from service.validation import FieldError, clean_email, clean_phone, clean_text
+from service.validation import FieldError, clean_email, clean_phone, clean_text, phone_digits
 
 TOKENS = Tokens(Settings(secret_key="p" * 40, secret_key_fallbacks=("q" * 40,)))
 payloads = st.one_of(st.integers(min_value=0, max_value=2**31), st.text(max_size=40),
@@ -101,13 +101,15 @@ def test_valid_email_accepted_and_idempotent(value: str) -> None:
 
 
 @given(st.text(max_size=40))
-def test_clean_phone_gives_plus_and_digits_only(value: str) -> None:
+def test_clean_phone_keeps_what_was_typed_with_6_to_15_digits(value: str) -> None:
     try:
         out = clean_phone({"phone": value})
     except FieldError as exc:
         assert exc.field == "phone"
         return
-    assert out == "" or (out.lstrip("+").isdigit() and 6 <= len(out.lstrip("+")) <= 15)
+    assert out == out.strip() and "  " not in out and clean_phone({"phone": out}) == out
+    digits = phone_digits(out)
+    assert out == "" or (digits.lstrip("+").isdigit() and 6 <= len(digits.lstrip("+")) <= 15)
 
 
 @given(st.text())

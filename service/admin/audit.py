@@ -30,7 +30,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select, tuple_
+from sqlalchemy import ColumnElement, func, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import HTTPConnection
 
@@ -112,6 +112,20 @@ def filter_detail(args: Mapping[str, str]) -> dict[str, Any]:
     return {"filter": kept}
 
 
+def _audit_where(*, action: str | None, actor: str | None, since: dt.datetime | None,
+                 until: dt.datetime | None) -> list[ColumnElement[bool]]:
+    where: list[ColumnElement[bool]] = []
+    if action:
+        where.append(AuditEvent.action == action)
+    if actor:
+        where.append(AuditEvent.actor_email == actor.strip().lower())
+    if since:
+        where.append(AuditEvent.created_at >= since)
+    if until:
+        where.append(AuditEvent.created_at < until)
+    return where
+
+
 async def list_audit_events(
     session: AsyncSession,
     *,
@@ -123,19 +137,18 @@ async def list_audit_events(
     limit: int = 50,
 ) -> list[AuditEvent]:
     """Newest first; `before` is the (created_at, id) keyset cursor of the last row shown."""
-    stmt = select(AuditEvent)
-    if action:
-        stmt = stmt.where(AuditEvent.action == action)
-    if actor:
-        stmt = stmt.where(AuditEvent.actor_email == actor.strip().lower())
-    if since:
-        stmt = stmt.where(AuditEvent.created_at >= since)
-    if until:
-        stmt = stmt.where(AuditEvent.created_at < until)
+    stmt = select(AuditEvent).where(*_audit_where(action=action, actor=actor, since=since, until=until))
     if before:
         stmt = stmt.where(tuple_(AuditEvent.created_at, AuditEvent.id) < tuple_(*before))
     stmt = stmt.order_by(AuditEvent.created_at.desc(), AuditEvent.id.desc()).limit(limit)
     return list((await session.scalars(stmt)).all())
+
+
+async def count_audit_events(session: AsyncSession, *, action: str | None = None, actor: str | None = None,
+                             since: dt.datetime | None = None, until: dt.datetime | None = None) -> int:
+    """How many events the same filter matches (all pages)."""
+    where = _audit_where(action=action, actor=actor, since=since, until=until)
+    return int(await session.scalar(select(func.count()).select_from(AuditEvent).where(*where)) or 0)
 
 
 async def audit_actions(session: AsyncSession) -> Sequence[str]:

@@ -98,7 +98,7 @@ async def campaign_list(request: Request) -> Response:
     audiences = {row.campaign.id: figures for row in paging.rows
                  if (figures := await _audience(request, row.campaign)) is not None}
     return page(request, "admin/campaigns.html", {
-        "rows": paging.rows, "paging": paging, "audiences": audiences,
+        "rows": paging.rows, "paging": paging, "audiences": audiences, "total": await cq.count_campaigns(session),
         "approval": await awaiting_approval(session), "notice": request.query_params.get("notice", ""),
     })
 

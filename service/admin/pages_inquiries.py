@@ -66,18 +66,18 @@ async def inquiry_list(request: Request) -> Response:
     paging = await paginate(
         request, lambda limit: list_inquiries(get_session(request), flt=flt, after=after, limit=limit),
         cursor=lambda i: format_cursor(i.created_at, i.id), cursor_param="after")
+    total = await count_inquiries(get_session(request), flt=flt)
     if flt.q:
-        await _audit_search(request, flt, first_page=after is None)
+        await _audit_search(request, flt, first_page=after is None, matched=total)
     export_url = "/admin/inquiries/export.csv" + ("?" + urlencode(flt.query_args()) if flt.query_args() else "")
     return page(request, "admin/inquiries.html", {**ctx, "rows": paging.rows, "flt": flt, "paging": paging,
-                                                  "export_url": export_url})
+                                                  "export_url": export_url, "total": total})
 
 
-async def _audit_search(request: Request, flt: InquiryFilter, *, first_page: bool) -> None:
+async def _audit_search(request: Request, flt: InquiryFilter, *, first_page: bool, matched: int) -> None:
     """A search shows inquiry data outside the detail page: record that one ran and how many
     inquiries matched, never the words (they may be a client's name)."""
     session = get_session(request)
-    matched = await count_inquiries(session, flt=flt)
     await record_audit(session, request=request, action="inquiry_search", target_type="inquiry",
                        detail={"matched": matched, "first_page": first_page, **filter_detail(flt.query_args())})
 

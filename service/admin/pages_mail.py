@@ -5,7 +5,8 @@ route under a strict `sandbox` CSP (no scripts, no forms, no same-origin) and fr
 
 Messages carry personal data, and the inquiry notifications and auto-replies carry inquiry data
 (health information), so opening any message is audit-logged (`outbox_view`, its kind, never its
-text), and so is a filtered list that shows inquiry mail (`outbox_list`, counts only).
+text), and so is a filtered list that shows inquiry mail (`outbox_list`, counts only) and every
+search by recipient or subject (`outbox_search`: how many matched, never the words).
 """
 
 from __future__ import annotations
@@ -20,14 +21,14 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from service.admin.audit import record_audit
+from service.admin.audit import filter_detail, record_audit
 from service.admin.guard import admin_error, get_or_404, page
 from service.admin.paging import Page, paginate
 from service.db import get_session, utcnow
 from service.mail.message import build_message, header_text, message_parts, parse_raw
 from service.mail.models import OUTBOX_STATUSES, MailboxMessage, OutboxMessage
 from service.mail.outbox import outbox_email, retry_outbox_message
-from service.mail.queries import list_mailbox, list_outbox, outbox_counts
+from service.mail.queries import count_mailbox, count_outbox, list_mailbox, list_outbox, outbox_counts
 from service.web import settings_of
 
 INQUIRY_KINDS = ("inquiry_staff", "inquiry_autoreply")
@@ -51,24 +52,46 @@ def _row_id(message: MailboxMessage | OutboxMessage) -> str:
 async def outbox(request: Request) -> Response:
     session = get_session(request)
     before = _before(request)
-    ctx: dict[str, Any] = {"local": _local(request), "statuses": OUTBOX_STATUSES, "status": "", "counts": {}}
+    q = request.query_params.get("q", "").strip()[:200]
+    ctx: dict[str, Any] = {"local": _local(request), "statuses": OUTBOX_STATUSES, "status": "", "counts": {},
+                           "q": q}
     fetch: Callable[..., Awaitable[Sequence[MailboxMessage | OutboxMessage]]]
     if ctx["local"]:
-        fetch = partial(list_mailbox, session, before_id=before)
+        fetch = partial(list_mailbox, session, q=q, before_id=before)
+        ctx["total"] = await count_mailbox(session, q=q)
     else:
         status = request.query_params.get("status", "")
         status = status if status in OUTBOX_STATUSES else ""
-        fetch = partial(list_outbox, session, status=status, before_id=before)
-        ctx.update(status=status, counts=await outbox_counts(session))
+        fetch = partial(list_outbox, session, status=status, q=q, before_id=before)
+        ctx.update(status=status, counts=await outbox_counts(session),
+                   total=await count_outbox(session, status=status, q=q))
     paging: Page[MailboxMessage | OutboxMessage] = await paginate(
         request, lambda limit: fetch(limit=limit), cursor=_row_id, cursor_param="before")
     rows = paging.rows
-    inquiry_rows = sum(1 for r in rows if getattr(r, "kind", "") in INQUIRY_KINDS)
-    if ctx["status"] and inquiry_rows:  # a filtered list that shows inquiry mail
-        await record_audit(session, request=request, action="outbox_list", target_type="outbox_message",
-                           detail={"status": ctx["status"], "first_page": before is None, "shown": len(rows),
-                                   "inquiry_messages": inquiry_rows})
+    if q:
+        await _audit_search(request, status=ctx["status"], matched=ctx["total"], first_page=before is None)
+    else:
+        await _audit_filtered_list(request, ctx["status"], rows, first_page=before is None)
     return page(request, "admin/outbox.html", {**ctx, "rows": rows, "paging": paging})
+
+
+async def _audit_search(request: Request, *, status: str, matched: int, first_page: bool) -> None:
+    """A search finds staff notices and auto-replies by a client's name or address (inquiry
+    data): record that one ran and how many messages matched, never the words, like the
+    inquiry search."""
+    args = {"status": status, "q": "1"} if status else {"q": "1"}
+    await record_audit(get_session(request), request=request, action="outbox_search", target_type="outbox_message",
+                       detail={"matched": matched, "first_page": first_page, **filter_detail(args)})
+
+
+async def _audit_filtered_list(request: Request, status: str, rows: Sequence[MailboxMessage | OutboxMessage], *,
+                               first_page: bool) -> None:
+    inquiry_rows = sum(1 for r in rows if getattr(r, "kind", "") in INQUIRY_KINDS)
+    if status and inquiry_rows:  # a filtered list that shows inquiry mail
+        await record_audit(get_session(request), request=request, action="outbox_list",
+                           target_type="outbox_message",
+                           detail={"status": status, "first_page": first_page, "shown": len(rows),
+                                   "inquiry_messages": inquiry_rows})
 
 
 async def _message(request: Request) -> MailboxMessage | OutboxMessage:

@@ -18,7 +18,7 @@ from service.bounces.stats import subscriber_bounces
 from service.campaigns.queries import subscriber_deliveries
 from service.db import get_session
 from service.newsletter.models import SUBSCRIBER_STATUSES, Subscriber
-from service.newsletter.queries import SubscriberFilter, list_subscribers
+from service.newsletter.queries import SubscriberFilter, count_subscribers, list_subscribers
 from service.web import settings_of
 
 
@@ -45,7 +45,8 @@ async def subscriber_list(request: Request) -> Response:
         cursor=lambda s: format_cursor(s.created_at, s.id), cursor_param="after")
     if flt.query_args():
         ctx["export_url"] += "?" + urlencode(flt.query_args())
-    return page(request, "admin/subscribers.html", {**ctx, "rows": paging.rows, "paging": paging})
+    total = await count_subscribers(get_session(request), flt=flt)
+    return page(request, "admin/subscribers.html", {**ctx, "rows": paging.rows, "paging": paging, "total": total})
 
 
 async def subscriber_detail(request: Request) -> Response:

@@ -15,7 +15,7 @@ from starlette.requests import Request
 
 from service.admin.filters import PAGE_SIZE
 
-NOTICE_PARAMS = ("notice", "deleted", "saved", "done")
+NOTICE_PARAMS = ("notice", "deleted", "saved", "done", "skipped")
 
 T = TypeVar("T")
 

@@ -427,6 +427,10 @@ async def list_campaigns(session: AsyncSession, *, before_id: int | None = None,
     return (await session.scalars(query)).all()
 
 
+async def count_campaigns(session: AsyncSession) -> int:
+    return int(await session.scalar(select(func.count()).select_from(Campaign)) or 0)
+
+
 async def awaiting_approval(session: AsyncSession) -> Sequence[Campaign]:
     return (await session.scalars(
         select(Campaign).where(Campaign.status == "scheduled", Campaign.requires_approval.is_(True),

@@ -4,8 +4,9 @@ never waits on SMTP and an SMTP outage loses nothing).
 
 Privacy: an inquiry may hold health information. The message itself is never put in an email:
 the staff notification says who wrote, about which topic and links to the admin; the subject
-carries neither the topic nor the message. The automatic reply echoes nothing the visitor typed
-(not even the name), so the form cannot be used to send someone else text of a spammer's choice.
+carries neither the topic nor the message. The automatic reply echoes nothing else the visitor
+typed, and the name only when it looks like one (`greeting_name`), so the form cannot be used to
+send someone else text of a spammer's choice.
 """
 
 from __future__ import annotations
@@ -223,6 +224,20 @@ def inquiry_admin_url(settings: Settings, inquiry_id: int) -> str:
 
 
 STAFF_SUBJECT_BEFORE = "New inquiry #"
+GREETING_NAME_MAX = 40
+_NAME_LIKE = re.compile(r"[^\W\d_]+(?:(?:\.? |['\u2019-])[^\W\d_]+)*\.?")  # a dot only before a space
+
+
+def greeting_name(name: str) -> str:
+    """The name to greet the sender by in the automatic reply, or '' for a plain "Hello,".
+
+    Only something that looks like a name (words of letters joined by single spaces, hyphens or
+    apostrophes, a dot only to end a word; at most 40 characters) is echoed: no digits, links, addresses or other
+    words of a spammer's choice reach a stranger's inbox through our form."""
+    name = " ".join(name.split())
+    if len(name) > GREETING_NAME_MAX or not _NAME_LIKE.fullmatch(name):
+        return ""
+    return name
 
 
 def inquiry_emails(settings: Settings, inquiry: Inquiry) -> list[dict[str, Any]]:
@@ -252,10 +267,11 @@ def inquiry_emails(settings: Settings, inquiry: Inquiry) -> list[dict[str, Any]]
         return [staff]
     return [staff, email_values(
         kind="inquiry_autoreply", sender=settings.mail_from, to=client,
-        subject=f"We have received your message - {settings.org_name}",
+        subject=f"We have received your message \u2013 {settings.org_name}",
         template="inquiry_autoreply",
         ctx={
             "org_name": settings.org_name, "contact_method": inquiry.contact_method,
+            "name": greeting_name(inquiry.name),
             "base_url": settings.base_url,
         },
         reply_to=settings.reply_address,  # it says "simply reply to this email": replies reach staff

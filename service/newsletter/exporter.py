@@ -4,7 +4,7 @@ reads, and the importer undoes the formula escaping: an export imports back unch
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 from typing import IO, Any
 
 from sqlalchemy import select
@@ -21,9 +21,10 @@ EXPORT_COLUMNS = (
 PAGE = 2000
 
 
-async def export_rows(session: AsyncSession, *, status: str | None = None) -> AsyncIterator[list[Any]]:
-    """The header, then one row of values per subscriber (optionally of one status), in id order;
-    `service.csvfile` turns them into cells."""
+async def export_rows(session: AsyncSession, *, status: str | None = None,
+                      ids: Collection[int] | None = None) -> AsyncIterator[list[Any]]:
+    """The header, then one row of values per subscriber (optionally of one status, or only the
+    ones in `ids`), in id order; `service.csvfile` turns them into cells."""
     if status is not None and status not in SUBSCRIBER_STATUSES:
         raise ValueError(f"status must be one of {', '.join(SUBSCRIBER_STATUSES)}")
     yield list(EXPORT_COLUMNS)
@@ -33,6 +34,8 @@ async def export_rows(session: AsyncSession, *, status: str | None = None) -> As
         stmt = select(Subscriber.id, *fields).where(Subscriber.id > last).order_by(Subscriber.id).limit(PAGE)
         if status is not None:
             stmt = stmt.where(Subscriber.status == status)
+        if ids is not None:
+            stmt = stmt.where(Subscriber.id.in_(list(ids)))
         rows = (await session.execute(stmt)).all()
         if not rows:
             return

@@ -43,8 +43,8 @@ def consent_text(settings: Settings) -> str:
 
 
 def normalise_topics(settings: Settings, topics: Iterable[str]) -> list[str]:
-    """Known topics only, sorted; every topic chosen is stored as none (= all, new ones too)."""
-    chosen = sorted({t for t in topics if t in settings.topics})
+    """Known topics only, in TOPICS order; every topic chosen is stored as none (= all, new ones too)."""
+    chosen = settings.in_topic_order(t for t in topics if t in settings.topics)
     return [] if set(chosen) == set(settings.topics) else chosen
 
 
@@ -177,6 +177,7 @@ class ConfirmProblem(enum.Enum):
     EXPIRED = "expired"  # older than 7 days: 410
     USED = "used"  # the subscriber is no longer pending (confirmed, left, erased): 410
     SUPERSEDED = "superseded"  # sent for an earlier signup of this address (or names none): 410
+    ALREADY = "already"  # the address is subscribed already (a second click): a calm 200
 
 
 @dataclass(frozen=True)
@@ -195,6 +196,8 @@ async def check_confirm_token(session: AsyncSession, *, tokens: Tokens, token: s
     except (TypeError, ValueError):
         return ConfirmCheck(None, ConfirmProblem.INVALID)
     sub = await queries.get_subscriber(session, subscriber_id=claim.subscriber_id, for_update=for_update)
+    if sub is not None and sub.status == "confirmed":  # nothing went wrong: say so, calmly
+        return ConfirmCheck(sub, ConfirmProblem.ALREADY)
     if sub is None or sub.status != "pending":
         return ConfirmCheck(None, ConfirmProblem.USED)
     if not claim.matches(sub.signup_at):  # a link from an earlier signup confirms only that one
@@ -207,7 +210,7 @@ async def confirm_subscription(session: AsyncSession, *, settings: Settings, tok
     """Confirm the pending subscriber named by `token`, record time and IP, queue the welcome."""
     check = await check_confirm_token(session, tokens=tokens, token=token, for_update=True)
     sub = check.subscriber
-    if sub is None:
+    if sub is None or check.problem is not None:
         return check
     now = utcnow()
     await queries.set_status(session, subscriber=sub, status="confirmed", now=now)
@@ -228,8 +231,9 @@ async def queue_welcome(session: AsyncSession, *, settings: Settings, tokens: To
         session, kind="newsletter_welcome", sender=settings.mail_from,
         to=format_address(subscriber.email, subscriber.name), subject=f"Welcome to the {settings.org_name} newsletter",
         template="newsletter_welcome",
-        ctx={"org_name": settings.org_name, "name": subscriber.name, "topics": subscriber.topics,
-             "unsubscribe_url": url, "base_url": settings.base_url, "postal_lines": postal.splitlines()},
+        ctx={"org_name": settings.org_name, "name": subscriber.name,
+             "topics": settings.in_topic_order(subscriber.topics), "unsubscribe_url": url,
+             "base_url": settings.base_url, "postal_lines": postal.splitlines()},
         headers=list_headers(settings, url),
     )
 

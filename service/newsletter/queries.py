@@ -7,7 +7,7 @@ import datetime as dt
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import ColumnElement, delete, exists, or_, select, update
+from sqlalchemy import ColumnElement, Select, delete, exists, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.db import Cursor, insert_for, like_pattern, newest_first, rowcount, utcnow
@@ -47,9 +47,8 @@ class SubscriberFilter:
         return {k: v for k, v in {"status": self.status, "topic": self.topic, "q": self.q}.items() if v}
 
 
-async def list_subscribers(session: AsyncSession, *, flt: SubscriberFilter, after: Cursor | None,
-                           limit: int) -> list[Subscriber]:
-    """One page of subscribers, newest first, after the keyset cursor `after`."""
+def filtered_subscribers(flt: SubscriberFilter) -> Select[Subscriber]:
+    """The subscribers `flt` matches, unordered (the list pages it, the count counts it)."""
     stmt = select(Subscriber)
     if flt.status:
         stmt = stmt.where(Subscriber.status == flt.status)
@@ -61,8 +60,20 @@ async def list_subscribers(session: AsyncSession, *, flt: SubscriberFilter, afte
         pattern = like_pattern(flt.q.strip().lower())
         stmt = stmt.where(or_(Subscriber.email_key.ilike(pattern, escape="\\"),
                               Subscriber.name.ilike(pattern, escape="\\")))
-    stmt = newest_first(stmt, Subscriber.created_at, Subscriber.id, after, limit)
+    return stmt
+
+
+async def list_subscribers(session: AsyncSession, *, flt: SubscriberFilter, after: Cursor | None,
+                           limit: int) -> list[Subscriber]:
+    """One page of subscribers, newest first, after the keyset cursor `after`."""
+    stmt = newest_first(filtered_subscribers(flt), Subscriber.created_at, Subscriber.id, after, limit)
     return list((await session.scalars(stmt)).all())
+
+
+async def count_subscribers(session: AsyncSession, *, flt: SubscriberFilter) -> int:
+    """How many subscribers match `flt` (all pages)."""
+    query = filtered_subscribers(flt).subquery()
+    return int(await session.scalar(select(func.count()).select_from(query)) or 0)
 
 
 async def insert_pending_subscriber(session: AsyncSession, *, email: str, now: dt.datetime) -> None:

@@ -30,6 +30,7 @@ from service.forms import (
     tokens_of,
 )
 from service.newsletter import flows, queries
+from service.newsletter.models import Subscriber
 from service.newsletter.tokens import read_preview_token, read_unsubscribe_token, unsubscribe_url
 from service.tokens import TokenError
 from service.validation import Errors, clean_mailable_email, clean_text
@@ -160,7 +161,11 @@ async def api_subscriptions(request: Request) -> Response:
 # -- confirmation ----------------------------------------------------------------------------
 
 
-def _problem(request: Request, problem: flows.ConfirmProblem) -> Response:
+def _problem(request: Request, check: flows.ConfirmCheck) -> Response:
+    problem = check.problem
+    assert problem is not None
+    if problem is flows.ConfirmProblem.ALREADY and check.subscriber is not None:
+        return _subscribed(request, check.subscriber, already=True)
     ctx = {**_form_ctx(request), "problem": problem.value}
     return render(request, "newsletter/resend.html", ctx, status_code=_PROBLEM_STATUS[problem])
 
@@ -172,16 +177,20 @@ async def confirm(request: Request) -> Response:
     if request.method != "POST":  # mail scanners fetch links (GET, HEAD): they only see the button
         check = await flows.check_confirm_token(session, tokens=tokens_of(request), token=token)
         if check.problem is not None:
-            return _problem(request, check.problem)
+            return _problem(request, check)
         assert check.subscriber is not None
         return render(request, "newsletter/confirm.html", {"masked": flows.mask_email(check.subscriber.email)})
     check = await flows.confirm_subscription(session, settings=settings, tokens=tokens_of(request), token=token,
                                              ip=client_ip(request))
     if check.problem is not None:
-        return _problem(request, check.problem)
+        return _problem(request, check)
     assert check.subscriber is not None
-    return render(request, "newsletter/confirmed.html",
-                  {"preferences_url": unsubscribe_url(settings, tokens_of(request), check.subscriber.id)})
+    return _subscribed(request, check.subscriber, already=False)
+
+
+def _subscribed(request: Request, subscriber: Subscriber, *, already: bool) -> Response:
+    url = unsubscribe_url(settings_of(request), tokens_of(request), subscriber.id)
+    return render(request, "newsletter/confirmed.html", {"preferences_url": url, "already": already})
 
 
 # -- preference centre and unsubscribe ---------------------------------------------------------

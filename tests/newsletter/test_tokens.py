@@ -70,9 +70,11 @@ async def test_confirm_link_is_single_use(client: httpx.AsyncClient, db: Databas
     assert (await client.post(path)).status_code == 200
     await deliver(db, smtp)
     before = len(smtp.received)
-    for method in ("GET", "POST"):
+    for method in ("GET", "POST"):  # a second click: calm, no error, nothing sent again
         r = await client.request(method, path)
-        assert r.status_code == 410 and "already been used" in r.text
+        assert r.status_code == 200 and "<h1>You are already subscribed</h1>" in r.text
+        assert "already been used" not in r.text and 'role="alert"' not in r.text
+        assert "choose your topics or unsubscribe" in r.text
     assert await deliver(db, smtp) == 0 and len(smtp.received) == before  # no second welcome
 
 
