@@ -75,7 +75,8 @@ def listening_socket(host: str, port: int) -> socket.socket:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except socket.gaierror as exc:
         raise CommandError(f"cannot listen on {host}: {exc.strerror}") from None
-    family, kind, proto, _, address = infos[0]
+    # IPv4 first, as uvicorn binds a name such as "localhost"
+    family, kind, proto, _, address = sorted(infos, key=lambda info: info[0] != socket.AF_INET)[0]
     sock = socket.socket(family, kind, proto)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
@@ -87,6 +88,13 @@ def listening_socket(host: str, port: int) -> socket.socket:
         raise CommandError(f"cannot listen on {host} port {port}: {exc.strerror or exc}") from None
     sock.set_inheritable(True)
     return sock
+
+
+def _port(value: str) -> int:
+    """--port: a number from 0 to 65535 (argparse prints the message and exits 2)."""
+    if not value.isdigit() or int(value) > 65535:
+        raise argparse.ArgumentTypeError(f"expected a port number from 0 to 65535, got {value!r}")
+    return int(value)
 
 
 def served_base_url(sock: socket.socket) -> str:
@@ -370,7 +378,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("serve", help="run the web app (and, unless --no-worker, the send worker)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
+    p.add_argument("--port", type=_port, default=8000, help="port to listen on (default 8000; 0: any free port)")
     p.add_argument("--no-worker", action="store_true", help="do not run the send worker in this process")
     p.set_defaults(handler=cmd_serve)
 

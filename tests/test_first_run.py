@@ -138,3 +138,13 @@ async def test_the_start_page_escapes_the_organisation_name(db: Database) -> Non
     assert "<script>" not in r.text
     assert "<h1>Praxis &lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt; &amp; Co</h1>" in r.text
     assert '<nav aria-label="Pages of Praxis &lt;script&gt;' in r.text
+
+
+@pytest.mark.parametrize("port", ["70000", "-1", "http"])
+def test_a_port_that_is_not_a_port_number_is_refused_by_name(port: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from service.cli import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["serve", "--port", port])
+    assert exit_.value.code == 2
+    assert f"argument --port: expected a port number from 0 to 65535, got '{port}'" in capsys.readouterr().err
