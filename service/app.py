@@ -57,12 +57,14 @@ def domain_routes() -> list[BaseRoute]:
     from service.admin.routes import routes as admin_routes
     from service.bounces.webhooks.routes import routes as webhook_routes
     from service.campaigns.routes import routes as campaign_routes
+    from service.home import route as home_route
     from service.inquiries.routes import routes as inquiry_routes
     from service.newsletter.routes import routes as newsletter_routes
     from service.openapi import route as openapi_route
     from service.privacy.routes import routes as privacy_routes
 
     return [
+        home_route,
         *admin_routes,
         *inquiry_routes,
         *newsletter_routes,

@@ -5,13 +5,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
+import errno
 import logging
 import signal
+import socket
 import sys
 from pathlib import Path
 from typing import Any
 
-from service.command import CommandError, Handler, load_settings, run, setup_logging, with_database
+from service.command import CommandError, Handler, cli_name, load_settings, run, setup_logging, with_database
 from service.registry import add_domain_commands
 from service.settings import Settings, SettingsError
 
@@ -66,28 +68,87 @@ def cmd_migrate(args: argparse.Namespace) -> None:
     print(f"database is at revision {revision}")
 
 
+def listening_socket(host: str, port: int) -> socket.socket:
+    """The server's socket, bound before anything else starts (worker, migrations' output), so that
+    a port in use is one clear line and a non-zero exit, and port 0 gets its real number."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise CommandError(f"cannot listen on {host}: {exc.strerror}") from None
+    # IPv4 first, as uvicorn binds a name such as "localhost"
+    family, kind, proto, _, address = sorted(infos, key=lambda info: info[0] != socket.AF_INET)[0]
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise CommandError(f"port {port} on {host} is in use: stop the other program or pass --port") from None
+        raise CommandError(f"cannot listen on {host} port {port}: {exc.strerror or exc}") from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def _port(value: str) -> int:
+    """--port: a number from 0 to 65535 (argparse prints the message and exits 2)."""
+    if not value.isdigit() or int(value) > 65535:
+        raise argparse.ArgumentTypeError(f"expected a port number from 0 to 65535, got {value!r}")
+    return int(value)
+
+
+def served_base_url(sock: socket.socket) -> str:
+    """http://ADDRESS:PORT of a bound socket; a wildcard address (0.0.0.0, ::) becomes localhost."""
+    host, port = sock.getsockname()[:2]
+    if host in ("0.0.0.0", "::", ""):
+        host = "localhost"
+    elif ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
+
+
+def with_served_base_url(settings: Settings, sock: socket.socket) -> tuple[Settings, str | None]:
+    """On the embedded default (SQLite) without BASE_URL, the links in emails and hints point at
+    the address this server binds (never at a request's Host header, which the client controls
+    and which would poison password-reset links). Returns the settings and the line saying so."""
+    if settings.base_url_set or not settings.is_sqlite:
+        return settings, None
+    url = served_base_url(sock)
+    note = f"BASE_URL is not set: links in emails use {url}, the address served (set BASE_URL to change it)"
+    return settings.with_(base_url=url), note
+
+
 def cmd_serve(args: argparse.Namespace) -> None:
     from service.app import create_app
     from service.server import Server, server_config
 
     settings = load_settings()
     setup_logging(settings.log_level)
-    warn_mail_setup(settings)
-    if settings.is_sqlite:
-        run(_migrate(settings))
-        schema_checked = True
-    else:
-        schema_checked = run(_check_schema_unless_unreachable(settings))
-    for hint in startup_hints(settings):
-        print(hint, file=sys.stderr)
-    app = create_app(settings, worker=not args.no_worker)
-    server = Server(server_config(app, settings, host=args.host, port=args.port), settings,
-                    check_schema=not schema_checked)
-    mode = "SQLite (single node)" if settings.is_sqlite else "PostgreSQL"
-    mail = "local outbox (/admin/outbox)" if settings.uses_local_outbox else "SMTP"
-    print(f"Tidings on http://{args.host}:{args.port}  database: {mode}  mail: {mail}  "
-          f"worker: {'off' if args.no_worker else 'in-process'}", file=sys.stderr)
-    server.run()
+    sock = listening_socket(args.host, args.port)
+    try:
+        settings, note = with_served_base_url(settings, sock)
+        warn_mail_setup(settings)
+        if settings.is_sqlite:
+            run(_migrate(settings))
+            schema_checked = True
+        else:
+            schema_checked = run(_check_schema_unless_unreachable(settings))
+        for hint in startup_hints(settings):
+            print(hint, file=sys.stderr)
+        app = create_app(settings, worker=not args.no_worker)
+        port = sock.getsockname()[1]
+        server = Server(server_config(app, settings, host=args.host, port=port), settings,
+                        check_schema=not schema_checked)
+        mode = "SQLite (single node)" if settings.is_sqlite else "PostgreSQL"
+        mail = "local outbox (/admin/outbox)" if settings.uses_local_outbox else "SMTP"
+        print(f"Tidings on {served_base_url(sock)}  database: {mode}  mail: {mail}  "
+              f"worker: {'off' if args.no_worker else 'in-process'}", file=sys.stderr)
+        if note:
+            print(note, file=sys.stderr)
+        print(f"Start page: {settings.base_url}/  (the form, the signup, the archive and the admin)", file=sys.stderr)
+        server.run(sockets=[sock])
+    finally:
+        sock.close()
     if server.failure:
         raise CommandError(server.failure)
 
@@ -143,7 +204,7 @@ async def _startup_hints(settings: Settings) -> list[str]:
         if await count_staff_users(session):
             return []
     return ["No staff account yet. Create the first admin with:",
-            "  tidings create-admin you@example.org --role admin",
+            f"  {cli_name()} create-admin you@example.org --role admin",
             f"then sign in at {settings.base_url}/admin/login"]
 
 
@@ -334,7 +395,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("serve", help="run the web app (and, unless --no-worker, the send worker)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
+    p.add_argument("--port", type=_port, default=8000, help="port to listen on (default 8000; 0: any free port)")
     p.add_argument("--no-worker", action="store_true", help="do not run the send worker in this process")
     p.set_defaults(handler=cmd_serve)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
@@ -38,6 +39,14 @@ def setup_logging(level: str = "info") -> None:
     from service.mail.redact import redact_handlers
 
     redact_handlers(logging.getLogger())  # no email address in any log line
+
+
+def cli_name() -> str:
+    """How the user runs this command where they are, for the hints we print: `./dev tidings` in a
+    checkout (the ./dev launcher exports TIDINGS_LAUNCHER), else `tidings`. Not a setting: it
+    describes how this process was started, so it is read here rather than in Settings."""
+    launcher = os.environ.get("TIDINGS_LAUNCHER", "").strip()
+    return launcher if launcher in ("./dev tidings", "tidings") else "tidings"
 
 
 def load_settings() -> Settings:

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from service.command import cli_name
 from service.db import Sessions, transaction, utcnow
 from service.settings import Settings
 
@@ -253,9 +254,14 @@ def summary_lines(settings: Settings, result: DemoResult) -> list[str]:
                  f"{result.inquiries} inquiries, 1 draft digest (campaign {result.campaign_id}), 1 admin account."]
     else:
         lines = ["The demo is already loaded: nothing changed."]
+    run = cli_name()
+    serve = "./dev serve" if run == "./dev tidings" else "tidings serve"
+    where = ("" if settings.base_url_set or not settings.is_sqlite
+             else f" (on another port, use that port: BASE_URL is not set, so `{serve}` serves where it listens)")
     lines += [
         "",
-        "Start Tidings with `tidings serve`, then open:",
+        f"Start Tidings with `{serve}`, then open{where}:",
+        f"  start page         {base}/",
         f"  contact form       {base}/contact",
         f"  newsletter signup  {base}/subscribe",
         f"  admin sign-in      {base}/admin/login",
@@ -263,8 +269,8 @@ def summary_lines(settings: Settings, result: DemoResult) -> list[str]:
         + ("   (mail stays here while SMTP_URL is unset)" if settings.uses_local_outbox else ""),
     ]
     if result.campaign_id is not None:
-        lines.append(f"Preview the draft digest with `tidings campaign preview {result.campaign_id}`, "
-                     f"send it with `tidings campaign send {result.campaign_id}`.")
+        lines.append(f"Preview the draft digest with `{run} campaign preview {result.campaign_id}`, "
+                     f"send it with `{run} campaign send {result.campaign_id}`.")
     lines.append("")
     if result.password is not None:
         lines += [f"Sign in as {result.admin_email} with this password (shown only this once):",

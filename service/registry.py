@@ -9,6 +9,7 @@ import argparse
 from collections.abc import Callable
 from typing import Any
 
+from service.admin import commands as admin_commands
 from service.articles import commands as articles_commands
 from service.articles import jobs as articles_jobs
 from service.bounces import commands as bounces_commands
@@ -28,7 +29,7 @@ Register = Callable[["argparse._SubParsersAction[Any]"], None]
 
 COMMANDS: tuple[Register, ...] = (newsletter_commands.register, articles_commands.register,
                                   campaigns_commands.register, privacy_commands.register,
-                                  bounces_commands.register)
+                                  bounces_commands.register, admin_commands.register)
 LOOPS: tuple[Callable[[Settings | None], list[Loop]], ...] = (
     mail_jobs.loops, inquiries_jobs.loops, newsletter_jobs.loops, campaigns_jobs.loops, privacy_jobs.loops,
     articles_jobs.loops, bounces_jobs.loops)

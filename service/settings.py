@@ -50,6 +50,7 @@ class Settings:
     secret_key: str = ""
     secret_key_fallbacks: tuple[str, ...] = ()
     base_url: str = "http://localhost:8000"
+    base_url_set: bool = False  # BASE_URL was given; if not, `tidings serve` on SQLite uses the address it binds
     smtp_url: str | None = None
     mail_from: str = "Tidings <tidings@localhost>"
     staff_inbox: str = "staff@localhost"
@@ -181,6 +182,7 @@ def _parse(config: Config) -> Settings:
     settings = Settings(
         database_url=database_url,
         base_url=base_url,
+        base_url_set=_get(config, "BASE_URL") is not None,
         smtp_url=smtp_url,
         mail_from=_address("MAIL_FROM", _get(config, "MAIL_FROM", d.mail_from)),
         staff_inbox=_address("STAFF_INBOX", _get(config, "STAFF_INBOX", d.staff_inbox)),

@@ -1,6 +1,7 @@
 """The audit log: who did what, when, from where. Every domain records through `record_audit`.
 
-Actions in use: sign_in, sign_in_failed, sign_out, password_change, password_set,
+Actions in use: sign_in, sign_in_failed, sign_out, password_change, password_set, password_reset_request,
+password_reset, user_unlock,
 inquiry_view, inquiry_search, inquiry_export, inquiry_status, inquiry_note, inquiry_release,
 inquiry_delete_held, inquiry_erase (the id only), inquiry_retention (by the worker: how many went,
 never who), outbox_view, outbox_list,

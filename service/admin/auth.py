@@ -42,8 +42,17 @@ ACCOUNT_LOCK = dt.timedelta(minutes=15)
 IP_LIMIT = RateLimit(20, 15 * 60)  # failed sign-ins per client IP
 MIN_PASSWORD_LENGTH = 12
 MAX_PASSWORD_LENGTH = 1024
+RESET_PASSWORD_SECONDS = 60 * 60
 LOGIN_FAILED = ("That email and password did not work. After several failed attempts sign-in is "
-                "paused for 15 minutes; ask an admin if you have forgotten your password.")
+                "paused for 15 minutes; if you have forgotten your password, use “Forgot your password?”.")
+
+
+def locked_message(until: dt.datetime, now: dt.datetime) -> str:
+    """What a locked account's owner is told when they give the right password."""
+    minutes = max(1, -(-int((until - now).total_seconds()) // 60))
+    return (f"This account is locked after {ACCOUNT_MAX_FAILURES} failed sign-ins, until "
+            f"{until.strftime('%H:%M')} UTC (in {minutes} minute{'s' if minutes != 1 else ''}). "
+            "Try again then, reset your password by email, or ask an admin to unlock it.")
 
 # Parameters for new hashes; every hash records its own, so any of them verifies under any profile.
 HASH_PROFILES = {
@@ -149,6 +158,7 @@ async def set_password(session: AsyncSession, user: StaffUser, password: str) ->
 class LoginResult:
     user: StaffUser | None
     reason: str  # "ok", "unknown", "bad_password", "locked", "inactive", "ip_locked"
+    password_ok: bool = False  # "locked" with the right password: its owner may be told it is locked
 
 
 async def authenticate(session: AsyncSession, *, email: str, password: str, ip: str,
@@ -165,7 +175,7 @@ async def authenticate(session: AsyncSession, *, email: str, password: str, ip: 
         await hit_rate_limit(session, key=ip_key, limit=IP_LIMIT)
         return LoginResult(None, "unknown")
     if user.locked_until is not None and user.locked_until > now:
-        return LoginResult(user, "locked")
+        return LoginResult(user, "locked", password_ok)
     if not password_ok:
         await hit_rate_limit(session, key=ip_key, limit=IP_LIMIT)
         user.failed_logins += 1
@@ -190,19 +200,28 @@ def _password_fingerprint(user: StaffUser) -> str:
     return hashlib.sha256((user.password_hash or "none").encode()).hexdigest()[:16]
 
 
-def set_password_token(tokens: Tokens, user: StaffUser) -> str:
-    """Valid 24 hours and only once: it names the session version and the current password."""
-    return tokens.dumps("admin-set-password", {"u": user.id, "v": user.session_version,
-                                               "h": _password_fingerprint(user)})
+def set_password_token(tokens: Tokens, user: StaffUser, purpose: str = "admin-set-password") -> str:
+    """Valid only once: it names the session version and the current password, so setting a
+    password (or signing out everywhere) ends it. An invitation or an admin's link
+    ("admin-set-password") lasts 24 hours, a reset asked for by email ("admin-reset-password") 1 hour."""
+    return tokens.dumps(purpose, {"u": user.id, "v": user.session_version, "h": _password_fingerprint(user)})
 
 
 def set_password_url(settings: Settings, tokens: Tokens, user: StaffUser) -> str:
     return f"{settings.base_url}/admin/set-password/{set_password_token(tokens, user)}"
 
 
-async def user_for_set_password(session: AsyncSession, tokens: Tokens, token: str) -> StaffUser:
+def reset_password_url(settings: Settings, tokens: Tokens, user: StaffUser) -> str:
+    return f"{settings.base_url}/admin/reset-password/{set_password_token(tokens, user, 'admin-reset-password')}"
+
+
+LINK_LIFETIMES = {"admin-set-password": SET_PASSWORD_SECONDS, "admin-reset-password": RESET_PASSWORD_SECONDS}
+
+
+async def user_for_set_password(session: AsyncSession, tokens: Tokens, token: str,
+                                purpose: str = "admin-set-password") -> StaffUser:
     """The account a set-password link is for; TokenError when it is forged, expired or used."""
-    data = tokens.loads("admin-set-password", token, max_age=SET_PASSWORD_SECONDS)
+    data = tokens.loads(purpose, token, max_age=LINK_LIFETIMES[purpose])
     if not isinstance(data, dict):
         raise TokenError("this link is not valid")
     user = await session.get(StaffUser, data.get("u"))

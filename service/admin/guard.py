@@ -2,8 +2,8 @@
 a CSRF check on every state-changing request, and the sliding renewal of the session cookie.
 
 It wraps the whole admin Mount, so a route added later is protected without anyone having to
-remember it. Only the sign-in and set-password pages are open: they carry their own form token,
-bound to the browser by a pre-session cookie and checked with `Origin`/`Referer`
+remember it. Only the sign-in, set-password, reset-password and forgot-password pages are open:
+they carry their own form token, bound to the browser by a pre-session cookie and checked with `Origin`/`Referer`
 (`preauth_form_ok`), so another site cannot sign a browser in to an account of its choosing.
 
 Behind the gate every page renders through `page` and every refusal through `admin_error`; a
@@ -48,7 +48,7 @@ from service.web import error_detail, error_response, http_exception_handler, re
 
 T = TypeVar("T")
 
-OPEN_PATHS = ("/admin/login", "/admin/set-password/")
+OPEN_PATHS = ("/admin/login", "/admin/set-password/", "/admin/reset-password/", "/admin/forgot-password")
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "x-csrf-token"
@@ -170,7 +170,7 @@ class AdminGuardMiddleware:
             return
         conn = HTTPConnection(scope)
         path = scope["path"]
-        if path == OPEN_PATHS[0] or path.startswith(OPEN_PATHS[1]):
+        if path in OPEN_PATHS or any(path.startswith(p) for p in OPEN_PATHS if p.endswith("/")):
             await self.app(scope, receive, send)
             return
         tokens = tokens_of(conn)

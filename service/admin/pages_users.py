@@ -1,6 +1,7 @@
-"""Staff accounts, for admins only: the list, inviting a user (who sets a password with a
-one-time link), changing a role, deactivating and reactivating, and a new set-password link.
-Every change is audit-logged; the last active admin cannot be demoted or deactivated."""
+"""Staff accounts, for admins only: the list, inviting a user (emailed, through the outbox, a
+one-time link to set a password, which is shown too), changing a role, deactivating and
+reactivating, and a new set-password link. Every change is audit-logged; the last active admin
+cannot be demoted or deactivated."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from service.admin import auth
 from service.admin.audit import record_audit
 from service.admin.guard import admin_error, admin_only, get_or_404, page, staff_of
 from service.admin.models import ROLES, StaffUser
+from service.admin.recovery import email_invitation
 from service.admin.users import UserChangeError, change_role, list_staff, set_active
 from service.db import get_session
 from service.forms import tokens_of
@@ -19,10 +21,11 @@ from service.web import settings_of
 
 
 async def _users_page(request: Request, *, error: str | None = None, invited: StaffUser | None = None,
-                      link: str | None = None, form: dict[str, str] | None = None, status_code: int = 200) -> Response:
+                      link: str | None = None, emailed: bool = False, form: dict[str, str] | None = None,
+                      status_code: int = 200) -> Response:
     users = await list_staff(get_session(request))
     return page(request, "admin/users.html", {"users": users, "roles": ROLES, "error": error, "invited": invited,
-                                              "link": link, "form": form or {}}, status_code)
+                                              "link": link, "emailed": emailed, "form": form or {}}, status_code)
 
 
 @admin_only
@@ -39,10 +42,12 @@ async def user_invite(request: Request) -> Response:
         user = await auth.create_staff_user(session, email=data["email"], role=data["role"], name=data["name"])
     except ValueError as exc:
         return await _users_page(request, error=str(exc), form=data, status_code=422)
+    mailed = await email_invitation(session, settings_of(request), tokens_of(request), user,
+                                    inviter=staff_of(request).name or staff_of(request).email)
     await record_audit(session, request=request, action="user_invite", target_type="staff_user", target_id=user.id,
-                       detail={"email": user.email, "role": user.role})
-    link = auth.set_password_url(settings_of(request), tokens_of(request), user)
-    return await _users_page(request, invited=user, link=link)
+                       detail={"email": user.email, "role": user.role, "emailed": bool(mailed)})
+    link = mailed or auth.set_password_url(settings_of(request), tokens_of(request), user)
+    return await _users_page(request, invited=user, link=link, emailed=bool(mailed))
 
 
 @admin_only

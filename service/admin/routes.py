@@ -39,6 +39,7 @@ from service.admin.guard import (
     set_session_cookie,
     staff_of,
 )
+from service.admin.recovery import RESET_ANSWER, request_password_reset
 from service.admin.stats import (
     GROWTH_DAYS,
     bar_chart,
@@ -49,6 +50,7 @@ from service.admin.stats import (
 )
 from service.bounces.stats import last_sent_campaign_rates
 from service.campaigns.stats import campaign_rows
+from service.command import cli_name
 from service.db import get_session, utcnow
 from service.forms import tokens_of
 from service.inquiries.held import count_held_inquiries
@@ -72,12 +74,18 @@ _PREAUTH_REFUSED = ("This form has expired or did not come from this site's own 
                     "try again.")
 
 
+async def _login_context(request: Request, **ctx: Any) -> dict[str, Any]:
+    """The sign-in page's context; on a fresh install (no staff account) the command that creates one."""
+    session = get_session(request)
+    first_admin = None if await auth.count_staff_users(session) else f"{cli_name()} create-admin you@example.org"
+    return {"next": "/admin/", "email": "", "error": None, "first_admin": first_admin, **ctx}
+
+
 async def login(request: Request) -> Response:
     tokens = tokens_of(request)
     next_url = auth.safe_next(request.query_params.get("next"))
-    ctx: dict[str, Any] = {"next": next_url, "email": "", "error": None}
     if request.method == "GET":
-        return _preauth_page(request, "admin/login.html", ctx)
+        return _preauth_page(request, "admin/login.html", await _login_context(request, next=next_url))
     async with request.form() as form:
         email, password = str(form.get("email") or ""), str(form.get("password") or "")
         next_url = auth.safe_next(str(form.get("next") or ""))
@@ -85,18 +93,45 @@ async def login(request: Request) -> Response:
     if not form_ok:
         return error_response(request, 403, _PREAUTH_REFUSED)
     session = get_session(request)
-    result = await auth.authenticate(session, email=email, password=password, ip=client_ip(request))
+    now = utcnow()
+    result = await auth.authenticate(session, email=email, password=password, ip=client_ip(request), now=now)
     if result.reason != "ok" or result.user is None:
         await record_audit(session, request=request, action="sign_in_failed",
                            target_type="staff_user", target_id=result.user.id if result.user else "",
                            detail={"email": email.strip()[:320], "reason": result.reason})
-        return _preauth_page(request, "admin/login.html", {**ctx, "next": next_url, "email": email,
-                                                           "error": auth.LOGIN_FAILED}, status_code=401)
+        error = auth.LOGIN_FAILED
+        locked_until = result.user.locked_until if result.user is not None else None
+        if result.reason == "locked" and result.password_ok and locked_until is not None:
+            # only the owner (who knows the password) learns that the account exists and is locked
+            error = auth.locked_message(locked_until, now)
+        return _preauth_page(request, "admin/login.html",
+                             await _login_context(request, next=next_url, email=email, error=error), status_code=401)
     await record_audit(session, request=request, actor=result.user, action="sign_in",
                        target_type="staff_user", target_id=result.user.id)
     response = RedirectResponse(next_url, status_code=303)
     set_session_cookie(response, request, auth.session_cookie_value(tokens, result.user))
     return response
+
+
+async def forgot_password(request: Request) -> Response:
+    """Ask for a reset link by email: the same answer whether or not the address has an account."""
+    ctx: dict[str, Any] = {"email": "", "sent": False, "error": None}
+    if request.method == "GET":
+        return _preauth_page(request, "admin/forgot_password.html", ctx)
+    async with request.form() as form:
+        email = str(form.get("email") or "").strip()
+        form_ok = preauth_form_ok(request, str(form.get("form_token") or ""))
+    if not form_ok:
+        return error_response(request, 403, _PREAUTH_REFUSED)
+    if not email:
+        return _preauth_page(request, "admin/forgot_password.html",
+                             {**ctx, "error": "Email: enter the address you sign in with."}, status_code=422)
+    session = get_session(request)
+    user, outcome = await request_password_reset(session, settings=settings_of(request), tokens=tokens_of(request),
+                                                 email=email, ip=client_ip(request))
+    await record_audit(session, request=request, action="password_reset_request", target_type="staff_user",
+                       target_id=user.id if user else "", detail={"email": email[:320], "outcome": outcome})
+    return _preauth_page(request, "admin/forgot_password.html", {**ctx, "sent": True, "answer": RESET_ANSWER})
 
 
 async def logout(request: Request) -> Response:
@@ -111,13 +146,18 @@ async def logout(request: Request) -> Response:
 
 
 async def set_password_page(request: Request) -> Response:
+    """An invitation's or an admin's set-password link (24 h), or a reset link asked for by email
+    (1 h); either works once, and setting the password lifts a sign-in lock."""
     tokens = tokens_of(request)
     session = get_session(request)
+    reset = request.url.path.startswith("/admin/reset-password/")
+    purpose = "admin-reset-password" if reset else "admin-set-password"
     try:
-        user = await auth.user_for_set_password(session, tokens, request.path_params["token"])
+        user = await auth.user_for_set_password(session, tokens, request.path_params["token"], purpose)
     except TokenError as exc:
+        again = "Ask for a new one on the sign-in page." if reset else "Ask an admin for a new one."
         return error_response(request, 400 if not exc.expired else 410,
-                              f"This set-password link cannot be used: {exc}. Ask an admin for a new one.")
+                              f"This set-password link cannot be used: {exc}. {again}")
     ctx: dict[str, Any] = {"account": user, "error": None}
     if request.method == "GET":
         return _preauth_page(request, "admin/set_password.html", ctx)
@@ -130,10 +170,12 @@ async def set_password_page(request: Request) -> Response:
         auth.check_new_password(password, confirm)
     except auth.PasswordError as exc:
         return _preauth_page(request, "admin/set_password.html", {**ctx, "error": str(exc)}, status_code=422)
+    was_locked = user.locked_until is not None and user.locked_until > utcnow()
     await auth.set_password(session, user, password)
     user.last_login_at = utcnow()
-    await record_audit(session, request=request, actor=user, action="password_set", target_type="staff_user",
-                       target_id=user.id)
+    await record_audit(session, request=request, actor=user, action="password_reset" if reset else "password_set",
+                       target_type="staff_user", target_id=user.id,
+                       detail={"unlocked": True} if was_locked else None)
     response = RedirectResponse("/admin/", status_code=303)
     set_session_cookie(response, request, auth.session_cookie_value(tokens, user))
     return response
@@ -204,6 +246,8 @@ admin_routes: list[BaseRoute] = [
     Route("/login", login, methods=["GET", "POST"], name="admin_login"),
     Route("/logout", logout, methods=["POST"], name="admin_logout"),
     Route("/set-password/{token}", set_password_page, methods=["GET", "POST"], name="admin_set_password"),
+    Route("/reset-password/{token}", set_password_page, methods=["GET", "POST"], name="admin_reset_password"),
+    Route("/forgot-password", forgot_password, methods=["GET", "POST"], name="admin_forgot_password"),
     Route("/account", account, methods=["GET", "POST"], name="admin_account"),
     *pages_bulk.routes,
     *pages_inquiries.routes,

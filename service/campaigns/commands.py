@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from service.campaigns.queries import CampaignError
 from service.campaigns.rules import RuleError
-from service.command import Body, CommandError, Handler, database_command
+from service.command import Body, CommandError, Handler, cli_name, database_command
 from service.db import Sessions, transaction, utcnow
 from service.settings import Settings
 
@@ -40,7 +40,7 @@ async def _digest_create(settings: Settings, sessions: Sessions, args: argparse.
                                        audience_topics=_topics(args.topics))
         count = len(campaign.article_rows)
     print(f"campaign {campaign.id}: draft \"{campaign.subject}\" with {count} article(s); "
-          f"preview: tidings campaign preview {campaign.id}; send: tidings campaign send {campaign.id}")
+          f"preview: {cli_name()} campaign preview {campaign.id}; send: {cli_name()} campaign send {campaign.id}")
 
 
 async def _digest_rule(settings: Settings, sessions: Sessions, args: argparse.Namespace) -> None:

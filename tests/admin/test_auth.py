@@ -54,7 +54,7 @@ def admin_endpoints(app: Any) -> list[tuple[str, str]]:
     return found
 
 
-OPEN = {"/admin/login", "/admin/set-password/sometoken"}
+OPEN = {"/admin/login", "/admin/set-password/sometoken", "/admin/reset-password/sometoken", "/admin/forgot-password"}
 
 
 async def test_every_admin_route_redirects_to_login_without_a_session(app: Any, client: httpx.AsyncClient,
@@ -133,15 +133,24 @@ async def test_wrong_password_and_unknown_account_get_the_same_answer(app: Any, 
             assert "not the password" not in str(detail)
 
 
-async def test_account_lockout_after_repeated_failures_looks_like_any_failure(app: Any, admin: StaffUser,
-                                                                              db: Database) -> None:
+async def test_account_lockout_tells_only_the_owner_that_the_account_is_locked(app: Any, admin: StaffUser,
+                                                                                db: Database) -> None:
+    """To a guesser a locked account looks like any failure; its owner, who gives the right
+    password, is told it is locked and until when (not "that email and password did not work")."""
     async with new_client(app) as c:
         for _ in range(ACCOUNT_MAX_FAILURES):
             assert (await sign_in(c, password="wrong password here")).status_code == 401
+        guessing = await sign_in(c, password="another wrong one")
         locked = await sign_in(c)  # the right password, but the account is locked
         nobody = await sign_in(c, email="nobody@clinic.test")
-    assert locked.status_code == nobody.status_code == 401
-    assert LOGIN_FAILED in locked.text and LOGIN_FAILED in nobody.text
+    assert locked.status_code == nobody.status_code == guessing.status_code == 401
+    assert LOGIN_FAILED in guessing.text and LOGIN_FAILED in nobody.text and "locked" not in guessing.text
+    assert LOGIN_FAILED not in locked.text
+    async with db.sessions() as session:
+        until = (await session.scalars(select(StaffUser.locked_until))).one()
+    assert until is not None
+    assert (f"This account is locked after {ACCOUNT_MAX_FAILURES} failed sign-ins, until "
+            f"{until.strftime('%H:%M')} UTC") in locked.text
     assert "set-cookie" not in locked.headers
     async with db.sessions.begin() as session:  # the lock runs out: sign-in works again
         await session.execute(update(StaffUser).values(locked_until=None))
