@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
+from starlette.middleware.body_limit import RequestBodyLimitMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
@@ -24,6 +25,7 @@ from service.mail.transport import Mailer, mailer_for
 from service.paths import TEMPLATES_DIR
 from service.settings import Settings
 from service.web import (
+    BodyTooLargeMiddleware,
     DatabaseOutageMiddleware,
     RequestLogMiddleware,
     SecurityHeadersMiddleware,
@@ -120,12 +122,13 @@ def create_app(
         middleware=[
             Middleware(RequestLogMiddleware),
             Middleware(SecurityHeadersMiddleware, settings=settings),
+            Middleware(BodyTooLargeMiddleware),  # outside the limit, so it sees the limit's answer
+            Middleware(RequestBodyLimitMiddleware, max_body_size=settings.max_body_bytes),
             Middleware(DatabaseOutageMiddleware),
             Middleware(DbSessionMiddleware, sessions=sessions),
         ],
         exception_handlers={HTTPException: http_error, Exception: server_error_handler},
         lifespan=lifespan,
-        max_body_size=settings.max_body_bytes,
     )
     app.state.settings = settings
     app.state.sessions = sessions

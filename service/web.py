@@ -116,6 +116,36 @@ def wants_json(request: Request) -> bool:
 # -- middleware -------------------------------------------------------------------------------
 
 
+class BodyTooLargeMiddleware:
+    """Starlette's body limit (MAX_BODY_BYTES, or a route's own) answers an oversized request
+    with a plain-text "Content Too Large" of its own, replacing whatever the app answered, even
+    where the client was promised JSON (/api, /webhooks) or our error page. This turns that one
+    answer into ours: `error_response` for 413, JSON or the page as the request wants."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        replaced = False
+
+        async def send_ours(message: Message) -> None:
+            nonlocal replaced
+            if replaced:
+                return
+            if message["type"] == "http.response.start" and message["status"] == 413 and \
+                    dict(message.get("headers", [])).get(b"content-type", b"").startswith(b"text/plain"):
+                replaced = True
+                response = error_response(Request(scope), 413, "The request is larger than this server accepts.")
+                await response(scope, receive, send)
+                return
+            await send(message)
+
+        await self.app(scope, receive, send_ours)
+
+
 class SecurityHeadersMiddleware:
     """CSP, frame-ancestors, nosniff, referrer policy, and HSTS when BASE_URL is https."""
 

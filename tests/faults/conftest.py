@@ -90,10 +90,23 @@ def worker_env(db: Database, smtp: SmtpServer, **extra: str) -> dict[str, str]:
                        MAIL_FROM="Clinic <hello@clinic.test>", **extra)
 
 
+_STARTED: list[Process] = []
+
+
 def tidings_process(args: list[str], env: dict[str, str], tmp_path: Path, name: str) -> Process:
     proc = Process(args, env, tmp_path / f"{name}.log")
     proc.start()
+    _STARTED.append(proc)
     return proc
+
+
+@pytest.fixture(autouse=True)
+def _no_process_outlives_its_test() -> Iterator[None]:
+    """Kill every `tidings` process a test started, however the test ended: a worker left
+    running after a failure would go on claiming the next tests' outbox rows and deliveries."""
+    yield
+    while _STARTED:
+        _STARTED.pop().kill()
 
 
 def heartbeat_path(tmp_path: Path, name: str) -> Path:
