@@ -48,7 +48,7 @@ async def test_admin_campaign_form_errors(app: Any, db: Database) -> None:
                                                             "save": "1"})
     assert r.status_code == 422, r.status_code
     check_error_style(r.text, {"f-subject": "err-subject"}, 2)
-    assert '<a href="#f-articles">Pick at least one article.</a>' in r.text
+    assert '<a href="#f-articles">Write a body, or pick at least one article (or both).</a>' in r.text
     assert "nothing was saved" in r.text
 
 
