@@ -15,8 +15,6 @@ from service.db import insert_for, rowcount
 from service.privacy.stores import PersonalDataStore, register_store
 from service.validation import email_key
 
-INSERT_CHUNK = 500  # rows per INSERT (18 columns: within SQLite's 32766 parameters)
-
 
 async def insert_event(session: AsyncSession, *, values: dict[str, Any]) -> int | None:
     """Store one event; its id, or None when an event with the same key is already stored."""
@@ -82,15 +80,16 @@ async def use_nonce(session: AsyncSession, *, key: str, now: dt.datetime, keep: 
 
 
 async def insert_events(session: AsyncSession, rows: list[dict[str, Any]]) -> dict[str, int]:
-    """Store many events (distinct keys); event key -> id of those stored now (a key stored
-    before is left out)."""
-    stored: dict[str, int] = {}
-    for start in range(0, len(rows), INSERT_CHUNK):
-        stmt = (insert_for(session)(BounceEvent).values(rows[start:start + INSERT_CHUNK])
-                .on_conflict_do_nothing(index_elements=["event_key"])
-                .returning(BounceEvent.event_key, BounceEvent.id))
-        stored.update({k: i for k, i in (await session.execute(stmt)).all()})
-    return stored
+    """Store many events (distinct keys, every row the same columns); event key -> id of those
+    stored now (a key stored before is left out). One statement compiled once, whatever the
+    count: SQLAlchemy's "insertmanyvalues" sends the rows as multi-row INSERTs."""
+    if not rows:
+        return {}
+    table = BounceEvent.__table__
+    stmt = (insert_for(session)(table).on_conflict_do_nothing(index_elements=["event_key"])
+            .returning(table.c.event_key, table.c.id))
+    result = await (await session.connection()).execute(stmt, rows)
+    return {key: event_id for key, event_id in result.all()}
 
 
 async def set_event_outcomes(session: AsyncSession, outcomes: dict[str, list[int]]) -> None:
