@@ -143,8 +143,8 @@ async def _load_messages(session: AsyncSession, tokens: list[ReturnToken | str |
                 state.outbox_by_mid.setdefault(mid, message)
 
 
-async def _load_people(session: AsyncSession, targets: list[_Target | str], settings: Settings,
-                       state: _State) -> None:
+async def _load_people(session: AsyncSession, targets: list[_Target | str], events: Sequence[MailEvent],
+                       settings: Settings, state: _State) -> None:
     """The subscribers, soft-bounce history and inquiries the targets concern."""
     ids = {t.delivery.subscriber_id for t in targets if isinstance(t, _Target) and t.delivery}
     keys = {email_key(t.address) for t in targets if isinstance(t, _Target) and not t.delivery and t.address}
@@ -152,7 +152,8 @@ async def _load_people(session: AsyncSession, targets: list[_Target | str], sett
         sub = _Sub(row.id, row.status, row.confirmed_at)
         state.subs[sub.id] = sub
         state.subs_by_key[row.email_key] = sub
-    recipient_keys = {email_key(t.address) for t in targets if isinstance(t, _Target)}
+    recipient_keys = {email_key(t.address) for t, e in zip(targets, events, strict=True)
+                      if isinstance(t, _Target) and e.kind == "soft"}  # only a soft bounce counts them
     since = utcnow() - dt.timedelta(days=settings.soft_bounce_days)
     state.soft = await queries.soft_bounce_times(session, recipient_keys=recipient_keys, since=since)
     inquiry_ids = {t.outbox.inquiry_id for t in targets
@@ -189,7 +190,7 @@ async def record_many(session: AsyncSession, events: Sequence[MailEvent], *, set
     await _load_messages(session, tokens, events, state)
     targets: list[_Target | str] = [t if isinstance(t, str) else _target(e, t, state)
                                     for e, t in zip(events, tokens, strict=True)]
-    await _load_people(session, targets, settings, state)
+    await _load_people(session, targets, events, settings, state)
     now = utcnow()
     subs = [_subscriber_of(t, state) for t in targets]
     rows: dict[str, dict[str, Any]] = {}
