@@ -79,10 +79,6 @@ class InboundHandler:
             return Replies(replies)
         return _one_reply(replies)
 
-    async def process(self, raw: bytes, recipient: str) -> str:
-        """The reply for one recipient of the message."""
-        return await self.enqueue(raw, recipient)
-
     def enqueue(self, raw: bytes, recipient: str) -> asyncio.Future[str]:
         """Queue one recipient's report for the next group; its reply, once committed."""
         job = _Job(raw, token_of_address(self.settings, recipient), asyncio.get_running_loop().create_future())
