@@ -1,17 +1,18 @@
 """What a bounce or complaint does, written once; every intake (LMTP, pipe, mailbox, webhooks)
-calls `record`.
+calls `record` or `record_many`.
 
 - The same report twice counts once: the event key is unique, a second copy changes nothing.
 - A report from a route anybody can write to (an email: LMTP, a pipe, the bounce mailbox)
   counts only with a verified return token (`service.bounces.returnpath`): a forged or unknown
   token, or none, changes nothing. Provider webhooks are authenticated by their signature before
   they get here, so their events are matched by our Message-ID, else by the address.
-- hard: the subscriber is suppressed at once (status "bounced", `newsletter.flows.mark_bounced`),
+- hard: the subscriber is suppressed at once (status "bounced", the values
+  `newsletter.flows.mark_bounced` sets),
   the delivery counts as bounced in its campaign.
 - soft: suppressed once SOFT_BOUNCE_LIMIT soft bounces of the address happened within
   SOFT_BOUNCE_DAYS (counting only those since the subscriber last confirmed).
 - complaint: unsubscribed for good (status "complained", with the time beside the consent
-  evidence on the subscriber's row; `newsletter.flows.mark_complained`).
+  evidence on the subscriber's row; as `newsletter.flows.mark_complained`).
 - A hard bounce (or a soft one reaching the limit) of an inquiry's automatic answer flags the
   inquiry: the address does not work, staff should call.
 Every change staff can see writes an audit row by `bounce:<source>`.
