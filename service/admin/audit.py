@@ -31,7 +31,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, func, select, tuple_
+from sqlalchemy import ColumnElement, func, insert, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import HTTPConnection
 
@@ -155,3 +155,10 @@ async def count_audit_events(session: AsyncSession, *, action: str | None = None
 async def audit_actions(session: AsyncSession) -> Sequence[str]:
     """The actions present in the log, for the filter menu."""
     return (await session.scalars(select(AuditEvent.action).distinct().order_by(AuditEvent.action))).all()
+
+
+async def insert_audits(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+    """Add many audit events at once (the columns of `AuditEvent` as dicts), in the caller's
+    transaction: a batch that changed many rows writes its trail in one statement."""
+    if rows:
+        await session.execute(insert(AuditEvent), rows)

@@ -2,7 +2,13 @@
 
 It accepts at RCPT only our return-path addresses whose token verifies (550 otherwise), so
 nothing but replies to mail we sent gets in; each message is then processed once per accepted
-recipient, with that recipient's token, in its own transaction (`service.bounces.intake`).
+recipient, with that recipient's token (`service.bounces.intake`).
+
+Group commit: what arrives while a transaction is busy (other connections' messages, other
+recipients of a message) waits for it, then goes in the next one together, up to
+GROUP_MAX reports, recorded by `policy.record_many` exactly as one by one in arrival order;
+each recipient gets its reply only after the transaction that holds its report committed. A
+group that fails is retried report by report, so one bad report fails only itself (451).
 
 RFC 2033 wants one reply per accepted recipient after the message in LMTP; aiosmtpd's LMTP
 class sends one. `PerRecipientLMTP` adds them: the handler's DATA hook returns `Replies`, one
@@ -15,17 +21,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 from aiosmtpd.lmtp import LMTP
 from aiosmtpd.smtp import SMTP
 
-from service.bounces.intake import MAX_REPORT_BYTES, process_report
+from service.bounces.events import MailEvent
+from service.bounces.intake import MAX_REPORT_BYTES, Processed, read_report
+from service.bounces.policy import record_many
 from service.bounces.returnpath import read_token, token_of_address
 from service.db import Sessions
 from service.settings import Settings
 
 log = logging.getLogger("tidings.inbound")
+GROUP_MAX = 200  # reports per transaction
 
 
 class Replies(list[str]):
@@ -50,6 +60,8 @@ class InboundHandler:
         self.sessions = sessions
         self.settings = settings
         self.lmtp = lmtp
+        self.pending: list[_Job] = []
+        self.worker: asyncio.Task[None] | None = None
 
     async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, options: Any) -> str:
         token = token_of_address(self.settings, address)
@@ -61,27 +73,67 @@ class InboundHandler:
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str | Replies:
         raw = envelope.original_content or envelope.content
         raw = raw if isinstance(raw, bytes) else str(raw).encode("utf-8", "surrogateescape")
-        replies = [await self.process(raw, rcpt) for rcpt in envelope.rcpt_tos]
+        waiting = [self.enqueue(raw, rcpt) for rcpt in envelope.rcpt_tos]
+        replies = [await reply for reply in waiting]
         if self.lmtp:
             return Replies(replies)
         return _one_reply(replies)
 
-    async def process(self, raw: bytes, recipient: str) -> str:
-        """The reply for one recipient of the message."""
-        token = token_of_address(self.settings, recipient)
-        try:
-            async with self.sessions.begin() as session:
-                processed = await process_report(session, raw, settings=self.settings, source="lmtp",
-                                                 return_token=token)
-        except Exception:
-            log.exception("inbound: could not record a report")
-            return "451 4.3.0 the report could not be recorded now; try again later"
-        log.info("inbound: %s", processed.summary())
-        if processed.rejected:
-            return "550 5.1.1 this return path names no message we sent; nothing changed"
-        if processed.counted:
-            return f"250 2.0.0 {processed.report.kind} recorded"
-        return f"250 2.0.0 {processed.report.kind}, nothing to record"
+    def enqueue(self, raw: bytes, recipient: str) -> asyncio.Future[str]:
+        """Queue one recipient's report for the next group; its reply, once committed."""
+        job = _Job(raw, token_of_address(self.settings, recipient), asyncio.get_running_loop().create_future())
+        self.pending.append(job)
+        if self.worker is None or self.worker.done():
+            self.worker = asyncio.create_task(self._drain())
+        return job.reply
+
+    async def _drain(self) -> None:
+        """Commit groups until nothing waits (the next report starts a new worker)."""
+        while self.pending:
+            group, self.pending = self.pending[:GROUP_MAX], self.pending[GROUP_MAX:]
+            try:
+                await self._commit(group)
+            except Exception:
+                if len(group) == 1:
+                    log.exception("inbound: could not record a report")
+                else:  # one at a time: a report that cannot be recorded fails only itself
+                    for job in group:
+                        try:
+                            await self._commit([job])
+                        except Exception:
+                            log.exception("inbound: could not record a report")
+            finally:
+                for job in group:
+                    if not job.reply.done():
+                        job.reply.set_result("451 4.3.0 the report could not be recorded now; try again later")
+
+    async def _commit(self, group: list[_Job]) -> None:
+        read = [read_report(job.raw, settings=self.settings, source="lmtp", return_token=job.token) for job in group]
+        events: list[MailEvent] = [e for _, evs in read for e in evs]
+        async with self.sessions.begin() as session:
+            outcomes = await record_many(session, events, settings=self.settings)
+        at = 0
+        for job, (report, evs) in zip(group, read, strict=True):
+            processed = Processed(report, tuple(outcomes[at:at + len(evs)]))
+            at += len(evs)
+            log.info("inbound: %s", processed.summary())
+            if not job.reply.done():
+                job.reply.set_result(_reply(processed))
+
+
+@dataclass(frozen=True)
+class _Job:
+    raw: bytes
+    token: str | None
+    reply: asyncio.Future[str]
+
+
+def _reply(processed: Processed) -> str:
+    if processed.rejected:
+        return "550 5.1.1 this return path names no message we sent; nothing changed"
+    if processed.counted:
+        return f"250 2.0.0 {processed.report.kind} recorded"
+    return f"250 2.0.0 {processed.report.kind}, nothing to record"
 
 
 def _one_reply(replies: list[str]) -> str:

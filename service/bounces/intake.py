@@ -9,8 +9,9 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from service.bounces.events import MailEvent
 from service.bounces.parse import Report, mail_events, parse_report
-from service.bounces.policy import Outcome, record
+from service.bounces.policy import Outcome, record_many
 from service.newsletter.flows import mask_email
 from service.settings import Settings
 
@@ -45,15 +46,20 @@ class Processed:
         return f"{self.report.kind} ({self.report.detail}): " + "; ".join(parts)
 
 
-async def process_report(session: AsyncSession, raw: bytes, *, settings: Settings, source: str,
-                         return_token: str | None = None) -> Processed:
-    """Parse `raw` and record its events in the caller's transaction. `return_token`: the token
-    of the envelope recipient it was delivered to (LMTP/SMTP), when known."""
+def read_report(raw: bytes, *, settings: Settings, source: str, return_token: str | None = None
+                ) -> tuple[Report, list[MailEvent]]:
+    """The report in `raw` and its events (nothing recorded yet)."""
     try:
         report = parse_report(raw, settings)
     except Exception as exc:  # no parser reads it: not a report (retrying would never help)
         log.warning("a message could not be read as a report: %s", type(exc).__name__)
         report = Report("unrecognised", detail=f"the message could not be read ({type(exc).__name__})")
-    events = mail_events(report, source=source, raw=raw, return_token=return_token)
-    outcomes = [await record(session, event, settings=settings) for event in events]
-    return Processed(report, tuple(outcomes))
+    return report, mail_events(report, source=source, raw=raw, return_token=return_token)
+
+
+async def process_report(session: AsyncSession, raw: bytes, *, settings: Settings, source: str,
+                         return_token: str | None = None) -> Processed:
+    """Parse `raw` and record its events in the caller's transaction. `return_token`: the token
+    of the envelope recipient it was delivered to (LMTP/SMTP), when known."""
+    report, events = read_report(raw, settings=settings, source=source, return_token=return_token)
+    return Processed(report, tuple(await record_many(session, events, settings=settings)))

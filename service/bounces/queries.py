@@ -4,7 +4,7 @@ no-op on both databases), the soft-bounce count, and look-ups. None of these com
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from sqlalchemy import delete, func, select, update
@@ -77,3 +77,36 @@ async def use_nonce(session: AsyncSession, *, key: str, now: dt.datetime, keep: 
     stmt = (insert_for(session)(WebhookNonce).values(key=key, seen_at=now)
             .on_conflict_do_nothing(index_elements=["key"]).returning(WebhookNonce.key))
     return (await session.execute(stmt)).scalar_one_or_none() is not None
+
+
+async def insert_events(session: AsyncSession, rows: list[dict[str, Any]]) -> dict[str, int]:
+    """Store many events (distinct keys, every row the same columns); event key -> id of those
+    stored now (a key stored before is left out). One statement compiled once, whatever the
+    count: SQLAlchemy's "insertmanyvalues" sends the rows as multi-row INSERTs."""
+    if not rows:
+        return {}
+    table = BounceEvent.__table__
+    stmt = (insert_for(session)(table).on_conflict_do_nothing(index_elements=["event_key"])
+            .returning(table.c.event_key, table.c.id))
+    result = await (await session.connection()).execute(stmt, rows)
+    return {key: event_id for key, event_id in result.all()}
+
+
+async def set_event_outcomes(session: AsyncSession, outcomes: dict[str, list[int]]) -> None:
+    """outcome -> the ids of the events that had it."""
+    for outcome, ids in outcomes.items():
+        await session.execute(update(BounceEvent).where(BounceEvent.id.in_(ids)).values(outcome=outcome))
+
+
+async def soft_bounce_times(session: AsyncSession, *, recipient_keys: Collection[str], since: dt.datetime
+                            ) -> dict[str, list[dt.datetime]]:
+    """When each of these addresses soft-bounced at or after `since`."""
+    if not recipient_keys:
+        return {}
+    stmt = select(BounceEvent.recipient_key, BounceEvent.occurred_at).where(
+        BounceEvent.recipient_key.in_(list(recipient_keys)), BounceEvent.kind == "soft",
+        BounceEvent.occurred_at >= since)
+    times: dict[str, list[dt.datetime]] = {}
+    for key, at in (await session.execute(stmt)).all():
+        times.setdefault(key, []).append(at)
+    return times

@@ -7,11 +7,11 @@ from __future__ import annotations
 import datetime as dt
 import re
 import secrets
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, bindparam, case, false, func, literal, select, true, update
+from sqlalchemy import ColumnElement, and_, bindparam, case, false, func, literal, or_, select, true, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -489,3 +489,20 @@ async def find_delivery(session: AsyncSession, *, delivery_id: int | None = None
 async def mark_delivery_bounced(session: AsyncSession, *, delivery_id: int) -> None:
     """A bounce reported after the send (by a DSN or a provider): it counts in the campaign's bounces."""
     await session.execute(update(Delivery).where(Delivery.id == delivery_id).values(bounced=True))
+
+
+async def find_deliveries(session: AsyncSession, *, ids: Collection[int], message_ids: Collection[str]
+                          ) -> list[tuple[DeliveryRef, str | None]]:
+    """The deliveries with these ids or these Message-IDs, by id, each with its Message-ID."""
+    if not ids and not message_ids:
+        return []
+    stmt = (select(Delivery.id, Delivery.campaign_id, Delivery.subscriber_id, Delivery.email, Delivery.message_id)
+            .where(or_(Delivery.id.in_(list(ids)), Delivery.message_id.in_(list(message_ids))))
+            .order_by(Delivery.id))
+    return [(DeliveryRef(*row[:4]), row[4]) for row in (await session.execute(stmt)).all()]
+
+
+async def mark_deliveries_bounced(session: AsyncSession, delivery_ids: Collection[int]) -> None:
+    """`mark_delivery_bounced` for many."""
+    if delivery_ids:
+        await session.execute(update(Delivery).where(Delivery.id.in_(sorted(delivery_ids))).values(bounced=True))

@@ -8,7 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import re
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -287,3 +287,23 @@ async def flag_inquiry_bounced(session: AsyncSession, *, inquiry_id: int, diagno
         update(Inquiry).where(Inquiry.id == inquiry_id, Inquiry.bounced_at.is_(None))
         .values(bounced_at=now, bounce_diagnostic=diagnostic[:2000]))
     return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def unflagged_inquiries(session: AsyncSession, inquiry_ids: Collection[int]) -> set[int]:
+    """Those of these inquiries that exist and are not flagged as bounced yet."""
+    if not inquiry_ids:
+        return set()
+    stmt = select(Inquiry.id).where(Inquiry.id.in_(list(inquiry_ids)), Inquiry.bounced_at.is_(None))
+    return set((await session.scalars(stmt)).all())
+
+
+async def flag_inquiries_bounced(session: AsyncSession, flags: dict[int, str], *, now: dt.datetime) -> None:
+    """`flag_inquiry_bounced` for many: inquiry id -> diagnostic."""
+    if not flags:
+        return
+    from sqlalchemy import update
+
+    stmt = (update(Inquiry).where(Inquiry.id == bindparam("iid"), Inquiry.bounced_at.is_(None))
+            .values(bounced_at=bindparam("v_at"), bounce_diagnostic=bindparam("v_diag")))
+    conn = await session.connection()
+    await conn.execute(stmt, [{"iid": i, "v_at": now, "v_diag": d[:2000]} for i, d in flags.items()])

@@ -31,7 +31,7 @@ import logging
 import random
 import re
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from email.message import EmailMessage
 from typing import Any
@@ -443,3 +443,15 @@ async def find_outbox_message(session: AsyncSession, *, row_id: int | None = Non
             .where(where).order_by(OutboxMessage.id).limit(1))
     row = (await session.execute(stmt)).first()
     return OutboxRef(*row) if row else None
+
+
+async def find_outbox_messages(session: AsyncSession, *, ids: Collection[int], message_ids: Collection[str]
+                               ) -> list[tuple[OutboxRef, str | None]]:
+    """The outbox messages with these row ids or these Message-IDs, by id, each with its Message-ID."""
+    if not ids and not message_ids:
+        return []
+    stmt = (select(OutboxMessage.id, OutboxMessage.kind, OutboxMessage.recipient, OutboxMessage.inquiry_id,
+                   OutboxMessage.message_id)
+            .where(or_(OutboxMessage.id.in_(list(ids)), OutboxMessage.message_id.in_(list(message_ids))))
+            .order_by(OutboxMessage.id))
+    return [(OutboxRef(*row[:4]), row[4]) for row in (await session.execute(stmt)).all()]

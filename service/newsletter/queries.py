@@ -4,10 +4,11 @@ suppression and the purge of unconfirmed signups. Functions take the caller's se
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Collection, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import ColumnElement, Select, delete, exists, func, or_, select, update
+from sqlalchemy import ColumnElement, Select, bindparam, delete, exists, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.db import Cursor, insert_for, like_pattern, newest_first, rowcount, utcnow
@@ -209,3 +210,29 @@ async def iter_subscriber_identities(session: AsyncSession, *, batch: int = 1000
             return
         yield rows
         after = rows[-1][0]
+
+
+async def subscriber_states(session: AsyncSession, *, ids: Collection[int], email_keys: Collection[str]
+                            ) -> list[Any]:
+    """(id, email_key, status, confirmed_at) of the subscribers with these ids or address keys:
+    what a batch of bounces needs, without loading whole rows."""
+    if not ids and not email_keys:
+        return []
+    stmt = (select(Subscriber.id, Subscriber.email_key, Subscriber.status, Subscriber.confirmed_at)
+            .where(or_(Subscriber.id.in_(list(ids)), Subscriber.email_key.in_(list(email_keys)))))
+    return list((await session.execute(stmt)).all())
+
+
+async def set_statuses(session: AsyncSession, *, status: str, changes: list[dict[str, Any]]) -> None:
+    """`mark_status_by` for many subscribers at once: each dict has `sid` and the values
+    (status, status_changed_at, <status>_at, last_bounce); a bounce never overwrites a complaint."""
+    if not changes:
+        return
+    stmt = update(Subscriber).where(Subscriber.id == bindparam("sid"))
+    if status != "complained":
+        stmt = stmt.where(Subscriber.status != "complained")
+    columns = [k for k in changes[0] if k != "sid"]
+    stmt = stmt.values({k: bindparam(f"v_{k}") for k in columns})
+    params = [{"sid": c["sid"], **{f"v_{k}": c[k] for k in columns}} for c in changes]
+    conn = await session.connection()
+    await conn.execute(stmt, params)

@@ -143,3 +143,30 @@ async def test_tidings_inbound_command_serves_lmtp_until_sigterm(
     assert proc.returncode == 0, err
     assert b"Traceback" not in err and b"cmd@example.org" not in err  # the log masks addresses
     assert (await subscriber(db, sid)).status == "bounced"
+
+
+async def test_reports_arriving_together_are_committed_together_each_with_its_own_reply(
+        db: Database, settings: Settings, smtp: SmtpServer) -> None:
+    """Messages on several connections at once go into shared transactions (group commit):
+    each recipient still gets the reply for its own report, a report delivered twice at the
+    same moment counts once, and a report about no message of ours changes nothing."""
+    people = [f"p{n}@example.org" for n in range(6)]
+    sent = await _sent(db, settings, smtp, *people)
+    orphan = return_path(settings, "delivery", 987_654) or ""
+    server = await start_inbound(db.sessions, settings, port=0)
+    try:
+        port = server.sockets[0].getsockname()[1]
+        jobs = [(sent[p][1], sample("postfix_dsn", return_path=sent[p][1], rcpt=p, message_id=sent[p][2]))
+                for p in people]
+        jobs.append(jobs[0])  # the same report again, at the same time
+        jobs.append((orphan, sample("postfix_dsn", return_path=orphan, rcpt="x@example.org")))
+        results = await asyncio.gather(*(lmtp_send(port, [rcpt], raw) for rcpt, raw in jobs))
+    finally:
+        server.close()
+        await server.wait_closed()
+    replies = [data for _, data in results]
+    assert replies[:-1] == [["250 2.0.0 bounce recorded"]] * (len(people) + 1)
+    assert replies[-1] == ["550 5.1.1 this return path names no message we sent; nothing changed"]
+    assert [(await subscriber(db, sent[p][0])).status for p in people] == ["bounced"] * len(people)
+    stored = await stored_events(db)
+    assert sorted(e.recipient for e in stored) == sorted(people)

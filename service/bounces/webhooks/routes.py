@@ -12,7 +12,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from service.bounces.events import MailEvent
-from service.bounces.policy import record
+from service.bounces.policy import record_many
 from service.bounces.webhooks import generic, mailgun, postmark, sendgrid, sns
 from service.bounces.webhooks.common import Received, Refused
 from service.db import get_session
@@ -44,8 +44,7 @@ async def webhook(request: Request) -> Response:
         await session.rollback()
         return JSONResponse({"error": refused.message}, status_code=refused.status, headers=refused.headers)
     actions: dict[str, int] = {}
-    for event in events:
-        outcome = await record(session, event, settings=settings)
+    for outcome in await record_many(session, events, settings=settings):
         actions[outcome.action] = actions.get(outcome.action, 0) + 1
     return JSONResponse({"events": len(events), "outcomes": actions})
 
