@@ -13,7 +13,16 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from service.command import CommandError, Handler, cli_name, load_settings, run, setup_logging, with_database
+from service.command import (
+    CommandError,
+    Handler,
+    cli_name,
+    link_caveat,
+    load_settings,
+    run,
+    setup_logging,
+    with_database,
+)
 from service.registry import add_domain_commands
 from service.settings import Settings, SettingsError
 
@@ -246,7 +255,7 @@ async def _create_admin(settings: Settings, args: argparse.Namespace, password: 
             return f"created {user.role} {user.email}; sign in at {settings.base_url}/admin/login"
         link = set_password_url(settings, Tokens(settings), user)
         return (f"created {user.role} {user.email}. Open this one-time link within 24 hours to set the "
-                f"password:\n{link}")
+                f"password:\n{link}" + link_caveat(settings))
 
 
 def cmd_create_admin(args: argparse.Namespace) -> None:

@@ -49,6 +49,15 @@ def cli_name() -> str:
     return launcher if launcher in ("./dev tidings", "tidings") else "tidings"
 
 
+def link_caveat(settings: Settings) -> str:
+    """For a command that prints or mails a link on the embedded default without BASE_URL: the
+    server uses the address it listens on, which this process cannot know."""
+    if settings.base_url_set or not settings.is_sqlite:
+        return ""
+    return (f"\n(BASE_URL is not set, so this link assumes {settings.base_url}; if the server listens elsewhere, "
+            "use its address, or set BASE_URL)")
+
+
 def load_settings() -> Settings:
     return Settings.from_env()
 

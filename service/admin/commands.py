@@ -11,7 +11,7 @@ from service.admin import auth
 from service.admin.audit import Actor, record_audit
 from service.admin.models import StaffUser
 from service.admin.recovery import email_password_reset, unlock
-from service.command import CommandError, database_command
+from service.command import CommandError, database_command, link_caveat
 from service.db import Sessions, transaction, utcnow
 from service.settings import Settings
 from service.tokens import Tokens
@@ -47,10 +47,11 @@ async def _reset_password(settings: Settings, sessions: Sessions, args: argparse
         link = auth.reset_password_url(settings, tokens, user)
     minutes = auth.RESET_PASSWORD_SECONDS // 60
     if args.send:
-        print(f"emailed {user.email} a link to set a new password (works once, for {minutes} minutes)")
+        print(f"emailed {user.email} a link to set a new password (works once, for {minutes} minutes)"
+              + link_caveat(settings))
     else:
         print(f"Give this one-time link to {user.email} (works once, for {minutes} minutes; setting the password "
-              f"also lifts a lock):\n{link}")
+              f"also lifts a lock):\n{link}" + link_caveat(settings))
 
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:

@@ -116,3 +116,16 @@ def test_staff_reset_password_send_queues_the_email_and_refuses_unknown_accounts
 
     assert _run(cli_env, rows) == ([(ADMIN_EMAIL, "staff_password_reset")],
                                    [("user_password_link", "cli:alice", {"email": ADMIN_EMAIL, "via": "email"})])
+
+
+def test_without_base_url_on_sqlite_a_printed_link_says_which_address_it_assumes(
+        cli_env: Database, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """`tidings serve` without BASE_URL links to the address it listens on; a command run beside it
+    cannot know that address, so it says what it assumed (PostgreSQL needs BASE_URL anyway)."""
+    monkeypatch.delenv("BASE_URL")
+    assert main(["staff", "reset-password", ADMIN_EMAIL]) == 0
+    out = capsys.readouterr().out
+    caveat = ("(BASE_URL is not set, so this link assumes http://localhost:8000; if the server listens elsewhere, "
+              "use its address, or set BASE_URL)")
+    assert "http://localhost:8000/admin/reset-password/" in out
+    assert (caveat in out) == (not cli_env.is_postgres)
