@@ -90,7 +90,10 @@ async def test_worker_killed_mid_campaign_and_restarted_serves_everyone_once(
     assert first.returncode == -signal.SIGKILL
 
     rows = await deliveries(db, campaign_id)
-    assert Counter(r.status for r in rows) == {"sent": 7, "sending": 9}  # the dead worker's leased rows
+    left = Counter(r.status for r in rows)
+    # Nothing lost: 7 sent, the dead worker's leased rows in "sending" and, depending on how far it
+    # had leased ahead when it died (one row per chunk at this rate), the rest still "queued".
+    assert left["sent"] == 7 and left["sending"] >= 1 and left["sending"] + left["queued"] == 9, left
     async with db.sessions.begin() as session:  # its lease runs out
         await session.execute(update(Delivery).where(Delivery.status == "sending")
                               .values(lease_expires_at=Delivery.created_at))
