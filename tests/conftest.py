@@ -8,7 +8,9 @@ back, because many tests need committed data that other connections and processe
 
 from __future__ import annotations
 
+import base64
 import os
+import subprocess
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -192,3 +194,15 @@ async def client(app) -> AsyncIterator[httpx.AsyncClient]:  # type: ignore[no-un
 
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def key_pair(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, bytes]:
+    """A DKIM key made with openssl: the private key's file and the public key as a DNS TXT
+    record's `p=` value (for dkimpy's `dnsfunc`)."""
+    folder = tmp_path_factory.mktemp("dkim")
+    private = folder / "dkim.pem"
+    subprocess.run(["openssl", "genrsa", "-out", str(private), "2048"], check=True, capture_output=True)
+    public = subprocess.run(["openssl", "rsa", "-in", str(private), "-pubout", "-outform", "DER"], check=True,
+                            capture_output=True).stdout
+    return private, base64.b64encode(public)

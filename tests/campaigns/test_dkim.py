@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import base64
 import re
-import subprocess
 from pathlib import Path
 
 import dkim
@@ -15,16 +13,6 @@ from service.mail.dkim import signer_from_settings
 from service.settings import Settings, SettingsError
 
 BASE = {"DATABASE_URL": "postgresql://u@h/db", "SECRET_KEY": "k" * 40, "MAIL_FROM": "Clinic <hello@clinic.example>"}
-
-
-@pytest.fixture(scope="module")
-def key_pair(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, bytes]:
-    folder = tmp_path_factory.mktemp("dkim")
-    private = folder / "dkim.pem"
-    subprocess.run(["openssl", "genrsa", "-out", str(private), "2048"], check=True, capture_output=True)
-    public = subprocess.run(["openssl", "rsa", "-in", str(private), "-pubout", "-outform", "DER"], check=True,
-                            capture_output=True).stdout
-    return private, base64.b64encode(public)
 
 
 def test_dkim_settings_are_validated(key_pair: tuple[Path, bytes]) -> None:

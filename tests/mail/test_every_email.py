@@ -8,16 +8,13 @@ with SMTP_HELO_NAME."""
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import re
-import subprocess
 from email.header import decode_header, make_header
 from pathlib import Path
 
 import dkim
 import httpx
-import pytest
 
 from service.app import create_app
 from service.campaigns.flows import send_test
@@ -40,16 +37,6 @@ SELECTOR, DOMAIN = "t2026", "clinic.test"
 DATE = re.compile(rb"^Date: [A-Z][a-z]{2}, \d{2} [A-Z][a-z]{2} \d{4} \d{2}:\d{2}:\d{2} \+0000(?=\r\n|$)",
                   re.M)
 ENCODED_WORD = re.compile(rb"=\?[^?\s]+\?[bBqQ]\?[^?\s]*\?=")
-
-
-@pytest.fixture(scope="module")
-def key_pair(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, bytes]:
-    folder = tmp_path_factory.mktemp("dkim")
-    private = folder / "dkim.pem"
-    subprocess.run(["openssl", "genrsa", "-out", str(private), "2048"], check=True, capture_output=True)
-    public = subprocess.run(["openssl", "rsa", "-in", str(private), "-pubout", "-outform", "DER"], check=True,
-                            capture_output=True).stdout
-    return private, base64.b64encode(public)
 
 
 def signing_settings(db: Database, smtp: SmtpServer, private: Path, **changes: object) -> Settings:
