@@ -77,7 +77,8 @@ class Delivery(Base):
 
     __table_args__ = (
         UniqueConstraint("campaign_id", "subscriber_id"),
-        Index("ix_deliveries_campaign_id_status_next_attempt_at", "campaign_id", "status", "next_attempt_at"),
+        # the claim's order (due first, then queue order): a worker reads its batch off the index
+        Index("ix_deliveries_claim_order", "campaign_id", "status", "next_attempt_at", "id"),
     )
 
 

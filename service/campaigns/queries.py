@@ -121,7 +121,7 @@ async def queue_deliveries(session: AsyncSession, *, campaign: Campaign, now: dt
     status = case((gets, "queued"), else_="skipped")
     rows = select(
         literal(campaign.id), Subscriber.id, Subscriber.email, status, literal(0), at, literal(False), at,
-    ).where(campaign_audience(campaign.audience_topics))
+    ).where(campaign_audience(campaign.audience_topics)).order_by(Subscriber.id)  # ids in signup order
     statement = insert_for(session)(Delivery).from_select(
         ["campaign_id", "subscriber_id", "email", "status", "attempts", "next_attempt_at", "bounced", "created_at"],
         rows,
@@ -261,15 +261,17 @@ async def claim_delivery_batch(
     session: AsyncSession, *, campaign_id: int, owner: str, limit: int, lease: dt.timedelta, now: dt.datetime
 ) -> list[Claimed]:
     """Lease up to `limit` due deliveries: first those whose lease ran out (a dead worker's),
-    then queued ones. SKIP LOCKED lets many workers claim side by side without waiting."""
+    then queued ones, each in queue order (which is signup order), so a campaign goes out in
+    the same order every time and a dead worker's recipients are served before newer ones.
+    SKIP LOCKED lets many workers claim side by side without waiting."""
     expired = and_(_D.c.campaign_id == campaign_id, _D.c.status == "sending", _D.c.lease_expires_at < now)
     queued = and_(_D.c.campaign_id == campaign_id, _D.c.status == "queued", _D.c.next_attempt_at <= now)
     ids = list((await session.scalars(
-        select(_D.c.id).where(expired).limit(limit).with_for_update(skip_locked=True)
+        select(_D.c.id).where(expired).order_by(_D.c.id).limit(limit).with_for_update(skip_locked=True)
     )).all())
     if len(ids) < limit:
         ids += (await session.scalars(
-            select(_D.c.id).where(queued).order_by(_D.c.next_attempt_at).limit(limit - len(ids))
+            select(_D.c.id).where(queued).order_by(_D.c.next_attempt_at, _D.c.id).limit(limit - len(ids))
             .with_for_update(skip_locked=True)
         )).all()
     if not ids:
