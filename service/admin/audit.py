@@ -1,7 +1,8 @@
 """The audit log: who did what, when, from where. Every domain records through `record_audit`.
 
 Actions in use: sign_in, sign_in_failed, sign_out, password_change, password_set, password_reset_request,
-password_reset, user_unlock,
+password_reset, user_unlock, two_factor_enable, two_factor_disable, two_factor_reset (an admin or the CLI),
+two_factor_recovery_used, two_factor_recovery_regenerate, two_factor_require,
 inquiry_view, inquiry_search, inquiry_export, inquiry_status, inquiry_note, inquiry_release,
 inquiry_delete_held, inquiry_erase (the id only), inquiry_retention (by the worker: how many went,
 never who), outbox_view, outbox_list,

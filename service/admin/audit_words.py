@@ -40,12 +40,18 @@ ACTION_LABELS = {
     "subscriber_unsubscribe": "Unsubscribed a subscriber", "subscriber_suppress": "Suppressed a subscriber",
     "subscriber_erase": "Erased a subscriber", "subscriber_import": "Imported subscribers",
     "subscriber_export": "Exported subscribers",
+    "two_factor_enable": "Turned on two-factor sign-in", "two_factor_disable": "Turned off two-factor sign-in",
+    "two_factor_reset": "Removed a staff member's second factor",
+    "two_factor_recovery_used": "Signed in with a recovery code",
+    "two_factor_recovery_regenerate": "Made new recovery codes",
+    "two_factor_require": "Changed whether two-factor sign-in is required",
 }
 DETAIL_LABELS = {
     "from": "was", "to": "now", "matched": "matched", "first_page": "first page", "filter": "filter",
     "search": "with search words", "queued": "queued", "shown": "shown", "inquiry_messages": "inquiry emails",
     "status": "status", "kind": "kind", "part": "part", "role": "role", "count": "how many", "reason": "reason",
     "rows": "rows", "added": "added", "updated": "updated", "skipped": "skipped", "errors": "errors",
+    "required": "required of everyone", "left": "recovery codes left", "second_factor": "second factor",
 }
 # target_type -> (model, the column that names it, the admin URL pattern, what it is called)
 _TARGETS: dict[str, tuple[Any, Any, str, str]] = {

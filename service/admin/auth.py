@@ -154,6 +154,21 @@ async def set_password(session: AsyncSession, user: StaffUser, password: str) ->
 # -- sign-in ----------------------------------------------------------------------------------
 
 
+async def count_failed_sign_in(session: AsyncSession, user: StaffUser, *, ip: str, now: dt.datetime) -> None:
+    """One failed sign-in (a wrong password or a wrong second-factor code): counted against the
+    client IP and the account, which is locked for ACCOUNT_LOCK after ACCOUNT_MAX_FAILURES."""
+    await hit_rate_limit(session, key=f"admin-login:{ip_limit_key(ip)}", limit=IP_LIMIT)
+    user.failed_logins += 1
+    if user.failed_logins >= ACCOUNT_MAX_FAILURES:
+        user.locked_until = now + ACCOUNT_LOCK
+        user.failed_logins = 0
+
+
+async def ip_locked(session: AsyncSession, ip: str) -> bool:
+    """Whether this client IP has failed to sign in too often."""
+    return await peek_rate_limit(session, key=f"admin-login:{ip_limit_key(ip)}", limit=IP_LIMIT) >= IP_LIMIT.count
+
+
 @dataclass(frozen=True)
 class LoginResult:
     user: StaffUser | None
@@ -169,7 +184,7 @@ async def authenticate(session: AsyncSession, *, email: str, password: str, ip: 
     ip_key = f"admin-login:{ip_limit_key(ip)}"
     user = await get_staff_by_email(session, email) if len(email) <= 320 else None
     password_ok = verify_password(user.password_hash if user else None, password[:MAX_PASSWORD_LENGTH])
-    if await peek_rate_limit(session, key=ip_key, limit=IP_LIMIT) >= IP_LIMIT.count:
+    if await ip_locked(session, ip):
         return LoginResult(user, "ip_locked")
     if user is None:
         await hit_rate_limit(session, key=ip_key, limit=IP_LIMIT)
@@ -177,20 +192,22 @@ async def authenticate(session: AsyncSession, *, email: str, password: str, ip: 
     if user.locked_until is not None and user.locked_until > now:
         return LoginResult(user, "locked", password_ok)
     if not password_ok:
-        await hit_rate_limit(session, key=ip_key, limit=IP_LIMIT)
-        user.failed_logins += 1
-        if user.failed_logins >= ACCOUNT_MAX_FAILURES:
-            user.locked_until = now + ACCOUNT_LOCK
-            user.failed_logins = 0
+        await count_failed_sign_in(session, user, ip=ip, now=now)
         return LoginResult(user, "bad_password")
     if not user.active:
         return LoginResult(user, "inactive")
-    user.failed_logins = 0
-    user.locked_until = None
-    user.last_login_at = now
+    if not user.has_two_factor:  # else the failures are forgiven only once the code passed too
+        signed_in(user, now)
     if _hasher.check_needs_rehash(user.password_hash or ""):
         user.password_hash = hash_password(password)
     return LoginResult(user, "ok")
+
+
+def signed_in(user: StaffUser, now: dt.datetime) -> None:
+    """The account passed every step of signing in: its failed attempts are forgotten."""
+    user.failed_logins = 0
+    user.locked_until = None
+    user.last_login_at = now
 
 
 # -- set-password links -----------------------------------------------------------------------

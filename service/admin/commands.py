@@ -1,6 +1,6 @@
-"""`tidings staff unlock EMAIL` and `tidings staff reset-password EMAIL [--send]`: what an
-operator does for a colleague who is locked out or has forgotten their password, from the
-command line (audit-logged as `cli:<OS user name>`)."""
+"""`tidings staff unlock EMAIL`, `tidings staff reset-password EMAIL [--send]` and `tidings staff
+reset-2fa EMAIL`: what an operator does for a colleague who is locked out, has forgotten their
+password or lost their second factor, from the command line (audit-logged as `cli:<OS user name>`)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from service.admin import auth
 from service.admin.audit import Actor, record_audit
 from service.admin.models import StaffUser
 from service.admin.recovery import email_password_reset, unlock
+from service.admin.twofactor import remove_two_factor, two_factor_required
 from service.command import CommandError, database_command, link_caveat
 from service.db import Sessions, transaction, utcnow
 from service.settings import Settings
@@ -54,8 +55,22 @@ async def _reset_password(settings: Settings, sessions: Sessions, args: argparse
               f"also lifts a lock):\n{link}" + link_caveat(settings))
 
 
+async def _reset_two_factor(settings: Settings, sessions: Sessions, args: argparse.Namespace) -> None:
+    async with transaction(sessions) as session:
+        user = await _account(session, args.email)
+        removed = await remove_two_factor(session, user=user, actor=Actor.cli(), action="two_factor_reset")
+        required = await two_factor_required(session)
+    if not removed:
+        print(f"{user.email} had no second factor; nothing changed")
+        return
+    then = ("they must set up a new one right after their next sign-in (it is required of everyone)" if required
+            else "they sign in with their password alone until they set up a new one")
+    print(f"removed the second factor (authenticator and recovery codes) of {user.email}; {then}")
+
+
 def register(sub: argparse._SubParsersAction[Any]) -> None:
-    p = sub.add_parser("staff", help="help a staff member who is locked out or has forgotten their password")
+    p = sub.add_parser("staff", help="help a staff member who is locked out, has forgotten their password "
+                                           "or lost their second factor")
     staff = p.add_subparsers(dest="staff_command", metavar="ACTION", required=True)
     u = staff.add_parser("unlock", help="lift the lock after failed sign-ins at once")
     u.add_argument("email", metavar="EMAIL")
@@ -66,3 +81,6 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     r.add_argument("--send", action="store_true", help="email the link to the account's address (through the "
                                                        "outbox) instead of printing it")
     r.set_defaults(handler=database_command(_reset_password))
+    t = staff.add_parser("reset-2fa", help="remove a lost second factor (authenticator app and recovery codes)")
+    t.add_argument("email", metavar="EMAIL")
+    t.set_defaults(handler=database_command(_reset_two_factor))

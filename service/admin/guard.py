@@ -2,9 +2,13 @@
 a CSRF check on every state-changing request, and the sliding renewal of the session cookie.
 
 It wraps the whole admin Mount, so a route added later is protected without anyone having to
-remember it. Only the sign-in, set-password, reset-password and forgot-password pages are open:
+remember it. Only the sign-in (and its code step), set-password, reset-password and forgot-password
+pages are open:
 they carry their own form token, bound to the browser by a pre-session cookie and checked with `Origin`/`Referer`
 (`preauth_form_ok`), so another site cannot sign a browser in to an account of its choosing.
+
+When an admin requires a second factor of everyone, an account without one is sent to set it
+up, and can reach nothing else (but signing out) until it has.
 
 Behind the gate every page renders through `page` and every refusal through `admin_error`; a
 record that does not exist is `get_or_404`, whose HTTPException the app hands to `http_error`,
@@ -42,13 +46,16 @@ from service.admin.auth import (
     session_cookie_value,
 )
 from service.admin.models import StaffUser
+from service.admin.twofactor import two_factor_required
 from service.db import get_session
 from service.forms import tokens_of
 from service.web import error_detail, error_response, http_exception_handler, render, settings_of, wants_json
 
 T = TypeVar("T")
 
-OPEN_PATHS = ("/admin/login", "/admin/set-password/", "/admin/reset-password/", "/admin/forgot-password")
+OPEN_PATHS = ("/admin/login", "/admin/login/code", "/admin/set-password/", "/admin/reset-password/",
+              "/admin/forgot-password")
+ENROL_PATHS = ("/admin/account/two-factor", "/admin/logout")  # all that is open to an account that must enrol
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "x-csrf-token"
@@ -181,6 +188,11 @@ class AdminGuardMiddleware:
             if COOKIE_NAME in conn.cookies:
                 clear_session_cookie(response, conn)
             await response(scope, receive, send)
+            return
+        if (not user.has_two_factor and path not in ENROL_PATHS
+                and await two_factor_required(get_session(conn))):
+            # required of everyone: until this account has a second factor, it may only set one up
+            await RedirectResponse(ENROL_PATHS[0], status_code=303)(scope, receive, send)
             return
         scope.setdefault("state", {})
         scope["state"]["staff"] = user

@@ -14,23 +14,27 @@ from service.admin.audit import record_audit
 from service.admin.guard import admin_error, admin_only, get_or_404, page, staff_of
 from service.admin.models import ROLES, StaffUser
 from service.admin.recovery import email_invitation
+from service.admin.twofactor import two_factor_required
 from service.admin.users import UserChangeError, change_role, list_staff, set_active
 from service.db import get_session
 from service.forms import tokens_of
 from service.web import settings_of
 
 
-async def _users_page(request: Request, *, error: str | None = None, invited: StaffUser | None = None,
+async def users_page(request: Request, *, error: str | None = None, invited: StaffUser | None = None,
                       link: str | None = None, emailed: bool = False, form: dict[str, str] | None = None,
                       status_code: int = 200) -> Response:
-    users = await list_staff(get_session(request))
+    session = get_session(request)
+    users = await list_staff(session)
     return page(request, "admin/users.html", {"users": users, "roles": ROLES, "error": error, "invited": invited,
-                                              "link": link, "emailed": emailed, "form": form or {}}, status_code)
+                                              "link": link, "emailed": emailed, "form": form or {},
+                                              "two_factor_required": await two_factor_required(session)},
+                status_code)
 
 
 @admin_only
 async def users(request: Request) -> Response:
-    return await _users_page(request)
+    return await users_page(request)
 
 
 @admin_only
@@ -41,13 +45,13 @@ async def user_invite(request: Request) -> Response:
     try:
         user = await auth.create_staff_user(session, email=data["email"], role=data["role"], name=data["name"])
     except ValueError as exc:
-        return await _users_page(request, error=str(exc), form=data, status_code=422)
+        return await users_page(request, error=str(exc), form=data, status_code=422)
     mailed = await email_invitation(session, settings_of(request), tokens_of(request), user,
                                     inviter=staff_of(request).name or staff_of(request).email)
     await record_audit(session, request=request, action="user_invite", target_type="staff_user", target_id=user.id,
                        detail={"email": user.email, "role": user.role, "emailed": bool(mailed)})
     link = mailed or auth.set_password_url(settings_of(request), tokens_of(request), user)
-    return await _users_page(request, invited=user, link=link, emailed=bool(mailed))
+    return await users_page(request, invited=user, link=link, emailed=bool(mailed))
 
 
 @admin_only
@@ -71,12 +75,12 @@ async def user_update(request: Request) -> Response:
         elif "password_link" in data:
             await record_audit(session, request=request, action="user_password_link", target_type="staff_user",
                                target_id=user.id, detail={"email": user.email})
-            return await _users_page(request, invited=user,
+            return await users_page(request, invited=user,
                                      link=auth.set_password_url(settings_of(request), tokens_of(request), user))
         else:
             return admin_error(request, 422, "Nothing to change.")
     except UserChangeError as exc:
-        return await _users_page(request, error=str(exc), status_code=409)
+        return await users_page(request, error=str(exc), status_code=409)
     if user.id == staff_of(request).id and not user.active:
         return RedirectResponse("/admin/login", status_code=303)
     return RedirectResponse("/admin/users", status_code=303)

@@ -26,6 +26,7 @@ from service.admin import (
     pages_settings,
     pages_subscriber_actions,
     pages_subscribers,
+    pages_twofactor,
     pages_users,
 )
 from service.admin.audit import record_audit
@@ -39,6 +40,7 @@ from service.admin.guard import (
     set_session_cookie,
     staff_of,
 )
+from service.admin.pages_twofactor import start_code_step
 from service.admin.recovery import RESET_ANSWER, request_password_reset
 from service.admin.stats import (
     GROWTH_DAYS,
@@ -106,6 +108,8 @@ async def login(request: Request) -> Response:
             error = auth.locked_message(locked_until, now)
         return _preauth_page(request, "admin/login.html",
                              await _login_context(request, next=next_url, email=email, error=error), status_code=401)
+    if result.user.has_two_factor:  # not signed in until the code passed too
+        return start_code_step(request, result.user, next_url)
     await record_audit(session, request=request, actor=result.user, action="sign_in",
                        target_type="staff_user", target_id=result.user.id)
     response = RedirectResponse(next_url, status_code=303)
@@ -172,10 +176,12 @@ async def set_password_page(request: Request) -> Response:
         return _preauth_page(request, "admin/set_password.html", {**ctx, "error": str(exc)}, status_code=422)
     was_locked = user.locked_until is not None and user.locked_until > utcnow()
     await auth.set_password(session, user, password)
-    user.last_login_at = utcnow()
     await record_audit(session, request=request, actor=user, action="password_reset" if reset else "password_set",
                        target_type="staff_user", target_id=user.id,
                        detail={"unlocked": True} if was_locked else None)
+    if user.has_two_factor:  # a new password is not a way round the second factor
+        return start_code_step(request, user, "/admin/")
+    user.last_login_at = utcnow()
     response = RedirectResponse("/admin/", status_code=303)
     set_session_cookie(response, request, auth.session_cookie_value(tokens, user))
     return response
@@ -249,6 +255,7 @@ admin_routes: list[BaseRoute] = [
     Route("/reset-password/{token}", set_password_page, methods=["GET", "POST"], name="admin_reset_password"),
     Route("/forgot-password", forgot_password, methods=["GET", "POST"], name="admin_forgot_password"),
     Route("/account", account, methods=["GET", "POST"], name="admin_account"),
+    *pages_twofactor.routes,
     *pages_bulk.routes,
     *pages_inquiries.routes,
     *pages_subscribers.routes,

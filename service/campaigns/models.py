@@ -72,6 +72,8 @@ class Delivery(Base):
     # A 5xx on the recipient: the address was suppressed as bounced.
     bounced: Mapped[bool] = mapped_column(Boolean, default=False)
     smtp_response: Mapped[str | None] = mapped_column(Text)
+    # Why a 'skipped' delivery was not sent: one of SKIP_REASONS (service.campaigns.skips).
+    skip_reason: Mapped[str | None] = mapped_column(String(32))
     sent_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
