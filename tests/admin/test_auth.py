@@ -54,7 +54,8 @@ def admin_endpoints(app: Any) -> list[tuple[str, str]]:
     return found
 
 
-OPEN = {"/admin/login", "/admin/login/code", "/admin/set-password/sometoken", "/admin/reset-password/sometoken", "/admin/forgot-password"}
+OPEN = {"/admin/login", "/admin/login/code", "/admin/set-password/sometoken",
+        "/admin/reset-password/sometoken", "/admin/forgot-password"}
 
 
 async def test_every_admin_route_redirects_to_login_without_a_session(app: Any, client: httpx.AsyncClient,

@@ -145,6 +145,14 @@ async def test_a_non_numeric_id_is_a_404_in_the_admin_layout(admin_client: httpx
     assert '<nav aria-label="Admin">' in r.text
 
 
+@pytest.mark.parametrize("path", ["/admin/no-such-page", "/admin/settings/x/y", "/admin/inquiries/1/nothing"])
+async def test_an_unknown_admin_address_is_the_admins_own_404(admin_client: httpx.AsyncClient, path: str) -> None:
+    r = await admin_client.get(path)
+    assert r.status_code == 404
+    assert "<h1>Not found</h1>" in r.text and "We could not find that page." in r.text
+    assert '<nav aria-label="Admin">' in r.text and 'href="/admin/inquiries"' in r.text  # with its menu
+
+
 async def test_signed_out_a_missing_record_still_asks_to_sign_in(app: Any) -> None:
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver") as c:
         r = await c.get(f"/admin/subscribers/{MISSING}")

@@ -129,3 +129,35 @@ def test_without_base_url_on_sqlite_a_printed_link_says_which_address_it_assumes
               "use its address, or set BASE_URL)")
     assert "http://localhost:8000/admin/reset-password/" in out
     assert (caveat in out) == (not cli_env.is_postgres)
+
+
+def test_staff_reset_2fa_removes_a_lost_second_factor(cli_env: Database, capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.admin.test_two_factor import enrol
+    from tests.factories import signed_in_client
+
+    async def set_up(sessions, app):  # type: ignore[no-untyped-def]
+        async with sessions() as session:
+            user = (await session.scalars(select(StaffUser))).one()
+        async with signed_in_client(app, user) as c:
+            return len((await enrol(c))[1])
+
+    assert _run(cli_env, set_up) == 10
+    assert main(["staff", "unlock", ADMIN_EMAIL]) == 0
+    assert main(["staff", "reset-2fa", ADMIN_EMAIL]) == 0
+    out = capsys.readouterr().out
+    assert out.endswith(f"removed the second factor (authenticator and recovery codes) of {ADMIN_EMAIL}; they sign "
+                        "in with their password alone until they set up a new one\n")
+    assert main(["staff", "reset-2fa", ADMIN_EMAIL]) == 0
+    assert capsys.readouterr().out == f"{ADMIN_EMAIL} had no second factor; nothing changed\n"
+    assert main(["staff", "reset-2fa", "nobody@clinic.test"]) == 1
+    assert capsys.readouterr().err == "error: no staff account has the address 'nobody@clinic.test'\n"
+
+    async def after(sessions, app):  # type: ignore[no-untyped-def]
+        async with new_client(app) as c:
+            location = (await sign_in(c)).headers["location"]
+        async with sessions() as session:
+            audit = (await session.execute(select(AuditEvent.actor_email, AuditEvent.detail)
+                                           .where(AuditEvent.action == "two_factor_reset"))).all()
+        return location, [tuple(a) for a in audit]
+
+    assert _run(cli_env, after) == ("/admin/", [("cli:alice", {"email": ADMIN_EMAIL})])
