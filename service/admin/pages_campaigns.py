@@ -26,6 +26,7 @@ from service.campaigns.flows import TEST_FAILURES, default_subject, render_previ
 from service.campaigns.models import Campaign
 from service.campaigns.queries import awaiting_approval
 from service.campaigns.render import markdown_html
+from service.campaigns.skips import LIST_LIMIT, count_skips, list_skipped
 from service.campaigns.stats import CampaignStats, campaign_rows, campaign_stats
 from service.db import get_session, utcnow
 from service.validation import FieldError, clean_email
@@ -198,7 +199,18 @@ async def campaign_detail(request: Request, *, errors: dict[str, str] | None = N
         "test_failure": TEST_FAILURES.get(request.query_params.get("reason", "")),
         "awaiting_approval": campaign.requires_approval and campaign.approved_at is None, "eta": eta_text,
         "rates": await campaign_rates(session, campaign_id=campaign.id),
+        **await _skips(request, campaign.id),
     }, status_code)
+
+
+async def _skips(request: Request, campaign_id: int) -> dict[str, Any]:
+    """Why recipients were skipped (counts per reason) and, with ?skipped=REASON (or "all"), who."""
+    session = get_session(request)
+    wanted = request.query_params.get("skipped")
+    reason = None if wanted in (None, "all") else ("" if wanted == "unrecorded" else wanted)
+    return {"skips": await count_skips(session, campaign_id=campaign_id), "skipped_filter": wanted,
+            "skipped_list": await list_skipped(session, campaign_id=campaign_id, reason=reason)
+            if wanted is not None else None, "skipped_limit": LIST_LIMIT}
 
 
 async def campaign_progress(request: Request) -> Response:

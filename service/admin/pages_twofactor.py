@@ -106,7 +106,8 @@ async def code_step(request: Request) -> Response:
 async def _own_page(request: Request, ctx: dict[str, Any] | None = None, status_code: int = 200) -> Response:
     user = staff_of(request)
     session = get_session(request)
-    base: dict[str, Any] = {"error": None, "codes": None, "done": None, "required": await tf.two_factor_required(session)}
+    base: dict[str, Any] = {"error": None, "codes": None, "done": None,
+                            "required": await tf.two_factor_required(session)}
     if user.has_two_factor:
         base["left"] = await tf.recovery_codes_left(session, user)
     else:

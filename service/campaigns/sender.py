@@ -31,6 +31,7 @@ from service.admin.brand import load_brand
 from service.campaigns import queries as q
 from service.campaigns.message import MessageFactory
 from service.campaigns.render import DigestTemplate, build_digest
+from service.campaigns.skips import skip_reason_for_status
 from service.campaigns.throttle import TokenBucket, process_bucket
 from service.db import Sessions, transaction, utcnow
 from service.mail.bulk import BulkTransport, Outcome, Outgoing
@@ -210,12 +211,13 @@ class _Batch:
             person = self.recipients.get(claim.subscriber_id)
             if person is None or not person.mailable:
                 self._add("skipped", {"id": claim.id, "response": f"not sent: the subscriber is "
-                                                                   f"{person.status if person else 'deleted'}"})
+                                                                   f"{person.status if person else 'deleted'}",
+                                      "skip_reason": skip_reason_for_status(person.status if person else None)})
                 continue
             url = unsubscribe_url(self.s.settings, self.s.tokens, claim.subscriber_id)
             bodies = self.prepared.template.encode_for(name=person.name, topics=person.topics, unsubscribe_url=url)
             if bodies is None:
-                self._add("skipped", {"id": claim.id, "response": NO_MATCH})
+                self._add("skipped", {"id": claim.id, "response": NO_MATCH, "skip_reason": "no_article"})
                 continue
             try:
                 message_id, raw = factory.build(delivery_id=claim.id, to_email=claim.email, to_name=person.name,
