@@ -2,7 +2,7 @@
 why a recipient was skipped
 
 Revision ID: 0010_totp
-Revises: 0009c
+Revises: 0010o
 Create Date: 2026-12-02 16:10:00
 """
 
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0010_totp"
-down_revision: str | None = "0009c"
+down_revision: str | None = "0010o"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
