@@ -93,11 +93,15 @@ class Database:
 
 
 async def _fresh_postgres(url: str) -> str:
-    """Recreate the test database given by TEST_DATABASE_URL (its name must contain 'test')."""
+    """Recreate the test database given by TEST_DATABASE_URL (its name must contain 'test').
+    Under pytest-xdist each worker gets its own copy, named after it (`tidings_test_gw0` …)."""
     sa_url = make_url(url).set(drivername="postgresql+asyncpg")
     name = sa_url.database or ""
     if "test" not in name:
         raise pytest.UsageError(f"TEST_DATABASE_URL must name a database with 'test' in it, not {name!r}")
+    if worker := os.environ.get("PYTEST_XDIST_WORKER"):
+        name = f"{name}_{worker}"
+        sa_url = sa_url.set(database=name)
     admin = create_engine(sa_url.set(database="postgres").render_as_string(hide_password=False),
                           isolation_level="AUTOCOMMIT")
     async with admin.connect() as conn:

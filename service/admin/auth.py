@@ -61,18 +61,27 @@ HASH_PROFILES = {
 }
 _hasher = PasswordHasher.from_parameters(HASH_PROFILES["default"])
 # Verified against when the account does not exist, so that both cases take the same time.
-_DUMMY_HASH = _hasher.hash("not-a-password-of-anyone")
+# Made on first use, not at import: every `tidings` command imports this module, and one
+# argon2 hash costs about half a second of CPU.
+_dummy_hash: str | None = None
+
+
+def _dummy() -> str:
+    global _dummy_hash
+    if _dummy_hash is None:
+        _dummy_hash = _hasher.hash("not-a-password-of-anyone")
+    return _dummy_hash
 
 
 def configure_password_hashing(profile: str) -> None:
     """Choose the argon2 parameters of new password hashes for this process. Tidings itself
     never calls it (production uses "default"); the test suite selects the cheap profile once,
     so that creating staff and signing in do not cost half a second of CPU each."""
-    global _hasher, _DUMMY_HASH
+    global _hasher, _dummy_hash
     if profile not in HASH_PROFILES:
         raise ValueError(f"Password hashing profile: expected one of {', '.join(HASH_PROFILES)}, got {profile!r}.")
     _hasher = PasswordHasher.from_parameters(HASH_PROFILES[profile])
-    _DUMMY_HASH = _hasher.hash("not-a-password-of-anyone")
+    _dummy_hash = None
 
 
 class PasswordError(ValueError):
@@ -95,7 +104,7 @@ def hash_password(password: str) -> str:
 
 def verify_password(password_hash: str | None, password: str) -> bool:
     try:
-        return _hasher.verify(password_hash or _DUMMY_HASH, password) and password_hash is not None
+        return _hasher.verify(password_hash or _dummy(), password) and password_hash is not None
     except (VerificationError, InvalidHashError):
         return False
 

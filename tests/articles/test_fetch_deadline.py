@@ -30,10 +30,14 @@ FEED = b"""<?xml version="1.0"?>
 </channel></rss>"""
 
 
+DEADLINE = 2.0  # FEED_FETCH_DEADLINE in these tests
+
+
 class DripServer:
     """HTTP/1.1 on 127.0.0.1: `/fast` answers at once, `/slow` sends the same feed in 10-byte
-    pieces 0.1 s apart (about 4 s in all: well past the test deadline, short enough that the
-    old code finishes the import instead of hanging)."""
+    pieces 0.3 s apart (about 12 s in all: far past the test deadline of 2 s, however busy the
+    machine, so that the fast feed always arrives within it; short enough that code without a
+    deadline finishes the import instead of hanging)."""
 
     def __init__(self) -> None:
         self.server: asyncio.Server | None = None
@@ -59,7 +63,7 @@ class DripServer:
                 for start in range(0, len(FEED), 10):
                     writer.write(FEED[start:start + 10])
                     await writer.drain()
-                    await asyncio.sleep(0.1)
+                    await asyncio.sleep(0.3)
             else:
                 writer.write(FEED)
             await writer.drain()
@@ -94,10 +98,10 @@ async def _titles(db: Database) -> list[str]:
 async def test_a_dripping_feed_is_cut_off_at_the_deadline_and_changes_nothing(
     db: Database, settings: Settings, drip: str
 ) -> None:
-    quick = settings.with_(feed_fetch_deadline=0.5)
+    quick = settings.with_(feed_fetch_deadline=DEADLINE)
     await import_articles(db.sessions, quick, [str(SAMPLE / "feed.xml")])
     before = await _titles(db)
-    with pytest.raises(IngestError, match=r"/slow: the feed did not arrive within 0\.5 seconds"):
+    with pytest.raises(IngestError, match=r"/slow: the feed did not arrive within 2 seconds"):
         await import_articles(db.sessions, quick, [f"{drip}/fast", f"{drip}/slow"])
     assert await _titles(db) == before  # not even the fast feed's article
     result = await import_articles(db.sessions, quick, [f"{drip}/fast"])  # the same feed, sent at once
@@ -109,11 +113,11 @@ async def test_import_now_in_the_admin_stops_at_the_deadline(db: Database, drip:
     from tests.factories import make_staff
 
     admin = await make_staff(db)
-    app = create_app(make_settings(db, feed_url=f"{drip}/slow", feed_fetch_deadline=0.5), sessions=db.sessions)
+    app = create_app(make_settings(db, feed_url=f"{drip}/slow", feed_fetch_deadline=DEADLINE), sessions=db.sessions)
     async with signed_in_client(app, admin) as client:
         r = await client.post("/admin/articles/import", data={"csrf_token": await csrf(client)})
     assert r.status_code == 422
     assert "The feed could not be imported, nothing changed" in r.text
-    assert "the feed did not arrive within 0.5 seconds" in r.text
+    assert "the feed did not arrive within 2 seconds" in r.text
     assert await _titles(db) == []
 
