@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 from starlette.config import Config
 
 from service.bounces.mailboxurl import MailboxConfig, MailboxUrlError, parse_mailbox_url
-from service.i18n import shipped_languages
+from service.i18n import N_, shipped_languages
 from service.validation import safe_http_url
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./tidings.db"
@@ -65,8 +65,10 @@ class Settings:
     org_name: str = "Tidings"
     list_id: str = "newsletter.tidings.localhost"
     topics: tuple[str, ...] = DEFAULT_TOPICS
-    contact_heading: str = "Let's get your project started!"
-    contact_intro: str = (
+    # The defaults are in the catalogue (templates show them with `| catalogue`); a value set in
+    # the environment is shown as written.
+    contact_heading: str = N_("Let's get your project started!")
+    contact_intro: str = N_(
         "Tell us a little about what you are looking for and we will get back to you within one "
         "working day."
     )

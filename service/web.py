@@ -74,6 +74,9 @@ def make_templates(settings: Settings, language: str = SOURCE_LANGUAGE) -> Jinja
     env.globals["settings"] = settings
     env.globals["lang"] = language
     env.filters["date"] = functools.partial(format_date, lang=language)
+    # A setting whose default is in the catalogue (CONTACT_HEADING…): translated when it is that
+    # default, as written otherwise (no %-formatting, so any text is safe).
+    env.filters["catalogue"] = translations_for(language).gettext
     env.filters["http_url"] = safe_http_url  # only http(s) addresses may become links
     env.filters["topic_order"] = settings.in_topic_order
     env.filters["tel"] = phone_digits  # a stored phone number as a tel: link target
