@@ -106,6 +106,9 @@ async def test_subscriber_who_signed_up_in_german_gets_german_mail_on_an_english
     # the pages their links lead to speak German too, though the install speaks English
     preferences = await client.get(link_in(welcome, "/unsubscribe/"))
     assert '<html lang="de">' in preferences.text and "Ihre Newsletter-Einstellungen" in preferences.text
+    saved = await client.post(link_in(welcome, "/unsubscribe/") + "/preferences", data={"topics": ["OCD"]},
+                              follow_redirects=True)
+    assert "Ihre Themen sind gespeichert." in saved.text
 
     # and so does every digest, while an English subscriber gets the English one
     await add_subscriber(db, "ben@example.org", name="Ben")

@@ -94,6 +94,7 @@ async def subscriber_data(session: AsyncSession, *, settings: Settings, subscrib
         "subscription": {
             "email": s.email, "name": s.name, "status": s.status, "created_at": _when(s.created_at),
             "status_changed_at": _when(s.status_changed_at), "topics": s.topics or ["every topic"],
+            "language": subscriber_language(settings, s),
         },
         "consent": {
             "signup_at": _when(s.signup_at), "signup_ip": s.signup_ip, "signup_user_agent": s.signup_user_agent,
