@@ -129,6 +129,22 @@ async def test_subscriber_who_signed_up_in_german_gets_german_mail_on_an_english
     assert "Guten Tag" not in text_of(english)
 
 
+async def test_an_inquiry_sent_in_german_on_an_english_install_is_answered_in_german(
+    client: httpx.AsyncClient, db: Database, smtp: SmtpServer
+) -> None:
+    form = await client.get("/contact?lang=de")
+    assert 'name="lang" value="de"' in form.text
+    r = await post_form(client, lang="de")
+    assert r.status_code == 303 and r.headers["location"] == "/contact/thanks?lang=de"
+    thanks = await client.get(r.headers["location"])
+    assert "Vielen Dank, Ihre Nachricht ist bei uns angekommen" in thanks.text
+    await deliver(db, smtp)
+    reply = next(m.message for m in smtp.received if m.recipients != ["staff@clinic.test"])
+    staff = next(m.message for m in smtp.received if m.recipients == ["staff@clinic.test"])
+    assert "Ihre Nachricht ist sicher bei uns angekommen" in text_of(reply)
+    assert staff["Subject"].startswith("New inquiry #")  # staff read the install's language
+
+
 async def test_a_signup_in_an_unknown_language_falls_back_to_the_install_language(
     client: httpx.AsyncClient, db: Database, smtp: SmtpServer
 ) -> None:

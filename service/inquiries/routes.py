@@ -84,10 +84,13 @@ async def contact_submit(request: Request) -> Response:
     if inquiry is None:
         return _form_page(request, data, errors, status=422)
     await _store(request, data, inquiry, screening)
-    return RedirectResponse("/contact/thanks", status_code=303)
+    lang = current_language()
+    return RedirectResponse("/contact/thanks" + (f"?lang={lang}" if lang != settings_of(request).language else ""),
+                            status_code=303)
 
 
 async def contact_thanks(request: Request) -> Response:
+    set_language(pick_language(request.query_params.get("lang"), settings_of(request).language))
     return render(request, "inquiries/thanks.html")
 
 

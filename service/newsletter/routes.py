@@ -29,7 +29,7 @@ from service.forms import (
     screen,
     tokens_of,
 )
-from service.i18n import N_, SOURCE_LANGUAGE, current_language, gettext, pick_language, set_language
+from service.i18n import N_, current_language, gettext, pick_language, set_language
 from service.newsletter import flows, queries
 from service.newsletter.models import Subscriber
 from service.newsletter.tokens import read_preview_token, read_unsubscribe_token, unsubscribe_url
@@ -52,13 +52,13 @@ def _embedded(request: Request) -> bool:
 
 
 def _thanks(request: Request) -> Response:
-    query = "&".join([*(["embed=1"] if _embedded(request) else []), *_lang_query()])
+    query = "&".join([*(["embed=1"] if _embedded(request) else []), *_lang_query(request)])
     return RedirectResponse(THANKS + (f"?{query}" if query else ""), status_code=303)
 
 
-def _lang_query() -> list[str]:
+def _lang_query(request: Request) -> list[str]:
     """`lang=…` for a redirect, so the next page speaks the language of this one."""
-    return [f"lang={current_language()}"] if current_language() != SOURCE_LANGUAGE else []
+    return [f"lang={current_language()}"] if current_language() != settings_of(request).language else []
 
 
 def _use_language(request: Request, requested: object = None) -> None:
