@@ -255,12 +255,12 @@ async def unsubscribe(request: Request) -> Response:
     if subscriber_id is None:
         if from_page:
             return _bad_link(request)
-        return PlainTextResponse("This unsubscribe link is not valid.\n", status_code=400)
+        return PlainTextResponse(gettext("This unsubscribe link is not valid.") + "\n", status_code=400)
     found = await flows.unsubscribe_subscriber(get_session(request), subscriber_id=subscriber_id,
                                                source="page" if from_page else "one-click")
     _use_subscriber_language(request, await queries.get_subscriber(get_session(request), subscriber_id=subscriber_id))
     if not from_page:
-        return PlainTextResponse("You have been unsubscribed.\n")
+        return PlainTextResponse(gettext("You have been unsubscribed.") + "\n")
     return render(request, "newsletter/unsubscribed.html", {"found": found, "token": request.path_params["token"],
                                                             "consent_text": flows.consent_text(settings_of(request))})
 
