@@ -167,3 +167,11 @@ async def test_german_unsubscribe_page_and_one_click_follow_the_subscriber(db: D
         done = await client.post(path, data={"List-Unsubscribe": "One-Click", "from_page": "1"})
         assert done.status_code == 200
         assert "Sie sind abgemeldet" in done.text and '<html lang="de">' in done.text
+
+
+async def test_german_resend_form_with_an_error_shows_only_the_error(client: httpx.AsyncClient) -> None:
+    r = await client.post("/subscribe/resend", data={"form_token": await form_token(client, "/subscribe"),
+                                                     "website": "", "email": "", "lang": "de"})
+    assert r.status_code == 422 and '<html lang="de">' in r.text
+    assert "Bitte geben Sie Ihre E-Mail-Adresse ein" in r.text
+    assert "Project-Id-Version" not in r.text  # the catalogue's header is gettext("")

@@ -119,7 +119,7 @@ HELD_SOURCE = "held: "
 
 async def hold_subscription(
     session: AsyncSession, *, settings: Settings, email: str, name: str, topics: Iterable[str] | None, ip: str,
-    user_agent: str, source: str, consent_text: str, reason: str,
+    user_agent: str, source: str, consent_text: str, reason: str, language: str | None = None,
 ) -> None:
     """A signup that looked automated (see service.forms): nothing is sent, nothing a person
     sent is thrown away. An address not known yet is recorded as a pending subscriber whose
@@ -142,6 +142,7 @@ async def hold_subscription(
     sub.signup_user_agent = user_agent[:UA_MAX]
     sub.signup_source = f"{HELD_SOURCE}{reason} ({source})"[:SOURCE_MAX]
     sub.consent_text = consent_text
+    sub.language = language
     if topics is not None:
         await queries.set_topics(session, subscriber=sub, topics=normalise_topics(settings, topics))
 

@@ -66,6 +66,13 @@ def _use_language(request: Request, requested: object = None) -> None:
     set_language(pick_language(requested or request.query_params.get("lang"), settings_of(request).language))
 
 
+def _human_message(screening: Screening) -> str:
+    """The notice for a refused form, in the page's language; '' when there is none (never
+    gettext(""), which is the catalogue's header)."""
+    message = HUMAN_MESSAGES.get(screening.verdict)
+    return gettext(message) if message else ""
+
+
 def _use_subscriber_language(request: Request, subscriber: Subscriber | None) -> None:
     if subscriber is not None:
         set_language(flows.subscriber_language(settings_of(request), subscriber))
@@ -102,7 +109,6 @@ async def _subscribe(request: Request, values: dict[str, Any], screening: Screen
         consent_text=flows.consent_text(settings), language=current_language(),
     )
     if screening is not None and screening.verdict is Verdict.HOLD:
-        del common["language"]
         await flows.hold_subscription(get_session(request), settings=settings, reason=screening.hold_reason or "",
                                       **common)
         return
@@ -143,7 +149,7 @@ async def resend(request: Request) -> Response:
     email = errors.collect("email", clean_mailable_email, data, "email")
     if screening.verdict in _REFUSED or errors:
         ctx = {**_form_ctx(request, {"email": data.get("email", "")}, errors,
-                           alert=gettext(HUMAN_MESSAGES.get(screening.verdict, ""))), "problem": None}
+                           alert=_human_message(screening)), "problem": None}
         return render(request, "newsletter/resend.html", ctx, status_code=_REFUSED.get(screening.verdict, 422))
     await _subscribe(request, {"email": email, "name": "", "topics": None, "source": "form:resend"}, screening)
     return _thanks(request)
