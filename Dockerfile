@@ -5,6 +5,7 @@ COPY pyproject.toml README.md alembic.ini ./
 COPY service ./service
 COPY templates ./templates
 COPY alembic ./alembic
+COPY translations ./translations
 RUN pip wheel --no-cache-dir --wheel-dir /wheels .
 
 FROM python:3.11-slim

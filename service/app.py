@@ -21,6 +21,7 @@ from starlette.staticfiles import StaticFiles
 import service.models  # noqa: F401 - every table mapped before the first request
 from service.admin.guard import http_error
 from service.db import DbSessionMiddleware, Sessions, create_engine, get_session, session_factory
+from service.i18n import LanguageMiddleware
 from service.mail.transport import Mailer, mailer_for
 from service.paths import TEMPLATES_DIR
 from service.settings import Settings
@@ -30,7 +31,7 @@ from service.web import (
     RequestLogMiddleware,
     SecurityHeadersMiddleware,
     is_database_outage,
-    make_templates,
+    make_localised_templates,
     server_error_handler,
 )
 from service.worker import WorkerContext, run_worker
@@ -121,6 +122,7 @@ def create_app(
         routes=domain_routes(),
         middleware=[
             Middleware(RequestLogMiddleware),
+            Middleware(LanguageMiddleware, default=settings.language),
             Middleware(SecurityHeadersMiddleware, settings=settings),
             Middleware(BodyTooLargeMiddleware),  # outside the limit, so it sees the limit's answer
             Middleware(RequestBodyLimitMiddleware, max_body_size=settings.max_body_bytes),
@@ -132,7 +134,7 @@ def create_app(
     )
     app.state.settings = settings
     app.state.sessions = sessions
-    app.state.templates = make_templates(settings)
+    app.state.templates = make_localised_templates(settings)
     if mailer is not None:
         app.state.mailer = mailer
     return app

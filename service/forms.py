@@ -25,6 +25,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import HTTPConnection, Request
 
 from service.db import short_transaction
+from service.i18n import N_, gettext
 from service.ratelimit import hit_rate_limit, ip_limit_key
 from service.tokens import TokenError, Tokens
 from service.web import client_ip, settings_of
@@ -55,11 +56,12 @@ class Screening:
     nonce: str | None = None  # the form token's nonce, when the token is genuine
 
 
+# Marked for the catalogue; shown through `gettext` in the person's language.
 HUMAN_MESSAGES = {
-    Verdict.EXPIRED: "This form was open for a long time and has expired for your security. "
-                     "Your answers are still here: please send it again.",
-    Verdict.RATE_LIMITED: "We have received several forms from your connection in a short time. "
-                          "Please wait a few minutes and send it again; your answers are still here.",
+    Verdict.EXPIRED: N_("This form was open for a long time and has expired for your security. "
+                        "Your answers are still here: please send it again."),
+    Verdict.RATE_LIMITED: N_("We have received several forms from your connection in a short time. "
+                             "Please wait a few minutes and send it again; your answers are still here."),
 }
 
 
@@ -150,15 +152,16 @@ async def read_form(request: Request) -> FormFields:
             pairs: list[tuple[str, Any]] = parse_qsl(body, keep_blank_values=True, encoding="utf-8",
                                                      errors="replace", max_num_fields=MAX_FIELDS)
         except ValueError:
-            raise HTTPException(400, "The form has too many fields.") from None
+            raise HTTPException(400, gettext("The form has too many fields.")) from None
     elif ctype == "multipart/form-data":
         try:
             form = await request.form(max_files=0, max_fields=MAX_FIELDS)
         except UnicodeDecodeError:
-            raise HTTPException(400, "The form data is not valid UTF-8.") from None
+            raise HTTPException(400, gettext("The form data is not valid UTF-8.")) from None
         pairs = [(k, v) for k, v in form.multi_items() if isinstance(v, str)]
     else:
-        raise HTTPException(415, "Please send the form as application/x-www-form-urlencoded or multipart/form-data.")
+        raise HTTPException(415, gettext(
+            "Please send the form as application/x-www-form-urlencoded or multipart/form-data."))
     return FormFields(pairs)
 
 
@@ -166,22 +169,25 @@ async def read_json(request: Request, *, what: str) -> dict[str, Any]:
     """The body as a JSON object of fields; a clear 400/415 for anything else (`what` names the
     thing sent, for the message). Nesting deeper than Python's recursion limit is a 400 too."""
     if _content_type(request) != "application/json":
-        raise HTTPException(415, f"Send {what} as JSON with Content-Type: application/json.")
+        raise HTTPException(415, gettext("Send %(what)s as JSON with Content-Type: application/json.",
+                                         what=gettext(what)))
     body = await request.body()
     try:
         data = json.loads(body.decode("utf-8"))
     except UnicodeDecodeError:
-        raise HTTPException(400, "The request body is not valid UTF-8.") from None
+        raise HTTPException(400, gettext("The request body is not valid UTF-8.")) from None
     except RecursionError:
-        raise HTTPException(400, "The request body is nested too deeply; send a JSON object of fields.") from None
+        raise HTTPException(400, gettext(
+            "The request body is nested too deeply; send a JSON object of fields.")) from None
     except ValueError:
-        raise HTTPException(400, "The request body is not valid JSON.") from None
+        raise HTTPException(400, gettext("The request body is not valid JSON.")) from None
     if not isinstance(data, dict):
-        raise HTTPException(400, "The request body must be a JSON object of fields.")
+        raise HTTPException(400, gettext("The request body must be a JSON object of fields."))
     for field, value in data.items():
         if isinstance(value, str):
             try:
                 value.encode("utf-8")
             except UnicodeEncodeError:
-                raise HTTPException(400, f"The field {field!r} is not valid Unicode.") from None
+                raise HTTPException(400, gettext("The field %(field)s is not valid Unicode.",
+                                                 field=repr(field))) from None
     return data

@@ -7,10 +7,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from service.web import render
+from service.i18n import pick_language, set_language
+from service.web import render, settings_of
 
 
 async def home(request: Request) -> Response:
+    set_language(pick_language(request.query_params.get("lang"), settings_of(request).language))
     return render(request, "home.html")
 
 

@@ -50,6 +50,9 @@ _HONEYPOT = {"type": "string", "description": "Leave empty: a filled-in value ma
 _RECEIPT = {"type": "string", "pattern": "^[A-Za-z0-9_-]{22}$",
             "description": "An opaque receipt, fresh for every answer (a duplicate gets a new one too)."}
 
+_LANG = {"type": "string", "description": "the language of the answer and of the emails that follow: a shipped "
+                                          "language (en, de; de-DE counts as de), else LANGUAGE"}
+
 INQUIRY_REQUEST = {
     "type": "object",
     "required": ["name", "email", "topic", "message", "consent", "form_token"],
@@ -65,6 +68,7 @@ INQUIRY_REQUEST = {
         "newsletter": {"anyOf": [{"type": "boolean"}, {"type": "string"}]},
         "form_token": _FORM_TOKEN_FIELD,
         "website": _HONEYPOT,
+        "lang": _LANG,
         **{f: {"type": "string"} for f in ("source_page", "referrer", "utm_source", "utm_medium", "utm_campaign",
                                           "utm_term", "utm_content")},
     },
@@ -80,6 +84,7 @@ SUBSCRIPTION_REQUEST = {
                                                                  "too)"},
         "form_token": _FORM_TOKEN_FIELD,
         "website": _HONEYPOT,
+        "lang": _LANG,
     },
 }
 

@@ -17,3 +17,4 @@ def _find(name: str) -> Path:
 
 TEMPLATES_DIR = _find("templates")
 ALEMBIC_DIR = _find("alembic")
+TRANSLATIONS_DIR = _find("translations")  # gettext catalogues (service/i18n.py)

@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 from starlette.config import Config
 
 from service.bounces.mailboxurl import MailboxConfig, MailboxUrlError, parse_mailbox_url
+from service.i18n import N_, shipped_languages
 from service.validation import safe_http_url
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./tidings.db"
@@ -64,8 +65,10 @@ class Settings:
     org_name: str = "Tidings"
     list_id: str = "newsletter.tidings.localhost"
     topics: tuple[str, ...] = DEFAULT_TOPICS
-    contact_heading: str = "Let's get your project started!"
-    contact_intro: str = (
+    # The defaults are in the catalogue (templates show them with `| catalogue`); a value set in
+    # the environment is shown as written.
+    contact_heading: str = N_("Let's get your project started!")
+    contact_intro: str = N_(
         "Tell us a little about what you are looking for and we will get back to you within one "
         "working day."
     )
@@ -103,6 +106,7 @@ class Settings:
     webhook_secret: str | None = None  # the generic JSON webhook's HMAC key
 
     blog_url: str | None = None  # the blog's home page: the public end pages link back to it
+    language: str = "en"  # the install's language (service/i18n.py): pages, and emails of who chose none
 
     @property
     def helo_name(self) -> str:
@@ -224,6 +228,7 @@ def _parse(config: Config) -> Settings:
         bounce_mailbox_interval=_int(config, "BOUNCE_MAILBOX_INTERVAL", d.bounce_mailbox_interval, minimum=10,
                                      maximum=86400),
         blog_url=_blog_url(_get(config, "BLOG_URL")),
+        language=_language(_get(config, "LANGUAGE", "en") or "en"),
     )
     settings = replace(settings, **_webhooks(config))
     secret_key = _get(config, "SECRET_KEY")
@@ -418,6 +423,13 @@ def _blog_url(value: str | None) -> str | None:
         return None
     if safe_http_url(value) is None:
         raise SettingsError(f"BLOG_URL: expected an http(s) URL such as https://blog.example.org, got {value!r}")
+    return value
+
+
+def _language(value: str) -> str:
+    shipped = shipped_languages()
+    if value not in shipped:
+        raise SettingsError(f"LANGUAGE: expected one of the shipped languages {', '.join(shipped)}, got {value!r}")
     return value
 
 

@@ -1,5 +1,7 @@
 """Input cleaning shared by every form and JSON endpoint. Each cleaner returns the clean value
-or raises `FieldError` with a message fit to show next to the field."""
+or raises `FieldError` with a message fit to show next to the field, in the language of the
+request (`service.i18n.gettext`); a `label` is given in English, marked with `N_`, and translated
+here."""
 
 from __future__ import annotations
 
@@ -10,6 +12,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from email_validator import EmailNotValidError, validate_email
+
+from service.i18n import N_, gettext
 
 
 class FieldError(ValueError):
@@ -42,7 +46,7 @@ def raw_value(data: Mapping[str, Any], field: str) -> str:
     if isinstance(value, bool | int | float):
         return str(value)
     if not isinstance(value, str):
-        raise FieldError(field, "must be text")
+        raise FieldError(field, gettext("must be text"))
     return value
 
 
@@ -53,39 +57,47 @@ def clean_text(
     """Trimmed, NFC-normalised text; no control characters, no line breaks unless `multiline`."""
     value = unicodedata.normalize("NFC", raw_value(data, field)).strip()
     if "\ufffd" in value:
-        raise FieldError(field, f"{label} contains characters that are not valid UTF-8")
+        raise FieldError(field, gettext("%(label)s contains characters that are not valid UTF-8", label=gettext(label)))
     if multiline:
         value = value.replace("\r\n", "\n").replace("\r", "\n")
         if _CONTROL.search(value.replace("\t", "")):
-            raise FieldError(field, f"{label} contains control characters")
+            raise FieldError(field, gettext("%(label)s contains control characters", label=gettext(label)))
     elif _LINE_BREAKS.search(value) or _CONTROL.search(value):
-        raise FieldError(field, f"{label} must be a single line")
+        raise FieldError(field, gettext("%(label)s must be a single line", label=gettext(label)))
     else:
         value = value.replace("\t", " ")
     if required and not value:
-        raise FieldError(field, f"Please enter {label.lower()}")
+        raise FieldError(field, gettext("Please enter %(label)s", label=_in_sentence(label)))
     if len(value) > max_length:
-        raise FieldError(field, f"{label} is too long ({len(value)} characters; at most {max_length})")
+        raise FieldError(field, gettext("%(label)s is too long (%(length)s characters; at most %(max)s)",
+                                        label=gettext(label), length=len(value), max=max_length))
     return value
+
+
+def _in_sentence(label: str) -> str:
+    """A label inside a sentence: English lower-cases it ("Please enter your name"); a
+    translation is used as written (German nouns keep their capitals)."""
+    translated = gettext(label)
+    return label.lower() if translated == label else translated
 
 
 def clean_email(data: Mapping[str, Any], field: str = "email", *, required: bool = True) -> str:
     """A syntactically valid address (email-validator, no DNS lookup), domain lower-cased."""
     value = raw_value(data, field).strip()
     if "\ufffd" in value:
-        raise FieldError(field, "Email address contains characters that are not valid UTF-8")
+        raise FieldError(field, gettext("Email address contains characters that are not valid UTF-8"))
     if not value:
         if required:
-            raise FieldError(field, "Please enter your email address")
+            raise FieldError(field, gettext("Please enter your email address"))
         return ""
     if _LINE_BREAKS.search(value) or _CONTROL.search(value):
-        raise FieldError(field, "Email address must be a single line")
+        raise FieldError(field, gettext("Email address must be a single line"))
     if len(value) > 254:
-        raise FieldError(field, "Email address is too long")
+        raise FieldError(field, gettext("Email address is too long"))
     try:
         result = validate_email(value, check_deliverability=False)
     except EmailNotValidError as exc:
-        raise FieldError(field, f"This email address is not valid: {exc}") from None
+        raise FieldError(field, gettext("This email address is not valid: %(reason)s", reason=exc)) from None
     return str(result.normalized)
 
 
@@ -101,8 +113,8 @@ def mail_address(address: str) -> str | None:
         return None
 
 
-NOT_MAILABLE = ("We cannot send email to an address with letters beyond plain A-Z before the @; "
-                "please use another address")
+NOT_MAILABLE = N_("We cannot send email to an address with letters beyond plain A-Z before the @; "
+                  "please use another address")
 
 
 def clean_mailable_email(data: Mapping[str, Any], field: str = "email", *, required: bool = True) -> str:
@@ -110,7 +122,7 @@ def clean_mailable_email(data: Mapping[str, Any], field: str = "email", *, requi
     part must be ASCII (see `mail_address`); an internationalised domain is fine."""
     email = clean_email(data, field, required=required)
     if email and mail_address(email) is None:
-        raise FieldError(field, NOT_MAILABLE)
+        raise FieldError(field, gettext(NOT_MAILABLE))
     return email
 
 
@@ -124,12 +136,12 @@ def clean_choice(data: Mapping[str, Any], field: str, *, label: str, choices: tu
     value = raw_value(data, field).strip()
     if not value:
         if required and not default:
-            raise FieldError(field, f"Please choose {label.lower()}")
+            raise FieldError(field, gettext("Please choose %(label)s", label=_in_sentence(label)))
         return default
     for choice in choices:
         if value.lower() == choice.lower():
             return choice
-    raise FieldError(field, f"Please choose {label.lower()} from the list")
+    raise FieldError(field, gettext("Please choose %(label)s from the list", label=_in_sentence(label)))
 
 
 def clean_bool(data: Mapping[str, Any], field: str) -> bool:
@@ -149,17 +161,17 @@ def clean_phone(data: Mapping[str, Any], field: str = "phone", *, required: bool
     value = _SPACES.sub(" ", raw_value(data, field)).strip()
     if not value:
         if required:
-            raise FieldError(field, "Please enter your phone number")
+            raise FieldError(field, gettext("Please enter your phone number"))
         return ""
     if not _PHONE_ALLOWED.match(value):
-        raise FieldError(field, "Phone number may contain only digits, spaces and + ( ) - .")
+        raise FieldError(field, gettext("Phone number may contain only digits, spaces and + ( ) - ."))
     if value.count("+") > 1 or "+" in value[1:]:
-        raise FieldError(field, "Phone number may have a + only at its start")
+        raise FieldError(field, gettext("Phone number may have a + only at its start"))
     digits = re.sub(r"\D", "", value)
     if value.startswith("00"):
         digits = digits[2:]
     if not 6 <= len(digits) <= 15:
-        raise FieldError(field, "Phone number should have between 6 and 15 digits")
+        raise FieldError(field, gettext("Phone number should have between 6 and 15 digits"))
     return value
 
 

@@ -3,6 +3,7 @@ request ids with one access-log line per request, and the error pages."""
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import logging
 import re
@@ -18,6 +19,16 @@ from starlette.templating import Jinja2Templates
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.db import is_database_outage
+from service.i18n import (
+    N_,
+    SOURCE_LANGUAGE,
+    current_language,
+    format_date,
+    gettext,
+    set_language,
+    shipped_languages,
+    translations_for,
+)
 from service.paths import TEMPLATES_DIR
 from service.settings import Settings
 from service.validation import phone_digits, safe_http_url
@@ -47,24 +58,40 @@ class _ProcessBytecodeCache(jinja2.BytecodeCache):
 _BYTECODE = _ProcessBytecodeCache()
 
 
-def make_templates(settings: Settings) -> Jinja2Templates:
+def make_templates(settings: Settings, language: str = SOURCE_LANGUAGE) -> Jinja2Templates:
+    """The page templates in `language`: `_()`/`gettext` from its catalogue, `lang` for
+    `<html lang>`, and the `date` filter writing dates as that language does."""
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATES_DIR),
+        extensions=["jinja2.ext.i18n"],
         bytecode_cache=_BYTECODE,
         autoescape=jinja2.select_autoescape(("html", "htm", "xml", "svg"), default_for_string=True),
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
     )
+    env.install_gettext_translations(translations_for(language), newstyle=True)  # type: ignore[attr-defined]
     env.globals["settings"] = settings
+    env.globals["lang"] = language
+    env.filters["date"] = functools.partial(format_date, lang=language)
+    # A setting whose default is in the catalogue (CONTACT_HEADING…): translated when it is that
+    # default, as written otherwise (no %-formatting, so any text is safe).
+    env.filters["catalogue"] = translations_for(language).gettext
     env.filters["http_url"] = safe_http_url  # only http(s) addresses may become links
     env.filters["topic_order"] = settings.in_topic_order
     env.filters["tel"] = phone_digits  # a stored phone number as a tel: link target
     return Jinja2Templates(env=env)
 
 
+def make_localised_templates(settings: Settings) -> dict[str, Jinja2Templates]:
+    """The page templates of every shipped language (see `templates`)."""
+    return {lang: make_templates(settings, lang) for lang in shipped_languages()}
+
+
 def templates(conn: HTTPConnection) -> Jinja2Templates:
-    return conn.app.state.templates
+    """The page templates in the language of this request (`service.i18n.current_language`)."""
+    localised: dict[str, Jinja2Templates] = conn.app.state.templates
+    return localised.get(current_language()) or localised[SOURCE_LANGUAGE]
 
 
 def render(request: Request, name: str, ctx: dict[str, Any] | None = None, status_code: int = 200,
@@ -138,7 +165,7 @@ class BodyTooLargeMiddleware:
             if message["type"] == "http.response.start" and message["status"] == 413 and \
                     dict(message.get("headers", [])).get(b"content-type", b"").startswith(b"text/plain"):
                 replaced = True
-                response = error_response(Request(scope), 413, "The request is larger than this server accepts.")
+                response = error_response(Request(scope), 413)
                 await response(scope, receive, send)
                 return
             await send(message)
@@ -223,19 +250,22 @@ class RequestLogMiddleware:
 # -- error pages ------------------------------------------------------------------------------
 
 _TITLES = {
-    400: "Bad request", 403: "Forbidden", 404: "Page not found", 405: "Method not allowed",
-    413: "Too much data", 415: "Unsupported content type", 422: "Please check the form",
-    429: "Too many requests", 500: "Something went wrong", 503: "Temporarily unavailable",
+    400: N_("Bad request"), 403: N_("Forbidden"), 404: N_("Page not found"), 405: N_("Method not allowed"),
+    413: N_("Too much data"), 415: N_("Unsupported content type"), 422: N_("Please check the form"),
+    429: N_("Too many requests"), 500: N_("Something went wrong"), 503: N_("Temporarily unavailable"),
+}
+_MESSAGES = {
+    404: N_("We could not find that page."),
+    413: N_("The request is larger than this server accepts."),
+    500: N_("Something went wrong on our side. Please try again in a moment."),
+    503: N_("The service is briefly unavailable. Please try again in a minute; nothing you sent was lost."),
 }
 
 
 def error_response(request: Request, status: int, detail: str | None = None) -> Response:
-    title = _TITLES.get(status, "Error")
-    message = detail or {
-        404: "We could not find that page.",
-        500: "Something went wrong on our side. Please try again in a moment.",
-        503: "The service is briefly unavailable. Please try again in a minute; nothing you sent was lost.",
-    }.get(status, title)
+    """The error page (or JSON) in the request's language; `detail` is already in it."""
+    title = gettext(_TITLES.get(status, N_("Error")))
+    message = detail or (gettext(_MESSAGES[status]) if status in _MESSAGES else title)
     headers = {"Retry-After": "30"} if status == 503 else None
     if wants_json(request):
         return JSONResponse({"error": message}, status_code=status, headers=headers)
@@ -300,7 +330,10 @@ class DatabaseOutageMiddleware:
 
 async def server_error_handler(request: Request, exc: Exception) -> Response:
     """500 or, for a lost database, 503. This runs in Starlette's outermost middleware, outside
-    SecurityHeadersMiddleware, so it adds the security headers itself."""
+    SecurityHeadersMiddleware, so it adds the security headers itself (and, outside
+    LanguageMiddleware too, picks the page's language itself)."""
+    if not request.url.path.startswith("/admin"):
+        set_language(settings_of(request).language)
     if is_database_outage(exc):
         log.error("database unavailable: %s", type(exc).__name__)
         response = error_response(request, 503)

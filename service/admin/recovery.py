@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.admin import auth
 from service.admin.models import StaffUser
+from service.i18n import gettext, language
 from service.mail.message import format_address
 from service.mail.outbox import queue_email
 from service.ratelimit import hit_rate_limit, ip_limit_key
@@ -30,6 +31,12 @@ RESET_ANSWER = ("If an active staff account has this address, a link to set a ne
                 "or ask an admin.")
 
 
+def _staff_text(settings: Settings, text: str) -> str:
+    """A staff email's subject in the install's LANGUAGE (the admin itself is English)."""
+    with language(settings.language):
+        return gettext(text, org=settings.org_name)
+
+
 async def _queue(session: AsyncSession, settings: Settings, user: StaffUser, *, kind: str, subject: str,
                  ctx: dict[str, object]) -> bool:
     """Queue one email to a staff member; False when the address cannot be mailed (a sign-in
@@ -40,7 +47,8 @@ async def _queue(session: AsyncSession, settings: Settings, user: StaffUser, *, 
     try:
         await queue_email(session, kind=kind, sender=settings.mail_from, to=to,
                           subject=subject, template=kind,
-                          ctx={"org_name": settings.org_name, "name": user.name, "email": user.email, **ctx},
+                          ctx={"org_name": settings.org_name, "name": user.name, "email": user.email,
+                               "lang": settings.language, **ctx},
                           headers={"Auto-Submitted": "auto-generated", "X-Tidings-Kind": kind})
     except ValueError:  # HeaderInjectionError is a ValueError too
         return False
@@ -53,7 +61,7 @@ async def email_invitation(session: AsyncSession, settings: Settings, tokens: To
     admin as well, for when mail is slow or the address is internal), or "" when not mailable."""
     link = auth.set_password_url(settings, tokens, user)
     sent = await _queue(session, settings, user, kind="staff_invite",
-                        subject=f"Your staff account at {settings.org_name}",
+                        subject=_staff_text(settings, "Your staff account at %(org)s"),
                         ctx={"link": link, "inviter": inviter, "role": user.role,
                              "hours": auth.SET_PASSWORD_SECONDS // 3600,
                              "login_url": f"{settings.base_url}/admin/login"})
@@ -63,7 +71,7 @@ async def email_invitation(session: AsyncSession, settings: Settings, tokens: To
 async def email_password_reset(session: AsyncSession, settings: Settings, tokens: Tokens, user: StaffUser) -> bool:
     """Queue a reset link to the account's own address."""
     return await _queue(session, settings, user, kind="staff_password_reset",
-                        subject=f"Set a new password for {settings.org_name}",
+                        subject=_staff_text(settings, "Set a new password for %(org)s"),
                         ctx={"link": auth.reset_password_url(settings, tokens, user),
                              "minutes": auth.RESET_PASSWORD_SECONDS // 60})
 

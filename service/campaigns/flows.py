@@ -20,6 +20,7 @@ from service.campaigns.rules import next_run
 from service.db import Sessions
 from service.mail.bulk import BulkTransport, Outgoing, send_many
 from service.mail.dkim import signer_from_settings
+from service.newsletter.flows import subscriber_language
 from service.newsletter.models import Subscriber
 from service.newsletter.tokens import preview_token, preview_unsubscribe_url, unsubscribe_url
 from service.settings import Settings
@@ -65,6 +66,7 @@ async def render_preview(
     tokens = Tokens(settings)
     # Without a subscriber the links are a test send's: signed, and they work but change nothing.
     name, topics, url = "", (), preview_unsubscribe_url(settings, tokens, campaign_id)
+    lang = settings.language
     archive_url = None
     if campaign.slug and campaign.status not in ("sending", "sent"):
         archive_url = f"{settings.base_url}/archive/{campaign.slug}?preview={preview_token(tokens, campaign_id)}"
@@ -77,11 +79,12 @@ async def render_preview(
         if person is None:
             raise q.CampaignError(f"no subscriber {email or subscriber_id}")
         name, topics = person.name, tuple(person.topics)
+        lang = subscriber_language(settings, person)
         url = unsubscribe_url(settings, tokens, person.id)
     brand = await load_brand(session, settings)
     template = build_digest(settings, subject=campaign.subject, preheader=campaign.preheader, intro=campaign.intro,
                             articles=articles, slug=campaign.slug, postal_address=brand.postal_address,
-                            archive_url=archive_url, body=campaign.body)
+                            archive_url=archive_url, body=campaign.body, lang=lang)
     personal = template.personalise(name=name, topics=topics, unsubscribe_url=url)
     if personal is None:
         raise q.CampaignError("none of this campaign's articles match that subscriber's topics: they get nothing")

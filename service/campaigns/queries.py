@@ -292,13 +292,14 @@ class Recipient:
     status: str
     mailable: bool  # `service.newsletter.audience.mailable()` now, just before sending
     topics: tuple[str, ...]
+    language: str | None = None  # the one they signed up in (None: the install's)
 
 
 async def load_recipients(session: AsyncSession, *, subscriber_ids: Sequence[int]) -> dict[int, Recipient]:
     """Current name, status, mailability and topics of a batch's subscribers (two queries per
     batch): a subscriber who unsubscribed after the campaign was queued is no longer mailable."""
     rows = (await session.execute(
-        select(Subscriber.id, Subscriber.name, Subscriber.status, mailable())
+        select(Subscriber.id, Subscriber.name, Subscriber.status, mailable(), Subscriber.language)
         .where(Subscriber.id.in_(subscriber_ids))
     )).all()
     topics: dict[int, list[str]] = {}
@@ -307,7 +308,8 @@ async def load_recipients(session: AsyncSession, *, subscriber_ids: Sequence[int
         .where(SubscriberTopic.subscriber_id.in_(subscriber_ids))
     )).all():
         topics.setdefault(sid, []).append(topic)
-    return {sid: Recipient(name or "", status, bool(ok), tuple(topics.get(sid, ()))) for sid, name, status, ok in rows}
+    return {sid: Recipient(name or "", status, bool(ok), tuple(topics.get(sid, ())), lang)
+            for sid, name, status, ok, lang in rows}
 
 
 _FENCE = and_(_D.c.id == bindparam("b_id"), _D.c.lease_owner == bindparam("b_owner"), _D.c.status == "sending")

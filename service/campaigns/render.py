@@ -20,6 +20,7 @@ from markupsafe import Markup
 
 from service.articles.ingest import sanitize_html
 from service.articles.models import Article
+from service.i18n import SOURCE_LANGUAGE, current_language, format_date, gettext, language
 from service.mail.render import html_env, inline_css, text_env
 from service.newsletter.audience import topics_match
 from service.settings import Settings
@@ -104,6 +105,7 @@ class DigestTemplate:
     # A campaign with its own body goes to everyone it is queued for, whether or not an article
     # matches their topics; a digest without one only to those who get at least one article.
     has_body: bool = False
+    lang: str = SOURCE_LANGUAGE  # of its fixed texts (greeting, footer, dates): one rendering per language
 
     def encode_for(self, *, name: str, topics: Iterable[str], unsubscribe_url: str) -> tuple[bytes, bytes] | None:
         """(HTML, text) bodies, quoted-printable, for the message builder; None when no article
@@ -111,7 +113,7 @@ class DigestTemplate:
         blocks = self.articles_for(topics)
         if not blocks and not self.has_body:
             return None
-        greeting = greeting_for(name)
+        greeting = greeting_for(name, self.lang)
         html_head, html_tail, text_head, text_tail = self.encoded
         url_html = html.escape(unsubscribe_url, quote=True)
         body_html = b"".join([html_head.fill(html.escape(greeting, quote=False), url_html),
@@ -130,7 +132,7 @@ class DigestTemplate:
         blocks = self.articles_for(topics)
         if not blocks and not self.has_body:
             return None
-        greeting = greeting_for(name)
+        greeting = greeting_for(name, self.lang)
         url_html = html.escape(unsubscribe_url, quote=True)
         greeting_html = html.escape(greeting, quote=False)
         body_html = "".join(
@@ -153,12 +155,15 @@ def markdown_html(body: str) -> Markup:
     return Markup(sanitize_html(_MARKDOWN.render(body))) if body.strip() else Markup("")  # noqa: S704 (nh3-cleaned)
 
 
-def greeting_for(name: str) -> str:
+def greeting_for(name: str, lang: str | None = None) -> str:
     name = " ".join(name.split())  # no line breaks or runs of spaces from a stored name
-    return f"Hello {name}," if name else "Hello,"
+    with language(lang or current_language()):
+        return gettext("Hello %(name)s,", name=name) if name else gettext("Hello,")
 
 
-def article_context(article: Article) -> dict[str, Any]:
+def article_context(article: Article, lang: str | None = None) -> dict[str, Any]:
+    """An article as the digest and archive templates show it (its date in `lang`, default the
+    current language)."""
     return {
         "id": article.id,
         "title": article.title,
@@ -167,7 +172,7 @@ def article_context(article: Article) -> dict[str, Any]:
         "summary": article.summary,
         "image_url": safe_http_url(article.image_url),
         "image_alt": article.image_alt or article.title,
-        "published": f"{article.published_at:%-d %B %Y}",
+        "published": format_date(article.published_at, lang),
         "topics": article.topics,
     }
 
@@ -175,21 +180,27 @@ def article_context(article: Article) -> dict[str, Any]:
 def digest_context(
     settings: Settings, *, subject: str, preheader: str, intro: str, articles: Sequence[Article],
     slug: str | None, postal_address: str = "", archive_url: str | None = None, body: str = "",
+    lang: str = SOURCE_LANGUAGE,
 ) -> dict[str, Any]:
     """The digest template's context; `archive_url` overrides the archive page's address (a test
     send's signed preview link), `postal_address` is the footer's (lines)."""
     return {
         "body_html": markdown_html(body),
         "body_text": body.strip(),
-        "lang": "en",
+        "lang": lang,
         "org_name": settings.org_name,
         "subject": subject,
         "preheader": preheader or (articles[0].title if articles else subject),
         "intro_paragraphs": [p.strip() for p in re.split(r"\n\s*\n", intro) if p.strip()],
-        "articles": [article_context(a) for a in articles],
-        "archive_url": archive_url or (f"{settings.base_url}/archive/{slug}" if slug else None),
+        "articles": [article_context(a, lang) for a in articles],
+        "archive_url": archive_url or (f"{settings.base_url}/archive/{slug}{_lang_query(settings, lang)}"
+                                       if slug else None),
         "postal_lines": [line for line in postal_address.splitlines() if line.strip()],
     }
+
+
+def _lang_query(settings: Settings, lang: str) -> str:
+    return "" if lang == settings.language else f"?lang={lang}"
 
 
 def _split(document: str, kind: str, *, articles: bool = True) -> tuple[str, str, dict[int, str]]:
@@ -206,16 +217,19 @@ def _split(document: str, kind: str, *, articles: bool = True) -> tuple[str, str
 def build_digest(
     settings: Settings, *, subject: str, preheader: str, intro: str, articles: Sequence[Article],
     slug: str | None = None, postal_address: str = "", archive_url: str | None = None, body: str = "",
+    lang: str | None = None,
 ) -> DigestTemplate:
     """Render the campaign once (HTML with CSS inlined, and text) with placeholders: its own
-    Markdown body, its articles below it, or both."""
+    Markdown body, its articles below it, or both; its fixed texts in `lang` (default the
+    install's LANGUAGE). Staff's own words (subject, intro, body) are used as written."""
+    lang = lang or settings.language
     if not articles and not body.strip():
         raise ValueError("a campaign needs a body or at least one article")
     ctx = digest_context(settings, subject=subject, preheader=preheader, intro=intro, articles=articles, slug=slug,
-                         postal_address=postal_address, archive_url=archive_url, body=body)
+                         postal_address=postal_address, archive_url=archive_url, body=body, lang=lang)
     ctx.update(greeting=GREETING, unsubscribe_url=UNSUBSCRIBE, preferences_url=UNSUBSCRIBE)
-    html_doc = inline_css(html_env().get_template("digest.html").render(ctx))
-    text_doc = text_env().get_template("digest.txt").render(ctx)
+    html_doc = inline_css(html_env(lang).get_template("digest.html").render(ctx))
+    text_doc = text_env(lang).get_template("digest.txt").render(ctx)
     html_head, html_tail, html_blocks = _split(html_doc, "HTML", articles=bool(articles))
     text_head, text_tail, text_blocks = _split(text_doc, "text", articles=bool(articles))
     blocks = tuple(
@@ -225,4 +239,4 @@ def build_digest(
     )
     encoded = (Encoded.of(html_head), Encoded.of(html_tail), Encoded.of(text_head), Encoded.of(text_tail))
     return DigestTemplate(subject, html_head, html_tail, text_head, text_tail, blocks, encoded,
-                          has_body=bool(body.strip()))
+                          has_body=bool(body.strip()), lang=lang)

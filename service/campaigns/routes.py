@@ -12,14 +12,21 @@ from service.campaigns.queries import campaign_articles
 from service.campaigns.render import article_context, markdown_html
 from service.db import get_session
 from service.forms import tokens_of
+from service.i18n import gettext, pick_language, set_language
 from service.newsletter.tokens import read_preview_token
 from service.tokens import TokenError
-from service.web import error_response, render
+from service.web import error_response, render, settings_of
 
 PUBLIC_STATUSES = ("sending", "sent")
 
 
+def _use_language(request: Request) -> None:
+    """`?lang=` (a digest's "view in your browser" link names its reader's language), else the install's."""
+    set_language(pick_language(request.query_params.get("lang"), settings_of(request).language))
+
+
 async def archive_index(request: Request) -> Response:
+    _use_language(request)
     session = get_session(request)
     campaigns = (await session.scalars(
         select(Campaign).where(Campaign.status.in_(PUBLIC_STATUSES))
@@ -40,12 +47,13 @@ def _previewed(request: Request, campaign: Campaign | None) -> bool:
 
 
 async def archive_detail(request: Request) -> Response:
+    _use_language(request)
     session = get_session(request)
     campaign = (await session.scalars(select(Campaign).where(Campaign.slug == request.path_params["slug"]))).first()
     if campaign is not None and campaign.status not in PUBLIC_STATUSES and not _previewed(request, campaign):
         campaign = None
     if campaign is None:
-        return error_response(request, 404, "There is no digest at this address.")
+        return error_response(request, 404, gettext("There is no digest at this address."))
     articles = [article_context(a) for a in await campaign_articles(session, campaign_id=campaign.id)]
     paragraphs = [p.strip() for p in campaign.intro.split("\n\n") if p.strip()]
     return render(request, "campaigns/digest.html",

@@ -24,7 +24,7 @@ import logging
 from collections import deque
 from collections.abc import Callable
 from contextlib import suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from service.admin.brand import load_brand
@@ -34,6 +34,7 @@ from service.campaigns.render import DigestTemplate, build_digest
 from service.campaigns.skips import skip_reason_for_status
 from service.campaigns.throttle import TokenBucket, process_bucket
 from service.db import Sessions, transaction, utcnow
+from service.i18n import pick_language
 from service.mail.bulk import BulkTransport, Outcome, Outgoing
 from service.mail.dkim import DkimSigner
 from service.mail.outbox import retry_time
@@ -51,9 +52,19 @@ NO_MATCH = "not sent: no article matches the subscriber's topics"
 
 @dataclass
 class Prepared:
-    template: DigestTemplate
+    template: DigestTemplate  # in the install's LANGUAGE
     factory: MessageFactory
     updated_at: dt.datetime
+    build: Callable[[str], DigestTemplate] | None = None  # the same campaign in another language
+    others: dict[str, DigestTemplate] = field(default_factory=dict)
+
+    def template_for(self, lang: str) -> DigestTemplate:
+        """The digest with its fixed texts in `lang`, rendered once per campaign and language."""
+        if lang == self.template.lang or self.build is None:
+            return self.template
+        if lang not in self.others:
+            self.others[lang] = self.build(lang)
+        return self.others[lang]
 
 
 @dataclass
@@ -115,12 +126,15 @@ class CampaignSender:
             articles = await q.campaign_articles(session, campaign_id=campaign_id)
             brand = await load_brand(session, self.settings)
             await session.commit()  # the brand row may have been created just now
-        template = build_digest(self.settings, subject=campaign.subject, preheader=campaign.preheader,
+        def build(lang: str | None = None) -> DigestTemplate:
+            return build_digest(self.settings, subject=campaign.subject, preheader=campaign.preheader,
                                 intro=campaign.intro, articles=articles, slug=campaign.slug,
-                                postal_address=brand.postal_address, body=campaign.body)
+                                postal_address=brand.postal_address, body=campaign.body, lang=lang)
+
+        template = build()
         factory = MessageFactory.for_campaign(self.settings, campaign_id=campaign_id, subject=campaign.subject,
                                               install_id=brand.install_id, signer=self.signer)
-        prepared = self._prepared[campaign_id] = Prepared(template, factory, campaign.updated_at)
+        prepared = self._prepared[campaign_id] = Prepared(template, factory, campaign.updated_at, build)
         return prepared
 
     # -- the loop -------------------------------------------------------------------------------
@@ -215,7 +229,8 @@ class _Batch:
                                       "skip_reason": skip_reason_for_status(person.status if person else None)})
                 continue
             url = unsubscribe_url(self.s.settings, self.s.tokens, claim.subscriber_id)
-            bodies = self.prepared.template.encode_for(name=person.name, topics=person.topics, unsubscribe_url=url)
+            template = self.prepared.template_for(pick_language(person.language, self.s.settings.language))
+            bodies = template.encode_for(name=person.name, topics=person.topics, unsubscribe_url=url)
             if bodies is None:
                 self._add("skipped", {"id": claim.id, "response": NO_MATCH, "skip_reason": "no_article"})
                 continue

@@ -21,6 +21,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.forms import REPLAYED
+from service.i18n import N_, gettext, language
 from service.inquiries.models import CONTACT_METHODS, HELD, Inquiry, new_receipt
 from service.inquiries.queries import (
     add_inquiry_note,
@@ -62,11 +63,11 @@ UTM_FIELDS = ("utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_conte
 ATTRIBUTION_FIELDS = ("source_page", "referrer", *UTM_FIELDS)
 # Shown beside the inquiry form's newsletter checkbox (templates/inquiries/contact.html) and
 # stored as the consent evidence of a signup made through it.
-NEWSLETTER_CONSENT_TEXT = (
+NEWSLETTER_CONSENT_TEXT = N_(
     "Also send me the newsletter. We will email you a link to confirm first. "
     "You can unsubscribe at any time."
 )
-CONTACT_METHOD_LABELS = {"email": "Email", "phone": "Phone", "either": "Either is fine"}
+CONTACT_METHOD_LABELS = {"email": N_("Email"), "phone": N_("Phone"), "either": N_("Either is fine")}
 
 
 @dataclass(frozen=True)
@@ -92,6 +93,7 @@ class Attribution:
     utm_content: str = ""
     ip: str = ""
     user_agent: str = ""
+    language: str | None = None  # of the form (service/i18n.py): the automatic reply's
 
 
 @dataclass(frozen=True)
@@ -105,19 +107,19 @@ class Submission:
 def clean_inquiry(data: Mapping[str, Any], settings: Settings) -> tuple[InquiryInput | None, Errors]:
     """The cleaned inquiry, or None and an error message per field."""
     errors = Errors()
-    name = errors.collect("name", clean_text, data, "name", label="Your name", max_length=NAME_MAX, required=True)
+    name = errors.collect("name", clean_text, data, "name", label=N_("Your name"), max_length=NAME_MAX, required=True)
     email = errors.collect("email", clean_email, data, "email")
     phone = errors.collect("phone", _clean_phone, data)
-    topic = errors.collect("topic", clean_choice, data, "topic", label="A topic", choices=settings.topics)
+    topic = errors.collect("topic", clean_choice, data, "topic", label=N_("A topic"), choices=settings.topics)
     method = errors.collect("contact_method", clean_choice, data, "contact_method",
-                            label="How we should contact you", choices=CONTACT_METHODS, default="email")
+                            label=N_("How we should contact you"), choices=CONTACT_METHODS, default="email")
     if method == "phone" and phone == "" and "phone" not in errors:
-        errors["phone"] = "Please enter your phone number so that we can call you"
-    message = errors.collect("message", clean_text, data, "message", label="Your message",
+        errors["phone"] = gettext("Please enter your phone number so that we can call you")
+    message = errors.collect("message", clean_text, data, "message", label=N_("Your message"),
                              max_length=MESSAGE_MAX, required=True, multiline=True)
     consent = clean_bool(data, "consent")
     if not consent:
-        errors["consent"] = "Please tick this box so that we may contact you about your inquiry"
+        errors["consent"] = gettext("Please tick this box so that we may contact you about your inquiry")
     if errors:
         return None, errors
     return InquiryInput(
@@ -128,7 +130,7 @@ def clean_inquiry(data: Mapping[str, Any], settings: Settings) -> tuple[InquiryI
 
 def _clean_phone(data: Mapping[str, Any]) -> str:
     if len(raw_value(data, "phone")) > PHONE_MAX:
-        raise FieldError("phone", f"Phone number is too long (at most {PHONE_MAX} characters)")
+        raise FieldError("phone", gettext("Phone number is too long (at most %(max)s characters)", max=PHONE_MAX))
     return clean_phone(data, "phone")
 
 
@@ -142,12 +144,13 @@ def _flatten(value: Any, limit: int) -> str:
     return _FLATTEN.sub(" ", value).strip()[:limit]
 
 
-def clean_attribution(data: Mapping[str, Any], *, ip: str, user_agent: str) -> Attribution:
+def clean_attribution(data: Mapping[str, Any], *, ip: str, user_agent: str, language: str | None = None) -> Attribution:
     """Where the visitor came from. Best effort: these hidden values are flattened to one line and
     cut to length, never refused, since a person cannot correct a field they cannot see."""
     values = {f: _flatten(data.get(f), URL_MAX if f in ("source_page", "referrer") else UTM_MAX)
               for f in ATTRIBUTION_FIELDS}
-    return Attribution(**values, ip=_flatten(ip, 64), user_agent=_flatten(user_agent, USER_AGENT_MAX))
+    return Attribution(**values, ip=_flatten(ip, 64), user_agent=_flatten(user_agent, USER_AGENT_MAX),
+                       language=language)
 
 
 def dedupe_key(email: str, message: str) -> str:
@@ -209,11 +212,14 @@ async def after_inquiry_stored(session: AsyncSession, *, settings: Settings, inq
 
     if mail_address(inquiry.email) is None:
         return  # cannot be mailed (see mail_address); the choice stays recorded on the inquiry
+    lang = inquiry.language or settings.language
+    with language(lang):
+        consent = gettext(NEWSLETTER_CONSENT_TEXT)  # as the form showed it
     try:
         await request_subscription(
             session, settings=settings, tokens=Tokens(settings), email=inquiry.email, name=inquiry.name,
             topics=[], ip=inquiry.ip, user_agent=inquiry.user_agent, source="form:contact",
-            consent_text=NEWSLETTER_CONSENT_TEXT,
+            consent_text=consent, language=lang,
         )
     except FieldError:
         return  # the inquiry's address passed the inquiry's own validation; nothing more to do
@@ -223,7 +229,13 @@ def inquiry_admin_url(settings: Settings, inquiry_id: int) -> str:
     return f"{settings.base_url}/admin/inquiries/{inquiry_id}"
 
 
-STAFF_SUBJECT_BEFORE = "New inquiry #"
+STAFF_SUBJECT_BEFORE = N_("New inquiry #")
+
+
+def staff_subject_before(settings: Settings) -> str:
+    """The start of a staff notice's subject, "New inquiry #", in the install's LANGUAGE."""
+    with language(settings.language):
+        return gettext(STAFF_SUBJECT_BEFORE)
 GREETING_NAME_MAX = 40
 _NAME_LIKE = re.compile(r"[^\W\d_]+(?:(?:\.? |['\u2019-])[^\W\d_]+)*\.?")  # a dot only before a space
 
@@ -242,15 +254,18 @@ def greeting_name(name: str) -> str:
 
 def inquiry_emails(settings: Settings, inquiry: Inquiry) -> list[dict[str, Any]]:
     """Outbox rows (`email_values`, headers checked) for the staff notification (Reply-To: the
-    client) and the client's automatic reply."""
-    method = CONTACT_METHOD_LABELS.get(inquiry.contact_method, inquiry.contact_method)
+    client) and the client's automatic reply: the notice in the install's LANGUAGE, the reply in
+    the language of the form the client used."""
+    with language(settings.language):
+        method = gettext(CONTACT_METHOD_LABELS.get(inquiry.contact_method, inquiry.contact_method))
     client = mail_address(inquiry.email)
     now = inquiry.created_at
     # user text in a header: only the name, made safe by header_text (encoded words, line breaks)
-    subject_after = f" from {header_text(inquiry.name)}"
+    with language(settings.language):
+        subject_after = gettext(" from %(name)s", name=header_text(inquiry.name))
     staff = email_values(
         kind="inquiry_staff", sender=settings.mail_from, to=settings.staff_inbox,
-        subject=f"{STAFF_SUBJECT_BEFORE}{inquiry.id}{subject_after}",
+        subject=f"{staff_subject_before(settings)}{inquiry.id}{subject_after}",
         template="inquiry_staff",
         ctx={
             "org_name": settings.org_name, "inquiry_id": inquiry.id, "name": inquiry.name,
@@ -258,6 +273,7 @@ def inquiry_emails(settings: Settings, inquiry: Inquiry) -> list[dict[str, Any]]
             "contact_method": method, "newsletter_optin": inquiry.newsletter_optin,
             "source_page": inquiry.source_page, "admin_url": inquiry_admin_url(settings, inquiry.id),
             "received_at": inquiry.created_at.strftime("%Y-%m-%d %H:%M UTC"),
+            "lang": settings.language,
         },
         reply_to=format_address(client, inquiry.name) if client else None,
         headers={"Auto-Submitted": "auto-generated", "X-Tidings-Kind": "inquiry_staff"},
@@ -265,14 +281,17 @@ def inquiry_emails(settings: Settings, inquiry: Inquiry) -> list[dict[str, Any]]
     )
     if client is None:  # stored and notified; staff answer from their own mail client
         return [staff]
+    lang = inquiry.language or settings.language
+    with language(lang):
+        subject = gettext("We have received your message \u2013 %(org)s", org=settings.org_name)
     return [staff, email_values(
         kind="inquiry_autoreply", sender=settings.mail_from, to=client,
-        subject=f"We have received your message \u2013 {settings.org_name}",
+        subject=subject,
         template="inquiry_autoreply",
         ctx={
             "org_name": settings.org_name, "contact_method": inquiry.contact_method,
             "name": greeting_name(inquiry.name),
-            "base_url": settings.base_url,
+            "base_url": settings.base_url, "lang": lang,
         },
         reply_to=settings.reply_address,  # it says "simply reply to this email": replies reach staff
         headers={"Auto-Submitted": "auto-replied", "X-Tidings-Kind": "inquiry_autoreply"},

@@ -61,6 +61,8 @@ class Inquiry(Base):
     # the automatic answer bounced: the address does not work, staff should call (service.bounces)
     bounced_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     bounce_diagnostic: Mapped[str | None] = mapped_column(Text)
+    # The language of the form it was sent from (its automatic reply's); None = the install's.
+    language: Mapped[str | None] = mapped_column(String(16))
 
     events: Mapped[list[InquiryEvent]] = relationship(
         back_populates="inquiry", cascade="all, delete-orphan", order_by="InquiryEvent.id", lazy="raise"

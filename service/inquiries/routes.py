@@ -37,6 +37,7 @@ from service.forms import (
     read_json,
     screen,
 )
+from service.i18n import N_, current_language, gettext, pick_language, set_language
 from service.inquiries.flows import (
     ATTRIBUTION_FIELDS,
     CONTACT_METHOD_LABELS,
@@ -52,7 +53,7 @@ from service.web import client_ip, render, settings_of
 FORM = "inquiry"
 TEXT_FIELDS = ("name", "email", "phone", "topic", "contact_method", "message")
 FIELD_ORDER = ("name", "email", "phone", "topic", "contact_method", "message", "consent")
-CONFIRM_NOTICE = "Almost done: please check your answers below and press “Send my inquiry” to send them to us."
+CONFIRM_NOTICE = N_("Almost done: please check your answers below and press “Send my inquiry” to send them to us.")
 
 
 # -- the page ---------------------------------------------------------------------------------
@@ -61,6 +62,7 @@ CONFIRM_NOTICE = "Almost done: please check your answers below and press “Send
 async def contact_form(request: Request) -> Response:
     """The empty form, with attribution taken from the query string and the Referer."""
     q = request.query_params
+    set_language(pick_language(q.get("lang"), settings_of(request).language))
     values: dict[str, Any] = {f: q.get(f, "") for f in UTM_FIELDS}
     values["source_page"] = q.get("source_page") or request.headers.get("referer", "")
     values["referrer"] = q.get("referrer", "")
@@ -69,22 +71,26 @@ async def contact_form(request: Request) -> Response:
 
 async def contact_submit(request: Request) -> Response:
     data: dict[str, Any] = dict(await read_form(request))
+    set_language(pick_language(data.get("lang") or request.query_params.get("lang"), settings_of(request).language))
     if not data.get(TOKEN_FIELD) and not str(data.get(HONEYPOT_FIELD) or "").strip():
         data["source_page"] = data.get("source_page") or request.headers.get("referer", "")
-        return _form_page(request, data, {}, notice=CONFIRM_NOTICE, notice_kind="notice")
+        return _form_page(request, data, {}, notice=gettext(CONFIRM_NOTICE), notice_kind="notice")
     screening = await screen(request, data, form=FORM)
     verdict = screening.verdict
     if verdict in _STATUS:
-        return _form_page(request, data, {}, notice=HUMAN_MESSAGES[verdict], status=_STATUS[verdict],
+        return _form_page(request, data, {}, notice=gettext(HUMAN_MESSAGES[verdict]), status=_STATUS[verdict],
                           headers=_retry_after(request, verdict))
     inquiry, errors = clean_inquiry(data, settings_of(request))
     if inquiry is None:
         return _form_page(request, data, errors, status=422)
     await _store(request, data, inquiry, screening)
-    return RedirectResponse("/contact/thanks", status_code=303)
+    lang = current_language()
+    return RedirectResponse("/contact/thanks" + (f"?lang={lang}" if lang != settings_of(request).language else ""),
+                            status_code=303)
 
 
 async def contact_thanks(request: Request) -> Response:
+    set_language(pick_language(request.query_params.get("lang"), settings_of(request).language))
     return render(request, "inquiries/thanks.html")
 
 
@@ -94,13 +100,14 @@ async def contact_thanks(request: Request) -> Response:
 async def api_submit(request: Request) -> Response:
     if request.method == "OPTIONS":  # not a CORS preflight (ApiCorsMiddleware answers those)
         return Response(status_code=204, headers={"Allow": "POST, OPTIONS"})
-    data = await read_json(request, what="the inquiry")
+    data = await read_json(request, what=N_("the inquiry"))
+    set_language(pick_language(data.get("lang"), settings_of(request).language))
     screening = await screen(request, data, form=FORM)
     verdict = screening.verdict
     if verdict is Verdict.EXPIRED:
-        return JSONResponse({"errors": {TOKEN_FIELD: HUMAN_MESSAGES[verdict]}}, status_code=422)
+        return JSONResponse({"errors": {TOKEN_FIELD: gettext(HUMAN_MESSAGES[verdict])}}, status_code=422)
     if verdict is Verdict.RATE_LIMITED:
-        return JSONResponse({"error": HUMAN_MESSAGES[verdict]}, status_code=429,
+        return JSONResponse({"error": gettext(HUMAN_MESSAGES[verdict])}, status_code=429,
                             headers=_retry_after(request, verdict))
     inquiry, errors = clean_inquiry(data, settings_of(request))
     if inquiry is None:
@@ -128,7 +135,8 @@ def _retry_after(request: Request, verdict: Verdict) -> dict[str, str] | None:
 
 async def _store(request: Request, data: Mapping[str, Any], inquiry: InquiryInput,
                  screening: Screening) -> Submission:
-    attribution = clean_attribution(data, ip=client_ip(request), user_agent=request.headers.get("user-agent", ""))
+    attribution = clean_attribution(data, ip=client_ip(request), user_agent=request.headers.get("user-agent", ""),
+                                    language=current_language())
     return await submit_inquiry(get_session(request), settings=settings_of(request), inquiry=inquiry,
                                 attribution=attribution, now=utcnow(), nonce=screening.nonce,
                                 hold_reason=screening.hold_reason)

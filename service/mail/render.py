@@ -2,10 +2,15 @@
 
 HTML is autoescaped and its CSS inlined (css-inline), because most mail clients ignore
 <style> blocks; the text part is rendered without escaping, since it is never shown as HTML.
+
+Each language has its own pair of environments with its catalogue installed (`_()` in the
+templates; see service/i18n.py); an email is rendered in the language named by its context's
+`lang` (the recipient's), English when it names none (mail queued before languages existed).
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -13,6 +18,7 @@ from typing import Any
 import css_inline
 import jinja2
 
+from service.i18n import SOURCE_LANGUAGE, format_date, pick_language, translations_for
 from service.paths import TEMPLATES_DIR
 
 
@@ -22,28 +28,36 @@ class RenderedEmail:
     text: str
 
 
-@lru_cache(maxsize=1)
-def html_env() -> jinja2.Environment:
-    return jinja2.Environment(
+def _localise(env: jinja2.Environment, lang: str) -> jinja2.Environment:
+    env.install_gettext_translations(translations_for(lang), newstyle=True)  # type: ignore[attr-defined]
+    env.filters["date"] = functools.partial(format_date, lang=lang)
+    return env
+
+
+@lru_cache(maxsize=8)
+def html_env(lang: str = SOURCE_LANGUAGE) -> jinja2.Environment:
+    return _localise(jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATES_DIR / "email"),
+        extensions=["jinja2.ext.i18n"],
         autoescape=True,
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
-    )
+    ), lang)
 
 
-@lru_cache(maxsize=1)
-def text_env() -> jinja2.Environment:
+@lru_cache(maxsize=8)
+def text_env(lang: str = SOURCE_LANGUAGE) -> jinja2.Environment:
     # Plain-text bodies are never rendered as HTML, so nothing is escaped in them.
-    return jinja2.Environment(
+    return _localise(jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATES_DIR / "email"),
+        extensions=["jinja2.ext.i18n"],
         autoescape=False,  # noqa: S701
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=True,
-    )
+    ), lang)
 
 
 # Media queries (dark mode, narrow screens) stay in a <style> block; everything else is inlined.
@@ -55,7 +69,9 @@ def inline_css(html: str) -> str:
 
 
 def render_email(name: str, ctx: dict[str, Any]) -> RenderedEmail:
-    """Render the HTML (CSS inlined) and text parts of email template `name`."""
-    html = html_env().get_template(f"{name}.html").render(ctx)
-    text = text_env().get_template(f"{name}.txt").render(ctx)
+    """Render the HTML (CSS inlined) and text parts of email template `name`, in `ctx["lang"]`."""
+    lang = pick_language(ctx.get("lang"), SOURCE_LANGUAGE)
+    ctx = {**ctx, "lang": lang}
+    html = html_env(lang).get_template(f"{name}.html").render(ctx)
+    text = text_env(lang).get_template(f"{name}.txt").render(ctx)
     return RenderedEmail(html=inline_css(html), text=text)

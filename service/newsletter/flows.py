@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.db import utcnow
+from service.i18n import gettext, language, pick_language
 from service.mail.message import format_address, list_headers
 from service.mail.outbox import queue_email
 from service.newsletter import queries
@@ -35,11 +36,16 @@ SOURCE_MAX = 200
 
 
 def consent_text(settings: Settings) -> str:
-    """The consent statement shown next to every signup form and stored with each signup."""
-    return (
-        f"Yes, I would like to receive the {settings.org_name} newsletter by email. "
-        "I can unsubscribe at any time with one click, and my address is never shared."
-    )
+    """The consent statement shown next to every signup form and stored with each signup, in
+    the language of the form."""
+    return gettext(
+        "Yes, I would like to receive the %(org)s newsletter by email. "
+        "I can unsubscribe at any time with one click, and my address is never shared.", org=settings.org_name)
+
+
+def subscriber_language(settings: Settings, subscriber: Subscriber) -> str:
+    """The language of every email and page for this subscriber: the one they signed up in."""
+    return pick_language(subscriber.language, settings.language)
 
 
 def normalise_topics(settings: Settings, topics: Iterable[str]) -> list[str]:
@@ -61,8 +67,10 @@ def mask_email(email: str) -> str:
 async def request_subscription(
     session: AsyncSession, *, settings: Settings, tokens: Tokens, email: str, name: str,
     topics: Iterable[str] | None, ip: str, user_agent: str, source: str, consent_text: str,
+    language: str | None = None,
 ) -> None:
     """Record a signup (double opt-in) and queue what that address should get, whatever its state.
+    `language` is the one the signup form spoke (None: keep the stored one).
 
     new, pending, unsubscribed, bounced, erased -> pending, a confirmation email
     confirmed -> unchanged, an "already subscribed" note with the preference link
@@ -99,6 +107,8 @@ async def request_subscription(
     sub.signup_user_agent = user_agent[:UA_MAX]
     sub.signup_source = source[:SOURCE_MAX]
     sub.consent_text = consent_text
+    if language is not None:
+        sub.language = language
     if topics is not None:
         await queries.set_topics(session, subscriber=sub, topics=normalise_topics(settings, topics))
     await queue_confirmation(session, settings=settings, tokens=tokens, subscriber=sub)
@@ -109,7 +119,7 @@ HELD_SOURCE = "held: "
 
 async def hold_subscription(
     session: AsyncSession, *, settings: Settings, email: str, name: str, topics: Iterable[str] | None, ip: str,
-    user_agent: str, source: str, consent_text: str, reason: str,
+    user_agent: str, source: str, consent_text: str, reason: str, language: str | None = None,
 ) -> None:
     """A signup that looked automated (see service.forms): nothing is sent, nothing a person
     sent is thrown away. An address not known yet is recorded as a pending subscriber whose
@@ -132,6 +142,7 @@ async def hold_subscription(
     sub.signup_user_agent = user_agent[:UA_MAX]
     sub.signup_source = f"{HELD_SOURCE}{reason} ({source})"[:SOURCE_MAX]
     sub.consent_text = consent_text
+    sub.language = language
     if topics is not None:
         await queries.set_topics(session, subscriber=sub, topics=normalise_topics(settings, topics))
 
@@ -146,25 +157,31 @@ async def queue_confirmation(session: AsyncSession, *, settings: Settings, token
                              subscriber: Subscriber) -> None:
     """Queue the double opt-in email with a fresh confirmation link."""
     subscriber.confirmation_sent_at = utcnow()
+    lang = subscriber_language(settings, subscriber)
+    with language(lang):
+        subject = gettext("Please confirm your subscription to %(org)s", org=settings.org_name)
     await queue_email(
         session, kind="newsletter_confirm", sender=settings.mail_from,
         to=format_address(subscriber.email, subscriber.name),
-        subject=f"Please confirm your subscription to {settings.org_name}",
+        subject=subject,
         template="newsletter_confirm",
         ctx={"org_name": settings.org_name, "name": subscriber.name,
              "confirm_url": confirm_url(settings, tokens, subscriber.id, subscriber.signup_at),
-             "base_url": settings.base_url},
+             "base_url": settings.base_url, "lang": lang},
         headers={"Auto-Submitted": "auto-generated"},
     )
 
 
 async def _queue_already_subscribed(session: AsyncSession, *, settings: Settings, tokens: Tokens,
                                     sub: Subscriber) -> None:
+    lang = subscriber_language(settings, sub)
+    with language(lang):
+        subject = gettext("You are already subscribed to %(org)s", org=settings.org_name)
     await queue_email(
         session, kind="newsletter_already", sender=settings.mail_from, to=format_address(sub.email, sub.name),
-        subject=f"You are already subscribed to {settings.org_name}", template="newsletter_already",
+        subject=subject, template="newsletter_already",
         ctx={"org_name": settings.org_name, "name": sub.name,
-             "preferences_url": unsubscribe_url(settings, tokens, sub.id)},
+             "preferences_url": unsubscribe_url(settings, tokens, sub.id), "lang": lang},
         headers={"Auto-Submitted": "auto-generated"},
     )
 
@@ -227,13 +244,16 @@ async def queue_welcome(session: AsyncSession, *, settings: Settings, tokens: To
 
     url = unsubscribe_url(settings, tokens, subscriber.id)
     postal = (await load_brand(session, settings)).postal_address
+    lang = subscriber_language(settings, subscriber)
+    with language(lang):
+        subject = gettext("Welcome to the %(org)s newsletter", org=settings.org_name)
     await queue_email(
         session, kind="newsletter_welcome", sender=settings.mail_from,
-        to=format_address(subscriber.email, subscriber.name), subject=f"Welcome to the {settings.org_name} newsletter",
+        to=format_address(subscriber.email, subscriber.name), subject=subject,
         template="newsletter_welcome",
         ctx={"org_name": settings.org_name, "name": subscriber.name,
              "topics": settings.in_topic_order(subscriber.topics), "unsubscribe_url": url,
-             "base_url": settings.base_url, "postal_lines": postal.splitlines()},
+             "base_url": settings.base_url, "postal_lines": postal.splitlines(), "lang": lang},
         headers=list_headers(settings, url),
     )
 
@@ -302,5 +322,5 @@ __all__ = [
     "check_confirm_token", "confirm_subscription", "consent_text", "erase_subscriber", "hold_subscription",
     "mark_bounced", "mark_complained", "mask_email", "purge_held_signups", "purge_unconfirmed",
     "queue_confirmation",
-    "queue_welcome", "request_subscription", "unsubscribe_subscriber", "update_preferences",
+    "queue_welcome", "request_subscription", "subscriber_language", "unsubscribe_subscriber", "update_preferences",
 ]

@@ -54,6 +54,8 @@ class Subscriber(Base):
     bounced_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     complained_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     last_bounce: Mapped[str | None] = mapped_column(Text)
+    # The language they signed up in (service/i18n.py); None = the install's LANGUAGE.
+    language: Mapped[str | None] = mapped_column(String(16))
 
     topic_rows: Mapped[list[SubscriberTopic]] = relationship(
         cascade="all, delete-orphan", lazy="selectin", order_by="SubscriberTopic.topic"

@@ -29,6 +29,7 @@ from service.forms import (
     screen,
     tokens_of,
 )
+from service.i18n import N_, current_language, gettext, pick_language, set_language
 from service.newsletter import flows, queries
 from service.newsletter.models import Subscriber
 from service.newsletter.tokens import read_preview_token, read_unsubscribe_token, unsubscribe_url
@@ -51,7 +52,30 @@ def _embedded(request: Request) -> bool:
 
 
 def _thanks(request: Request) -> Response:
-    return RedirectResponse(THANKS + ("?embed=1" if _embedded(request) else ""), status_code=303)
+    query = "&".join([*(["embed=1"] if _embedded(request) else []), *_lang_query(request)])
+    return RedirectResponse(THANKS + (f"?{query}" if query else ""), status_code=303)
+
+
+def _lang_query(request: Request) -> list[str]:
+    """`lang=…` for a redirect, so the next page speaks the language of this one."""
+    return [f"lang={current_language()}"] if current_language() != settings_of(request).language else []
+
+
+def _use_language(request: Request, requested: object = None) -> None:
+    """The language the signup form sent (`lang`, field or query), else the install's."""
+    set_language(pick_language(requested or request.query_params.get("lang"), settings_of(request).language))
+
+
+def _human_message(screening: Screening) -> str:
+    """The notice for a refused form, in the page's language; '' when there is none (never
+    gettext(""), which is the catalogue's header)."""
+    message = HUMAN_MESSAGES.get(screening.verdict)
+    return gettext(message) if message else ""
+
+
+def _use_subscriber_language(request: Request, subscriber: Subscriber | None) -> None:
+    if subscriber is not None:
+        set_language(flows.subscriber_language(settings_of(request), subscriber))
 
 
 def _form_ctx(request: Request, values: dict[str, Any] | None = None, errors: dict[str, str] | None = None,
@@ -67,12 +91,12 @@ def _clean_signup(request: Request, data: dict[str, Any], topics: list[str]) -> 
     errors = Errors()
     values = {
         "email": errors.collect("email", clean_mailable_email, data, "email"),
-        "name": errors.collect("name", clean_text, data, "name", label="Name", max_length=flows.NAME_MAX) or "",
+        "name": errors.collect("name", clean_text, data, "name", label=N_("Name"), max_length=flows.NAME_MAX) or "",
         "topics": topics,
     }
     unknown = [t for t in topics if t not in settings_of(request).topics]
     if unknown:
-        errors["topics"] = "Please choose topics from the list"
+        errors["topics"] = gettext("Please choose topics from the list")
     return values, errors
 
 
@@ -82,7 +106,7 @@ async def _subscribe(request: Request, values: dict[str, Any], screening: Screen
     common: dict[str, Any] = dict(
         email=values["email"], name=values["name"], topics=values["topics"], ip=client_ip(request),
         user_agent=request.headers.get("user-agent", ""), source=values.get("source", "form:subscribe"),
-        consent_text=flows.consent_text(settings),
+        consent_text=flows.consent_text(settings), language=current_language(),
     )
     if screening is not None and screening.verdict is Verdict.HOLD:
         await flows.hold_subscription(get_session(request), settings=settings, reason=screening.hold_reason or "",
@@ -93,13 +117,15 @@ async def _subscribe(request: Request, values: dict[str, Any], screening: Screen
 
 async def subscribe_page(request: Request) -> Response:
     if request.method != "POST":
+        _use_language(request)
         return render(request, "newsletter/subscribe.html", _form_ctx(request))
     form = await read_form(request)
+    _use_language(request, form.get("lang"))
     shown = {"email": form.get("email", ""), "name": form.get("name", ""), "topics": form.getlist("topics")}
     screening = await screen(request, form, form=FORM)
     if screening.verdict in _REFUSED:
         return render(request, "newsletter/subscribe.html",
-                      _form_ctx(request, shown, alert=HUMAN_MESSAGES[screening.verdict]),
+                      _form_ctx(request, shown, alert=gettext(HUMAN_MESSAGES[screening.verdict])),
                       status_code=_REFUSED[screening.verdict])
     values, errors = _clean_signup(request, form, [str(t) for t in form.getlist("topics")])
     if errors:
@@ -110,21 +136,23 @@ async def subscribe_page(request: Request) -> Response:
 
 
 async def subscribe_thanks(request: Request) -> Response:
+    _use_language(request)
     return render(request, "newsletter/thanks.html", {"embed": _embedded(request)})
 
 
 async def resend(request: Request) -> Response:
     """'Send me a new link': the signup again, for an address only, with the same answer."""
     data = await read_form(request)
+    _use_language(request, data.get("lang"))
     screening = await screen(request, data, form=FORM)
     errors = Errors()
     email = errors.collect("email", clean_mailable_email, data, "email")
     if screening.verdict in _REFUSED or errors:
         ctx = {**_form_ctx(request, {"email": data.get("email", "")}, errors,
-                           alert=HUMAN_MESSAGES.get(screening.verdict, "")), "problem": None}
+                           alert=_human_message(screening)), "problem": None}
         return render(request, "newsletter/resend.html", ctx, status_code=_REFUSED.get(screening.verdict, 422))
     await _subscribe(request, {"email": email, "name": "", "topics": None, "source": "form:resend"}, screening)
-    return RedirectResponse(THANKS, status_code=303)
+    return _thanks(request)
 
 
 # -- JSON API with CORS for the blog ------------------------------------------------------------
@@ -134,27 +162,29 @@ async def api_subscriptions(request: Request) -> Response:
     if request.method == "OPTIONS":  # not a CORS preflight (ApiCorsMiddleware answers those)
         return Response(status_code=204, headers={"Allow": "GET, POST, OPTIONS"})
     settings = settings_of(request)
+    _use_language(request)
     if request.method != "POST":  # what a blog script needs to show the form
         return JSONResponse({
             "form_token": issue_form_token(request, FORM), "consent_text": flows.consent_text(settings),
             "topics": list(settings.topics),
         }, headers={"Cache-Control": "no-store"})
-    data = await read_json(request, what="the signup")
+    data = await read_json(request, what=N_("the signup"))
+    _use_language(request, data.get("lang"))
     screening = await screen(request, data, form=FORM)
     if screening.verdict in _REFUSED:
-        return JSONResponse({"errors": {TOKEN_FIELD: HUMAN_MESSAGES[screening.verdict]}},
+        return JSONResponse({"errors": {TOKEN_FIELD: gettext(HUMAN_MESSAGES[screening.verdict])}},
                             status_code=_REFUSED[screening.verdict])
     topics = data.get("topics") or []
     if isinstance(topics, str):
         topics = [topics]
     if not isinstance(topics, list) or not all(isinstance(t, str) for t in topics):
-        return JSONResponse({"errors": {"topics": "must be a list of topics"}}, status_code=422)
+        return JSONResponse({"errors": {"topics": gettext("must be a list of topics")}}, status_code=422)
     values, errors = _clean_signup(request, data, topics)
     if errors:
         return JSONResponse({"errors": dict(errors)}, status_code=422)
     values["source"] = "api"
     await _subscribe(request, values, screening)
-    return JSONResponse({"message": "Thank you. Please check your inbox and confirm your subscription."},
+    return JSONResponse({"message": gettext("Thank you. Please check your inbox and confirm your subscription.")},
                         status_code=202)
 
 
@@ -176,12 +206,14 @@ async def confirm(request: Request) -> Response:
     settings = settings_of(request)
     if request.method != "POST":  # mail scanners fetch links (GET, HEAD): they only see the button
         check = await flows.check_confirm_token(session, tokens=tokens_of(request), token=token)
+        _use_subscriber_language(request, check.subscriber)
         if check.problem is not None:
             return _problem(request, check)
         assert check.subscriber is not None
         return render(request, "newsletter/confirm.html", {"masked": flows.mask_email(check.subscriber.email)})
     check = await flows.confirm_subscription(session, settings=settings, tokens=tokens_of(request), token=token,
                                              ip=client_ip(request))
+    _use_subscriber_language(request, check.subscriber)
     if check.problem is not None:
         return _problem(request, check)
     assert check.subscriber is not None
@@ -214,6 +246,7 @@ async def preferences(request: Request) -> Response:
     sub = await queries.get_subscriber(get_session(request), subscriber_id=subscriber_id)
     if sub is None:
         return render(request, "newsletter/link_problem.html", {"gone": True}, status_code=404)
+    _use_subscriber_language(request, sub)
     ctx = {"masked": flows.mask_email(sub.email), "status": sub.status, "chosen": sub.topics,
            "saved": request.query_params.get("saved") == "1", "token": request.path_params["token"],
            "consent_text": flows.consent_text(settings_of(request))}
@@ -228,11 +261,12 @@ async def unsubscribe(request: Request) -> Response:
     if subscriber_id is None:
         if from_page:
             return _bad_link(request)
-        return PlainTextResponse("This unsubscribe link is not valid.\n", status_code=400)
+        return PlainTextResponse(gettext("This unsubscribe link is not valid.") + "\n", status_code=400)
     found = await flows.unsubscribe_subscriber(get_session(request), subscriber_id=subscriber_id,
                                                source="page" if from_page else "one-click")
+    _use_subscriber_language(request, await queries.get_subscriber(get_session(request), subscriber_id=subscriber_id))
     if not from_page:
-        return PlainTextResponse("You have been unsubscribed.\n")
+        return PlainTextResponse(gettext("You have been unsubscribed.") + "\n")
     return render(request, "newsletter/unsubscribed.html", {"found": found, "token": request.path_params["token"],
                                                             "consent_text": flows.consent_text(settings_of(request))})
 
@@ -272,8 +306,9 @@ async def resubscribe(request: Request) -> Response:
     sub = await queries.get_subscriber(get_session(request), subscriber_id=subscriber_id)
     if sub is None:
         return render(request, "newsletter/link_problem.html", {"gone": True}, status_code=404)
+    _use_subscriber_language(request, sub)
     await _subscribe(request, {"email": sub.email, "name": sub.name, "topics": None, "source": "resubscribe"})
-    return RedirectResponse(THANKS, status_code=303)
+    return _thanks(request)
 
 
 # -- helpers ---------------------------------------------------------------------------------

@@ -19,8 +19,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from service.campaigns.queries import campaigns_sent_to
 from service.csvfile import CsvWriter
 from service.db import utcnow
+from service.i18n import N_, gettext, language
 from service.mail.message import format_address
 from service.mail.outbox import messages_to, queue_email
+from service.newsletter.flows import subscriber_language
 from service.newsletter.models import Subscriber
 from service.newsletter.queries import get_subscriber
 from service.ratelimit import hit_rate_limit
@@ -32,13 +34,14 @@ ACCESS_MAX_AGE = 24 * 60 * 60
 ACCESS_RESEND = RateLimit(1, 10 * 60)  # one email per subscriber per ten minutes
 
 # What the download holds, as told on the pages and in the email.
+# (In English, marked for the catalogue: the templates translate each item with `_()`.)
 INCLUDED = (
-    "your address, name and subscription status, and the topics you chose",
-    "the evidence of your consent: when, from which IP address and browser, through which form and with "
-    "which wording you signed up, and when and from where you confirmed",
-    "when you unsubscribed, bounced or complained, if you did",
-    "the newsletters (campaigns) we sent you, with the time each went out",
-    "the automatic emails we sent you (confirmations and the like): their subject and when they went out",
+    N_("your address, name and subscription status, and the topics you chose"),
+    N_("the evidence of your consent: when, from which IP address and browser, through which form and with "
+       "which wording you signed up, and when and from where you confirmed"),
+    N_("when you unsubscribed, bounced or complained, if you did"),
+    N_("the newsletters (campaigns) we sent you, with the time each went out"),
+    N_("the automatic emails we sent you (confirmations and the like): their subject and when they went out"),
 )
 
 
@@ -63,11 +66,14 @@ async def request_access(session: AsyncSession, *, settings: Settings, tokens: T
         return False
     if not await hit_rate_limit(session, key=f"privacy-access:{sub.id}", limit=ACCESS_RESEND):
         return False
+    lang = subscriber_language(settings, sub)
+    with language(lang):
+        subject = gettext("Your data at %(org)s", org=settings.org_name)
     await queue_email(
         session, kind="privacy_access", sender=settings.mail_from, to=format_address(sub.email, sub.name),
-        subject=f"Your data at {settings.org_name}", template="privacy_access",
+        subject=subject, template="privacy_access",
         ctx={"org_name": settings.org_name, "name": sub.name, "access_url": access_url(settings, tokens, sub.id),
-             "included": list(INCLUDED), "hours": ACCESS_MAX_AGE // 3600},
+             "included": list(INCLUDED), "hours": ACCESS_MAX_AGE // 3600, "lang": lang},
         headers={"Auto-Submitted": "auto-generated"},
     )
     return True
@@ -88,6 +94,7 @@ async def subscriber_data(session: AsyncSession, *, settings: Settings, subscrib
         "subscription": {
             "email": s.email, "name": s.name, "status": s.status, "created_at": _when(s.created_at),
             "status_changed_at": _when(s.status_changed_at), "topics": s.topics or ["every topic"],
+            "language": subscriber_language(settings, s),
         },
         "consent": {
             "signup_at": _when(s.signup_at), "signup_ip": s.signup_ip, "signup_user_agent": s.signup_user_agent,

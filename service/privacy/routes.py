@@ -10,7 +10,8 @@ from starlette.routing import Route
 
 from service.db import get_session
 from service.forms import tokens_of
-from service.newsletter.flows import mask_email
+from service.i18n import set_language
+from service.newsletter.flows import mask_email, subscriber_language
 from service.newsletter.models import Subscriber
 from service.newsletter.queries import get_subscriber
 from service.newsletter.tokens import read_unsubscribe_token
@@ -30,6 +31,9 @@ async def request_access(request: Request) -> Response:
         return render(request, "newsletter/link_problem.html", {"gone": False}, status_code=400)
     await access.request_access(get_session(request), settings=settings_of(request), tokens=tokens_of(request),
                                 subscriber_id=subscriber_id)
+    sub = await get_subscriber(get_session(request), subscriber_id=subscriber_id)
+    if sub is not None:
+        set_language(subscriber_language(settings_of(request), sub))
     return render(request, "privacy/access_requested.html",
                   {"hours": access.ACCESS_MAX_AGE // 3600, "included": access.INCLUDED}, headers=_PRIVATE)
 
@@ -49,6 +53,7 @@ async def _subscriber_or_problem(request: Request) -> Subscriber | Response:
     if sub is None:
         return render(request, "newsletter/link_problem.html", {"gone": True}, status_code=404,
                       headers=_PRIVATE)
+    set_language(subscriber_language(settings_of(request), sub))
     return sub
 
 

@@ -132,6 +132,8 @@
       if ((el.type === "radio" || el.type === "checkbox") && !el.checked) { return; }
       if (!(el.name in data)) { data[el.name] = el.value; }
     });
+    // The language of the answers and emails: the form's own `lang` field, else the blog page's.
+    if (!data.lang && document.documentElement.lang) { data.lang = document.documentElement.lang; }
     return data;
   }
 

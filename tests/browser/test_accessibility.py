@@ -189,3 +189,33 @@ async def test_the_main_admin_pages_have_no_serious_accessibility_violation(page
     await audit.visit("not found", "/admin/inquiries/987654", "Not found", 404)
     assert "There is no such inquiry." in await page.inner_text("main")
     assert audit.found == {}
+
+
+async def test_german_pages_read_german_and_have_no_serious_violation(browser: Any, live: LiveServer,
+                                                                      db: Database) -> None:
+    """The forms in German (`?lang=`, as a German blog would link them), at desktop and phone width:
+    `<html lang="de">`, German labels and errors, and axe as clean as the English pages."""
+    for viewport in ({"width": 1280, "height": 900}, {"width": 390, "height": 844}):
+        context = await browser.new_context(viewport=viewport)
+        try:
+            page = await context.new_page()
+            audit = Audit(page, live)
+            await audit.visit("kontakt", "/contact?lang=de", "Lassen Sie uns gemeinsam beginnen!")
+            assert await page.get_attribute("html", "lang") == "de"
+            await page.get_by_role("button", name="Anfrage senden").click()
+            await audit.check("kontakt mit Fehlern", "Lassen Sie uns gemeinsam beginnen!")
+            assert "Es gibt 5 Probleme bei Ihren Angaben" in await page.inner_text(".error-summary")
+            await page.get_by_label("Ihr Name").fill("Alex Beispiel")
+            await page.get_by_label("E-Mail-Adresse").fill("alex@example.org")
+            await page.get_by_label("Worüber möchten Sie sprechen?").select_option(label="Other")
+            await page.get_by_label("Ihre Nachricht").fill("Wann ist Ihr nächster Informationsabend?")
+            await page.get_by_label("Sie dürfen mich zu meiner Anfrage kontaktieren.").check()
+            await page.get_by_role("button", name="Anfrage senden").click()
+            await page.wait_for_url(f"{live.url}/contact/thanks?lang=de")
+            await audit.check("kontakt/danke", "Vielen Dank")
+            await audit.visit("anmeldung", "/subscribe?lang=de", "Melden Sie sich für unseren Newsletter an")
+            await page.get_by_role("button", name="Anmelden").click()
+            await audit.check("anmeldung mit Fehlern", "Melden Sie sich für unseren Newsletter an")
+            assert audit.found == {}
+        finally:
+            await context.close()
