@@ -4,7 +4,7 @@ NULL means the install's LANGUAGE (rows from before, and whoever chose none), so
 LANGUAGE later changes it for them too.
 
 Revision ID: 0010i
-Revises: 0009c
+Revises: 0010_totp
 Create Date: 2026-12-02 16:30:00
 """
 
@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0010i"
-down_revision: str | None = "0009c"
+down_revision: str | None = "0010_totp"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
