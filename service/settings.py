@@ -103,6 +103,10 @@ class Settings:
     webhook_secret: str | None = None  # the generic JSON webhook's HMAC key
 
     blog_url: str | None = None  # the blog's home page: the public end pages link back to it
+    # Defaults of the brand staff set under Settings (service.admin.brand holds the values in force).
+    brand_accent_color: str = "#0b5d5b"
+    brand_footer_text: str = ""
+    brand_logo_url: str | None = None  # an https image shown until staff upload a logo
 
     @property
     def helo_name(self) -> str:
@@ -224,6 +228,7 @@ def _parse(config: Config) -> Settings:
         bounce_mailbox_interval=_int(config, "BOUNCE_MAILBOX_INTERVAL", d.bounce_mailbox_interval, minimum=10,
                                      maximum=86400),
         blog_url=_blog_url(_get(config, "BLOG_URL")),
+        **_brand(config),
     )
     settings = replace(settings, **_webhooks(config))
     secret_key = _get(config, "SECRET_KEY")
@@ -419,6 +424,23 @@ def _blog_url(value: str | None) -> str | None:
     if safe_http_url(value) is None:
         raise SettingsError(f"BLOG_URL: expected an http(s) URL such as https://blog.example.org, got {value!r}")
     return value
+
+
+def _brand(config: Config) -> dict[str, Any]:
+    """BRAND_ACCENT_COLOR, BRAND_FOOTER_TEXT and BRAND_LOGO_URL, checked by the Settings page's own rules."""
+    from service.admin.brand_values import BrandValueError, clean_accent, clean_blog_url, clean_footer
+
+    values: dict[str, Any] = {}
+    for name, key, clean in (("BRAND_ACCENT_COLOR", "brand_accent_color", clean_accent),
+                             ("BRAND_FOOTER_TEXT", "brand_footer_text", clean_footer),
+                             ("BRAND_LOGO_URL", "brand_logo_url", clean_blog_url)):
+        value = _get(config, name)
+        if value:
+            try:
+                values[key] = clean(value.replace("\\n", "\n") if key == "brand_footer_text" else value)
+            except BrandValueError as exc:
+                raise SettingsError(f"{name}: {exc}") from None
+    return values
 
 
 class _DkimSettings(TypedDict, total=False):

@@ -18,6 +18,7 @@ from typing import Any
 from markdown_it import MarkdownIt
 from markupsafe import Markup
 
+from service.admin.brand import Brand, brand_context, effective_brand
 from service.articles.ingest import sanitize_html
 from service.articles.models import Article
 from service.mail.render import html_env, inline_css, text_env
@@ -174,21 +175,20 @@ def article_context(article: Article) -> dict[str, Any]:
 
 def digest_context(
     settings: Settings, *, subject: str, preheader: str, intro: str, articles: Sequence[Article],
-    slug: str | None, postal_address: str = "", archive_url: str | None = None, body: str = "",
+    slug: str | None, brand: Brand | None = None, archive_url: str | None = None, body: str = "",
 ) -> dict[str, Any]:
     """The digest template's context; `archive_url` overrides the archive page's address (a test
-    send's signed preview link), `postal_address` is the footer's (lines)."""
+    send's signed preview link), `brand` is the one in force (`load_brand`; None: the defaults)."""
     return {
+        **brand_context(brand or effective_brand(None, settings)),
         "body_html": markdown_html(body),
         "body_text": body.strip(),
         "lang": "en",
-        "org_name": settings.org_name,
         "subject": subject,
         "preheader": preheader or (articles[0].title if articles else subject),
         "intro_paragraphs": [p.strip() for p in re.split(r"\n\s*\n", intro) if p.strip()],
         "articles": [article_context(a) for a in articles],
         "archive_url": archive_url or (f"{settings.base_url}/archive/{slug}" if slug else None),
-        "postal_lines": [line for line in postal_address.splitlines() if line.strip()],
     }
 
 
@@ -205,14 +205,14 @@ def _split(document: str, kind: str, *, articles: bool = True) -> tuple[str, str
 
 def build_digest(
     settings: Settings, *, subject: str, preheader: str, intro: str, articles: Sequence[Article],
-    slug: str | None = None, postal_address: str = "", archive_url: str | None = None, body: str = "",
+    slug: str | None = None, brand: Brand | None = None, archive_url: str | None = None, body: str = "",
 ) -> DigestTemplate:
     """Render the campaign once (HTML with CSS inlined, and text) with placeholders: its own
     Markdown body, its articles below it, or both."""
     if not articles and not body.strip():
         raise ValueError("a campaign needs a body or at least one article")
     ctx = digest_context(settings, subject=subject, preheader=preheader, intro=intro, articles=articles, slug=slug,
-                         postal_address=postal_address, archive_url=archive_url, body=body)
+                         brand=brand, archive_url=archive_url, body=body)
     ctx.update(greeting=GREETING, unsubscribe_url=UNSUBSCRIBE, preferences_url=UNSUBSCRIBE)
     html_doc = inline_css(html_env().get_template("digest.html").render(ctx))
     text_doc = text_env().get_template("digest.txt").render(ctx)

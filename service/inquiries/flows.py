@@ -20,6 +20,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from service.admin.brand import Brand, brand_context, load_brand
 from service.forms import REPLAYED
 from service.inquiries.models import CONTACT_METHODS, HELD, Inquiry, new_receipt
 from service.inquiries.queries import (
@@ -240,9 +241,9 @@ def greeting_name(name: str) -> str:
     return name
 
 
-def inquiry_emails(settings: Settings, inquiry: Inquiry) -> list[dict[str, Any]]:
+def inquiry_emails(settings: Settings, inquiry: Inquiry, brand: Brand) -> list[dict[str, Any]]:
     """Outbox rows (`email_values`, headers checked) for the staff notification (Reply-To: the
-    client) and the client's automatic reply."""
+    client) and the client's automatic reply, in the brand in force."""
     method = CONTACT_METHOD_LABELS.get(inquiry.contact_method, inquiry.contact_method)
     client = mail_address(inquiry.email)
     now = inquiry.created_at
@@ -253,7 +254,7 @@ def inquiry_emails(settings: Settings, inquiry: Inquiry) -> list[dict[str, Any]]
         subject=f"{STAFF_SUBJECT_BEFORE}{inquiry.id}{subject_after}",
         template="inquiry_staff",
         ctx={
-            "org_name": settings.org_name, "inquiry_id": inquiry.id, "name": inquiry.name,
+            **brand_context(brand), "inquiry_id": inquiry.id, "name": inquiry.name,
             "email": inquiry.email, "phone": inquiry.phone, "topic": inquiry.topic,
             "contact_method": method, "newsletter_optin": inquiry.newsletter_optin,
             "source_page": inquiry.source_page, "admin_url": inquiry_admin_url(settings, inquiry.id),
@@ -267,10 +268,10 @@ def inquiry_emails(settings: Settings, inquiry: Inquiry) -> list[dict[str, Any]]
         return [staff]
     return [staff, email_values(
         kind="inquiry_autoreply", sender=settings.mail_from, to=client,
-        subject=f"We have received your message \u2013 {settings.org_name}",
+        subject=f"We have received your message \u2013 {brand.name}",
         template="inquiry_autoreply",
         ctx={
-            "org_name": settings.org_name, "contact_method": inquiry.contact_method,
+            **brand_context(brand), "contact_method": inquiry.contact_method,
             "name": greeting_name(inquiry.name),
             "base_url": settings.base_url,
         },
@@ -283,4 +284,5 @@ def inquiry_emails(settings: Settings, inquiry: Inquiry) -> list[dict[str, Any]]
 async def queue_inquiry_emails(session: AsyncSession, *, settings: Settings, inquiry: Inquiry) -> None:
     """Queue both emails of a stored inquiry with one INSERT; the outbox worker renders them.
     Each row is linked to the inquiry, so its copies go when the inquiry is erased or expires."""
-    await queue_emails(session, [{**row, "inquiry_id": inquiry.id} for row in inquiry_emails(settings, inquiry)])
+    rows = inquiry_emails(settings, inquiry, await load_brand(session, settings))
+    await queue_emails(session, [{**row, "inquiry_id": inquiry.id} for row in rows])

@@ -13,6 +13,7 @@ from typing import Any
 import css_inline
 import jinja2
 
+from service.admin.brand_values import DEFAULT_ACCENT, dark_accent
 from service.paths import TEMPLATES_DIR
 
 
@@ -54,8 +55,18 @@ def inline_css(html: str) -> str:
     return _INLINER.inline(html)
 
 
+def _plain_brand(ctx: dict[str, Any]) -> dict[str, Any]:
+    """The look of a message queued without a brand (before brands existed, or by a command
+    without a database): the default colours, no logo, no footer text."""
+    return {"name": ctx.get("org_name", ""), "accent": DEFAULT_ACCENT, "accent_dark": dark_accent(DEFAULT_ACCENT),
+            "logo_url": None, "logo_width": None, "logo_height": None, "footer_lines": [], "blog_url": None}
+
+
 def render_email(name: str, ctx: dict[str, Any]) -> RenderedEmail:
-    """Render the HTML (CSS inlined) and text parts of email template `name`."""
+    """Render the HTML (CSS inlined) and text parts of email template `name`; `ctx["brand"]` is
+    `service.admin.brand.brand_context`'s."""
+    if "brand" not in ctx:
+        ctx = {**ctx, "brand": _plain_brand(ctx)}
     html = html_env().get_template(f"{name}.html").render(ctx)
     text = text_env().get_template(f"{name}.txt").render(ctx)
     return RenderedEmail(html=inline_css(html), text=text)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from service.admin.brand import brand_context, load_brand
 from service.db import utcnow
 from service.mail.message import format_address, list_headers
 from service.mail.outbox import queue_email
@@ -34,10 +35,11 @@ UA_MAX = 500
 SOURCE_MAX = 200
 
 
-def consent_text(settings: Settings) -> str:
-    """The consent statement shown next to every signup form and stored with each signup."""
+def consent_text(org_name: str) -> str:
+    """The consent statement shown next to every signup form and stored with each signup
+    (`org_name`: the brand's, `service.admin.brand_web.brand_of`)."""
     return (
-        f"Yes, I would like to receive the {settings.org_name} newsletter by email. "
+        f"Yes, I would like to receive the {org_name} newsletter by email. "
         "I can unsubscribe at any time with one click, and my address is never shared."
     )
 
@@ -145,13 +147,14 @@ async def purge_held_signups(session: AsyncSession, *, settings: Settings, now: 
 async def queue_confirmation(session: AsyncSession, *, settings: Settings, tokens: Tokens,
                              subscriber: Subscriber) -> None:
     """Queue the double opt-in email with a fresh confirmation link."""
+    brand = await load_brand(session, settings)
     subscriber.confirmation_sent_at = utcnow()
     await queue_email(
         session, kind="newsletter_confirm", sender=settings.mail_from,
         to=format_address(subscriber.email, subscriber.name),
-        subject=f"Please confirm your subscription to {settings.org_name}",
+        subject=f"Please confirm your subscription to {brand.name}",
         template="newsletter_confirm",
-        ctx={"org_name": settings.org_name, "name": subscriber.name,
+        ctx={**brand_context(brand), "name": subscriber.name,
              "confirm_url": confirm_url(settings, tokens, subscriber.id, subscriber.signup_at),
              "base_url": settings.base_url},
         headers={"Auto-Submitted": "auto-generated"},
@@ -160,10 +163,11 @@ async def queue_confirmation(session: AsyncSession, *, settings: Settings, token
 
 async def _queue_already_subscribed(session: AsyncSession, *, settings: Settings, tokens: Tokens,
                                     sub: Subscriber) -> None:
+    brand = await load_brand(session, settings)
     await queue_email(
         session, kind="newsletter_already", sender=settings.mail_from, to=format_address(sub.email, sub.name),
-        subject=f"You are already subscribed to {settings.org_name}", template="newsletter_already",
-        ctx={"org_name": settings.org_name, "name": sub.name,
+        subject=f"You are already subscribed to {brand.name}", template="newsletter_already",
+        ctx={**brand_context(brand), "name": sub.name,
              "preferences_url": unsubscribe_url(settings, tokens, sub.id)},
         headers={"Auto-Submitted": "auto-generated"},
     )
@@ -223,18 +227,16 @@ async def confirm_subscription(session: AsyncSession, *, settings: Settings, tok
 
 
 async def queue_welcome(session: AsyncSession, *, settings: Settings, tokens: Tokens, subscriber: Subscriber) -> None:
-    from service.admin.brand import load_brand
-
     url = unsubscribe_url(settings, tokens, subscriber.id)
-    postal = (await load_brand(session, settings)).postal_address
+    brand = await load_brand(session, settings)
     await queue_email(
         session, kind="newsletter_welcome", sender=settings.mail_from,
-        to=format_address(subscriber.email, subscriber.name), subject=f"Welcome to the {settings.org_name} newsletter",
+        to=format_address(subscriber.email, subscriber.name), subject=f"Welcome to the {brand.name} newsletter",
         template="newsletter_welcome",
-        ctx={"org_name": settings.org_name, "name": subscriber.name,
+        ctx={**brand_context(brand), "name": subscriber.name,
              "topics": settings.in_topic_order(subscriber.topics), "unsubscribe_url": url,
-             "base_url": settings.base_url, "postal_lines": postal.splitlines()},
-        headers=list_headers(settings, url),
+             "base_url": settings.base_url},
+        headers=list_headers(settings, url, brand.name),
     )
 
 
