@@ -20,7 +20,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from service.admin.brand import Brand, brand_context, load_brand
+from service.admin.brand import Brand, brand_context, effective_brand, load_brand
 from service.forms import REPLAYED
 from service.inquiries.models import CONTACT_METHODS, HELD, Inquiry, new_receipt
 from service.inquiries.queries import (
@@ -241,9 +241,11 @@ def greeting_name(name: str) -> str:
     return name
 
 
-def inquiry_emails(settings: Settings, inquiry: Inquiry, brand: Brand) -> list[dict[str, Any]]:
+def inquiry_emails(settings: Settings, inquiry: Inquiry, brand: Brand | None = None) -> list[dict[str, Any]]:
     """Outbox rows (`email_values`, headers checked) for the staff notification (Reply-To: the
-    client) and the client's automatic reply, in the brand in force."""
+    client) and the client's automatic reply, in `brand` (the one in force, `load_brand`; None:
+    the environment's defaults)."""
+    brand = brand or effective_brand(None, settings)
     method = CONTACT_METHOD_LABELS.get(inquiry.contact_method, inquiry.contact_method)
     client = mail_address(inquiry.email)
     now = inquiry.created_at
