@@ -5,6 +5,7 @@ and pages load it once), and a changed accent colour reaches the stylesheets thr
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from starlette.requests import HTTPConnection, Request
@@ -22,11 +23,16 @@ YEAR = "public, max-age=31536000, immutable"
 _NO_PAGE = ("/webhooks/", "/static/", "/healthz", "/readyz", "/brand", "/openapi")
 
 
+CACHE_SECONDS = 10.0  # how soon a change saved through another process shows in this one
+
+
 class BrandMiddleware:
-    """Reads the brand in force once per page request (one primary-key read) into
-    `request.state.brand`, in a session of its own that ends at once: the request's session
-    would hold a read transaction open through the handler, which on SQLite blocks a write
-    made from another session."""
+    """Puts the brand in force into `request.state.brand` for every page (and JSON answer, whose
+    consent text names the organisation). It is read at most every CACHE_SECONDS per app (a
+    change saved here is seen at once: `forget_brand`), so most requests do not touch the
+    database for it, and in a session of its own that ends at once: the request's session would
+    hold a read transaction open through the handler, which on SQLite blocks a write made from
+    another session."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -34,9 +40,19 @@ class BrandMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and not scope["path"].startswith(_NO_PAGE):
             conn = HTTPConnection(scope)
-            async with conn.app.state.sessions() as session:  # ended at once: no transaction held open
-                scope.setdefault("state", {})["brand"] = await read_brand(session, settings_of(conn))
+            state = conn.app.state
+            cached: tuple[float, Brand] | None = getattr(state, "brand_cache", None)
+            now = time.monotonic()
+            if cached is None or now - cached[0] > CACHE_SECONDS:
+                async with state.sessions() as session:  # ended at once: no transaction held open
+                    cached = state.brand_cache = (now, await read_brand(session, settings_of(conn)))
+            scope.setdefault("state", {})["brand"] = cached[1]
         await self.app(scope, receive, send)
+
+
+def forget_brand(conn: HTTPConnection) -> None:
+    """After a change: the next request reads the brand afresh."""
+    conn.app.state.brand_cache = None
 
 
 def brand_of(conn: HTTPConnection) -> Brand:

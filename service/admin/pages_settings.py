@@ -30,6 +30,7 @@ from service.admin.brand import (
     save_brand,
 )
 from service.admin.brand_preview import PREVIEWS, render_brand_preview
+from service.admin.brand_web import forget_brand
 from service.admin.guard import AdminGuardMiddleware, admin_error, page, staff_of
 from service.admin.pages_mail import FRAME_CSP
 from service.db import get_session, utcnow
@@ -65,6 +66,8 @@ async def settings_save(request: Request) -> Response:
     except BrandFormError as exc:
         brand = await load_brand(get_session(request), settings_of(request))
         return _page(request, {**_values(brand), **values}, errors=exc.errors, status_code=422)
+    await get_session(request).commit()  # before the cache is dropped, so no one caches the old brand again
+    forget_brand(request)
     return RedirectResponse("/admin/settings?saved=1", status_code=303)
 
 
@@ -75,6 +78,8 @@ async def settings_reset(request: Request) -> Response:
     if name not in FIELDS:
         return admin_error(request, 404, "There is no such setting.")
     await reset_brand_field(get_session(request), name=name, actor=Actor.of(request), now=utcnow())
+    await get_session(request).commit()
+    forget_brand(request)
     return RedirectResponse(f"/admin/settings?saved={name}", status_code=303)
 
 

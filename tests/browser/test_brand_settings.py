@@ -22,13 +22,18 @@ from tests.conftest import Database, make_settings
 from tests.live import LiveServer
 
 
-def logo_png(width: int = 180, height: int = 48) -> bytes:
-    """A two-colour PNG logo: an accent bar on white."""
+def logo_png(size: int = 96) -> bytes:
+    """A logo mark: an accent-coloured ring with a dot, on a transparent background (RGBA PNG)."""
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-    row = b"\x00" + (b"\x8a\x1c\x4a" * 48 + b"\xff\xff\xff" * (width - 48))
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
-            + chunk(b"IDAT", zlib.compress(row * height)) + chunk(b"IEND", b""))
+
+    def pixel(x: int, y: int) -> bytes:
+        r = ((x - size / 2 + 0.5) ** 2 + (y - size / 2 + 0.5) ** 2) ** 0.5 / (size / 2)
+        return b"\x8a\x1c\x4a\xff" if r < 0.3 or 0.6 < r < 0.95 else b"\x00\x00\x00\x00"
+
+    raw = b"".join(b"\x00" + b"".join(pixel(x, y) for x in range(size)) for y in range(size))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", size, size, 8, 6, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
 
 
 async def _no_sideways_scroll(page: Any) -> None:
