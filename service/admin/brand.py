@@ -93,9 +93,14 @@ async def _row(session: AsyncSession) -> BrandSettings:
     return row
 
 
+def _column(name: str) -> str:
+    """The column that says whether a field is set (the logo's bytes are deferred: its hash)."""
+    return "logo_sha" if name == "logo" else name
+
+
 def effective_brand(row: BrandSettings | None, settings: Settings) -> Brand:
     """The brand in force: each value staff stored in `row`, else its environment default."""
-    custom = frozenset(f for f in FIELDS if row is not None and getattr(row, f) is not None)
+    custom = frozenset(f for f in FIELDS if row is not None and getattr(row, _column(f)) is not None)
     if row is not None and row.logo_sha is not None and row.logo_type is not None:
         ext = "png" if row.logo_type == "image/png" else "jpg"
         logo_url: str | None = f"{settings.base_url}{LOGO_PATH}/{row.logo_sha[:16]}.{ext}"
@@ -193,7 +198,7 @@ async def save_brand(session: AsyncSession, *, settings: Settings, values: Mappi
     for name, attr in _IN_FORCE.items():
         if name in columns and name not in before.custom and columns[name] == getattr(before, attr):
             del columns[name]
-    changed = [name for name in FIELDS if name in columns and getattr(row, name) != columns[name]]
+    changed = [name for name in FIELDS if name in columns and getattr(row, _column(name)) != columns[_column(name)]]
     for column, value in columns.items():
         setattr(row, column, value)
     row.updated_at = now
@@ -219,7 +224,8 @@ async def reset_brand_field(session: AsyncSession, *, name: str, actor: Actor, n
 
 async def logo_of(session: AsyncSession) -> tuple[bytes, str, str] | None:
     """The uploaded logo's bytes, content type and hash, or None."""
-    row = await session.get(BrandSettings, ROW_ID)
-    if row is None or row.logo is None or row.logo_type is None or row.logo_sha is None:
+    found = (await session.execute(select(BrandSettings.logo, BrandSettings.logo_type, BrandSettings.logo_sha)
+                                   .where(BrandSettings.id == ROW_ID))).first()
+    if found is None or found.logo is None or found.logo_type is None or found.logo_sha is None:
         return None
-    return row.logo, row.logo_type, row.logo_sha
+    return found.logo, found.logo_type, found.logo_sha

@@ -55,7 +55,8 @@ class BrandSettings(Base):
     accent_color: Mapped[str | None] = mapped_column(String(7))
     footer_text: Mapped[str | None] = mapped_column(String(500))
     blog_url: Mapped[str | None] = mapped_column(String(2000))
-    logo: Mapped[bytes | None] = mapped_column(LargeBinary)  # PNG or JPEG, at most 200 KB
+    # PNG or JPEG, at most 200 KB; deferred: only the logo's own route loads it (`logo_of`)
+    logo: Mapped[bytes | None] = mapped_column(LargeBinary, deferred=True)
     logo_type: Mapped[str | None] = mapped_column(String(32))
     logo_sha: Mapped[str | None] = mapped_column(String(64))  # names the logo's cacheable URL
     logo_width: Mapped[int | None] = mapped_column(Integer)

@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy import select
+from sqlalchemy.orm import undefer
 
 from service.admin.brand import FIELDS
 from service.admin.brand_preview import PREVIEWS
@@ -47,7 +48,7 @@ async def _save(client: httpx.AsyncClient, values: dict[str, str], logo: bytes |
 
 async def _row(db: Database) -> BrandSettings | None:
     async with db.sessions() as session:
-        return await session.get(BrandSettings, 1)
+        return await session.get(BrandSettings, 1, options=[undefer(BrandSettings.logo)])
 
 
 async def test_admin_change_is_audited_and_shows_in_sent_email_and_on_public_pages(
