@@ -19,6 +19,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 import service.models  # noqa: F401 - every table mapped before the first request
+from service.admin.brand_web import BrandMiddleware, template_brand
 from service.admin.guard import http_error
 from service.db import DbSessionMiddleware, Sessions, create_engine, get_session, session_factory
 from service.i18n import LanguageMiddleware
@@ -57,6 +58,7 @@ async def readyz(request: Request) -> Response:
 
 def domain_routes() -> list[BaseRoute]:
     """Every domain's routes, in the order they are matched."""
+    from service.admin.brand_web import routes as brand_routes
     from service.admin.routes import routes as admin_routes
     from service.bounces.webhooks.routes import routes as webhook_routes
     from service.campaigns.routes import routes as campaign_routes
@@ -75,6 +77,7 @@ def domain_routes() -> list[BaseRoute]:
         *campaign_routes,
         *webhook_routes,
         openapi_route,
+        *brand_routes,
         Route("/healthz", healthz, methods=["GET", "HEAD"]),
         Route("/readyz", readyz, methods=["GET", "HEAD"]),
         Mount("/static", app=StaticFiles(directory=TEMPLATES_DIR / "static"), name="static"),
@@ -128,6 +131,7 @@ def create_app(
             Middleware(RequestBodyLimitMiddleware, max_body_size=settings.max_body_bytes),
             Middleware(DatabaseOutageMiddleware),
             Middleware(DbSessionMiddleware, sessions=sessions),
+            Middleware(BrandMiddleware),
         ],
         exception_handlers={HTTPException: http_error, Exception: server_error_handler},
         lifespan=lifespan,
@@ -135,6 +139,8 @@ def create_app(
     app.state.settings = settings
     app.state.sessions = sessions
     app.state.templates = make_localised_templates(settings)
+    for localised in app.state.templates.values():
+        localised.context_processors.append(template_brand)
     if mailer is not None:
         app.state.mailer = mailer
     return app

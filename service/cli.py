@@ -342,11 +342,15 @@ async def _mail_test(settings: Settings, address: str) -> str:
         to = clean_mailable_email({"email": address})
     except FieldError as exc:
         raise CommandError(exc.message) from None
+    from service.admin.brand import brand_context, read_brand
+
     sent_at = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    rendered = render_email("smtp_check", {"org_name": settings.org_name, "sent_at": sent_at})
-    message = build_message(sender=settings.mail_from, to=to, subject=f"{settings.org_name}: mail works",
-                            text=rendered.text, html=rendered.html)
     async with with_database(settings) as db:
+        async with db.sessions() as session:
+            brand = await read_brand(session, settings)
+        rendered = render_email("smtp_check", {**brand_context(brand), "sent_at": sent_at})
+        message = build_message(sender=settings.mail_from, to=to, subject=f"{brand.name}: mail works",
+                                text=rendered.text, html=rendered.html)
         mailer = mailer_for(settings, db.sessions, concurrency=1)
         try:
             result = await mailer.send(message)

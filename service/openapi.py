@@ -21,6 +21,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 
+from service.admin.brand_web import brand_of
+
 OPENAPI_PATH = "/api/openapi.json"
 
 _STR = {"type": "string"}
@@ -257,6 +259,8 @@ async def openapi_json(request: Request) -> Response:
         settings = request.app.state.settings
         document = openapi_document(request.app.routes, title=settings.org_name, topics=settings.topics)
         request.app.state.openapi_document = document
+    # the title is the brand's name in force (admins may change it at run time)
+    document = {**document, "info": {**document["info"], "title": f"{brand_of(request).name} JSON API"}}
     return JSONResponse(document, headers={"Cache-Control": "public, max-age=300"})
 
 

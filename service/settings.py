@@ -107,6 +107,10 @@ class Settings:
 
     blog_url: str | None = None  # the blog's home page: the public end pages link back to it
     language: str = "en"  # the install's language (service/i18n.py): pages, and emails of who chose none
+    # Defaults of the brand staff set under Settings (service.admin.brand holds the values in force).
+    brand_accent_color: str = "#0b5d5b"
+    brand_footer_text: str = ""
+    brand_logo_url: str | None = None  # an https image shown until staff upload a logo
 
     @property
     def helo_name(self) -> str:
@@ -229,6 +233,7 @@ def _parse(config: Config) -> Settings:
                                      maximum=86400),
         blog_url=_blog_url(_get(config, "BLOG_URL")),
         language=_language(_get(config, "LANGUAGE", "en") or "en"),
+        **_brand(config),
     )
     settings = replace(settings, **_webhooks(config))
     secret_key = _get(config, "SECRET_KEY")
@@ -431,6 +436,23 @@ def _language(value: str) -> str:
     if value not in shipped:
         raise SettingsError(f"LANGUAGE: expected one of the shipped languages {', '.join(shipped)}, got {value!r}")
     return value
+
+
+def _brand(config: Config) -> dict[str, Any]:
+    """BRAND_ACCENT_COLOR, BRAND_FOOTER_TEXT and BRAND_LOGO_URL, checked by the Settings page's own rules."""
+    from service.admin.brand_values import BrandValueError, clean_accent, clean_blog_url, clean_footer
+
+    values: dict[str, Any] = {}
+    for name, key, clean in (("BRAND_ACCENT_COLOR", "brand_accent_color", clean_accent),
+                             ("BRAND_FOOTER_TEXT", "brand_footer_text", clean_footer),
+                             ("BRAND_LOGO_URL", "brand_logo_url", clean_blog_url)):
+        value = _get(config, name)
+        if value:
+            try:
+                values[key] = clean(value.replace("\\n", "\n") if key == "brand_footer_text" else value)
+            except BrandValueError as exc:
+                raise SettingsError(f"{name}: {exc}") from None
+    return values
 
 
 class _DkimSettings(TypedDict, total=False):

@@ -70,6 +70,10 @@ def test_placeholder_or_short_secret_refused(secret: str) -> None:
         ("SMTP_HELO_NAME", "[not-an-ip]", "SMTP_HELO_NAME: expected a host name"),
         ("ALLOW_HTTP_BASE_URL", "perhaps", "ALLOW_HTTP_BASE_URL: expected true or false"),
         ("ORG_POSTAL_ADDRESS", "x" * 501, "ORG_POSTAL_ADDRESS: expected a postal address of at most 500"),
+        ("BRAND_ACCENT_COLOR", "teal", "BRAND_ACCENT_COLOR: enter a hex colour such as #0b5d5b"),
+        ("BRAND_ACCENT_COLOR", "#ffff00", "BRAND_ACCENT_COLOR: #ffff00 is too light for links and buttons on white"),
+        ("BRAND_LOGO_URL", "javascript:alert(1)", "BRAND_LOGO_URL: enter an address starting with https://"),
+        ("BRAND_FOOTER_TEXT", "x" * 501, "BRAND_FOOTER_TEXT: at most 500 characters"),
     ],
 )
 def test_bad_value_names_the_variable(name: str, value: str, message: str) -> None:
@@ -141,3 +145,12 @@ def test_cli_reports_bad_setting_as_one_line(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [result.stderr.strip()]
     assert result.stderr.startswith("error: SEND_RATE: expected a number")
+
+
+def test_brand_defaults_are_read_and_normalised() -> None:
+    env = {"DATABASE_URL": "postgresql://u@db/t", "SECRET_KEY": GOOD_SECRET, "BRAND_ACCENT_COLOR": "#A1B",
+           "BRAND_FOOTER_TEXT": "Clinic GmbH\\nHRB 4711", "BRAND_LOGO_URL": "https://cdn.clinic.test/logo.png"}
+    settings = Settings.from_env(env, env_file=None)
+    assert settings.brand_accent_color == "#aa11bb"
+    assert settings.brand_footer_text == "Clinic GmbH\nHRB 4711"
+    assert settings.brand_logo_url == "https://cdn.clinic.test/logo.png"

@@ -45,8 +45,11 @@ ACTION_LABELS = {
     "two_factor_recovery_used": "Signed in with a recovery code",
     "two_factor_recovery_regenerate": "Made new recovery codes",
     "two_factor_require": "Changed whether two-factor sign-in is required",
+    "brand_change": "Changed the brand settings", "brand_reset": "Reset a brand setting to its default",
+    "brand_postal_address": "Saved the postal address",
 }
 DETAIL_LABELS = {
+    "changed": "changed", "field": "setting",
     "from": "was", "to": "now", "matched": "matched", "first_page": "first page", "filter": "filter",
     "search": "with search words", "queued": "queued", "shown": "shown", "inquiry_messages": "inquiry emails",
     "status": "status", "kind": "kind", "part": "part", "role": "role", "count": "how many", "reason": "reason",
@@ -112,7 +115,9 @@ async def describe_targets(session: AsyncSession, events: Sequence[AuditEvent], 
             found[(kind, str(row_id))] = Target(str(name or f"#{row_id}"), url.format(row_id))
     for e in events:
         key = (e.target_type, e.target_id)
-        if key not in found and e.target_type:
+        if key not in found and e.target_type == "brand":  # one row: the Settings page
+            found[key] = Target("the brand settings", "/admin/settings")
+        elif key not in found and e.target_type:
             what = _TARGETS[e.target_type][3] if e.target_type in _TARGETS else e.target_type.replace("_", " ")
             gone = " (no longer here)" if e.target_type in _TARGETS and e.target_id else ""
             found[key] = Target(f"{what} {'#' + e.target_id if e.target_id else ''}".strip() + gone, None)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String
+from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, LargeBinary, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from service.db import Base, UTCDateTime, utcnow
@@ -59,6 +59,17 @@ class BrandSettings(Base):
     install_id: Mapped[str] = mapped_column(String(32))
     postal_address: Mapped[str | None] = mapped_column(String(500))
     updated_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    # The look staff set on the Settings page; NULL: the environment's default (ORG_NAME, ...).
+    org_name: Mapped[str | None] = mapped_column(String(100))
+    accent_color: Mapped[str | None] = mapped_column(String(7))
+    footer_text: Mapped[str | None] = mapped_column(String(500))
+    blog_url: Mapped[str | None] = mapped_column(String(2000))
+    # PNG or JPEG, at most 200 KB; deferred: only the logo's own route loads it (`logo_of`)
+    logo: Mapped[bytes | None] = mapped_column(LargeBinary, deferred=True)
+    logo_type: Mapped[str | None] = mapped_column(String(32))
+    logo_sha: Mapped[str | None] = mapped_column(String(64))  # names the logo's cacheable URL
+    logo_width: Mapped[int | None] = mapped_column(Integer)
+    logo_height: Mapped[int | None] = mapped_column(Integer)
 
 
 class RecoveryCode(Base):

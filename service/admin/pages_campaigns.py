@@ -14,6 +14,7 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import BaseRoute, Route
 
 from service.admin.audit import Actor
+from service.admin.brand import load_brand
 from service.admin.campaign_forms import DigestForm
 from service.admin.guard import admin_error, get_or_404, page
 from service.admin.pages_mail import FRAME_CSP
@@ -130,7 +131,8 @@ async def campaign_new(request: Request) -> Response:
     if request.method == "GET":
         articles = await list_articles(session)
         since = await cq.articles_since_last_digest(session)
-        form = DigestForm.for_new(articles, since, default_subject(settings_of(request), utcnow()), DEFAULT_INTRO)
+        subject = default_subject(await load_brand(session, settings_of(request)), utcnow())
+        form = DigestForm.for_new(articles, since, subject, DEFAULT_INTRO)
         return await _compose_page(request, form, campaign=None)
     form = await _posted_form(request)
     if form.moved:

@@ -16,6 +16,7 @@ from email.utils import parseaddr
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.admin import auth
+from service.admin.brand import Brand, brand_context, load_brand
 from service.admin.models import StaffUser
 from service.i18n import gettext, language
 from service.mail.message import format_address
@@ -31,14 +32,14 @@ RESET_ANSWER = ("If an active staff account has this address, a link to set a ne
                 "or ask an admin.")
 
 
-def _staff_text(settings: Settings, text: str) -> str:
+def _staff_text(settings: Settings, brand: Brand, text: str) -> str:
     """A staff email's subject in the install's LANGUAGE (the admin itself is English)."""
     with language(settings.language):
-        return gettext(text, org=settings.org_name)
+        return gettext(text, org=brand.name)
 
 
 async def _queue(session: AsyncSession, settings: Settings, user: StaffUser, *, kind: str, subject: str,
-                 ctx: dict[str, object]) -> bool:
+                 ctx: dict[str, object], brand: Brand) -> bool:
     """Queue one email to a staff member; False when the address cannot be mailed (a sign-in
     name such as ops@clinic.local is allowed for staff but may not be a valid mail header)."""
     to = format_address(user.email, user.name)
@@ -47,7 +48,7 @@ async def _queue(session: AsyncSession, settings: Settings, user: StaffUser, *, 
     try:
         await queue_email(session, kind=kind, sender=settings.mail_from, to=to,
                           subject=subject, template=kind,
-                          ctx={"org_name": settings.org_name, "name": user.name, "email": user.email,
+                          ctx={**brand_context(brand), "name": user.name, "email": user.email,
                                "lang": settings.language, **ctx},
                           headers={"Auto-Submitted": "auto-generated", "X-Tidings-Kind": kind})
     except ValueError:  # HeaderInjectionError is a ValueError too
@@ -60,8 +61,9 @@ async def email_invitation(session: AsyncSession, settings: Settings, tokens: To
     """Queue the invitation with its one-time set-password link; returns the link (shown to the
     admin as well, for when mail is slow or the address is internal), or "" when not mailable."""
     link = auth.set_password_url(settings, tokens, user)
-    sent = await _queue(session, settings, user, kind="staff_invite",
-                        subject=_staff_text(settings, "Your staff account at %(org)s"),
+    brand = await load_brand(session, settings)
+    sent = await _queue(session, settings, user, kind="staff_invite", brand=brand,
+                        subject=_staff_text(settings, brand, "Your staff account at %(org)s"),
                         ctx={"link": link, "inviter": inviter, "role": user.role,
                              "hours": auth.SET_PASSWORD_SECONDS // 3600,
                              "login_url": f"{settings.base_url}/admin/login"})
@@ -70,8 +72,9 @@ async def email_invitation(session: AsyncSession, settings: Settings, tokens: To
 
 async def email_password_reset(session: AsyncSession, settings: Settings, tokens: Tokens, user: StaffUser) -> bool:
     """Queue a reset link to the account's own address."""
-    return await _queue(session, settings, user, kind="staff_password_reset",
-                        subject=_staff_text(settings, "Set a new password for %(org)s"),
+    brand = await load_brand(session, settings)
+    return await _queue(session, settings, user, kind="staff_password_reset", brand=brand,
+                        subject=_staff_text(settings, brand, "Set a new password for %(org)s"),
                         ctx={"link": auth.reset_password_url(settings, tokens, user),
                              "minutes": auth.RESET_PASSWORD_SECONDS // 60})
 

@@ -274,5 +274,6 @@ admin_routes: list[BaseRoute] = [
 routes: list[BaseRoute] = [
     Route("/admin", AdminGuardMiddleware(_to_dashboard), methods=["GET", "HEAD"]),
     *pages_subscriber_actions.upload_routes,
+    *pages_settings.upload_routes,
     Mount("/admin", routes=admin_routes, middleware=[Middleware(AdminGuardMiddleware)]),
 ]

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from service.admin.brand import load_brand
+from service.admin.brand import Brand, load_brand
 from service.campaigns import queries as q
 from service.campaigns.message import MessageFactory
 from service.campaigns.models import Campaign
@@ -29,8 +29,8 @@ from service.tokens import Tokens
 log = logging.getLogger("tidings.campaigns")
 
 
-def default_subject(settings: Settings, now: dt.datetime) -> str:
-    return f"{settings.org_name} digest, {now:%-d %B %Y}"
+def default_subject(brand: Brand, now: dt.datetime) -> str:
+    return f"{brand.name} digest, {now:%-d %B %Y}"
 
 
 async def create_digest(
@@ -45,8 +45,9 @@ async def create_digest(
     unknown = sorted(set(audience_topics) - set(settings.topics))
     if unknown:
         raise q.CampaignError(f"topics: unknown topic(s) {', '.join(unknown)}; known: {', '.join(settings.topics)}")
+    subject = subject or default_subject(await load_brand(session, settings), now)
     return await q.create_campaign(
-        session, subject=subject or default_subject(settings, now), article_ids=[a.id for a in articles], now=now,
+        session, subject=subject, article_ids=[a.id for a in articles], now=now,
         preheader=" · ".join(a.title for a in articles[:3])[:300],
         intro=intro if intro is not None else "Here is what we published since our last digest.",
         audience_topics=audience_topics, rule_id=rule_id, status=status, requires_approval=requires_approval,
@@ -83,7 +84,7 @@ async def render_preview(
         url = unsubscribe_url(settings, tokens, person.id)
     brand = await load_brand(session, settings)
     template = build_digest(settings, subject=campaign.subject, preheader=campaign.preheader, intro=campaign.intro,
-                            articles=articles, slug=campaign.slug, postal_address=brand.postal_address,
+                            articles=articles, slug=campaign.slug, brand=brand,
                             archive_url=archive_url, body=campaign.body, lang=lang)
     personal = template.personalise(name=name, topics=topics, unsubscribe_url=url)
     if personal is None:
@@ -103,9 +104,10 @@ async def send_test(
         raise q.CampaignError(f"--test: {exc.message}") from None
     async with sessions.begin() as session:  # ended before sending: the local mailbox writes to the database
         subject, html, text = await render_preview(session, settings=settings, campaign_id=campaign_id)
-        install_id = (await load_brand(session, settings)).install_id
+        brand = await load_brand(session, settings)
     factory = MessageFactory.for_campaign(settings, campaign_id=campaign_id, subject=f"[TEST] {subject}",
-                                          install_id=install_id, signer=signer_from_settings(settings))
+                                          install_id=brand.install_id, signer=signer_from_settings(settings),
+                                          org_name=brand.name)
     url = preview_unsubscribe_url(settings, Tokens(settings), campaign_id)
     message_id, raw = factory.build(delivery_id=None, to_email=address, to_name="", html=html, text=text,
                                     unsubscribe_url=url)

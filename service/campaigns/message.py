@@ -58,10 +58,11 @@ class MessageFactory:
     domain: str
     install_id: str  # `service.admin.brand`: random per install, so Message-IDs never repeat across installs
     signer: DkimSigner | None = None
+    org_name: str | None = None  # the brand's name in List-Id (None: ORG_NAME)
 
     @classmethod
     def for_campaign(cls, settings: Settings, *, campaign_id: int, subject: str, install_id: str,
-                     signer: DkimSigner | None = None) -> MessageFactory:
+                     signer: DkimSigner | None = None, org_name: str | None = None) -> MessageFactory:
         if not install_id:
             raise ValueError("install_id: required, so that Message-IDs differ between installs")
         return cls(
@@ -73,6 +74,7 @@ class MessageFactory:
             domain=domain_of(settings.mail_from),
             install_id=install_id,
             signer=signer,
+            org_name=org_name,
         )
 
     def envelope_for(self, delivery_id: int) -> str:
@@ -96,7 +98,7 @@ class MessageFactory:
             f"<digest.{self.campaign_id}.test.{uuid.uuid4().hex}@{self.domain}>"
         )
         check_header_value("To", to_email)
-        listing = list_headers(self.settings, unsubscribe_url)
+        listing = list_headers(self.settings, unsubscribe_url, self.org_name)
         boundary = f"=_tidings_{uuid.uuid4().hex}"
         head = (
             f"{self.sender}"

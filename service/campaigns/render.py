@@ -18,6 +18,7 @@ from typing import Any
 from markdown_it import MarkdownIt
 from markupsafe import Markup
 
+from service.admin.brand import Brand, brand_context, effective_brand
 from service.articles.ingest import sanitize_html
 from service.articles.models import Article
 from service.i18n import SOURCE_LANGUAGE, current_language, format_date, gettext, language
@@ -179,23 +180,22 @@ def article_context(article: Article, lang: str | None = None) -> dict[str, Any]
 
 def digest_context(
     settings: Settings, *, subject: str, preheader: str, intro: str, articles: Sequence[Article],
-    slug: str | None, postal_address: str = "", archive_url: str | None = None, body: str = "",
+    slug: str | None, brand: Brand | None = None, archive_url: str | None = None, body: str = "",
     lang: str = SOURCE_LANGUAGE,
 ) -> dict[str, Any]:
     """The digest template's context; `archive_url` overrides the archive page's address (a test
-    send's signed preview link), `postal_address` is the footer's (lines)."""
+    send's signed preview link), `brand` is the one in force (`load_brand`; None: the defaults)."""
     return {
+        **brand_context(brand or effective_brand(None, settings)),
         "body_html": markdown_html(body),
         "body_text": body.strip(),
         "lang": lang,
-        "org_name": settings.org_name,
         "subject": subject,
         "preheader": preheader or (articles[0].title if articles else subject),
         "intro_paragraphs": [p.strip() for p in re.split(r"\n\s*\n", intro) if p.strip()],
         "articles": [article_context(a, lang) for a in articles],
         "archive_url": archive_url or (f"{settings.base_url}/archive/{slug}{_lang_query(settings, lang)}"
                                        if slug else None),
-        "postal_lines": [line for line in postal_address.splitlines() if line.strip()],
     }
 
 
@@ -216,7 +216,7 @@ def _split(document: str, kind: str, *, articles: bool = True) -> tuple[str, str
 
 def build_digest(
     settings: Settings, *, subject: str, preheader: str, intro: str, articles: Sequence[Article],
-    slug: str | None = None, postal_address: str = "", archive_url: str | None = None, body: str = "",
+    slug: str | None = None, brand: Brand | None = None, archive_url: str | None = None, body: str = "",
     lang: str | None = None,
 ) -> DigestTemplate:
     """Render the campaign once (HTML with CSS inlined, and text) with placeholders: its own
@@ -226,7 +226,7 @@ def build_digest(
     if not articles and not body.strip():
         raise ValueError("a campaign needs a body or at least one article")
     ctx = digest_context(settings, subject=subject, preheader=preheader, intro=intro, articles=articles, slug=slug,
-                         postal_address=postal_address, archive_url=archive_url, body=body, lang=lang)
+                         brand=brand, archive_url=archive_url, body=body, lang=lang)
     ctx.update(greeting=GREETING, unsubscribe_url=UNSUBSCRIBE, preferences_url=UNSUBSCRIBE)
     html_doc = inline_css(html_env(lang).get_template("digest.html").render(ctx))
     text_doc = text_env(lang).get_template("digest.txt").render(ctx)

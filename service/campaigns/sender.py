@@ -129,11 +129,12 @@ class CampaignSender:
         def build(lang: str | None = None) -> DigestTemplate:
             return build_digest(self.settings, subject=campaign.subject, preheader=campaign.preheader,
                                 intro=campaign.intro, articles=articles, slug=campaign.slug,
-                                postal_address=brand.postal_address, body=campaign.body, lang=lang)
+                                brand=brand, body=campaign.body, lang=lang)
 
         template = build()
         factory = MessageFactory.for_campaign(self.settings, campaign_id=campaign_id, subject=campaign.subject,
-                                              install_id=brand.install_id, signer=self.signer)
+                                              install_id=brand.install_id, signer=self.signer,
+                                              org_name=brand.name)
         prepared = self._prepared[campaign_id] = Prepared(template, factory, campaign.updated_at, build)
         return prepared
 

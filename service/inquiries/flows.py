@@ -20,6 +20,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from service.admin.brand import Brand, brand_context, effective_brand, load_brand
 from service.forms import REPLAYED
 from service.i18n import N_, gettext, language
 from service.inquiries.models import CONTACT_METHODS, HELD, Inquiry, new_receipt
@@ -252,10 +253,12 @@ def greeting_name(name: str) -> str:
     return name
 
 
-def inquiry_emails(settings: Settings, inquiry: Inquiry) -> list[dict[str, Any]]:
+def inquiry_emails(settings: Settings, inquiry: Inquiry, brand: Brand | None = None) -> list[dict[str, Any]]:
     """Outbox rows (`email_values`, headers checked) for the staff notification (Reply-To: the
-    client) and the client's automatic reply: the notice in the install's LANGUAGE, the reply in
-    the language of the form the client used."""
+    client) and the client's automatic reply, in `brand` (the one in force, `load_brand`; None:
+    the environment's defaults): the notice in the install's LANGUAGE, the reply in the language
+    of the form the client used."""
+    brand = brand or effective_brand(None, settings)
     with language(settings.language):
         method = gettext(CONTACT_METHOD_LABELS.get(inquiry.contact_method, inquiry.contact_method))
     client = mail_address(inquiry.email)
@@ -268,7 +271,7 @@ def inquiry_emails(settings: Settings, inquiry: Inquiry) -> list[dict[str, Any]]
         subject=f"{staff_subject_before(settings)}{inquiry.id}{subject_after}",
         template="inquiry_staff",
         ctx={
-            "org_name": settings.org_name, "inquiry_id": inquiry.id, "name": inquiry.name,
+            **brand_context(brand), "inquiry_id": inquiry.id, "name": inquiry.name,
             "email": inquiry.email, "phone": inquiry.phone, "topic": inquiry.topic,
             "contact_method": method, "newsletter_optin": inquiry.newsletter_optin,
             "source_page": inquiry.source_page, "admin_url": inquiry_admin_url(settings, inquiry.id),
@@ -283,13 +286,13 @@ def inquiry_emails(settings: Settings, inquiry: Inquiry) -> list[dict[str, Any]]
         return [staff]
     lang = inquiry.language or settings.language
     with language(lang):
-        subject = gettext("We have received your message \u2013 %(org)s", org=settings.org_name)
+        subject = gettext("We have received your message \u2013 %(org)s", org=brand.name)
     return [staff, email_values(
         kind="inquiry_autoreply", sender=settings.mail_from, to=client,
         subject=subject,
         template="inquiry_autoreply",
         ctx={
-            "org_name": settings.org_name, "contact_method": inquiry.contact_method,
+            **brand_context(brand), "contact_method": inquiry.contact_method,
             "name": greeting_name(inquiry.name),
             "base_url": settings.base_url, "lang": lang,
         },
@@ -302,4 +305,5 @@ def inquiry_emails(settings: Settings, inquiry: Inquiry) -> list[dict[str, Any]]
 async def queue_inquiry_emails(session: AsyncSession, *, settings: Settings, inquiry: Inquiry) -> None:
     """Queue both emails of a stored inquiry with one INSERT; the outbox worker renders them.
     Each row is linked to the inquiry, so its copies go when the inquiry is erased or expires."""
-    await queue_emails(session, [{**row, "inquiry_id": inquiry.id} for row in inquiry_emails(settings, inquiry)])
+    rows = inquiry_emails(settings, inquiry, await load_brand(session, settings))
+    await queue_emails(session, [{**row, "inquiry_id": inquiry.id} for row in rows])

@@ -118,14 +118,14 @@ def build_message(
     return msg
 
 
-def list_headers(settings: Settings, unsubscribe_url: str) -> dict[str, str]:
+def list_headers(settings: Settings, unsubscribe_url: str, org_name: str | None = None) -> dict[str, str]:
     """The list headers of every newsletter email, the welcome and digests alike: List-Id in
     the RFC 2919 form `Org name <list.id>` (the name quoted as needed), List-Unsubscribe (RFC
-    2369) and List-Unsubscribe-Post (RFC 8058 one-click)."""
+    2369) and List-Unsubscribe-Post (RFC 8058 one-click). `org_name`: the brand's (`load_brand`)."""
     return {
         "List-Unsubscribe": f"<{check_header_value('List-Unsubscribe', unsubscribe_url)}>",
         "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
-        "List-Id": display_address(settings.list_id, settings.org_name),
+        "List-Id": display_address(settings.list_id, org_name or settings.org_name),
     }
 
 

@@ -18,6 +18,7 @@ from typing import Any
 import css_inline
 import jinja2
 
+from service.admin.brand_values import DEFAULT_ACCENT, dark_accent
 from service.i18n import SOURCE_LANGUAGE, format_date, pick_language, translations_for
 from service.paths import TEMPLATES_DIR
 
@@ -68,10 +69,20 @@ def inline_css(html: str) -> str:
     return _INLINER.inline(html)
 
 
+def _plain_brand(ctx: dict[str, Any]) -> dict[str, Any]:
+    """The look of a message queued without a brand (before brands existed, or by a command
+    without a database): the default colours, no logo, no footer text."""
+    return {"name": ctx.get("org_name", ""), "accent": DEFAULT_ACCENT, "accent_dark": dark_accent(DEFAULT_ACCENT),
+            "logo_url": None, "logo_width": None, "logo_height": None, "footer_lines": [], "blog_url": None}
+
+
 def render_email(name: str, ctx: dict[str, Any]) -> RenderedEmail:
-    """Render the HTML (CSS inlined) and text parts of email template `name`, in `ctx["lang"]`."""
+    """Render the HTML (CSS inlined) and text parts of email template `name`, in `ctx["lang"]`;
+    `ctx["brand"]` is `service.admin.brand.brand_context`'s."""
     lang = pick_language(ctx.get("lang"), SOURCE_LANGUAGE)
     ctx = {**ctx, "lang": lang}
+    if "brand" not in ctx:
+        ctx["brand"] = _plain_brand(ctx)
     html = html_env(lang).get_template(f"{name}.html").render(ctx)
     text = text_env(lang).get_template(f"{name}.txt").render(ctx)
     return RenderedEmail(html=inline_css(html), text=text)

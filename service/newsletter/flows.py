@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from service.admin.brand import brand_context, load_brand
 from service.db import utcnow
 from service.i18n import gettext, language, pick_language
 from service.mail.message import format_address, list_headers
@@ -35,12 +36,12 @@ UA_MAX = 500
 SOURCE_MAX = 200
 
 
-def consent_text(settings: Settings) -> str:
+def consent_text(org_name: str) -> str:
     """The consent statement shown next to every signup form and stored with each signup, in
-    the language of the form."""
+    the language of the form (`org_name`: the brand's, `service.admin.brand_web.brand_of`)."""
     return gettext(
         "Yes, I would like to receive the %(org)s newsletter by email. "
-        "I can unsubscribe at any time with one click, and my address is never shared.", org=settings.org_name)
+        "I can unsubscribe at any time with one click, and my address is never shared.", org=org_name)
 
 
 def subscriber_language(settings: Settings, subscriber: Subscriber) -> str:
@@ -156,16 +157,17 @@ async def purge_held_signups(session: AsyncSession, *, settings: Settings, now: 
 async def queue_confirmation(session: AsyncSession, *, settings: Settings, tokens: Tokens,
                              subscriber: Subscriber) -> None:
     """Queue the double opt-in email with a fresh confirmation link."""
+    brand = await load_brand(session, settings)
     subscriber.confirmation_sent_at = utcnow()
     lang = subscriber_language(settings, subscriber)
     with language(lang):
-        subject = gettext("Please confirm your subscription to %(org)s", org=settings.org_name)
+        subject = gettext("Please confirm your subscription to %(org)s", org=brand.name)
     await queue_email(
         session, kind="newsletter_confirm", sender=settings.mail_from,
         to=format_address(subscriber.email, subscriber.name),
         subject=subject,
         template="newsletter_confirm",
-        ctx={"org_name": settings.org_name, "name": subscriber.name,
+        ctx={**brand_context(brand), "name": subscriber.name,
              "confirm_url": confirm_url(settings, tokens, subscriber.id, subscriber.signup_at),
              "base_url": settings.base_url, "lang": lang},
         headers={"Auto-Submitted": "auto-generated"},
@@ -174,13 +176,14 @@ async def queue_confirmation(session: AsyncSession, *, settings: Settings, token
 
 async def _queue_already_subscribed(session: AsyncSession, *, settings: Settings, tokens: Tokens,
                                     sub: Subscriber) -> None:
+    brand = await load_brand(session, settings)
     lang = subscriber_language(settings, sub)
     with language(lang):
-        subject = gettext("You are already subscribed to %(org)s", org=settings.org_name)
+        subject = gettext("You are already subscribed to %(org)s", org=brand.name)
     await queue_email(
         session, kind="newsletter_already", sender=settings.mail_from, to=format_address(sub.email, sub.name),
         subject=subject, template="newsletter_already",
-        ctx={"org_name": settings.org_name, "name": sub.name,
+        ctx={**brand_context(brand), "name": sub.name,
              "preferences_url": unsubscribe_url(settings, tokens, sub.id), "lang": lang},
         headers={"Auto-Submitted": "auto-generated"},
     )
@@ -240,21 +243,19 @@ async def confirm_subscription(session: AsyncSession, *, settings: Settings, tok
 
 
 async def queue_welcome(session: AsyncSession, *, settings: Settings, tokens: Tokens, subscriber: Subscriber) -> None:
-    from service.admin.brand import load_brand
-
     url = unsubscribe_url(settings, tokens, subscriber.id)
-    postal = (await load_brand(session, settings)).postal_address
+    brand = await load_brand(session, settings)
     lang = subscriber_language(settings, subscriber)
     with language(lang):
-        subject = gettext("Welcome to the %(org)s newsletter", org=settings.org_name)
+        subject = gettext("Welcome to the %(org)s newsletter", org=brand.name)
     await queue_email(
         session, kind="newsletter_welcome", sender=settings.mail_from,
         to=format_address(subscriber.email, subscriber.name), subject=subject,
         template="newsletter_welcome",
-        ctx={"org_name": settings.org_name, "name": subscriber.name,
+        ctx={**brand_context(brand), "name": subscriber.name,
              "topics": settings.in_topic_order(subscriber.topics), "unsubscribe_url": url,
-             "base_url": settings.base_url, "postal_lines": postal.splitlines(), "lang": lang},
-        headers=list_headers(settings, url),
+             "base_url": settings.base_url, "lang": lang},
+        headers=list_headers(settings, url, brand.name),
     )
 
 

@@ -15,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from service.admin.brand_web import brand_of
 from service.cors import ApiCorsMiddleware
 from service.db import get_session
 from service.forms import (
@@ -80,10 +81,9 @@ def _use_subscriber_language(request: Request, subscriber: Subscriber | None) ->
 
 def _form_ctx(request: Request, values: dict[str, Any] | None = None, errors: dict[str, str] | None = None,
               alert: str = "") -> dict[str, Any]:
-    settings = settings_of(request)
     return {"embed": _embedded(request), "form_token": issue_form_token(request, FORM), "token_field": TOKEN_FIELD,
             "honeypot": HONEYPOT_FIELD,
-            "consent_text": flows.consent_text(settings), "values": values or {}, "errors": errors or {},
+            "consent_text": flows.consent_text(brand_of(request).name), "values": values or {}, "errors": errors or {},
             "alert": alert}
 
 
@@ -106,7 +106,7 @@ async def _subscribe(request: Request, values: dict[str, Any], screening: Screen
     common: dict[str, Any] = dict(
         email=values["email"], name=values["name"], topics=values["topics"], ip=client_ip(request),
         user_agent=request.headers.get("user-agent", ""), source=values.get("source", "form:subscribe"),
-        consent_text=flows.consent_text(settings), language=current_language(),
+        consent_text=flows.consent_text(brand_of(request).name), language=current_language(),
     )
     if screening is not None and screening.verdict is Verdict.HOLD:
         await flows.hold_subscription(get_session(request), settings=settings, reason=screening.hold_reason or "",
@@ -165,7 +165,7 @@ async def api_subscriptions(request: Request) -> Response:
     _use_language(request)
     if request.method != "POST":  # what a blog script needs to show the form
         return JSONResponse({
-            "form_token": issue_form_token(request, FORM), "consent_text": flows.consent_text(settings),
+            "form_token": issue_form_token(request, FORM), "consent_text": flows.consent_text(brand_of(request).name),
             "topics": list(settings.topics),
         }, headers={"Cache-Control": "no-store"})
     data = await read_json(request, what=N_("the signup"))
@@ -249,7 +249,7 @@ async def preferences(request: Request) -> Response:
     _use_subscriber_language(request, sub)
     ctx = {"masked": flows.mask_email(sub.email), "status": sub.status, "chosen": sub.topics,
            "saved": request.query_params.get("saved") == "1", "token": request.path_params["token"],
-           "consent_text": flows.consent_text(settings_of(request))}
+           "consent_text": flows.consent_text(brand_of(request).name)}
     return render(request, "newsletter/preferences.html", ctx)
 
 
@@ -268,7 +268,7 @@ async def unsubscribe(request: Request) -> Response:
     if not from_page:
         return PlainTextResponse(gettext("You have been unsubscribed.") + "\n")
     return render(request, "newsletter/unsubscribed.html", {"found": found, "token": request.path_params["token"],
-                                                            "consent_text": flows.consent_text(settings_of(request))})
+                                                            "consent_text": flows.consent_text(brand_of(request).name)})
 
 
 async def preview_preferences(request: Request) -> Response:
@@ -280,7 +280,8 @@ async def preview_preferences(request: Request) -> Response:
         return _bad_link(request)
     settings = settings_of(request)
     ctx = {"masked": "you@example.org", "status": "confirmed", "chosen": list(settings.topics), "saved": False,
-           "token": request.path_params["token"], "consent_text": flows.consent_text(settings), "preview": True,
+           "token": request.path_params["token"], "consent_text": flows.consent_text(brand_of(request).name),
+           "preview": True,
            "tried": request.method == "POST"}
     return render(request, "newsletter/preferences.html", ctx)
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from service.admin.brand import brand_context, load_brand
 from service.campaigns.queries import campaigns_sent_to
 from service.csvfile import CsvWriter
 from service.db import utcnow
@@ -66,13 +67,14 @@ async def request_access(session: AsyncSession, *, settings: Settings, tokens: T
         return False
     if not await hit_rate_limit(session, key=f"privacy-access:{sub.id}", limit=ACCESS_RESEND):
         return False
+    brand = await load_brand(session, settings)
     lang = subscriber_language(settings, sub)
     with language(lang):
-        subject = gettext("Your data at %(org)s", org=settings.org_name)
+        subject = gettext("Your data at %(org)s", org=brand.name)
     await queue_email(
         session, kind="privacy_access", sender=settings.mail_from, to=format_address(sub.email, sub.name),
         subject=subject, template="privacy_access",
-        ctx={"org_name": settings.org_name, "name": sub.name, "access_url": access_url(settings, tokens, sub.id),
+        ctx={**brand_context(brand), "name": sub.name, "access_url": access_url(settings, tokens, sub.id),
              "included": list(INCLUDED), "hours": ACCESS_MAX_AGE // 3600, "lang": lang},
         headers={"Auto-Submitted": "auto-generated"},
     )
@@ -90,7 +92,7 @@ async def subscriber_data(session: AsyncSession, *, settings: Settings, subscrib
     s = subscriber
     return {
         "generated_at": utcnow().isoformat(),
-        "organisation": settings.org_name,
+        "organisation": (await load_brand(session, settings)).name,
         "subscription": {
             "email": s.email, "name": s.name, "status": s.status, "created_at": _when(s.created_at),
             "status_changed_at": _when(s.status_changed_at), "topics": s.topics or ["every topic"],

@@ -96,3 +96,28 @@ document.querySelectorAll("form[data-audience-url]").forEach(function (form) {
     pending = window.setTimeout(recount, 400);
   });
 });
+
+// Settings: the preview follows the brand form as it is typed (the values go in the preview's
+// query string; the server checks them and keeps the saved value for any that is not valid).
+(function () {
+  var form = document.getElementById("brand-form");
+  var frame = document.querySelector("[data-preview-frame]");
+  var select = document.querySelector("[data-preview-select]");
+  if (!form || !frame || !select) { return; }
+  var fields = ["org_name", "accent_color", "postal_address", "footer_text", "blog_url"];
+  var timer = null;
+  function update() {
+    var query = new URLSearchParams();
+    fields.forEach(function (name) {
+      var input = form.elements[name];
+      if (input) { query.set(name, input.value); }
+    });
+    frame.src = "/admin/settings/preview/" + encodeURIComponent(select.value) + ".html?" + query.toString();
+  }
+  function soon() {
+    window.clearTimeout(timer);
+    timer = window.setTimeout(update, 400);
+  }
+  form.addEventListener("input", soon);
+  select.addEventListener("change", update);
+})();

@@ -93,8 +93,9 @@ async def axe_violations(page: Any, *, impacts: tuple[str, ...] = ("serious", "c
     ]
 
 
-async def screenshot(page: Any, name: str) -> None:
-    """Keep a screenshot for the README (docs/screenshots/NAME.png) when SCREENSHOTS=1."""
+async def screenshot(page: Any, name: str, *, full_page: bool = False) -> None:
+    """Keep a screenshot for the README (docs/screenshots/NAME.png) when SCREENSHOTS=1: what the
+    viewport shows (a whole long page makes a large file the README shrinks to nothing anyway)."""
     if os.environ.get("SCREENSHOTS") == "1":
         (DOCS / "screenshots").mkdir(parents=True, exist_ok=True)
-        await page.screenshot(path=str(DOCS / "screenshots" / f"{name}.png"), full_page=True)
+        await page.screenshot(path=str(DOCS / "screenshots" / f"{name}.png"), full_page=full_page)

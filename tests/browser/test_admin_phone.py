@@ -30,7 +30,8 @@ async def _admin_pages(db: Database) -> list[str]:
             "/admin/subscribers/import", "/admin/campaigns", "/admin/campaigns/new", f"/admin/campaigns/{campaign}",
             f"/admin/campaigns/{campaign}/edit", f"/admin/campaigns/{campaign}/preview",
             "/admin/digest-rules", "/admin/digest-rules/new", "/admin/articles", "/admin/outbox", "/admin/audit",
-            "/admin/users", "/admin/account", "/admin/no-such-page"]
+            "/admin/users", "/admin/account", "/admin/settings", "/admin/settings?preview=inquiry_staff",
+            "/admin/no-such-page"]
 
 
 @pytest.mark.parametrize("width", [390, 1280])

@@ -156,6 +156,7 @@ async def test_staff_signs_in_finds_the_inquiry_changes_its_status_and_sees_it_i
     await page.get_by_role("link", name="Jonas Berg").click()
     await expect(page.get_by_role("heading", level=1)).to_contain_text("Jonas Berg")
     await expect(page.get_by_text("No changes or notes yet.")).to_be_visible()
+    await screenshot(page, "admin-inquiry")
     await page.get_by_label("Status", exact=True).select_option("contacted")
     await page.get_by_role("button", name="Save status").click()
     await expect(page.get_by_role("status")).to_have_text("Status saved.")

@@ -195,7 +195,7 @@ async def test_no_postal_address_refuses_sending_until_staff_save_one_in_setting
         assert page.status_code == 200 and "None is known yet" in page.text
         csrf = token_in(page.text)
         r = await client.post("/admin/settings", data={"csrf_token": csrf, "postal_address": " \n  "})
-        assert r.status_code == 422 and "Postal address: enter the organisation" in r.text
+        assert r.status_code == 422 and "Postal address: enter the organisation" in html.unescape(r.text)
         r = await client.post("/admin/settings", data={"postal_address": "Somewhere 1"})
         assert r.status_code == 403
         async with db.sessions() as session:
@@ -208,7 +208,7 @@ async def test_no_postal_address_refuses_sending_until_staff_save_one_in_setting
         assert "Rua das Flores 12\n1200-195 Lisboa" in html.unescape(page.text)
         assert (await _send_now(client, campaign_id)).status_code == 303
     async with db.sessions() as session:
-        audit = (await session.scalars(select(AuditEvent).where(AuditEvent.action == "brand_postal_address"))).all()
+        audit = (await session.scalars(select(AuditEvent).where(AuditEvent.action == "brand_change"))).all()
     assert [a.actor_email for a in audit] == ["admin@clinic.test"]
     await _send_local(db, settings, campaign_id)
     (stored,) = await _mailbox(db)
