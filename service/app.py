@@ -21,9 +21,12 @@ from starlette.staticfiles import StaticFiles
 import service.models  # noqa: F401 - every table mapped before the first request
 from service.admin.guard import http_error
 from service.db import DbSessionMiddleware, Sessions, create_engine, get_session, session_factory
+from service.insight.counter import ClickCounter, run_flusher
+from service.insight.links import LinkReader
 from service.mail.transport import Mailer, mailer_for
 from service.paths import TEMPLATES_DIR
 from service.settings import Settings
+from service.tokens import Tokens
 from service.web import (
     BodyTooLargeMiddleware,
     DatabaseOutageMiddleware,
@@ -61,6 +64,7 @@ def domain_routes() -> list[BaseRoute]:
     from service.campaigns.routes import routes as campaign_routes
     from service.home import route as home_route
     from service.inquiries.routes import routes as inquiry_routes
+    from service.insight.routes import routes as insight_routes
     from service.newsletter.routes import routes as newsletter_routes
     from service.openapi import route as openapi_route
     from service.privacy.routes import routes as privacy_routes
@@ -72,6 +76,7 @@ def domain_routes() -> list[BaseRoute]:
         *newsletter_routes,
         *privacy_routes,
         *campaign_routes,
+        *insight_routes,
         *webhook_routes,
         openapi_route,
         Route("/healthz", healthz, methods=["GET", "HEAD"]),
@@ -106,12 +111,14 @@ def create_app(
         if worker:
             ctx = WorkerContext(settings=settings, sessions=sessions, mailer=app_mailer)
             task = asyncio.create_task(run_worker(ctx, stop), name="tidings-worker")
+        flusher = asyncio.create_task(run_flusher(clicks, stop), name="tidings-clicks")
         try:
             yield
         finally:
             stop.set()
             if task is not None:
                 await task
+            await flusher  # the last click counts are written before the database is closed
             if mailer is None:
                 await app_mailer.close()
             if owns_engine and engine is not None:
@@ -133,6 +140,8 @@ def create_app(
     app.state.settings = settings
     app.state.sessions = sessions
     app.state.templates = make_templates(settings)
+    app.state.clicks = clicks = ClickCounter(sessions)
+    app.state.links = LinkReader(Tokens(settings))
     if mailer is not None:
         app.state.mailer = mailer
     return app

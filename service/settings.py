@@ -103,6 +103,9 @@ class Settings:
     webhook_secret: str | None = None  # the generic JSON webhook's HMAC key
 
     blog_url: str | None = None  # the blog's home page: the public end pages link back to it
+    # Insight (service/insight): digest links through /r/ counted in aggregate; utm tags on article links.
+    click_counting: bool = True
+    utm_tagging: bool = True
 
     @property
     def helo_name(self) -> str:
@@ -224,6 +227,8 @@ def _parse(config: Config) -> Settings:
         bounce_mailbox_interval=_int(config, "BOUNCE_MAILBOX_INTERVAL", d.bounce_mailbox_interval, minimum=10,
                                      maximum=86400),
         blog_url=_blog_url(_get(config, "BLOG_URL")),
+        click_counting=_bool("CLICK_COUNTING", _get(config, "CLICK_COUNTING", "on") or "on"),
+        utm_tagging=_bool("UTM_TAGGING", _get(config, "UTM_TAGGING", "on") or "on"),
     )
     settings = replace(settings, **_webhooks(config))
     secret_key = _get(config, "SECRET_KEY")

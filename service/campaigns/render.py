@@ -20,6 +20,7 @@ from markupsafe import Markup
 
 from service.articles.ingest import sanitize_html
 from service.articles.models import Article
+from service.insight.links import DigestLinks
 from service.mail.render import html_env, inline_css, text_env
 from service.newsletter.audience import topics_match
 from service.settings import Settings
@@ -175,10 +176,13 @@ def article_context(article: Article) -> dict[str, Any]:
 def digest_context(
     settings: Settings, *, subject: str, preheader: str, intro: str, articles: Sequence[Article],
     slug: str | None, postal_address: str = "", archive_url: str | None = None, body: str = "",
+    campaign_id: int | None = None,
 ) -> dict[str, Any]:
     """The digest template's context; `archive_url` overrides the archive page's address (a test
-    send's signed preview link), `postal_address` is the footer's (lines)."""
-    return {
+    send's signed preview link), `postal_address` is the footer's (lines). With `campaign_id`
+    (what subscribers get; not a preview or test send) the article and "view in browser" links
+    are Insight's: utm-tagged and counted through /r/ (`service.insight.links`)."""
+    ctx: dict[str, Any] = {
         "body_html": markdown_html(body),
         "body_text": body.strip(),
         "lang": "en",
@@ -190,6 +194,12 @@ def digest_context(
         "archive_url": archive_url or (f"{settings.base_url}/archive/{slug}" if slug else None),
         "postal_lines": [line for line in postal_address.splitlines() if line.strip()],
     }
+    if campaign_id is not None:
+        links = DigestLinks(settings, campaign_id=campaign_id, campaign=slug or str(campaign_id))
+        for article in ctx["articles"]:
+            article["link"] = links.article(article["id"], article["link"])
+        ctx["archive_url"] = links.archive(ctx["archive_url"])
+    return ctx
 
 
 def _split(document: str, kind: str, *, articles: bool = True) -> tuple[str, str, dict[int, str]]:
@@ -206,13 +216,15 @@ def _split(document: str, kind: str, *, articles: bool = True) -> tuple[str, str
 def build_digest(
     settings: Settings, *, subject: str, preheader: str, intro: str, articles: Sequence[Article],
     slug: str | None = None, postal_address: str = "", archive_url: str | None = None, body: str = "",
+    campaign_id: int | None = None,
 ) -> DigestTemplate:
     """Render the campaign once (HTML with CSS inlined, and text) with placeholders: its own
-    Markdown body, its articles below it, or both."""
+    Markdown body, its articles below it, or both; `campaign_id` for the links subscribers get."""
     if not articles and not body.strip():
         raise ValueError("a campaign needs a body or at least one article")
     ctx = digest_context(settings, subject=subject, preheader=preheader, intro=intro, articles=articles, slug=slug,
-                         postal_address=postal_address, archive_url=archive_url, body=body)
+                         postal_address=postal_address, archive_url=archive_url, body=body,
+                         campaign_id=campaign_id)
     ctx.update(greeting=GREETING, unsubscribe_url=UNSUBSCRIBE, preferences_url=UNSUBSCRIBE)
     html_doc = inline_css(html_env().get_template("digest.html").render(ctx))
     text_doc = text_env().get_template("digest.txt").render(ctx)

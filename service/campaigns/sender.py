@@ -116,7 +116,7 @@ class CampaignSender:
             await session.commit()  # the brand row may have been created just now
         template = build_digest(self.settings, subject=campaign.subject, preheader=campaign.preheader,
                                 intro=campaign.intro, articles=articles, slug=campaign.slug,
-                                postal_address=brand.postal_address, body=campaign.body)
+                                postal_address=brand.postal_address, body=campaign.body, campaign_id=campaign.id)
         factory = MessageFactory.for_campaign(self.settings, campaign_id=campaign_id, subject=campaign.subject,
                                               install_id=brand.install_id, signer=self.signer)
         prepared = self._prepared[campaign_id] = Prepared(template, factory, campaign.updated_at)

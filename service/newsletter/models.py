@@ -46,6 +46,8 @@ class Subscriber(Base):
     signup_ip: Mapped[str | None] = mapped_column(String(64))
     signup_user_agent: Mapped[str | None] = mapped_column(String(500))
     signup_source: Mapped[str | None] = mapped_column(String(200))
+    # the page the signup form was on (the blog article, for the content report), not a visit history
+    signup_page: Mapped[str | None] = mapped_column(String(2000))
     consent_text: Mapped[str | None] = mapped_column(Text)
     confirmed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     confirm_ip: Mapped[str | None] = mapped_column(String(64))
