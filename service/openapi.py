@@ -80,6 +80,8 @@ SUBSCRIPTION_REQUEST = {
                                                                  "too)"},
         "form_token": _FORM_TOKEN_FIELD,
         "website": _HONEYPOT,
+        "source_page": {"type": "string", "description": "the page the signup form is on (an http(s) URL; "
+                                                          "the admin's content report counts signups by it)"},
     },
 }
 
