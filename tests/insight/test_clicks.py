@@ -16,13 +16,11 @@ from service.insight.models import ClickReader
 from service.settings import Settings
 from tests.conftest import Database, make_settings
 from tests.factories import (
-    add_subscriber,
     click_counts,
     digest_links,
     flush_clicks,
-    make_campaign,
     new_client,
-    sender_for,
+    send_digest,
     text_of,
 )
 from tests.smtp import SmtpServer
@@ -31,14 +29,7 @@ BROWSER = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.
 
 
 async def _send(db: Database, settings: Settings, smtp: SmtpServer) -> int:
-    await add_subscriber(db, "ana@example.org", name="Ana")
-    await add_subscriber(db, "ben@example.org", name="Ben")
-    campaign_id = await make_campaign(db, settings)
-    sender = sender_for(db, settings, smtp.url)
-    while await sender.run_once():
-        pass
-    await sender.transport.close()
-    return campaign_id
+    return await send_digest(db, settings, smtp, ["ana@example.org", "ben@example.org"])
 
 
 def _path(url: str) -> str:

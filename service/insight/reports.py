@@ -1,0 +1,136 @@
+"""The campaign report: what a sent campaign did (delivered, bounced, complained, unsubscribed
+after it; clicks and distinct readers per link and over its first hours; click-through rate; the
+inquiries that came with its utm_campaign), beside the campaigns sent before it. Read-only.
+
+Click-through rate = distinct readers / delivered: the share of the people it reached who
+followed at least one link (estimated: readers are counted per day, see service.insight.counter).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from service.bounces.stats import campaign_rates
+from service.campaigns.models import Campaign
+from service.campaigns.queries import campaign_articles
+from service.campaigns.stats import campaign_stats
+from service.inquiries.models import INQUIRY_STATUSES, Inquiry
+from service.insight.models import ARCHIVE_LINK, ClickCount, ClickReader
+
+HOURS_SHOWN = 48
+PREVIOUS_SHOWN = 5
+FUNNEL = ("new", "contacted", "qualified", "closed")
+
+
+@dataclass(frozen=True)
+class LinkRow:
+    link: int
+    title: str
+    clicks: int
+    readers: int
+    scanner_clicks: int
+
+
+@dataclass(frozen=True)
+class CampaignSummary:
+    campaign: Campaign
+    delivered: int
+    clicks: int
+    readers: int
+    inquiries: int
+
+    @property
+    def ctr(self) -> float | None:
+        return self.readers / self.delivered if self.delivered else None
+
+
+@dataclass(frozen=True)
+class CampaignReport:
+    summary: CampaignSummary
+    bounced: int
+    complained: int
+    unsubscribed_after: int
+    scanners: dict[str, int]
+    links: list[LinkRow]
+    hours: list[tuple[dt.datetime, int]]
+    later_clicks: int
+    inquiries_by_status: dict[str, int]
+    previous: list[CampaignSummary] = field(default_factory=list)
+
+
+async def _clicks_by(session: AsyncSession, campaign_id: int, *columns: object) -> list[tuple[object, ...]]:
+    stmt = (select(*columns, func.sum(ClickCount.clicks)).where(ClickCount.campaign_id == campaign_id)  # type: ignore[call-overload]
+            .group_by(*columns))
+    return [tuple(row) for row in (await session.execute(stmt)).all()]
+
+
+async def campaign_readers(session: AsyncSession, *, campaign_id: int) -> int:
+    """Distinct readers of any of the campaign's links (a reader is one per day: the salt rotates)."""
+    pairs = (select(ClickReader.day, ClickReader.reader).where(ClickReader.campaign_id == campaign_id)
+             .distinct().subquery())
+    return int(await session.scalar(select(func.count()).select_from(pairs)) or 0)
+
+
+async def campaign_summary(session: AsyncSession, campaign: Campaign) -> CampaignSummary:
+    """Delivered, person clicks, distinct readers and inquiries (utm_campaign = its slug)."""
+    rates = await campaign_rates(session, campaign_id=campaign.id)
+    delivered = (rates.attempted - rates.bounced) if rates else 0
+    clicks = await session.scalar(select(func.sum(ClickCount.clicks)).where(
+        ClickCount.campaign_id == campaign.id, ClickCount.kind == "person")) or 0
+    inquiries = await session.scalar(select(func.count()).select_from(Inquiry).where(
+        Inquiry.utm_campaign == campaign.slug, Inquiry.status.in_(INQUIRY_STATUSES), Inquiry.status != "spam")) or 0
+    return CampaignSummary(campaign, delivered, int(clicks), await campaign_readers(session, campaign_id=campaign.id),
+                           int(inquiries))
+
+
+async def campaign_report(session: AsyncSession, campaign: Campaign) -> CampaignReport:
+    summary = await campaign_summary(session, campaign)
+    rates = await campaign_rates(session, campaign_id=campaign.id)
+    stats = await campaign_stats(session, campaign_id=campaign.id)
+    titles = {a.id: a.title for a in await campaign_articles(session, campaign_id=campaign.id)}
+    titles[ARCHIVE_LINK] = "View in browser (the web version)"
+    by_link: dict[int, dict[str, int]] = {}
+    scanners: dict[str, int] = {}
+    for link, kind, n in await _clicks_by(session, campaign.id, ClickCount.link, ClickCount.kind):
+        by_link.setdefault(int(link), {}).setdefault(str(kind), 0)  # type: ignore[call-overload]
+        by_link[int(link)][str(kind)] += int(n)  # type: ignore[call-overload]
+        if kind != "person":
+            scanners[str(kind)] = scanners.get(str(kind), 0) + int(n)  # type: ignore[call-overload]
+    readers = dict((await session.execute(
+        select(ClickReader.link, func.count())  # one row per (link, day, reader): a count is distinct
+        .where(ClickReader.campaign_id == campaign.id).group_by(ClickReader.link))).all())
+    links = [LinkRow(link, titles.get(link, f"Article {link} (no longer in the campaign)"),
+                     by_link.get(link, {}).get("person", 0), int(readers.get(link, 0)),
+                     sum(n for k, n in by_link.get(link, {}).items() if k != "person"))
+             for link in [*(i for i in titles if i != ARCHIVE_LINK), *(i for i in by_link if i not in titles),
+                          ARCHIVE_LINK]]
+    hours, later = await _hours(session, campaign)
+    statuses = dict((await session.execute(
+        select(Inquiry.status, func.count()).where(Inquiry.utm_campaign == campaign.slug)
+        .group_by(Inquiry.status))).all())
+    previous_rows = (await session.scalars(
+        select(Campaign).where(Campaign.started_at.is_not(None), Campaign.id != campaign.id,
+                               Campaign.started_at < (campaign.started_at or dt.datetime.max.replace(tzinfo=dt.UTC)))
+        .order_by(Campaign.started_at.desc()).limit(PREVIOUS_SHOWN))).all()
+    return CampaignReport(
+        summary=summary, bounced=rates.bounced if rates else 0, complained=rates.complained if rates else 0,
+        unsubscribed_after=stats.unsubscribed_after, scanners=scanners, links=links, hours=hours,
+        later_clicks=later, inquiries_by_status={s: int(statuses.get(s, 0)) for s in FUNNEL},
+        previous=[await campaign_summary(session, c) for c in previous_rows],
+    )
+
+
+async def _hours(session: AsyncSession, campaign: Campaign) -> tuple[list[tuple[dt.datetime, int]], int]:
+    """Person clicks per hour over the first HOURS_SHOWN hours after the campaign started, and the rest."""
+    found = {h: int(n) for h, n in (await session.execute(
+        select(ClickCount.hour, func.sum(ClickCount.clicks))
+        .where(ClickCount.campaign_id == campaign.id, ClickCount.kind == "person").group_by(ClickCount.hour))).all()}
+    start = (campaign.started_at or min(found, default=None) or dt.datetime.now(dt.UTC)).replace(
+        minute=0, second=0, microsecond=0)
+    hours = [start + dt.timedelta(hours=i) for i in range(HOURS_SHOWN)]
+    shown = set(hours)
+    return [(h, found.get(h, 0)) for h in hours], sum(n for h, n in found.items() if h not in shown)
