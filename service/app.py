@@ -70,13 +70,13 @@ def domain_routes() -> list[BaseRoute]:
     from service.privacy.routes import routes as privacy_routes
 
     return [
+        *insight_routes,  # first: a digest link is the most frequent request, and matched first
         home_route,
         *admin_routes,
         *inquiry_routes,
         *newsletter_routes,
         *privacy_routes,
         *campaign_routes,
-        *insight_routes,
         *webhook_routes,
         openapi_route,
         Route("/healthz", healthz, methods=["GET", "HEAD"]),

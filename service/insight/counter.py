@@ -23,7 +23,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from service.db import Sessions, sleep_unless_stopped, transaction, utcnow
 from service.insight.links import Link
@@ -52,6 +52,15 @@ class _Click:
     kind: str = "person"
 
 
+@dataclass
+class _Client:
+    """One client's recent clicks of one campaign (for rule 3)."""
+
+    clicks: deque[_Click] = field(default_factory=deque)
+    links: dict[int, float] = field(default_factory=dict)  # link -> when last followed
+    burst_until: float = -1.0
+
+
 class ClickCounter:
     def __init__(self, sessions: Sessions, *, clock: Callable[[], float] = time.monotonic) -> None:
         self.sessions = sessions
@@ -59,8 +68,7 @@ class ClickCounter:
         self.counts: dict[CountKey, int] = {}
         self.readers: set[ReaderKey] = set()
         self._probation: deque[_Click] = deque()
-        self._recent: dict[tuple[int, str], deque[_Click]] = {}
-        self._burst_until: dict[tuple[int, str], float] = {}
+        self._recent: dict[tuple[int, str], _Client] = {}
         self._salt: tuple[dt.date, bytes] | None = None
         self._salt_lock = asyncio.Lock()
         self._flush_lock = asyncio.Lock()
@@ -96,15 +104,25 @@ class ClickCounter:
         """Rule 3 (burst): put the click on probation, and move the client's recent clicks to the
         scanners' count when it followed more than BURST_LINKS different links in BURST_SECONDS."""
         key = (click.campaign_id, click.reader)
-        recent = self._recent.setdefault(key, deque())
-        while recent and recent[0].at < click.at - BURST_SECONDS:
-            recent.popleft()
-        recent.append(click)
+        state = self._recent.get(key)
+        if state is None:
+            state = self._recent[key] = _Client()
+        since = click.at - BURST_SECONDS
+        while state.clicks and state.clicks[0].at < since:
+            state.clicks.popleft()
+        state.clicks.append(click)
+        state.links[click.link] = click.at
         self._probation.append(click)
-        if self._burst_until.get(key, -1.0) >= click.at or len({c.link for c in recent}) > BURST_LINKS:
-            for earlier in recent:
+        if state.burst_until >= click.at:
+            click.kind = "burst"
+        elif len(state.links) > BURST_LINKS and sum(1 for t in state.links.values() if t >= since) > BURST_LINKS:
+            for earlier in state.clicks:
                 earlier.kind = "burst"
-            self._burst_until[key] = click.at + BURST_SECONDS
+        else:
+            if len(state.links) > BURST_LINKS:  # forget links followed before the window
+                state.links = {link: t for link, t in state.links.items() if t >= since}
+            return click.kind
+        state.burst_until = click.at + BURST_SECONDS
         return click.kind
 
     def _add(self, key: CountKey, n: int = 1) -> None:
@@ -118,10 +136,9 @@ class ClickCounter:
             self._add((c.campaign_id, c.link, c.hour, c.kind))
             if c.kind == "person" and len(self.readers) < MAX_READERS:
                 self.readers.add((c.campaign_id, c.link, c.day, c.reader))
-        for key in [k for k, q in self._recent.items() if not q or q[-1].at < horizon]:
+        for key in [k for k, c in self._recent.items() if (not c.clicks or c.clicks[-1].at < horizon)
+                    and c.burst_until < horizon]:
             del self._recent[key]
-        for key in [k for k, until in self._burst_until.items() if until < horizon]:
-            del self._burst_until[key]
 
     @property
     def pending(self) -> int:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from service.settings import Settings
 from service.tokens import TokenError, Tokens
@@ -30,6 +30,11 @@ class Link:
     campaign_id: int
     link: int
     url: str
+
+    @property
+    def location(self) -> str:
+        """The URL as a Location header carries it (what Starlette's RedirectResponse sends)."""
+        return quote(self.url, safe=":/%#?=@[]!$&'()*+,;")
 
 
 def with_utm(url: str, campaign: str) -> str:
@@ -52,6 +57,16 @@ class LinkReader:
     def __init__(self, tokens: Tokens) -> None:
         self.tokens = tokens
         self._seen: OrderedDict[str, Link] = OrderedDict()
+        self.locations: dict[Link, bytes] = {}
+
+    def location(self, link: Link) -> bytes:
+        """The Location header's value of `link`, encoded once."""
+        found = self.locations.get(link)
+        if found is None:
+            found = self.locations[link] = link.location.encode("latin-1")
+            if len(self.locations) > _CACHE_SIZE:
+                self.locations.clear()
+        return found
 
     def read(self, token: str) -> Link:
         """The link a token names; TokenError when it was not signed by us (or not as a click link)."""

@@ -4,7 +4,7 @@ CLICK_COUNTING is off, then redirected to the one address the token was signed f
 from __future__ import annotations
 
 from starlette.requests import Request
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 from service.insight.counter import ClickCounter
@@ -26,7 +26,9 @@ async def click(request: Request) -> Response:
         counter: ClickCounter = request.app.state.clicks
         await counter.record(link, method=request.method, ip=client_ip(request),
                              user_agent=request.headers.get("user-agent", ""))
-    return RedirectResponse(link.url, status_code=302, headers={"cache-control": "no-store"})
+    response = Response(status_code=302)  # RedirectResponse would quote the URL again on every click
+    response.raw_headers += [(b"location", reader.location(link)), (b"cache-control", b"no-store")]
+    return response
 
 
 routes = [Route("/r/{token}", click, methods=["GET", "HEAD"])]

@@ -14,7 +14,8 @@ A scanner's click still redirects: nothing is refused, it is only counted apart.
 
 from __future__ import annotations
 
-from functools import cache
+import re
+from functools import cache, lru_cache
 from pathlib import Path
 
 BURST_LINKS = 3
@@ -29,11 +30,22 @@ def scanner_agents() -> tuple[str, ...]:
     return tuple(line.strip().lower() for line in lines if line.strip() and not line.lstrip().startswith("#"))
 
 
+@cache
+def _agents_pattern() -> re.Pattern[str]:
+    return re.compile("|".join(re.escape(s) for s in scanner_agents()))
+
+
+@lru_cache(maxsize=4096)
+def is_scanner_agent(user_agent: str) -> bool:
+    """Rule 2: an empty user agent, or one containing an entry of scanners.txt (any case)."""
+    agent = user_agent.strip().lower()
+    return not agent or _agents_pattern().search(agent) is not None
+
+
 def request_rule(method: str, user_agent: str) -> str | None:
     """The rule (1 or 2) a single request breaks, or None when it may be a person's."""
     if method.upper() == "HEAD":
         return "head"
-    agent = user_agent.strip().lower()
-    if not agent or any(s in agent for s in scanner_agents()):
+    if is_scanner_agent(user_agent):
         return "agent"
     return None
