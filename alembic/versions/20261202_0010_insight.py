@@ -1,4 +1,4 @@
-"""insight: click counters, distinct-reader hashes, the daily salt; the page a signup was made on
+"""insight: click counters, distinct-reader hashes and their daily counts, the daily salt; the page a signup was made on
 
 Revision ID: 0010_insight
 Revises: 0009c
@@ -37,6 +37,14 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("campaign_id", "link", "day", "reader", name=op.f("pk_click_readers")),
     )
     op.create_table(
+        "click_reader_counts",
+        sa.Column("campaign_id", sa.Integer(), nullable=False),
+        sa.Column("link", sa.Integer(), nullable=False),
+        sa.Column("day", sa.Date(), nullable=False),
+        sa.Column("readers", sa.Integer(), nullable=False),
+        sa.PrimaryKeyConstraint("campaign_id", "link", "day", name=op.f("pk_click_reader_counts")),
+    )
+    op.create_table(
         "click_salts",
         sa.Column("day", sa.Date(), nullable=False),
         sa.Column("salt", sa.String(length=64), nullable=False),
@@ -50,5 +58,6 @@ def downgrade() -> None:
     with op.batch_alter_table("subscribers") as batch:
         batch.drop_column("signup_page")
     op.drop_table("click_salts")
+    op.drop_table("click_reader_counts")
     op.drop_table("click_readers")
     op.drop_table("click_counts")

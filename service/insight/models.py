@@ -18,6 +18,8 @@ from service.db import Base, UTCDateTime
 CLICK_KINDS = ("person", "head", "agent", "burst")
 # The link number of "view in browser"; article links use the article's id.
 ARCHIVE_LINK = 0
+# The link number of a campaign's readers of any of its links, in ClickReaderCount.
+ANY_LINK = -1
 
 
 class ClickCount(Base):
@@ -33,7 +35,8 @@ class ClickCount(Base):
 
 
 class ClickReader(Base):
-    """One distinct reader (a daily-salted hash, per campaign) of one link on one day."""
+    """One distinct reader (a daily-salted hash, per campaign) of one link on one day; kept only
+    until the day is over, then counted into ClickReaderCount."""
 
     __tablename__ = "click_readers"
 
@@ -41,6 +44,18 @@ class ClickReader(Base):
     link: Mapped[int] = mapped_column(Integer, primary_key=True)
     day: Mapped[dt.date] = mapped_column(Date, primary_key=True)
     reader: Mapped[str] = mapped_column(String(16), primary_key=True)
+
+
+class ClickReaderCount(Base):
+    """Distinct readers of one link (or ANY_LINK) of a campaign on one past day: the day's hashes,
+    counted and deleted once the day is over (service.insight.queries.roll_up_readers)."""
+
+    __tablename__ = "click_reader_counts"
+
+    campaign_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    link: Mapped[int] = mapped_column(Integer, primary_key=True)
+    day: Mapped[dt.date] = mapped_column(Date, primary_key=True)
+    readers: Mapped[int] = mapped_column(Integer, default=0)
 
 
 class ClickSalt(Base):

@@ -3,7 +3,7 @@ after it; clicks and distinct readers per link and over its first hours; click-t
 inquiries that came with its utm_campaign), beside the campaigns sent before it. Read-only.
 
 Click-through rate = distinct readers / delivered: the share of the people it reached who
-followed at least one link (estimated: readers are counted per day, see service.insight.counter).
+followed at least one link (estimated: a reader is counted once per day, see service.insight.counter).
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ from service.campaigns.models import Campaign
 from service.campaigns.queries import campaign_articles
 from service.campaigns.stats import campaign_stats
 from service.inquiries.models import INQUIRY_STATUSES, Inquiry
-from service.insight.models import ARCHIVE_LINK, ClickCount, ClickReader
+from service.insight.models import ARCHIVE_LINK, ClickCount
+from service.insight.queries import campaign_readers, readers_by_link
 
 HOURS_SHOWN = 48
 PREVIOUS_SHOWN = 5
@@ -68,13 +69,6 @@ async def _clicks_by(session: AsyncSession, campaign_id: int, *columns: object) 
     return [tuple(row) for row in (await session.execute(stmt)).all()]
 
 
-async def campaign_readers(session: AsyncSession, *, campaign_id: int) -> int:
-    """Distinct readers of any of the campaign's links (a reader is one per day: the salt rotates)."""
-    pairs = (select(ClickReader.day, ClickReader.reader).where(ClickReader.campaign_id == campaign_id)
-             .distinct().subquery())
-    return int(await session.scalar(select(func.count()).select_from(pairs)) or 0)
-
-
 async def campaign_summary(session: AsyncSession, campaign: Campaign) -> CampaignSummary:
     """Delivered, person clicks, distinct readers and inquiries (utm_campaign = its slug)."""
     rates = await campaign_rates(session, campaign_id=campaign.id)
@@ -100,9 +94,7 @@ async def campaign_report(session: AsyncSession, campaign: Campaign) -> Campaign
         by_link[int(link)][str(kind)] += int(n)  # type: ignore[call-overload]
         if kind != "person":
             scanners[str(kind)] = scanners.get(str(kind), 0) + int(n)  # type: ignore[call-overload]
-    readers = dict((await session.execute(
-        select(ClickReader.link, func.count())  # one row per (link, day, reader): a count is distinct
-        .where(ClickReader.campaign_id == campaign.id).group_by(ClickReader.link))).all())
+    readers = await readers_by_link(session, campaign_id=campaign.id)
     links = [LinkRow(link, titles.get(link, f"Article {link} (no longer in the campaign)"),
                      by_link.get(link, {}).get("person", 0), int(readers.get(link, 0)),
                      sum(n for k, n in by_link.get(link, {}).items() if k != "person"))

@@ -21,7 +21,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from service.articles.models import Article
 from service.db import month_bucket
 from service.inquiries.models import Inquiry
-from service.insight.models import ARCHIVE_LINK, ClickCount, ClickReader
+from service.insight.models import ARCHIVE_LINK, ClickCount
+from service.insight.queries import readers_by_link
 from service.newsletter.models import Subscriber
 
 FUNNEL = ("new", "contacted", "qualified", "closed")
@@ -67,9 +68,7 @@ async def content_report(session: AsyncSession, *, limit: int = ARTICLES_SHOWN) 
     clicks = dict((await session.execute(
         select(ClickCount.link, func.sum(ClickCount.clicks))
         .where(ClickCount.kind == "person", ClickCount.link != ARCHIVE_LINK).group_by(ClickCount.link))).all())
-    readers = dict((await session.execute(
-        select(ClickReader.link, func.count()).where(ClickReader.link != ARCHIVE_LINK)
-        .group_by(ClickReader.link))).all())
+    readers = await readers_by_link(session)
     by_key = {page_key(a.link): a.id for a in articles if page_key(a.link)}
     inquiries: dict[int, int] = {}
     pairs = await session.execute(select(Inquiry.source_page, Inquiry.referrer, func.count()).where(_leads())
