@@ -21,7 +21,7 @@ from service.campaigns.models import Campaign
 from service.csvfile import stream_csv
 from service.db import get_session, utcnow
 from service.insight.audience import audience_weeks, topics_by_popularity
-from service.insight.reports import CampaignReport, campaign_report, campaign_summary
+from service.insight.reports import CampaignReport, campaign_report, campaign_summaries
 from service.insight.sources import DIMENSIONS, FUNNEL, content_report, lead_sources
 
 CAMPAIGNS_SHOWN = 20
@@ -38,7 +38,7 @@ async def reports_index(request: Request) -> Response:
     campaigns = (await session.scalars(select(Campaign).where(Campaign.started_at.is_not(None))
                                        .order_by(Campaign.started_at.desc()).limit(CAMPAIGNS_SHOWN))).all()
     return page(request, "admin/reports.html", {
-        "summaries": [await campaign_summary(session, c) for c in campaigns], "pct": pct})
+        "summaries": await campaign_summaries(session, campaigns), "pct": pct})
 
 
 async def _campaign(request: Request) -> tuple[Campaign, CampaignReport]:
