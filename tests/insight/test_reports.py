@@ -29,6 +29,8 @@ from tests.factories import (
     post_json,
     sample_articles,
     send_digest,
+    signup,
+    subscriber,
 )
 from tests.smtp import SmtpServer
 
@@ -181,3 +183,17 @@ async def test_reports_are_behind_the_sign_in(app) -> None:  # type: ignore[no-u
 async def test_a_campaign_that_does_not_exist_has_no_report(admin_client: httpx.AsyncClient) -> None:
     r = await admin_client.get("/admin/reports/campaigns/999")
     assert r.status_code == 404 and "There is no such campaign" in r.text
+
+
+async def test_signups_made_on_an_article_count_for_it_and_a_bad_page_is_not_kept(
+    db: Database, settings: Settings, client: httpx.AsyncClient, admin_client: httpx.AsyncClient
+) -> None:
+    article = (await sample_articles(db, settings))[0]
+    r = await signup(client, "ana@example.org", source_page=f"{article.link}#subscribe")
+    assert r.status_code == 303  # on to "check your inbox"
+    r = await signup(client, "ben@example.org", headers={"referer": article.link.rstrip("/") + "?utm_source=x"})
+    assert r.status_code == 303
+    await signup(client, "cy@example.org", source_page="javascript:alert(1)")
+    content = {row[0]: row for row in (await _csv(admin_client, "/admin/reports/content.csv"))[1:]}
+    assert content[article.title][6] == "2"
+    assert (await subscriber(db, "cy@example.org")).signup_page is None  # type: ignore[union-attr]
