@@ -52,13 +52,15 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("subscribers") as batch:
         batch.add_column(sa.Column("signup_page", sa.String(length=2000), nullable=True))
-    op.create_index("ix_subscribers_signup_at", "subscribers", ["signup_at"], unique=False)
+    for column in ("signup_at", "bounced_at", "complained_at"):
+        op.create_index(f"ix_subscribers_{column}", "subscribers", [column], unique=False)
     op.create_index("ix_inquiries_utm_campaign", "inquiries", ["utm_campaign"], unique=False)
 
 
 def downgrade() -> None:
     op.drop_index("ix_inquiries_utm_campaign", table_name="inquiries")
-    op.drop_index("ix_subscribers_signup_at", table_name="subscribers")
+    for column in ("signup_at", "bounced_at", "complained_at"):
+        op.drop_index(f"ix_subscribers_{column}", table_name="subscribers")
     with op.batch_alter_table("subscribers") as batch:
         batch.drop_column("signup_page")
     op.drop_table("click_salts")

@@ -24,7 +24,7 @@ from service.insight.audience import audience_weeks, topics_by_popularity
 from service.insight.reports import CampaignReport, campaign_report, campaign_summaries
 from service.insight.sources import DIMENSIONS, FUNNEL, content_report, lead_sources
 
-CAMPAIGNS_SHOWN = 20
+CAMPAIGNS_SHOWN = 12
 MONTHS_DEFAULT = 12
 MONTHS_MAX = 120
 

@@ -108,20 +108,20 @@ def _rows(found: Iterable[tuple[str, str, int]], *, order_by_value: bool = False
 
 
 async def lead_sources(session: AsyncSession, *, since: dt.datetime) -> dict[str, list[SourceRow]]:
-    """Inquiries since `since` by each of DIMENSIONS, each row with its count per funnel status."""
+    """Inquiries since `since` by each of DIMENSIONS, each row with its count per funnel status.
+    Two scans: the pages and referrers in one, the low-cardinality fields together in the other."""
     where = (_leads(), Inquiry.created_at >= since)
-    result: dict[str, list[SourceRow]] = {}
-    for name, column, normalise in (("page", Inquiry.source_page, page_key), ("site", Inquiry.referrer, site_of)):
-        raw = await session.execute(select(column, Inquiry.status, func.count()).where(*where)
-                                    .group_by(column, Inquiry.status))
-        result[name] = _rows((normalise(v), s, int(n)) for v, s, n in raw.all())
-    for name, column in (("utm_source", Inquiry.utm_source), ("utm_campaign", Inquiry.utm_campaign),
-                         ("topic", Inquiry.topic)):
-        raw = await session.execute(select(column, Inquiry.status, func.count()).where(*where)
-                                    .group_by(column, Inquiry.status))
-        result[name] = _rows((str(v or ""), s, int(n)) for v, s, n in raw.all())
+    found: dict[str, list[tuple[str, str, int]]] = {name: [] for name in DIMENSIONS}
+    pages = await session.execute(select(Inquiry.source_page, Inquiry.referrer, Inquiry.status, func.count())
+                                  .where(*where).group_by(Inquiry.source_page, Inquiry.referrer, Inquiry.status))
+    for page, referrer, status, n in pages.all():
+        found["page"].append((page_key(page), status, int(n)))
+        found["site"].append((site_of(referrer), status, int(n)))
     month = month_bucket(session, Inquiry.created_at)
-    raw = await session.execute(select(month, Inquiry.status, func.count()).where(*where)
-                                .group_by(month, Inquiry.status))
-    result["month"] = _rows(((str(v), s, int(n)) for v, s, n in raw.all()), order_by_value=True)
-    return result
+    columns = (Inquiry.utm_source, Inquiry.utm_campaign, Inquiry.topic, month)
+    rest = await session.execute(select(*columns, Inquiry.status, func.count()).where(*where)
+                                 .group_by(*columns, Inquiry.status))
+    for source, campaign, topic, when, status, n in rest.all():
+        for name, value in (("utm_source", source), ("utm_campaign", campaign), ("topic", topic), ("month", when)):
+            found[name].append((str(value or ""), status, int(n)))
+    return {name: _rows(rows, order_by_value=name == "month") for name, rows in found.items()}

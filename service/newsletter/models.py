@@ -26,7 +26,10 @@ class Subscriber(Base):
         Index("ix_subscribers_status_created_at_id", "status", "created_at", "id"),
         Index("ix_subscribers_confirmed_at", "confirmed_at"),
         Index("ix_subscribers_unsubscribed_at", "unsubscribed_at"),
-        Index("ix_subscribers_signup_at", "signup_at"),  # Insight's audience report (0010_insight)
+        # Insight's audience report counts by week (migration 0010_insight)
+        Index("ix_subscribers_signup_at", "signup_at"),
+        Index("ix_subscribers_bounced_at", "bounced_at"),
+        Index("ix_subscribers_complained_at", "complained_at"),
         Index("ix_subscribers_email_key_search", "email_key", postgresql_using="gin",
               postgresql_ops={"email_key": "gin_trgm_ops"}),
         Index("ix_subscribers_name_search", "name", postgresql_using="gin", postgresql_ops={"name": "gin_trgm_ops"}),
