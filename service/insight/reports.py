@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from service.bounces.stats import campaign_rates
+from service.bounces.stats import CampaignRates, campaign_rates
 from service.campaigns.models import Campaign
 from service.campaigns.queries import campaign_articles
 from service.campaigns.stats import campaign_stats
@@ -44,6 +44,7 @@ class CampaignSummary:
     clicks: int
     readers: int
     inquiries: int
+    rates: CampaignRates | None = None
 
     @property
     def ctr(self) -> float | None:
@@ -64,12 +65,6 @@ class CampaignReport:
     previous: list[CampaignSummary] = field(default_factory=list)
 
 
-async def _clicks_by(session: AsyncSession, campaign_id: int, *columns: object) -> list[tuple[object, ...]]:
-    stmt = (select(*columns, func.sum(ClickCount.clicks)).where(ClickCount.campaign_id == campaign_id)  # type: ignore[call-overload]
-            .group_by(*columns))
-    return [tuple(row) for row in (await session.execute(stmt)).all()]
-
-
 async def campaign_summaries(session: AsyncSession, campaigns: Sequence[Campaign]) -> list[CampaignSummary]:
     """Delivered, people's clicks, distinct readers and inquiries (utm_campaign = the slug, not
     held or spam) of each campaign; the clicks and inquiries of all of them in one query each."""
@@ -85,23 +80,27 @@ async def campaign_summaries(session: AsyncSession, campaigns: Sequence[Campaign
         rates = await campaign_rates(session, campaign_id=c.id)
         delivered = (rates.attempted - rates.bounced) if rates else 0
         found.append(CampaignSummary(c, delivered, int(clicks.get(c.id, 0) or 0),
-                                     await campaign_readers(session, campaign_id=c.id), int(inquiries.get(c.slug, 0))))
+                                     await campaign_readers(session, campaign_id=c.id), int(inquiries.get(c.slug, 0)),
+                                     rates))
     return found
 
 
 async def campaign_report(session: AsyncSession, campaign: Campaign) -> CampaignReport:
     (summary,) = await campaign_summaries(session, [campaign])
-    rates = await campaign_rates(session, campaign_id=campaign.id)
+    rates = summary.rates
     stats = await campaign_stats(session, campaign_id=campaign.id)
     titles = {a.id: a.title for a in await campaign_articles(session, campaign_id=campaign.id)}
     titles[ARCHIVE_LINK] = "View in browser (the web version)"
     by_link: dict[int, dict[str, int]] = {}
     scanners: dict[str, int] = {}
-    for link, kind, n in await _clicks_by(session, campaign.id, ClickCount.link, ClickCount.kind):
-        by_link.setdefault(int(link), {}).setdefault(str(kind), 0)  # type: ignore[call-overload]
-        by_link[int(link)][str(kind)] += int(n)  # type: ignore[call-overload]
+    rows = await session.execute(select(ClickCount.link, ClickCount.kind, func.sum(ClickCount.clicks))
+                                 .where(ClickCount.campaign_id == campaign.id)
+                                 .group_by(ClickCount.link, ClickCount.kind))
+    for link, kind, n in rows.all():
+        counts = by_link.setdefault(link, {})
+        counts[kind] = counts.get(kind, 0) + int(n or 0)
         if kind != "person":
-            scanners[str(kind)] = scanners.get(str(kind), 0) + int(n)  # type: ignore[call-overload]
+            scanners[kind] = scanners.get(kind, 0) + int(n or 0)
     readers = await readers_by_link(session, campaign_id=campaign.id)
     links = [LinkRow(link, titles.get(link, f"Article {link} (no longer in the campaign)"),
                      by_link.get(link, {}).get("person", 0), int(readers.get(link, 0)),
