@@ -23,9 +23,12 @@ from service.admin.brand_web import BrandMiddleware, template_brand
 from service.admin.guard import http_error
 from service.db import DbSessionMiddleware, Sessions, create_engine, get_session, session_factory
 from service.i18n import LanguageMiddleware
+from service.insight.counter import ClickCounter, run_flusher
+from service.insight.links import LinkReader
 from service.mail.transport import Mailer, mailer_for
 from service.paths import TEMPLATES_DIR
 from service.settings import Settings
+from service.tokens import Tokens
 from service.web import (
     BodyTooLargeMiddleware,
     DatabaseOutageMiddleware,
@@ -64,11 +67,13 @@ def domain_routes() -> list[BaseRoute]:
     from service.campaigns.routes import routes as campaign_routes
     from service.home import route as home_route
     from service.inquiries.routes import routes as inquiry_routes
+    from service.insight.routes import routes as insight_routes
     from service.newsletter.routes import routes as newsletter_routes
     from service.openapi import route as openapi_route
     from service.privacy.routes import routes as privacy_routes
 
     return [
+        *insight_routes,  # first: a digest link is the most frequent request, and matched first
         home_route,
         *admin_routes,
         *inquiry_routes,
@@ -110,12 +115,14 @@ def create_app(
         if worker:
             ctx = WorkerContext(settings=settings, sessions=sessions, mailer=app_mailer)
             task = asyncio.create_task(run_worker(ctx, stop), name="tidings-worker")
+        flusher = asyncio.create_task(run_flusher(clicks, stop), name="tidings-clicks")
         try:
             yield
         finally:
             stop.set()
             if task is not None:
                 await task
+            await flusher  # the last click counts are written before the database is closed
             if mailer is None:
                 await app_mailer.close()
             if owns_engine and engine is not None:
@@ -141,6 +148,8 @@ def create_app(
     app.state.templates = make_localised_templates(settings)
     for localised in app.state.templates.values():
         localised.context_processors.append(template_brand)
+    app.state.clicks = clicks = ClickCounter(sessions)
+    app.state.links = LinkReader(Tokens(settings))
     if mailer is not None:
         app.state.mailer = mailer
     return app

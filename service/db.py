@@ -438,6 +438,20 @@ def day_bucket(session: AsyncSession, column: Any) -> Any:
     return sql_cast(column, Date) if is_postgresql(session) else func.date(column)
 
 
+def week_bucket(session: AsyncSession, column: Any) -> Any:
+    """The Monday (UTC) of a timestamp column's week, for GROUP BY (a date, or its ISO text on SQLite)."""
+    if is_postgresql(session):
+        return sql_cast(func.date_trunc("week", func.timezone("UTC", column)), Date)
+    return func.date(column, "weekday 0", "-6 days")
+
+
+def month_bucket(session: AsyncSession, column: Any) -> Any:
+    """The UTC month of a timestamp column as 'YYYY-MM' text, for GROUP BY."""
+    if is_postgresql(session):
+        return func.to_char(func.timezone("UTC", column), "YYYY-MM")
+    return func.strftime("%Y-%m", column)
+
+
 def postgresql_only(index: Index) -> Index:
     """Declare `index` for PostgreSQL only (an expression SQLite has no use for)."""
     return index.ddl_if(dialect="postgresql")

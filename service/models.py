@@ -8,6 +8,7 @@ import service.articles.models
 import service.bounces.models
 import service.campaigns.models
 import service.inquiries.models
+import service.insight.models
 import service.mail.models
 import service.newsletter.models
 import service.privacy.models

@@ -87,6 +87,8 @@ SUBSCRIPTION_REQUEST = {
         "form_token": _FORM_TOKEN_FIELD,
         "website": _HONEYPOT,
         "lang": _LANG,
+        "source_page": {"type": "string", "description": "the page the signup form is on (an http(s) URL; "
+                                                          "the admin's content report counts signups by it)"},
     },
 }
 

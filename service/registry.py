@@ -17,6 +17,7 @@ from service.bounces import jobs as bounces_jobs
 from service.campaigns import commands as campaigns_commands
 from service.campaigns import jobs as campaigns_jobs
 from service.inquiries import jobs as inquiries_jobs
+from service.insight import jobs as insight_jobs
 from service.loops import Loop
 from service.mail import jobs as mail_jobs
 from service.newsletter import commands as newsletter_commands
@@ -32,7 +33,7 @@ COMMANDS: tuple[Register, ...] = (newsletter_commands.register, articles_command
                                   bounces_commands.register, admin_commands.register)
 LOOPS: tuple[Callable[[Settings | None], list[Loop]], ...] = (
     mail_jobs.loops, inquiries_jobs.loops, newsletter_jobs.loops, campaigns_jobs.loops, privacy_jobs.loops,
-    articles_jobs.loops, bounces_jobs.loops)
+    articles_jobs.loops, bounces_jobs.loops, insight_jobs.loops)
 
 
 def add_domain_commands(sub: argparse._SubParsersAction[Any]) -> None:

@@ -111,6 +111,9 @@ class Settings:
     brand_accent_color: str = "#0b5d5b"
     brand_footer_text: str = ""
     brand_logo_url: str | None = None  # an https image shown until staff upload a logo
+    # Insight (service/insight): digest links through /r/ counted in aggregate; utm tags on article links.
+    click_counting: bool = True
+    utm_tagging: bool = True
 
     @property
     def helo_name(self) -> str:
@@ -234,6 +237,8 @@ def _parse(config: Config) -> Settings:
         blog_url=_blog_url(_get(config, "BLOG_URL")),
         language=_language(_get(config, "LANGUAGE", "en") or "en"),
         **_brand(config),
+        click_counting=_bool("CLICK_COUNTING", _get(config, "CLICK_COUNTING", "on") or "on"),
+        utm_tagging=_bool("UTM_TAGGING", _get(config, "UTM_TAGGING", "on") or "on"),
     )
     settings = replace(settings, **_webhooks(config))
     secret_key = _get(config, "SECRET_KEY")

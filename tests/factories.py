@@ -358,3 +358,44 @@ async def deliveries(db: Database, campaign_id: int) -> list[Delivery]:
         rows = await session.scalars(select(Delivery).where(Delivery.campaign_id == campaign_id)
                                      .order_by(Delivery.id))
         return list(rows.all())
+
+
+# -- insight (click counting) ------------------------------------------------------------------
+
+
+async def flush_clicks(app: Any) -> int:
+    """Write the app's counted clicks now, probation included (what a graceful stop does)."""
+    return int(await app.state.clicks.flush(final=True))
+
+
+async def click_counts(db: Database) -> dict[tuple[int, int, str], int]:
+    """Stored clicks by (campaign, link, kind), summed over the hours."""
+    from service.insight.models import ClickCount
+
+    async with db.sessions() as session:
+        rows = await session.execute(select(ClickCount.campaign_id, ClickCount.link, ClickCount.kind,
+                                            func.sum(ClickCount.clicks))
+                                     .group_by(ClickCount.campaign_id, ClickCount.link, ClickCount.kind))
+        return {(c, link, k): int(n) for c, link, k, n in rows.all() if n}
+
+
+def digest_links(message: EmailMessage) -> list[str]:
+    """The href targets of a received digest's HTML part, in order."""
+    import html as html_lib
+
+    part = message.get_body(preferencelist=("html",))
+    assert part is not None
+    return [html_lib.unescape(h) for h in re.findall(r'href="([^"]+)"', str(part.get_content()))]  # type: ignore[attr-defined]
+
+
+async def send_digest(db: Database, settings: Settings, smtp: SmtpServer, emails: Sequence[str]) -> int:
+    """A digest of the sample feed sent to confirmed subscribers `emails` through the real SMTP
+    server; the campaign's id."""
+    for email in emails:
+        await add_subscriber(db, email, name=email.split("@")[0].title())
+    campaign_id = await make_campaign(db, settings)
+    sender = sender_for(db, settings, smtp.url)
+    while await sender.run_once():
+        pass
+    await sender.transport.close()
+    return campaign_id

@@ -2,7 +2,7 @@
 text, blog address); NULL keeps the environment's default
 
 Revision ID: 0010_brand
-Revises: 0009c
+Revises: 0010i
 Create Date: 2026-12-02 16:30:00
 """
 
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0010_brand"
-down_revision: str | None = "0009c"
+down_revision: str | None = "0010i"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

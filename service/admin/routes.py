@@ -23,6 +23,7 @@ from service.admin import (
     pages_digest_rules,
     pages_inquiries,
     pages_mail,
+    pages_reports,
     pages_settings,
     pages_subscriber_actions,
     pages_subscribers,
@@ -269,6 +270,7 @@ admin_routes: list[BaseRoute] = [
     *pages_digest_rules.routes,
     *pages_subscriber_actions.routes,
     *pages_bounces.routes,
+    *pages_reports.routes,
 ]
 
 routes: list[BaseRoute] = [

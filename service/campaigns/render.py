@@ -22,6 +22,7 @@ from service.admin.brand import Brand, brand_context, effective_brand
 from service.articles.ingest import sanitize_html
 from service.articles.models import Article
 from service.i18n import SOURCE_LANGUAGE, current_language, format_date, gettext, language
+from service.insight.links import DigestLinks
 from service.mail.render import html_env, inline_css, text_env
 from service.newsletter.audience import topics_match
 from service.settings import Settings
@@ -181,11 +182,13 @@ def article_context(article: Article, lang: str | None = None) -> dict[str, Any]
 def digest_context(
     settings: Settings, *, subject: str, preheader: str, intro: str, articles: Sequence[Article],
     slug: str | None, brand: Brand | None = None, archive_url: str | None = None, body: str = "",
-    lang: str = SOURCE_LANGUAGE,
+    lang: str = SOURCE_LANGUAGE, campaign_id: int | None = None,
 ) -> dict[str, Any]:
     """The digest template's context; `archive_url` overrides the archive page's address (a test
-    send's signed preview link), `brand` is the one in force (`load_brand`; None: the defaults)."""
-    return {
+    send's signed preview link), `brand` is the one in force (`load_brand`; None: the defaults).
+    With `campaign_id` (what subscribers get; not a preview or test send) the article and "view
+    in browser" links are Insight's: utm-tagged and counted through /r/ (`service.insight.links`)."""
+    ctx: dict[str, Any] = {
         **brand_context(brand or effective_brand(None, settings)),
         "body_html": markdown_html(body),
         "body_text": body.strip(),
@@ -197,6 +200,12 @@ def digest_context(
         "archive_url": archive_url or (f"{settings.base_url}/archive/{slug}{_lang_query(settings, lang)}"
                                        if slug else None),
     }
+    if campaign_id is not None:
+        links = DigestLinks(settings, campaign_id=campaign_id, campaign=slug or str(campaign_id))
+        for article in ctx["articles"]:
+            article["link"] = links.article(article["id"], article["link"])
+        ctx["archive_url"] = links.archive(ctx["archive_url"])
+    return ctx
 
 
 def _lang_query(settings: Settings, lang: str) -> str:
@@ -217,16 +226,17 @@ def _split(document: str, kind: str, *, articles: bool = True) -> tuple[str, str
 def build_digest(
     settings: Settings, *, subject: str, preheader: str, intro: str, articles: Sequence[Article],
     slug: str | None = None, brand: Brand | None = None, archive_url: str | None = None, body: str = "",
-    lang: str | None = None,
+    lang: str | None = None, campaign_id: int | None = None,
 ) -> DigestTemplate:
     """Render the campaign once (HTML with CSS inlined, and text) with placeholders: its own
     Markdown body, its articles below it, or both; its fixed texts in `lang` (default the
-    install's LANGUAGE). Staff's own words (subject, intro, body) are used as written."""
+    install's LANGUAGE). Staff's own words (subject, intro, body) are used as written;
+    `campaign_id` for the links subscribers get."""
     lang = lang or settings.language
     if not articles and not body.strip():
         raise ValueError("a campaign needs a body or at least one article")
     ctx = digest_context(settings, subject=subject, preheader=preheader, intro=intro, articles=articles, slug=slug,
-                         brand=brand, archive_url=archive_url, body=body, lang=lang)
+                         brand=brand, archive_url=archive_url, body=body, lang=lang, campaign_id=campaign_id)
     ctx.update(greeting=GREETING, unsubscribe_url=UNSUBSCRIBE, preferences_url=UNSUBSCRIBE)
     html_doc = inline_css(html_env(lang).get_template("digest.html").render(ctx))
     text_doc = text_env(lang).get_template("digest.txt").render(ctx)

@@ -129,7 +129,7 @@ class CampaignSender:
         def build(lang: str | None = None) -> DigestTemplate:
             return build_digest(self.settings, subject=campaign.subject, preheader=campaign.preheader,
                                 intro=campaign.intro, articles=articles, slug=campaign.slug,
-                                brand=brand, body=campaign.body, lang=lang)
+                                brand=brand, body=campaign.body, lang=lang, campaign_id=campaign.id)
 
         template = build()
         factory = MessageFactory.for_campaign(self.settings, campaign_id=campaign_id, subject=campaign.subject,

@@ -26,7 +26,7 @@ from service.newsletter.models import SUPPRESSED_STATUSES, Subscriber
 from service.newsletter.tokens import CONFIRM_MAX_AGE, confirm_url, read_confirm_token, unsubscribe_url
 from service.settings import Settings
 from service.tokens import TokenError, Tokens
-from service.validation import FieldError, clean_mailable_email
+from service.validation import FieldError, clean_mailable_email, safe_http_url
 
 log = logging.getLogger("tidings.newsletter")
 
@@ -67,7 +67,7 @@ def mask_email(email: str) -> str:
 
 async def request_subscription(
     session: AsyncSession, *, settings: Settings, tokens: Tokens, email: str, name: str,
-    topics: Iterable[str] | None, ip: str, user_agent: str, source: str, consent_text: str,
+    topics: Iterable[str] | None, ip: str, user_agent: str, source: str, consent_text: str, page: str = "",
     language: str | None = None,
 ) -> None:
     """Record a signup (double opt-in) and queue what that address should get, whatever its state.
@@ -107,6 +107,7 @@ async def request_subscription(
     sub.signup_ip = ip[:64]
     sub.signup_user_agent = user_agent[:UA_MAX]
     sub.signup_source = source[:SOURCE_MAX]
+    sub.signup_page = signup_page(page)
     sub.consent_text = consent_text
     if language is not None:
         sub.language = language
@@ -116,11 +117,18 @@ async def request_subscription(
 
 
 HELD_SOURCE = "held: "
+PAGE_MAX = 2000
+
+
+def signup_page(page: str) -> str | None:
+    """The page a signup form was on (an http(s) URL, for Insight's content report), or None."""
+    page = page.strip()
+    return page if len(page) <= PAGE_MAX and safe_http_url(page) else None
 
 
 async def hold_subscription(
     session: AsyncSession, *, settings: Settings, email: str, name: str, topics: Iterable[str] | None, ip: str,
-    user_agent: str, source: str, consent_text: str, reason: str, language: str | None = None,
+    user_agent: str, source: str, consent_text: str, reason: str, page: str = "", language: str | None = None,
 ) -> None:
     """A signup that looked automated (see service.forms): nothing is sent, nothing a person
     sent is thrown away. An address not known yet is recorded as a pending subscriber whose
@@ -142,6 +150,7 @@ async def hold_subscription(
     sub.signup_ip = ip[:64]
     sub.signup_user_agent = user_agent[:UA_MAX]
     sub.signup_source = f"{HELD_SOURCE}{reason} ({source})"[:SOURCE_MAX]
+    sub.signup_page = signup_page(page)
     sub.consent_text = consent_text
     sub.language = language
     if topics is not None:

@@ -26,6 +26,10 @@ class Subscriber(Base):
         Index("ix_subscribers_status_created_at_id", "status", "created_at", "id"),
         Index("ix_subscribers_confirmed_at", "confirmed_at"),
         Index("ix_subscribers_unsubscribed_at", "unsubscribed_at"),
+        # Insight's audience report counts by week (migration 0010_insight)
+        Index("ix_subscribers_signup_at", "signup_at"),
+        Index("ix_subscribers_bounced_at", "bounced_at"),
+        Index("ix_subscribers_complained_at", "complained_at"),
         Index("ix_subscribers_email_key_search", "email_key", postgresql_using="gin",
               postgresql_ops={"email_key": "gin_trgm_ops"}),
         Index("ix_subscribers_name_search", "name", postgresql_using="gin", postgresql_ops={"name": "gin_trgm_ops"}),
@@ -46,6 +50,8 @@ class Subscriber(Base):
     signup_ip: Mapped[str | None] = mapped_column(String(64))
     signup_user_agent: Mapped[str | None] = mapped_column(String(500))
     signup_source: Mapped[str | None] = mapped_column(String(200))
+    # the page the signup form was on (the blog article, for the content report), not a visit history
+    signup_page: Mapped[str | None] = mapped_column(String(2000))
     consent_text: Mapped[str | None] = mapped_column(Text)
     confirmed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     confirm_ip: Mapped[str | None] = mapped_column(String(64))

@@ -107,6 +107,7 @@ async def _subscribe(request: Request, values: dict[str, Any], screening: Screen
         email=values["email"], name=values["name"], topics=values["topics"], ip=client_ip(request),
         user_agent=request.headers.get("user-agent", ""), source=values.get("source", "form:subscribe"),
         consent_text=flows.consent_text(brand_of(request).name), language=current_language(),
+        page=values.get("page", ""),
     )
     if screening is not None and screening.verdict is Verdict.HOLD:
         await flows.hold_subscription(get_session(request), settings=settings, reason=screening.hold_reason or "",
@@ -131,6 +132,7 @@ async def subscribe_page(request: Request) -> Response:
     if errors:
         return render(request, "newsletter/subscribe.html", _form_ctx(request, shown, errors), status_code=422)
     values["source"] = "form:subscribe" + (":embed" if _embedded(request) else "")
+    values["page"] = str(form.get("source_page") or request.headers.get("referer", ""))
     await _subscribe(request, values, screening)
     return _thanks(request)
 
@@ -183,6 +185,7 @@ async def api_subscriptions(request: Request) -> Response:
     if errors:
         return JSONResponse({"errors": dict(errors)}, status_code=422)
     values["source"] = "api"
+    values["page"] = str(data.get("source_page") or request.headers.get("referer", ""))
     await _subscribe(request, values, screening)
     return JSONResponse({"message": gettext("Thank you. Please check your inbox and confirm your subscription.")},
                         status_code=202)

@@ -43,15 +43,36 @@
       .then(function (body) { hidden(form, "form_token").value = body.form_token; });
   }
 
-  function fillAttribution(form) {
+  /*
+   * First touch of the visit: the utm fields of the page the visit came in on (a digest's
+   * article link), kept in sessionStorage (this tab, this visit; no cookie, nothing kept after
+   * the tab is closed) so that the contact page the reader goes to next sends them. Runs on
+   * every page that loads this script, form or not. The referrer stays the form page's own
+   * (on a two-page visit: the article the reader came from).
+   */
+  var VISIT_KEY = "tidings.visit";
+
+  function rememberVisit() {
+    var visit = {};
+    try { visit = JSON.parse(window.sessionStorage.getItem(VISIT_KEY) || "{}") || {}; } catch (e) { visit = {}; }
     var params = new URLSearchParams(window.location.search);
+    ATTRIBUTION.forEach(function (name) {
+      if (!visit[name] && params.get(name)) { visit[name] = params.get(name).slice(0, 200); }
+    });
+    try { window.sessionStorage.setItem(VISIT_KEY, JSON.stringify(visit)); } catch (e) { /* storage off: this page only */ }
+    return visit;
+  }
+
+  var visit = rememberVisit();
+
+  function fillAttribution(form) {
     var source = hidden(form, "source_page");
     if (!source.value) { source.value = window.location.href; }
     var referrer = hidden(form, "referrer");
     if (!referrer.value) { referrer.value = document.referrer; }
     ATTRIBUTION.forEach(function (name) {
       var input = hidden(form, name);
-      if (!input.value && params.get(name)) { input.value = params.get(name); }
+      if (!input.value && visit[name]) { input.value = visit[name]; }
     });
   }
 

@@ -175,6 +175,11 @@ async def test_the_main_admin_pages_have_no_serious_accessibility_violation(page
         ("campaign", f"/admin/campaigns/{campaign.id}", campaign.subject),
         ("campaign preview", f"/admin/campaigns/{campaign.id}/preview", "Preview"),
         ("articles", "/admin/articles", "Articles"),
+        ("reports", "/admin/reports", "Reports"),
+        ("campaign report", f"/admin/reports/campaigns/{campaign.id}", f"Report: {campaign.subject}"),
+        ("content report", "/admin/reports/content", "Content report"),
+        ("lead sources", "/admin/reports/leads", "Lead sources"),
+        ("audience", "/admin/reports/audience", "Audience"),
     ):
         await audit.visit(name, path, heading)
     await audit.visit("digest rules", "/admin/digest-rules", "Recurring digests")

@@ -1,0 +1,1 @@
+"""Insight: which articles and campaigns bring readers and clients, counted in aggregate, never per person."""

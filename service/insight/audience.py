@@ -1,0 +1,80 @@
+"""The audience report: per week, signups, the share of them confirmed, confirmations,
+unsubscribes, bounces and complaints, and the net growth; and topics by popularity among
+confirmed subscribers. Read-only; counts only, from the subscribers' own timestamps (a
+re-signup moves a subscriber's signup time, so a week's figures are those of its latest events)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import exists, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from service.db import week_bucket
+from service.newsletter.models import Subscriber, SubscriberTopic
+
+WEEKS = 26
+EVERY_TOPIC = "(every topic)"
+
+
+@dataclass(frozen=True)
+class Week:
+    start: dt.date
+    signups: int
+    signups_confirmed: int  # of this week's signups, how many are confirmed (or were, then left)
+    confirmed: int
+    unsubscribed: int
+    bounced: int
+    complained: int
+
+    @property
+    def confirmation_rate(self) -> float | None:
+        return self.signups_confirmed / self.signups if self.signups else None
+
+    @property
+    def net(self) -> int:
+        return self.confirmed - self.unsubscribed - self.bounced - self.complained
+
+
+def monday(day: dt.date) -> dt.date:
+    return day - dt.timedelta(days=day.weekday())
+
+
+def _as_date(value: Any) -> dt.date:
+    return value if isinstance(value, dt.date) else dt.date.fromisoformat(str(value)[:10])
+
+
+async def audience_weeks(session: AsyncSession, *, now: dt.datetime, weeks: int = WEEKS) -> list[Week]:
+    """The last `weeks` weeks (Monday to Sunday, UTC), oldest first."""
+    first = monday(now.date()) - dt.timedelta(weeks=weeks - 1)
+    since = dt.datetime.combine(first, dt.time(), dt.UTC)
+    series: dict[str, dict[dt.date, int]] = {}
+    for name, column in (("signups", Subscriber.signup_at), ("confirmed", Subscriber.confirmed_at),
+                         ("unsubscribed", Subscriber.unsubscribed_at), ("bounced", Subscriber.bounced_at),
+                         ("complained", Subscriber.complained_at)):
+        week = week_bucket(session, column)
+        rows = await session.execute(select(week, func.count()).where(column >= since).group_by(week))
+        series[name] = {_as_date(w): int(n) for w, n in rows.all()}
+    week = week_bucket(session, Subscriber.signup_at)
+    rows = await session.execute(select(week, func.count()).where(Subscriber.signup_at >= since,
+                                                                  Subscriber.confirmed_at.is_not(None)).group_by(week))
+    series["signups_confirmed"] = {_as_date(w): int(n) for w, n in rows.all()}
+    starts = [first + dt.timedelta(weeks=i) for i in range(weeks)]
+    return [Week(d, *(series[k].get(d, 0) for k in ("signups", "signups_confirmed", "confirmed", "unsubscribed",
+                                                      "bounced", "complained"))) for d in starts]
+
+
+async def topics_by_popularity(session: AsyncSession) -> list[tuple[str, int]]:
+    """Confirmed subscribers per topic, most popular first; those who chose none get every topic."""
+    confirmed = Subscriber.status == "confirmed"
+    rows = await session.execute(select(SubscriberTopic.topic, func.count())
+                                 .join(Subscriber, Subscriber.id == SubscriberTopic.subscriber_id)
+                                 .where(confirmed).group_by(SubscriberTopic.topic))
+    every = await session.scalar(select(func.count()).select_from(Subscriber).where(
+        confirmed, ~exists().where(SubscriberTopic.subscriber_id == Subscriber.id))) or 0
+    found = [(str(t), int(n)) for t, n in rows.all()]
+    if every:
+        found.append((EVERY_TOPIC, int(every)))
+    return sorted(found, key=lambda r: (-r[1], r[0]))

@@ -1,0 +1,135 @@
+"""The campaign report: what a sent campaign did (delivered, bounced, complained, unsubscribed
+after it; clicks and distinct readers per link and over its first hours; click-through rate; the
+inquiries that came with its utm_campaign), beside the campaigns sent before it. Read-only.
+
+Click-through rate = distinct readers / delivered: the share of the people it reached who
+followed at least one link (estimated: a reader is counted once per day, see service.insight.counter).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from service.bounces.stats import CampaignRates, campaign_rates
+from service.campaigns.models import Campaign
+from service.campaigns.queries import campaign_articles
+from service.campaigns.stats import campaign_stats
+from service.inquiries.models import Inquiry
+from service.insight.models import ARCHIVE_LINK, ClickCount
+from service.insight.queries import campaign_readers, readers_by_link
+
+HOURS_SHOWN = 48
+PREVIOUS_SHOWN = 5
+FUNNEL = ("new", "contacted", "qualified", "closed")
+
+
+@dataclass(frozen=True)
+class LinkRow:
+    link: int
+    title: str
+    clicks: int
+    readers: int
+    scanner_clicks: int
+
+
+@dataclass(frozen=True)
+class CampaignSummary:
+    campaign: Campaign
+    delivered: int
+    clicks: int
+    readers: int
+    inquiries: int
+    rates: CampaignRates | None = None
+
+    @property
+    def ctr(self) -> float | None:
+        return self.readers / self.delivered if self.delivered else None
+
+
+@dataclass(frozen=True)
+class CampaignReport:
+    summary: CampaignSummary
+    bounced: int
+    complained: int
+    unsubscribed_after: int
+    scanners: dict[str, int]
+    links: list[LinkRow]
+    hours: list[tuple[dt.datetime, int]]
+    later_clicks: int
+    inquiries_by_status: dict[str, int]
+    previous: list[CampaignSummary] = field(default_factory=list)
+
+
+async def campaign_summaries(session: AsyncSession, campaigns: Sequence[Campaign]) -> list[CampaignSummary]:
+    """Delivered, people's clicks, distinct readers and inquiries (utm_campaign = the slug, not
+    held or spam) of each campaign; the clicks and inquiries of all of them in one query each."""
+    ids, slugs = [c.id for c in campaigns], [c.slug for c in campaigns]
+    clicks = dict((await session.execute(
+        select(ClickCount.campaign_id, func.sum(ClickCount.clicks))
+        .where(ClickCount.campaign_id.in_(ids), ClickCount.kind == "person").group_by(ClickCount.campaign_id))).all())
+    inquiries = dict((await session.execute(
+        select(Inquiry.utm_campaign, func.count()).where(Inquiry.utm_campaign.in_(slugs), Inquiry.status.in_(FUNNEL))
+        .group_by(Inquiry.utm_campaign))).all())
+    found = []
+    for c in campaigns:
+        rates = await campaign_rates(session, campaign_id=c.id)
+        delivered = (rates.attempted - rates.bounced) if rates else 0
+        found.append(CampaignSummary(c, delivered, int(clicks.get(c.id, 0) or 0),
+                                     await campaign_readers(session, campaign_id=c.id), int(inquiries.get(c.slug, 0)),
+                                     rates))
+    return found
+
+
+async def campaign_report(session: AsyncSession, campaign: Campaign) -> CampaignReport:
+    (summary,) = await campaign_summaries(session, [campaign])
+    rates = summary.rates
+    stats = await campaign_stats(session, campaign_id=campaign.id)
+    titles = {a.id: a.title for a in await campaign_articles(session, campaign_id=campaign.id)}
+    titles[ARCHIVE_LINK] = "View in browser (the web version)"
+    by_link: dict[int, dict[str, int]] = {}
+    scanners: dict[str, int] = {}
+    rows = await session.execute(select(ClickCount.link, ClickCount.kind, func.sum(ClickCount.clicks))
+                                 .where(ClickCount.campaign_id == campaign.id)
+                                 .group_by(ClickCount.link, ClickCount.kind))
+    for link, kind, n in rows.all():
+        counts = by_link.setdefault(link, {})
+        counts[kind] = counts.get(kind, 0) + int(n or 0)
+        if kind != "person":
+            scanners[kind] = scanners.get(kind, 0) + int(n or 0)
+    readers = await readers_by_link(session, campaign_id=campaign.id)
+    links = [LinkRow(link, titles.get(link, f"Article {link} (no longer in the campaign)"),
+                     by_link.get(link, {}).get("person", 0), int(readers.get(link, 0)),
+                     sum(n for k, n in by_link.get(link, {}).items() if k != "person"))
+             for link in [*(i for i in titles if i != ARCHIVE_LINK), *(i for i in by_link if i not in titles),
+                          ARCHIVE_LINK]]
+    hours, later = await _hours(session, campaign)
+    statuses = dict((await session.execute(
+        select(Inquiry.status, func.count()).where(Inquiry.utm_campaign == campaign.slug)
+        .group_by(Inquiry.status))).all())
+    previous_rows = (await session.scalars(
+        select(Campaign).where(Campaign.started_at.is_not(None), Campaign.id != campaign.id,
+                               Campaign.started_at < (campaign.started_at or dt.datetime.max.replace(tzinfo=dt.UTC)))
+        .order_by(Campaign.started_at.desc()).limit(PREVIOUS_SHOWN))).all()
+    return CampaignReport(
+        summary=summary, bounced=rates.bounced if rates else 0, complained=rates.complained if rates else 0,
+        unsubscribed_after=stats.unsubscribed_after, scanners=scanners, links=links, hours=hours,
+        later_clicks=later, inquiries_by_status={s: int(statuses.get(s, 0)) for s in FUNNEL},
+        previous=await campaign_summaries(session, previous_rows),
+    )
+
+
+async def _hours(session: AsyncSession, campaign: Campaign) -> tuple[list[tuple[dt.datetime, int]], int]:
+    """Person clicks per hour over the first HOURS_SHOWN hours after the campaign started, and the rest."""
+    found = {h: int(n) for h, n in (await session.execute(
+        select(ClickCount.hour, func.sum(ClickCount.clicks))
+        .where(ClickCount.campaign_id == campaign.id, ClickCount.kind == "person").group_by(ClickCount.hour))).all()}
+    start = (campaign.started_at or min(found, default=None) or dt.datetime.now(dt.UTC)).replace(
+        minute=0, second=0, microsecond=0)
+    hours = [start + dt.timedelta(hours=i) for i in range(HOURS_SHOWN)]
+    shown = set(hours)
+    return [(h, found.get(h, 0)) for h in hours], sum(n for h, n in found.items() if h not in shown)

@@ -1,0 +1,127 @@
+"""Where readers and clients come from, in aggregate: the content report (per article: newsletter
+clicks and readers, inquiries sent from it or from the page right after it, signups made on it)
+and the lead sources (inquiries by source page, referrer site, utm source and campaign, topic and
+month, each with how far they got: new, contacted, qualified, closed). Read-only.
+
+Pages are compared without their query and fragment (`page_key`): an article reached through a
+digest carries utm fields, and is still that article. Held and spam inquiries are no leads and
+are left out."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from service.articles.models import Article
+from service.db import month_bucket
+from service.inquiries.models import Inquiry
+from service.insight.models import ARCHIVE_LINK, ClickCount
+from service.insight.queries import readers_by_link
+from service.newsletter.models import Subscriber
+
+FUNNEL = ("new", "contacted", "qualified", "closed")
+ARTICLES_SHOWN = 200
+ROWS_SHOWN = 50
+DIMENSIONS = {"page": "Source page", "site": "Referrer site", "utm_source": "utm_source",
+              "utm_campaign": "utm_campaign", "topic": "Topic", "month": "Month"}
+NONE = "(none)"
+
+
+def page_key(url: str | None) -> str:
+    """A page as compared here: host (lower-case) and path without a trailing slash; '' when none."""
+    if not url:
+        return ""
+    parts = urlsplit(url.strip())
+    if not parts.netloc:
+        return ""
+    return f"{parts.netloc.lower()}{parts.path.rstrip('/')}"
+
+
+def site_of(url: str | None) -> str:
+    return urlsplit(url.strip()).netloc.lower() if url and url.strip() else ""
+
+
+def _leads() -> Any:
+    return Inquiry.status.in_(FUNNEL)
+
+
+@dataclass(frozen=True)
+class ContentRow:
+    article: Article
+    clicks: int
+    readers: int
+    inquiries: int
+    signups: int
+
+
+async def content_report(session: AsyncSession, *, limit: int = ARTICLES_SHOWN) -> list[ContentRow]:
+    """The newest `limit` articles with their newsletter clicks (people only), distinct readers,
+    inquiries (sent from the article, or from the page the reader opened right after it) and signups."""
+    articles = (await session.scalars(select(Article).order_by(Article.published_at.desc(), Article.id.desc())
+                                      .limit(limit))).all()
+    clicks = dict((await session.execute(
+        select(ClickCount.link, func.sum(ClickCount.clicks))
+        .where(ClickCount.kind == "person", ClickCount.link != ARCHIVE_LINK).group_by(ClickCount.link))).all())
+    readers = await readers_by_link(session)
+    by_key = {page_key(a.link): a.id for a in articles if page_key(a.link)}
+    inquiries: dict[int, int] = {}
+    pairs = await session.execute(select(Inquiry.source_page, Inquiry.referrer, func.count()).where(_leads())
+                                  .group_by(Inquiry.source_page, Inquiry.referrer))
+    for source, referrer, n in pairs.all():
+        article_id = by_key.get(page_key(source)) or by_key.get(page_key(referrer))
+        if article_id is not None:
+            inquiries[article_id] = inquiries.get(article_id, 0) + int(n)
+    signups: dict[int, int] = {}
+    pages = await session.execute(select(Subscriber.signup_page, func.count())
+                                  .where(Subscriber.signup_page.is_not(None)).group_by(Subscriber.signup_page))
+    for signup_page, n in pages.all():
+        article_id = by_key.get(page_key(signup_page))
+        if article_id is not None:
+            signups[article_id] = signups.get(article_id, 0) + int(n)
+    return [ContentRow(a, int(clicks.get(a.id, 0) or 0), int(readers.get(a.id, 0) or 0), inquiries.get(a.id, 0),
+                       signups.get(a.id, 0)) for a in articles]
+
+
+@dataclass
+class SourceRow:
+    value: str
+    by_status: dict[str, int] = field(default_factory=lambda: dict.fromkeys(FUNNEL, 0))
+
+    @property
+    def total(self) -> int:
+        return sum(self.by_status.values())
+
+
+def _rows(found: Iterable[tuple[str, str, int]], *, order_by_value: bool = False) -> list[SourceRow]:
+    rows: dict[str, SourceRow] = {}
+    for value, status, n in found:
+        row = rows.setdefault(value or NONE, SourceRow(value or NONE))
+        row.by_status[status] += n
+    ordered = sorted(rows.values(), key=(lambda r: r.value) if order_by_value else (lambda r: (-r.total, r.value)))
+    return ordered if order_by_value else ordered[:ROWS_SHOWN]
+
+
+async def lead_sources(session: AsyncSession, *, since: dt.datetime) -> dict[str, list[SourceRow]]:
+    """Inquiries since `since` by each of DIMENSIONS, each row with its count per funnel status.
+    Two scans: the pages and referrers in one, the low-cardinality fields together in the other."""
+    where = (_leads(), Inquiry.created_at >= since)
+    found: dict[str, list[tuple[str, str, int]]] = {name: [] for name in DIMENSIONS}
+    pages = await session.execute(select(Inquiry.source_page, Inquiry.referrer, Inquiry.status, func.count())
+                                  .where(*where).group_by(Inquiry.source_page, Inquiry.referrer, Inquiry.status))
+    for page, referrer, status, n in pages.all():
+        found["page"].append((page_key(page), status, int(n)))
+        found["site"].append((site_of(referrer), status, int(n)))
+    month = month_bucket(session, Inquiry.created_at)
+    columns = (Inquiry.utm_source, Inquiry.utm_campaign, Inquiry.topic, month)
+    rest = await session.execute(select(*columns, Inquiry.status, func.count()).where(*where)
+                                 .group_by(*columns, Inquiry.status))
+    for source, campaign, topic, when, status, n in rest.all():
+        for name, value in (("utm_source", source), ("utm_campaign", campaign), ("topic", topic), ("month", when)):
+            found[name].append((str(value or ""), status, int(n)))
+    return {name: _rows(rows, order_by_value=name == "month") for name, rows in found.items()}
