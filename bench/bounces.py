@@ -173,10 +173,12 @@ def dsn(n: int, recipient: str, return_path: str) -> bytes:
 
 
 class Lmtp:
-    """A minimal LMTP client on one connection: one message, one recipient at a time."""
+    """A minimal LMTP client on one connection: one message, one recipient at a time. Like
+    Postfix, it pipelines MAIL, RCPT and DATA when the server offers PIPELINING."""
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader, self.writer = reader, writer
+        self.pipelining = False
 
     @classmethod
     async def open(cls, port: int) -> Lmtp:
@@ -184,25 +186,35 @@ class Lmtp:
         conn = cls(reader, writer)
         await conn.reply()
         writer.write(b"LHLO bench.test\r\n")
-        await conn.reply()
+        conn.pipelining = "PIPELINING" in await conn.reply(everything=True)
         return conn
 
-    async def reply(self) -> str:
+    async def reply(self, *, everything: bool = False) -> str:
+        lines = ""
         while True:
             line = (await self.reader.readline()).decode()
             if not line:
                 raise ConnectionError("LMTP connection closed")
+            lines += line
             if line[3:4] != "-":
-                return line
+                return lines if everything else line
 
     async def send(self, rcpt: str, body: bytes) -> str:
-        for command in (b"MAIL FROM:<>", f"RCPT TO:<{rcpt}>".encode(), b"DATA"):  # no PIPELINING
-            self.writer.write(command + b"\r\n")
-            answer = await self.reply()
-            if not answer.startswith(("250", "354")):
-                self.writer.write(b"RSET\r\n")
-                await self.reply()
-                return answer
+        commands = (b"MAIL FROM:<>", f"RCPT TO:<{rcpt}>".encode(), b"DATA")
+        if self.pipelining:
+            self.writer.write(b"".join(c + b"\r\n" for c in commands))
+            answers = [await self.reply() for _ in commands]
+        else:
+            answers = []
+            for command in commands:
+                self.writer.write(command + b"\r\n")
+                answers.append(await self.reply())
+                if not answers[-1].startswith(("250", "354")):
+                    break
+        if not all(a.startswith(("250", "354")) for a in answers):
+            self.writer.write(b"RSET\r\n")
+            await self.reply()
+            return next(a for a in answers if not a.startswith(("250", "354")))
         self.writer.write(body.replace(b"\r\n.", b"\r\n..") + b".\r\n")
         return await self.reply()
 

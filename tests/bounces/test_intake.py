@@ -170,3 +170,40 @@ async def test_reports_arriving_together_are_committed_together_each_with_its_ow
     assert [(await subscriber(db, sent[p][0])).status for p in people] == ["bounced"] * len(people)
     stored = await stored_events(db)
     assert sorted(e.recipient for e in stored) == sorted(people)
+
+
+async def test_lmtp_offers_pipelining_and_answers_pipelined_commands_in_order(
+        db: Database, settings: Settings, smtp: SmtpServer) -> None:
+    """RFC 2033 requires PIPELINING of an LMTP server: Postfix then sends MAIL, RCPT and DATA
+    at once; each gets its own reply, in order, and a refused recipient makes DATA fail."""
+    sent = await _sent(db, settings, smtp, "pip@example.org")
+    sid, verp, message_id = sent["pip@example.org"]
+    raw = sample("postfix_dsn", return_path=verp, rcpt="pip@example.org", message_id=message_id)
+    server = await start_inbound(db.sessions, settings, port=0)
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.sockets[0].getsockname()[1])
+
+    async def replies(count: int) -> list[str]:
+        lines: list[str] = []
+        while len([line for line in lines if line[3:4] != "-"]) < count:
+            lines.append((await asyncio.wait_for(reader.readline(), 30)).decode().rstrip("\r\n"))
+        return lines
+
+    try:
+        await replies(1)
+        writer.write(b"LHLO mta.example\r\n")
+        assert "250-PIPELINING" in await replies(1)
+        writer.write(b"MAIL FROM:<>\r\nRCPT TO:<postmaster@bounces.clinic.test>\r\nDATA\r\n")
+        refused = await replies(3)
+        writer.write(f"RSET\r\nMAIL FROM:<>\r\nRCPT TO:<{verp}>\r\nDATA\r\n".encode())
+        accepted = await replies(4)
+        writer.write(raw.replace(b"\r\n.", b"\r\n..") + b".\r\n")
+        done = await replies(1)
+        writer.write(b"QUIT\r\n")
+    finally:
+        writer.close()
+        server.close()
+        await server.wait_closed()
+    assert [r[:3] for r in refused] == ["250", "550", "503"]
+    assert [r[:3] for r in accepted] == ["250", "250", "250", "354"]
+    assert done == ["250 2.0.0 bounce recorded"]
+    assert (await subscriber(db, sid)).status == "bounced"
