@@ -160,8 +160,9 @@ def _one_reply(replies: list[str]) -> str:
 
 
 async def start_inbound(sessions: Sessions, settings: Settings, *, host: str = "127.0.0.1", port: int = 0,
-                        lmtp: bool = True, hostname: str | None = None) -> asyncio.Server:
-    """Listen on `host`:`port` (0: any free port; see `server.sockets`) in the running loop."""
+                        lmtp: bool = True, hostname: str | None = None, reuse_port: bool = False) -> asyncio.Server:
+    """Listen on `host`:`port` (0: any free port; see `server.sockets`) in the running loop;
+    `reuse_port`: beside other processes on the same port (`tidings inbound --processes`)."""
     handler = InboundHandler(sessions, settings, lmtp=lmtp)
     kind = PerRecipientLMTP if lmtp else SMTP
 
@@ -169,4 +170,5 @@ async def start_inbound(sessions: Sessions, settings: Settings, *, host: str = "
         return kind(handler, data_size_limit=MAX_REPORT_BYTES, enable_SMTPUTF8=True, decode_data=False,
                     hostname=hostname, ident="Tidings inbound")
 
-    return await asyncio.get_running_loop().create_server(factory, host=host, port=port)
+    return await asyncio.get_running_loop().create_server(factory, host=host, port=port,
+                                                          reuse_port=reuse_port or None)

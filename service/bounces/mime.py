@@ -25,6 +25,7 @@ _NAME = re.compile(r"[\041-\071\073-\176]+:")  # a header field's name and colon
 # the bytes are read as ASCII with surrogate escapes).
 _OTHER_BREAKS = re.compile("[\x0b\x0c\x1c\x1d\x1e]")
 _LAST_BREAK = re.compile(r"(\r\n|\r|\n)\Z")
+_BOUNDARY_END = re.compile(r"(--)?[ \t]*(\r\n|\r|\n)?$")  # after `--boundary`, as the feed parser reads it
 
 
 def quick_report(raw: bytes) -> Message | None:
@@ -92,11 +93,11 @@ def _headers(lines: list[str], at: int) -> tuple[Message | None, int]:
 
 def _parts(lines: list[str], at: int, boundary: str) -> list[tuple[int, int]] | None:
     """The line spans of the parts between `--boundary` lines; None without a closing one."""
-    mark = re.compile(re.escape("--" + boundary) + r"(--)?[ \t]*(\r\n|\r|\n)?$")
+    mark = "--" + boundary  # no regex of its own: each report has a new boundary, each would be compiled
     spans: list[tuple[int, int]] = []
     start: int | None = None
     for i in range(at, len(lines)):
-        found = mark.match(lines[i]) if lines[i].startswith("--") else None
+        found = _BOUNDARY_END.match(lines[i], len(mark)) if lines[i].startswith(mark) else None
         if found is None:
             continue
         if start is not None:

@@ -207,3 +207,38 @@ async def test_lmtp_offers_pipelining_and_answers_pipelined_commands_in_order(
     assert [r[:3] for r in accepted] == ["250", "250", "250", "354"]
     assert done == ["250 2.0.0 bounce recorded"]
     assert (await subscriber(db, sid)).status == "bounced"
+
+
+async def test_tidings_inbound_processes_share_one_port_and_stop_together(
+        db: Database, settings: Settings, smtp: SmtpServer) -> None:
+    import signal
+
+    from tests.smtp import free_port
+
+    sent = await _sent(db, settings, smtp, "one@example.org", "two@example.org")
+    env = {k: v for k, v in os.environ.items() if k not in ("SMTP_URL", "BOUNCE_DOMAIN")}
+    env.update(DATABASE_URL=db.url, SECRET_KEY=TEST_SECRET, RETURN_PATH=settings.return_path or "")
+    cli = [sys.executable, "-m", "service.cli", "inbound"]
+    bad = await asyncio.to_thread(subprocess.run, [*cli, "--processes", "0"], env=env, capture_output=True,
+                                  timeout=120, check=False)
+    assert bad.returncode == 1
+    assert bad.stderr.decode().strip() == ("error: --processes: expected 1 or more, and a fixed --port for more "
+                                           "than 1")
+    port = free_port()
+    proc = await asyncio.create_subprocess_exec(*cli, "--port", str(port), "--processes", "2", env=env,
+                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    try:
+        assert proc.stdout is not None
+        for _ in range(2):  # each receiver says where it listens
+            line = await asyncio.wait_for(proc.stdout.readline(), 120)
+            assert line.decode().strip() == f"tidings inbound: LMTP on 127.0.0.1:{port}"
+        reports = [(verp, sample("postfix_dsn", return_path=verp, rcpt=address, message_id=mid))
+                   for address, (_sid, verp, mid) in sent.items()]
+        results = await asyncio.gather(*(lmtp_send(port, [verp], raw) for verp, raw in reports))
+        assert [data for _rcpt, data in results] == [["250 2.0.0 bounce recorded"]] * 2
+    finally:
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGTERM)
+        _out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0, err
+    assert [(await subscriber(db, sid)).status for sid, _v, _m in sent.values()] == ["bounced"] * 2
