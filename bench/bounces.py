@@ -1,22 +1,27 @@
 """Benchmark: bounces in, by both routes, on PostgreSQL.
 
-    ./dev bench bounces [--events 100000] [--connections 8] [--batch 100] [--server-procs 2]
+    ./dev bench bounces [--events 100000] [--connections 100] [--inbound-procs 1] [--batch 100]
+                        [--requests 16] [--server-procs 2]
 
 A fresh database (`tidings_bench_bounces`, or BENCH_PG_DB; dropped afterwards), migrated, with
 2 x EVENTS confirmed subscribers: the first half each received a delivery of one sent campaign
 (the rows a real send leaves), the second half is reported on by webhook.
 
-1. LMTP: `tidings inbound` (a real process) receives one RFC 3464 delivery-status report per
-   delivery, each to that delivery's signed VERP return path, over `--connections` LMTP
-   connections; every message must get 250 for its recipient.
+1. LMTP: `tidings inbound` (a real process; `--inbound-procs` receivers on one port) receives
+   one RFC 3464 delivery-status report per delivery, each to that delivery's signed VERP return
+   path, over `--connections` LMTP connections (pipelined, as Postfix does); every message must
+   get 250 for its recipient. Each reply waits for its report's commit, so the connections are
+   what keeps transactions full: Postfix runs up to 100 delivery agents (default_process_limit).
+   Ceiling, same run: the same client against a null LMTP server that answers at once.
 2. Webhook: uvicorn (`--server-procs` processes) serves the app with WEBHOOK_SECRET; the
-   generic webhook gets EVENTS hard bounces in signed batches of `--batch`.
+   generic webhook gets EVENTS hard bounces in signed batches of `--batch`, `--requests` at once.
 3. Exactly once: every report is sent again (the first 1 %), and afterwards each route must have
    stored exactly EVENTS events, one per subscriber, every subscriber bounced.
 4. Baseline, same run: the same rows INSERTed into a copy of `bounce_events` directly with
    asyncpg, in transactions of `--batch` rows (what the database alone costs).
 
-The load generators run on the same 2 cores as the servers: the figures are a lower bound.
+The load generators run on the same cores as the servers: the figures are a lower bound. The
+first line gives the load average: other work on the machine takes its share of the CPU.
 """
 
 from __future__ import annotations
@@ -173,10 +178,12 @@ def dsn(n: int, recipient: str, return_path: str) -> bytes:
 
 
 class Lmtp:
-    """A minimal LMTP client on one connection: one message, one recipient at a time."""
+    """A minimal LMTP client on one connection: one message, one recipient at a time. Like
+    Postfix, it pipelines MAIL, RCPT and DATA when the server offers PIPELINING."""
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader, self.writer = reader, writer
+        self.pipelining = False
 
     @classmethod
     async def open(cls, port: int) -> Lmtp:
@@ -184,25 +191,35 @@ class Lmtp:
         conn = cls(reader, writer)
         await conn.reply()
         writer.write(b"LHLO bench.test\r\n")
-        await conn.reply()
+        conn.pipelining = "PIPELINING" in await conn.reply(everything=True)
         return conn
 
-    async def reply(self) -> str:
+    async def reply(self, *, everything: bool = False) -> str:
+        lines = ""
         while True:
             line = (await self.reader.readline()).decode()
             if not line:
                 raise ConnectionError("LMTP connection closed")
+            lines += line
             if line[3:4] != "-":
-                return line
+                return lines if everything else line
 
     async def send(self, rcpt: str, body: bytes) -> str:
-        for command in (b"MAIL FROM:<>", f"RCPT TO:<{rcpt}>".encode(), b"DATA"):  # no PIPELINING
-            self.writer.write(command + b"\r\n")
-            answer = await self.reply()
-            if not answer.startswith(("250", "354")):
-                self.writer.write(b"RSET\r\n")
-                await self.reply()
-                return answer
+        commands = (b"MAIL FROM:<>", f"RCPT TO:<{rcpt}>".encode(), b"DATA")
+        if self.pipelining:
+            self.writer.write(b"".join(c + b"\r\n" for c in commands))
+            answers = [await self.reply() for _ in commands]
+        else:
+            answers = []
+            for command in commands:
+                self.writer.write(command + b"\r\n")
+                answers.append(await self.reply())
+                if not answers[-1].startswith(("250", "354")):
+                    break
+        if not all(a.startswith(("250", "354")) for a in answers):
+            self.writer.write(b"RSET\r\n")
+            await self.reply()
+            return next(a for a in answers if not a.startswith(("250", "354")))
         self.writer.write(body.replace(b"\r\n.", b"\r\n..") + b".\r\n")
         return await self.reply()
 
@@ -230,22 +247,68 @@ async def lmtp_load(port: int, jobs: list[tuple[str, bytes]], connections: int) 
     return time.perf_counter() - started, bad
 
 
-def start_inbound(port: int, log: Path) -> subprocess.Popen[bytes]:
+class NullLmtp(asyncio.Protocol):
+    """An LMTP server that does nothing: 250 to every command and message, at once. The bench
+    client against it is the ceiling of what the client can send on this machine."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport, self.buffer, self.in_data = transport, b"", False
+        transport.write(b"220 null LMTP\r\n")
+
+    def data_received(self, data: bytes) -> None:
+        lines = (self.buffer + data).split(b"\r\n")
+        self.buffer = lines.pop()
+        out = []
+        for line in lines:
+            if self.in_data:
+                if line == b".":
+                    self.in_data = False
+                    out.append(b"250 2.0.0 ok")
+                continue
+            verb = line[:4].upper()
+            if verb == b"LHLO":
+                out.append(b"250-null\r\n250 PIPELINING")
+            elif verb == b"DATA":
+                self.in_data = True
+                out.append(b"354 go on")
+            elif verb == b"QUIT":
+                self.transport.write(b"221 bye\r\n")
+                self.transport.close()
+                return
+            else:
+                out.append(b"250 ok")
+        if out:
+            self.transport.write(b"\r\n".join(out) + b"\r\n")
+
+
+def serve_null_lmtp(port: int) -> None:
+    async def serve() -> None:
+        server = await asyncio.get_running_loop().create_server(NullLmtp, "127.0.0.1", port)
+        print("LMTP on", port, flush=True)
+        await server.serve_forever()
+
+    asyncio.run(serve())
+
+
+def start_inbound(port: int, log: Path, processes: int = 1) -> subprocess.Popen[bytes]:
     """`tidings inbound` on `port`, once it says it listens (its output goes to `log`)."""
     with log.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "service.cli", "inbound", "--host", "127.0.0.1", "--port",
-                                 str(port)], cwd=ROOT, env=env(), stdout=out, stderr=subprocess.STDOUT)
+        inbound = [sys.executable, "-m", "service.cli", "inbound", "--host", "127.0.0.1", "--port", str(port),
+                   "--processes", str(processes)]
+        command = inbound if processes else [sys.executable, __file__, "--null-lmtp", str(port)]
+        proc = subprocess.Popen(command, cwd=ROOT, env=env(), stdout=out, stderr=subprocess.STDOUT)
     deadline = time.time() + 30
     while time.time() < deadline and proc.poll() is None:
-        if b"LMTP on" in log.read_bytes():
+        if log.read_bytes().count(b"LMTP on") >= max(processes, 1):
             return proc
         time.sleep(0.1)
     proc.kill()
     raise SystemExit(f"tidings inbound did not start: {log.read_text()}")
 
 
-async def bench_lmtp(events: int, connections: int) -> tuple[float, float, int]:
-    """(events/s, server CPU seconds, the reports refused)."""
+def lmtp_jobs(events: int) -> list[tuple[str, bytes]]:
+    """(VERP return path, DSN) for each delivery."""
     from service.bounces.returnpath import return_path
 
     s = settings()
@@ -254,17 +317,27 @@ async def bench_lmtp(events: int, connections: int) -> tuple[float, float, int]:
         rcpt = return_path(s, "delivery", n)
         assert rcpt is not None
         jobs.append((rcpt, dsn(n, f"reader{n}@bench.example.org", rcpt)))
+    return jobs
+
+
+async def bench_lmtp(jobs: list[tuple[str, bytes]], connections: int, processes: int
+                     ) -> tuple[float, float, float, int]:
+    """(events/s, server CPU seconds, client CPU seconds, the reports refused); `processes` 0:
+    the null server (the ceiling; nothing is recorded and nothing sent again)."""
     port = free_port()
-    proc = start_inbound(port, Path(tempfile.gettempdir()) / f"bench-bounces-inbound-{os.getpid()}.log")
+    proc = start_inbound(port, Path(tempfile.gettempdir()) / f"bench-bounces-inbound-{os.getpid()}.log", processes)
     try:
-        cpu_before = cpu_seconds([proc.pid])
+        pids = process_tree(proc.pid)
+        cpu_before, client_before = cpu_seconds(pids), time.process_time()
         seconds, bad = await lmtp_load(port, jobs, connections)
-        cpu = cpu_seconds([proc.pid]) - cpu_before
-        _, again = await lmtp_load(port, jobs[::RESEND_SHARE], connections)  # duplicates: 250, counted once
+        cpu, client = cpu_seconds(pids) - cpu_before, time.process_time() - client_before
+        again: list[str] = []
+        if processes:
+            _, again = await lmtp_load(port, jobs[::RESEND_SHARE], connections)  # duplicates: 250, counted once
     finally:
         proc.terminate()
         proc.wait(15)
-    return events / seconds, cpu, len(bad) + len(again)
+    return len(jobs) / seconds, cpu, client, len(bad) + len(again)
 
 
 # -- webhook ---------------------------------------------------------------------------------
@@ -299,16 +372,16 @@ async def post_all(url: str, bodies: list[bytes], concurrency: int) -> tuple[flo
     return time.perf_counter() - started, bad
 
 
-def bench_webhook(events: int, batch: int, procs: int) -> tuple[float, float, int]:
+def bench_webhook(events: int, batch: int, procs: int, concurrency: int) -> tuple[float, float, int]:
     """(events/s, server CPU seconds, the requests refused)."""
     bodies = batches(events, batch)
     proc, url = launch_uvicorn(free_port(), env(), ["--workers", str(procs), "--http", "httptools"])
     try:
         pids = process_tree(proc.pid)
         cpu_before = cpu_seconds(pids)
-        seconds, bad = asyncio.run(post_all(url, bodies, concurrency=2 * procs))
+        seconds, bad = asyncio.run(post_all(url, bodies, concurrency=concurrency))
         cpu = cpu_seconds(pids) - cpu_before
-        _, again = asyncio.run(post_all(url, bodies[::RESEND_SHARE], concurrency=2 * procs))
+        _, again = asyncio.run(post_all(url, bodies[::RESEND_SHARE], concurrency=concurrency))
     finally:
         stop_server(proc)
     return events / seconds, cpu, len(bad) + len(again)
@@ -346,18 +419,33 @@ async def baseline(events: int, batch: int) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=100_000, help="events per route (default 100000)")
-    parser.add_argument("--connections", type=int, default=8, help="LMTP connections (default 8)")
+    parser.add_argument("--connections", type=int, default=100,
+                        help="LMTP connections (default 100: Postfix's default_process_limit)")
+    parser.add_argument("--inbound-procs", type=int, default=1, help="tidings inbound --processes (default 1)")
     parser.add_argument("--batch", type=int, default=100, help="events per webhook request (default 100)")
     parser.add_argument("--server-procs", type=int, default=2, help="uvicorn processes (default 2)")
+    parser.add_argument("--requests", type=int, default=16,
+                        help="webhook requests in flight at once, as a provider posts them (default 16)")
+    parser.add_argument("--null-lmtp", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    print(f"bounces bench: {args.events} events per route, PostgreSQL {PG_DB}", flush=True)
+    if args.null_lmtp:
+        serve_null_lmtp(args.null_lmtp)
+        return 0
+    print(f"bounces bench: {args.events} events per route, PostgreSQL {PG_DB}, {os.cpu_count()} CPUs, "
+          f"load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}", flush=True)
     asyncio.run(prepare(args.events))
     try:
-        rate, cpu, refused = asyncio.run(bench_lmtp(args.events, args.connections))
-        print(f"LMTP    (tidings inbound, {args.connections} connections): {rate:8.0f} events/s, "
-              f"server CPU {1000 * cpu / args.events:.2f} ms/event, refused {refused}", flush=True)
-        rate, cpu, refused = bench_webhook(args.events, args.batch, args.server_procs)
-        print(f"webhook (generic, batches of {args.batch}, {args.server_procs} uvicorn procs): {rate:8.0f} events/s, "
+        jobs = lmtp_jobs(args.events)
+        rate, cpu, client, _ = asyncio.run(bench_lmtp(jobs, args.connections, 0))
+        print(f"ceiling (the LMTP client against a null server, {args.connections} connections): {rate:8.0f} events/s, "
+              f"client CPU {1000 * client / args.events:.2f} ms/event", flush=True)
+        rate, cpu, client, refused = asyncio.run(bench_lmtp(jobs, args.connections, args.inbound_procs))
+        print(f"LMTP    (tidings inbound --processes {args.inbound_procs}, {args.connections} connections): "
+              f"{rate:8.0f} events/s, server CPU {1000 * cpu / args.events:.2f} ms/event, "
+              f"client CPU {1000 * client / args.events:.2f} ms/event, refused {refused}", flush=True)
+        rate, cpu, refused = bench_webhook(args.events, args.batch, args.server_procs, args.requests)
+        print(f"webhook (generic, batches of {args.batch}, {args.requests} requests at once, {args.server_procs} "
+              f"uvicorn procs): {rate:8.0f} events/s, "
               f"server CPU {1000 * cpu / args.events:.2f} ms/event, refused {refused}", flush=True)
         print(f"baseline (INSERT of the same rows, {args.batch} per transaction): "
               f"{asyncio.run(baseline(args.events, args.batch)):8.0f} rows/s", flush=True)

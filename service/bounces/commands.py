@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import signal
+import subprocess
 import sys
 from typing import Any
 
@@ -64,7 +65,8 @@ async def _inbound(settings: Settings, args: argparse.Namespace) -> None:
         problem = await schema_problem(db.engine)
         if problem:
             raise CommandError(problem)
-        server = await start_inbound(db.sessions, settings, host=args.host, port=args.port, lmtp=not args.smtp)
+        server = await start_inbound(db.sessions, settings, host=args.host, port=args.port, lmtp=not args.smtp,
+                                     reuse_port=args.reuse_port)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -82,8 +84,30 @@ async def _inbound(settings: Settings, args: argparse.Namespace) -> None:
 
 def cmd_inbound(args: argparse.Namespace) -> None:
     settings = load_settings()
+    if args.processes < 1 or (args.processes > 1 and args.port == 0):
+        raise CommandError("--processes: expected 1 or more, and a fixed --port for more than 1")
+    if args.processes > 1:
+        raise SystemExit(_serve_processes(args))
     setup_logging(settings.log_level)
     run(_inbound(settings, args))
+
+
+def _serve_processes(args: argparse.Namespace) -> int:
+    """`--processes N`: N receivers on the same port (SO_REUSEPORT: the kernel spreads the
+    connections), each its own process with its own event loop and database pool, so they use
+    N cores. SIGTERM / SIGINT are passed on; the worst exit status is ours."""
+    command = [sys.executable, "-m", "service.cli", "inbound", "--host", args.host, "--port", str(args.port),
+               "--reuse-port", *(["--smtp"] if args.smtp else [])]
+    children = [subprocess.Popen(command) for _ in range(args.processes)]  # noqa: S603 (our own command)
+
+    def forward(sig: int, _frame: Any) -> None:
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(sig)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, forward)
+    return max(abs(child.wait()) for child in children)
 
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
@@ -97,4 +121,7 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=2525, help="port to listen on (default 2525)")
     p.add_argument("--smtp", action="store_true", help="speak SMTP instead of LMTP")
+    p.add_argument("--processes", type=int, default=1,
+                   help="receivers on the port, one process each (default 1; more use more cores)")
+    p.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)  # set for each of --processes
     p.set_defaults(handler=cmd_inbound)

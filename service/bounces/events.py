@@ -55,5 +55,7 @@ def report_key(*, report_message_id: str | None, recipient: str, kind: str, fall
 def one_line(text: str, limit: int = DIAGNOSTIC_MAX) -> str:
     """Text made safe for `MailEvent.diagnostic`: whitespace runs (line breaks too) become one
     space, control characters go, cut to `limit`."""
-    cleaned = "".join(c for c in " ".join(text.split()) if c.isprintable())
+    cleaned = " ".join(text.split())
+    if not cleaned.isprintable():  # rare: only then look at each character
+        cleaned = "".join(c for c in cleaned if c.isprintable())
     return cleaned[:limit]

@@ -10,9 +10,15 @@ GROUP_MAX reports, recorded by `policy.record_many` exactly as one by one in arr
 each recipient gets its reply only after the transaction that holds its report committed. A
 group that fails is retried report by report, so one bad report fails only itself (451).
 
+The message is parsed once, as it arrives (not once per recipient, nor inside the transaction,
+which then holds only the database work).
+
 RFC 2033 wants one reply per accepted recipient after the message in LMTP; aiosmtpd's LMTP
 class sends one. `PerRecipientLMTP` adds them: the handler's DATA hook returns `Replies`, one
-status per recipient in RCPT order, and `push` writes each. Over SMTP (`--smtp`), which has one
+status per recipient in RCPT order, and `push` writes each. It also offers PIPELINING (RFC 2920),
+which RFC 2033 requires of an LMTP server and which aiosmtpd already handles (it reads commands
+in order, whenever they arrive): Postfix then sends MAIL, RCPT and DATA in one go, a round trip
+per message instead of three. Over SMTP (`--smtp`), which has one
 reply per message, a temporary failure of any recipient asks the MTA to send it again (recording
 is idempotent, so the others count once), otherwise a failure of every recipient is the reply.
 """
@@ -28,7 +34,8 @@ from aiosmtpd.lmtp import LMTP
 from aiosmtpd.smtp import SMTP
 
 from service.bounces.events import MailEvent
-from service.bounces.intake import MAX_REPORT_BYTES, Processed, read_report
+from service.bounces.intake import MAX_REPORT_BYTES, Processed, read_message
+from service.bounces.parse import Report, mail_events
 from service.bounces.policy import record_many
 from service.bounces.returnpath import read_token, token_of_address
 from service.db import Sessions
@@ -70,18 +77,27 @@ class InboundHandler:
         envelope.rcpt_tos.append(address)
         return "250 2.1.5 OK"
 
+    async def handle_EHLO(self, server: Any, session: Any, envelope: Any, hostname: str,
+                          responses: list[str]) -> list[str]:
+        """LHLO (and EHLO): aiosmtpd's capabilities, and PIPELINING."""
+        session.host_name = hostname
+        return [*responses[:-1], "250-PIPELINING", responses[-1]]
+
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str | Replies:
         raw = envelope.original_content or envelope.content
         raw = raw if isinstance(raw, bytes) else str(raw).encode("utf-8", "surrogateescape")
-        waiting = [self.enqueue(raw, rcpt) for rcpt in envelope.rcpt_tos]
+        report = read_message(raw, settings=self.settings)
+        waiting = [self.enqueue(report, mail_events(report, source="lmtp", raw=raw,
+                                                    return_token=token_of_address(self.settings, rcpt)))
+                   for rcpt in envelope.rcpt_tos]
         replies = [await reply for reply in waiting]
         if self.lmtp:
             return Replies(replies)
         return _one_reply(replies)
 
-    def enqueue(self, raw: bytes, recipient: str) -> asyncio.Future[str]:
+    def enqueue(self, report: Report, events: list[MailEvent]) -> asyncio.Future[str]:
         """Queue one recipient's report for the next group; its reply, once committed."""
-        job = _Job(raw, token_of_address(self.settings, recipient), asyncio.get_running_loop().create_future())
+        job = _Job(report, events, asyncio.get_running_loop().create_future())
         self.pending.append(job)
         if self.worker is None or self.worker.done():
             self.worker = asyncio.create_task(self._drain())
@@ -108,23 +124,24 @@ class InboundHandler:
                         job.reply.set_result("451 4.3.0 the report could not be recorded now; try again later")
 
     async def _commit(self, group: list[_Job]) -> None:
-        read = [read_report(job.raw, settings=self.settings, source="lmtp", return_token=job.token) for job in group]
-        events: list[MailEvent] = [e for _, evs in read for e in evs]
+        events: list[MailEvent] = [e for job in group for e in job.events]
         async with self.sessions.begin() as session:
             outcomes = await record_many(session, events, settings=self.settings)
         at = 0
-        for job, (report, evs) in zip(group, read, strict=True):
-            processed = Processed(report, tuple(outcomes[at:at + len(evs)]))
-            at += len(evs)
-            log.info("inbound: %s", processed.summary())
+        verbose = log.isEnabledFor(logging.INFO)
+        for job in group:
+            processed = Processed(job.report, tuple(outcomes[at:at + len(job.events)]))
+            at += len(job.events)
+            if verbose:
+                log.info("inbound: %s", processed.summary())
             if not job.reply.done():
                 job.reply.set_result(_reply(processed))
 
 
 @dataclass(frozen=True)
 class _Job:
-    raw: bytes
-    token: str | None
+    report: Report
+    events: list[MailEvent]
     reply: asyncio.Future[str]
 
 
@@ -143,8 +160,9 @@ def _one_reply(replies: list[str]) -> str:
 
 
 async def start_inbound(sessions: Sessions, settings: Settings, *, host: str = "127.0.0.1", port: int = 0,
-                        lmtp: bool = True, hostname: str | None = None) -> asyncio.Server:
-    """Listen on `host`:`port` (0: any free port; see `server.sockets`) in the running loop."""
+                        lmtp: bool = True, hostname: str | None = None, reuse_port: bool = False) -> asyncio.Server:
+    """Listen on `host`:`port` (0: any free port; see `server.sockets`) in the running loop;
+    `reuse_port`: beside other processes on the same port (`tidings inbound --processes`)."""
     handler = InboundHandler(sessions, settings, lmtp=lmtp)
     kind = PerRecipientLMTP if lmtp else SMTP
 
@@ -152,4 +170,5 @@ async def start_inbound(sessions: Sessions, settings: Settings, *, host: str = "
         return kind(handler, data_size_limit=MAX_REPORT_BYTES, enable_SMTPUTF8=True, decode_data=False,
                     hostname=hostname, ident="Tidings inbound")
 
-    return await asyncio.get_running_loop().create_server(factory, host=host, port=port)
+    return await asyncio.get_running_loop().create_server(factory, host=host, port=port,
+                                                          reuse_port=reuse_port or None)

@@ -46,14 +46,19 @@ class Processed:
         return f"{self.report.kind} ({self.report.detail}): " + "; ".join(parts)
 
 
+def read_message(raw: bytes, *, settings: Settings) -> Report:
+    """What the message in `raw` is; "unrecognised" when no parser can read it."""
+    try:
+        return parse_report(raw, settings)
+    except Exception as exc:  # no parser reads it: not a report (retrying would never help)
+        log.warning("a message could not be read as a report: %s", type(exc).__name__)
+        return Report("unrecognised", detail=f"the message could not be read ({type(exc).__name__})")
+
+
 def read_report(raw: bytes, *, settings: Settings, source: str, return_token: str | None = None
                 ) -> tuple[Report, list[MailEvent]]:
     """The report in `raw` and its events (nothing recorded yet)."""
-    try:
-        report = parse_report(raw, settings)
-    except Exception as exc:  # no parser reads it: not a report (retrying would never help)
-        log.warning("a message could not be read as a report: %s", type(exc).__name__)
-        report = Report("unrecognised", detail=f"the message could not be read ({type(exc).__name__})")
+    report = read_message(raw, settings=settings)
     return report, mail_events(report, source=source, raw=raw, return_token=return_token)
 
 

@@ -25,11 +25,12 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from email.message import Message
-from email.utils import getaddresses, parseaddr, parsedate_to_datetime
+from email.utils import parsedate_to_datetime
 
 from flufl.bounce import all_failures
 
 from service.bounces.events import MailEvent, one_line, report_key
+from service.bounces.mime import address_of, addresses_of, headers_only, quick_report
 from service.bounces.returnpath import token_of_address
 from service.db import utcnow
 from service.settings import Settings
@@ -73,8 +74,19 @@ class Report:
 
 
 def parse_report(raw: bytes, settings: Settings) -> Report:
-    """Classify one message and read its failures."""
-    msg = email.message_from_bytes(raw, policy=email.policy.compat32)
+    """Classify one message and read its failures: a standard report by the quick reader
+    (`service.bounces.mime`), anything else, or a report whose returned message names no
+    Message-ID there, with the email package's full parse."""
+    quick = quick_report(raw)
+    if quick is not None:
+        report = report_of(quick, settings)
+        if report.message_id or report.kind not in ("bounce", "complaint"):
+            return report
+    return report_of(email.message_from_bytes(raw, policy=email.policy.compat32), settings)
+
+
+def report_of(msg: Message, settings: Settings) -> Report:
+    """Classify one parsed message and read its failures."""
     report_type = (msg.get_param("report-type") or "") if msg.get_content_type() == "multipart/report" else ""
     if str(report_type).lower() == "delivery-status":
         report = _dsn(msg)
@@ -160,7 +172,7 @@ def _arf(msg: Message) -> Report | None:
     returned = _returned_headers(msg)
     recipients = [_address_field(v) for v in fields.get_all("Original-Rcpt-To", [])]
     if not any(recipients) and returned is not None:
-        recipients = [a for _n, a in getaddresses(returned.get_all("To", []))]
+        recipients = addresses_of(returned.get_all("To", []))
     recipients = [r for r in recipients if r] or [""]
     diagnostic = one_line(f"{feedback_type} report from {_header(fields, 'User-Agent') or 'a feedback loop'}")
     return Report("complaint", tuple(Failure("complaint", r, None, diagnostic) for r in recipients),
@@ -234,7 +246,7 @@ def _address_field(value: str) -> str:
     """`rfc822; user@example.org` -> user@example.org."""
     _type, _sep, address = value.partition(";")
     address = (address if _sep else value).strip()
-    return parseaddr(address)[1] or address.strip("<>")
+    return address_of(address) or address.strip("<>")
 
 
 def _date(msg: Message) -> dt.datetime | None:
@@ -256,8 +268,7 @@ def _returned_headers(msg: Message) -> Message | None:
             if isinstance(inner, list) and inner and isinstance(inner[0], Message):
                 return inner[0]
         elif kind == "text/rfc822-headers":
-            body = part.get_payload(decode=True) or b""
-            return email.message_from_bytes(bytes(body), policy=email.policy.compat32)
+            return headers_only(bytes(part.get_payload(decode=True) or b""))
     return None
 
 
@@ -276,9 +287,9 @@ def _tokens(settings: Settings, msg: Message, returned: Message | None) -> tuple
     Return-Path."""
     candidates: list[str] = []
     for name in ("Delivered-To", "X-Original-To", "Envelope-To", "To"):
-        candidates += [a for _n, a in getaddresses(msg.get_all(name, []))]
+        candidates += addresses_of(msg.get_all(name, []))
     if returned is not None:
-        candidates += [a for _n, a in getaddresses(returned.get_all("Return-Path", []))]
+        candidates += addresses_of(returned.get_all("Return-Path", []))
     return tuple(_unique(t for c in candidates if (t := token_of_address(settings, c))))
 
 

@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import hmac
 import re
 from dataclasses import dataclass
 from email.utils import parseaddr
 
+from service.bounces.mime import address_of
 from service.settings import TOKEN_LENGTH, Settings
 
 KINDS = {"d": "delivery", "o": "outbox"}
@@ -32,6 +34,7 @@ class ReturnToken:
     id: int
 
 
+@functools.lru_cache(maxsize=8)
 def _key(secret: str) -> bytes:
     return hashlib.sha256(f"tidings.return-path:{secret}".encode()).digest()
 
@@ -84,9 +87,12 @@ def envelope_sender(settings: Settings, kind: str, row_id: int) -> str:
 
 
 def _pattern(settings: Settings) -> re.Pattern[str] | None:
-    if settings.return_path is None:
-        return None
-    before, after = settings.return_path.split("{token}")
+    return None if settings.return_path is None else _compiled(settings.return_path)
+
+
+@functools.lru_cache(maxsize=8)
+def _compiled(return_path: str) -> re.Pattern[str]:
+    before, after = return_path.split("{token}")
     return re.compile(re.escape(before) + f"([a-z2-7]{{{TOKEN_LENGTH}}})" + re.escape(after), re.IGNORECASE)
 
 
@@ -96,7 +102,7 @@ def token_of_address(settings: Settings, address: str) -> str | None:
     pattern = _pattern(settings)
     if pattern is None:
         return None
-    found = pattern.fullmatch(parseaddr(address)[1] or address.strip())
+    found = pattern.fullmatch(address_of(address) or address.strip())
     return found.group(1).lower() if found else None
 
 

@@ -170,3 +170,75 @@ async def test_reports_arriving_together_are_committed_together_each_with_its_ow
     assert [(await subscriber(db, sent[p][0])).status for p in people] == ["bounced"] * len(people)
     stored = await stored_events(db)
     assert sorted(e.recipient for e in stored) == sorted(people)
+
+
+async def test_lmtp_offers_pipelining_and_answers_pipelined_commands_in_order(
+        db: Database, settings: Settings, smtp: SmtpServer) -> None:
+    """RFC 2033 requires PIPELINING of an LMTP server: Postfix then sends MAIL, RCPT and DATA
+    at once; each gets its own reply, in order, and a refused recipient makes DATA fail."""
+    sent = await _sent(db, settings, smtp, "pip@example.org")
+    sid, verp, message_id = sent["pip@example.org"]
+    raw = sample("postfix_dsn", return_path=verp, rcpt="pip@example.org", message_id=message_id)
+    server = await start_inbound(db.sessions, settings, port=0)
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.sockets[0].getsockname()[1])
+
+    async def replies(count: int) -> list[str]:
+        lines: list[str] = []
+        while len([line for line in lines if line[3:4] != "-"]) < count:
+            lines.append((await asyncio.wait_for(reader.readline(), 30)).decode().rstrip("\r\n"))
+        return lines
+
+    try:
+        await replies(1)
+        writer.write(b"LHLO mta.example\r\n")
+        assert "250-PIPELINING" in await replies(1)
+        writer.write(b"MAIL FROM:<>\r\nRCPT TO:<postmaster@bounces.clinic.test>\r\nDATA\r\n")
+        refused = await replies(3)
+        writer.write(f"RSET\r\nMAIL FROM:<>\r\nRCPT TO:<{verp}>\r\nDATA\r\n".encode())
+        accepted = await replies(4)
+        writer.write(raw.replace(b"\r\n.", b"\r\n..") + b".\r\n")
+        done = await replies(1)
+        writer.write(b"QUIT\r\n")
+    finally:
+        writer.close()
+        server.close()
+        await server.wait_closed()
+    assert [r[:3] for r in refused] == ["250", "550", "503"]
+    assert [r[:3] for r in accepted] == ["250", "250", "250", "354"]
+    assert done == ["250 2.0.0 bounce recorded"]
+    assert (await subscriber(db, sid)).status == "bounced"
+
+
+async def test_tidings_inbound_processes_share_one_port_and_stop_together(
+        db: Database, settings: Settings, smtp: SmtpServer) -> None:
+    import signal
+
+    from tests.smtp import free_port
+
+    sent = await _sent(db, settings, smtp, "one@example.org", "two@example.org")
+    env = {k: v for k, v in os.environ.items() if k not in ("SMTP_URL", "BOUNCE_DOMAIN")}
+    env.update(DATABASE_URL=db.url, SECRET_KEY=TEST_SECRET, RETURN_PATH=settings.return_path or "")
+    cli = [sys.executable, "-m", "service.cli", "inbound"]
+    bad = await asyncio.to_thread(subprocess.run, [*cli, "--processes", "0"], env=env, capture_output=True,
+                                  timeout=120, check=False)
+    assert bad.returncode == 1
+    assert bad.stderr.decode().strip() == ("error: --processes: expected 1 or more, and a fixed --port for more "
+                                           "than 1")
+    port = free_port()
+    proc = await asyncio.create_subprocess_exec(*cli, "--port", str(port), "--processes", "2", env=env,
+                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    try:
+        assert proc.stdout is not None
+        for _ in range(2):  # each receiver says where it listens
+            line = await asyncio.wait_for(proc.stdout.readline(), 120)
+            assert line.decode().strip() == f"tidings inbound: LMTP on 127.0.0.1:{port}"
+        reports = [(verp, sample("postfix_dsn", return_path=verp, rcpt=address, message_id=mid))
+                   for address, (_sid, verp, mid) in sent.items()]
+        results = await asyncio.gather(*(lmtp_send(port, [verp], raw) for verp, raw in reports))
+        assert [data for _rcpt, data in results] == [["250 2.0.0 bounce recorded"]] * 2
+    finally:
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGTERM)
+        _out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0, err
+    assert [(await subscriber(db, sid)).status for sid, _v, _m in sent.values()] == ["bounced"] * 2

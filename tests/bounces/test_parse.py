@@ -6,13 +6,18 @@ bounces `Auto-Submitted: auto-replied`."""
 
 from __future__ import annotations
 
+import email
+import email.policy
+from email.utils import getaddresses, parseaddr
+
 import pytest
 
 from service.bounces.events import report_key
-from service.bounces.parse import mail_events, parse_report
+from service.bounces.mime import address_of, addresses_of, quick_report
+from service.bounces.parse import mail_events, parse_report, report_of
 from service.bounces.returnpath import make_token, return_path
 from service.settings import Settings
-from tests.bounces.helpers import sample
+from tests.bounces.helpers import SAMPLES, sample
 
 SETTINGS = Settings(secret_key="k" * 20 + "0123456789abcdef", return_path="bounces+{token}@bounces.clinic.test")
 RP = return_path(SETTINGS, "delivery", 77) or ""
@@ -100,3 +105,33 @@ def test_a_broken_encoded_word_in_a_dsn_is_kept_as_text() -> None:
     (failure,) = parse_report(raw, SETTINGS).failures
     assert (failure.kind, failure.recipient) == ("hard", "a@example.org")
     assert failure.diagnostic == "smtp; =?bogus?q?550_gone?="
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in SAMPLES.glob("*.eml")))
+@pytest.mark.parametrize("line_end", ["\r\n", "\n"])
+def test_every_sample_reads_the_same_as_with_the_full_parse(name: str, line_end: str) -> None:
+    """The quick reader of standard reports gives what the email package's full parse gives."""
+    raw = sample(name, return_path=RP, rcpt=RCPT, message_id=MID).replace(b"\r\n", line_end.encode())
+    full = report_of(email.message_from_bytes(raw, policy=email.policy.compat32), SETTINGS)
+    assert parse_report(raw, SETTINGS) == full
+
+
+def test_the_quick_reader_reads_standard_reports_and_leaves_the_rest_to_the_full_parse() -> None:
+    for name in ("postfix_dsn", "exim_failed", "exchange_mailbox_full", "postfix_delayed", "arf_abuse"):
+        quick = quick_report(sample(name, return_path=RP, rcpt=RCPT, message_id=MID))
+        assert quick is not None and quick.get_content_type() == "multipart/report", name
+    for name in ("qmail", "exim_plain", "out_of_office", "personal_reply"):  # no multipart/report
+        assert quick_report(sample(name, return_path=RP, rcpt=RCPT, message_id=MID)) is None
+    dsn = sample("postfix_dsn", return_path=RP, rcpt=RCPT, message_id=MID)
+    assert quick_report(dsn.replace(b"\r\n--", b"\r\n\x0c--", 1)) is None  # an odd line break
+    assert quick_report(dsn.rsplit(b"--\r\n", 1)[0]) is None  # no closing boundary
+    no_mid = dsn.replace(f"Message-ID: {MID}".encode(), b"X-Other: 1")
+    assert parse_report(no_mid, SETTINGS) == report_of(email.message_from_bytes(no_mid, policy=email.policy.compat32),
+                                                       SETTINGS)
+
+
+@pytest.mark.parametrize("value", ["a@b.c", " <a+b@c.d> ", "a..b@c.d", "x <a@b.c>", "a@b.c, d@e.f", "", "<>",
+                                   '"q r"@x.org', "a@b.c (note)", "<a@b.c", "bounces+ab2@x.org"])
+def test_addresses_read_without_the_parser_are_the_parsers_addresses(value: str) -> None:
+    assert address_of(value) == parseaddr(value)[1]
+    assert addresses_of([value]) == [a for _n, a in getaddresses([value])]
