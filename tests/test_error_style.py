@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 
 from tests.conftest import Database
-from tests.factories import csrf, form_token, make_staff, post_form, signed_in_client
+from tests.factories import PASSWORD, csrf, form_token, make_staff, post_form, sign_in, signed_in_client, token_in
 
 
 def check_error_style(html: str, fields: dict[str, str], problems: int) -> None:
@@ -60,3 +60,29 @@ async def test_admin_digest_rule_form_errors(app: Any, db: Database) -> None:
     assert r.status_code == 422, r.status_code
     assert 'id="r-time"' in r.text
     check_error_style(r.text, {"r-time": "err-at_time"}, len(re.findall(r'<p class="error" id="err-', r.text)))
+
+
+async def test_admin_sign_in_account_and_invite_forms_errors(client: httpx.AsyncClient, app: Any, db: Database) -> None:
+    """The forms that report one sentence (sign-in, forgot password, change password, invite)
+    show it in the same style, by the field it is about."""
+    admin = await make_staff(db)
+    r = await sign_in(client, password="not the password at all")
+    assert r.status_code == 401
+    check_error_style(r.text, {"password": "password-error"}, 1)
+    page = await client.get("/admin/forgot-password")
+    r = await client.post("/admin/forgot-password", data={"form_token": token_in(page.text), "email": ""})
+    assert r.status_code == 422, r.status_code
+    check_error_style(r.text, {"email": "email-error"}, 1)
+    async with signed_in_client(app, admin) as staff:
+        r = await staff.post("/admin/account", data={"csrf_token": await csrf(staff), "current": "wrong wrong wrong",
+                                                     "password": "a new password 123", "confirm": "a new password 123"})
+        assert r.status_code == 422
+        check_error_style(r.text, {"current": "current-error"}, 1)
+        r = await staff.post("/admin/account", data={"csrf_token": await csrf(staff), "current": PASSWORD,
+                                                     "password": "short", "confirm": "short"})
+        assert r.status_code == 422
+        check_error_style(r.text, {"password": "password-error"}, 1)
+        r = await staff.post("/admin/users/invite", data={"csrf_token": await csrf(staff), "email": "nope",
+                                                          "name": "", "role": "staff"})
+        assert r.status_code == 422
+        check_error_style(r.text, {"inv-email": "inv-email-error"}, 1)
