@@ -4,8 +4,10 @@ The file is streamed: each row is checked in Python, and valid rows go in batche
 temporary staging table (COPY on PostgreSQL, executemany on SQLite), so memory stays flat in
 the size of the file. Then a handful of set-based statements decide and apply everything:
 duplicates within the file, addresses that must never be revived, new rows, updates, topics.
-It all runs in the caller's one transaction: a fatal error (unknown columns, a field over the csv
-module's size limit, a database failure) raises and the caller rolls back, so a bad file leaves
+The file may be another tool's export (layouts.py: Mailchimp, listmonk, Ghost, Substack) or a
+zip of them (archive.py); each row is turned into our columns first. It all runs in the caller's
+one transaction: a fatal error (no email column, a field over the csv module's size limit, a zip
+bomb, a database failure) raises and the caller rolls back, so a bad file leaves
 nothing behind; a dry run is the same import rolled back, so its summary is exact.
 
 Rules (docs/newsletter.md): erased addresses (suppression hash) are skipped; existing
@@ -18,14 +20,14 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, Any
 
 from sqlalchemy import Column, Integer, MetaData, String, Table, Text, bindparam, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.csvfile import unescape_cell
 from service.db import UTCDateTime, analyze, bulk_insert, utcnow
+from service.newsletter.archive import is_zip, zip_members
 from service.newsletter.csvrows import (
     COLUMNS,
     DATE_COLUMNS,
@@ -34,27 +36,28 @@ from service.newsletter.csvrows import (
     RowChecker,
     import_clean_email,
     open_csv,
+    plain_columns,
 )
 from service.newsletter.flows import RESEND_INTERVAL, queue_confirmation
+from service.newsletter.importreport import MAX_LISTED, ImportReport, Part
+from service.newsletter.layouts import (
+    LAYOUTS,
+    PLAIN,
+    SOURCES,
+    Context,
+    Layout,
+    detect,
+    normalise_header,
+    unused_columns,
+)
 from service.newsletter.models import Subscriber, Suppression
 from service.settings import Settings
 from service.tokens import Tokens
 from service.validation import FieldError
 
-if TYPE_CHECKING:
-    pass
-
-__all__ = ["COLUMNS", "ImportFileError", "ImportReport", "import_clean_email", "import_subscribers"]
+__all__ = ["COLUMNS", "SOURCES", "ImportFileError", "ImportReport", "import_clean_email", "import_subscribers"]
 
 BATCH = 1000
-MAX_LISTED = 20  # line numbers listed per skip reason; the count is always complete
-MAX_ERRORS = 100
-
-SKIP_REASONS = {
-    "duplicate": "duplicate of an earlier line in the file",
-    "erased": "suppressed: the address was erased (right to be forgotten)",
-    "not_revived": "already unsubscribed, bounced or complained: an import never revives it",
-}
 
 _staging_meta = MetaData()
 STAGING = Table(
@@ -72,112 +75,137 @@ STAGING_TOPICS = Table("import_topics", _staging_meta, Column("line", Integer), 
 _STAGING_COLS = [c.name for c in STAGING.columns if c.name not in ("action", "subscriber_id", "old_status")]
 
 
-@dataclass
-class ImportReport:
-    rows: int = 0
-    added: int = 0
-    updated: int = 0
-    confirmations_queued: int = 0
-    pending_without_consent_date: int = 0
-    skipped: dict[str, int] = field(default_factory=dict)
-    skipped_lines: dict[str, list[int]] = field(default_factory=dict)
-    errors: list[tuple[int, str]] = field(default_factory=list)
-    error_count: int = 0
-    dry_run: bool = False
-
-    def error(self, line: int, message: str) -> None:
-        self.error_count += 1
-        if len(self.errors) < MAX_ERRORS:
-            self.errors.append((line, message))
-
-    def summary_lines(self) -> list[str]:
-        """A human summary (the CLI prints it; the admin shows it)."""
-        verb = "would be" if self.dry_run else "were"
-        out = [f"{self.rows} rows read: {self.added} {verb} added, {self.updated} {verb} updated, "
-               f"{sum(self.skipped.values())} skipped, {self.error_count} with errors"]
-        if self.pending_without_consent_date:
-            out.append(f"{self.pending_without_consent_date} rows marked confirmed had no consent date "
-                       "and were imported as pending")
-        if self.confirmations_queued:
-            out.append(f"{self.confirmations_queued} confirmation emails {verb} queued")
-        for reason, count in self.skipped.items():
-            lines = ", ".join(map(str, self.skipped_lines.get(reason, [])))
-            more = " …" if count > len(self.skipped_lines.get(reason, [])) else ""
-            out.append(f"skipped {count}: {SKIP_REASONS[reason]} (lines {lines}{more})")
-        for line, message in self.errors:
-            out.append(f"line {line}: {message}")
-        if self.error_count > len(self.errors):
-            out.append(f"… and {self.error_count - len(self.errors)} more errors")
-        return out
-
-
 Progress = Callable[[int], None]  # bytes of the file read so far
 
 
 async def import_subscribers(
     session: AsyncSession, binary: IO[bytes], *, settings: Settings, tokens: Tokens, source: str = "import",
     send_confirmation: bool = False, dry_run: bool = False, progress: Progress | None = None,
+    layout: str | None = None, consented: bool = False,
 ) -> ImportReport:
-    """Import a CSV file in the caller's transaction (the caller rolls back on ImportFileError,
-    any other exception, or a dry run). Returns the summary."""
-    reader, columns, position = open_csv(binary)
-    try:
-        return await _import(session, reader, columns, position, settings=settings, tokens=tokens, source=source,
-                             send_confirmation=send_confirmation, dry_run=dry_run, progress=progress)
-    finally:
-        reader.stream.detach()  # the caller owns (and closes) the binary file
-
-
-async def _import(
-    session: AsyncSession, reader: Any, columns: list[str], position: Callable[[], int], *, settings: Settings,
-    tokens: Tokens, source: str, send_confirmation: bool, dry_run: bool, progress: Progress | None,
-) -> ImportReport:
-    report = ImportReport(dry_run=dry_run)
+    """Import a CSV file, another tool's export or a zip of them, in the caller's transaction (the
+    caller rolls back on ImportFileError, any other exception, or a dry run). `layout` forces one
+    of SOURCES instead of recognising the header; `consented` is the operator's declaration that
+    they hold the consent records of readers whose export carries none. Returns the summary."""
+    if layout is not None and layout not in SOURCES:
+        raise ImportFileError(f"unknown source {layout!r} (expected one of {', '.join(SOURCES)})")
     now = utcnow()
     checker = RowChecker(settings, source, now)
+    job = _Job(session, tokens, ImportReport(dry_run=dry_run), checker,
+               Context(source=source, consented=consented, topics=checker.topics), layout)
     await _create_staging(session)
-    check_suppression = (await session.scalar(select(Suppression.email_hash).limit(1))) is not None
-    batch: list[dict[str, Any]] = []
-    topic_batch: list[tuple[int, str]] = []
-    line_no = 1
-    width = len(columns)
-    for record in reader:
-        start = line_no + 1  # the line this record starts on (the header is line 1)
-        line_no = reader.line_num + 1
-        if not record or (len(record) == 1 and not record[0].strip()):
-            continue
-        report.rows += 1
-        if len(record) > width:
-            report.error(start, f"{len(record)} fields, but the header has {width}")
-            continue
-        if any(cell.startswith("'") for cell in record):
-            record = [unescape_cell(cell) for cell in record]  # our exports' formula guard
-        cells = dict(zip(columns, record, strict=False))
+    job.check_suppression = (await session.scalar(select(Suppression.email_hash).limit(1))) is not None
+
+    def position() -> int:
         try:
-            row, topics, downgraded = checker.check(cells)
-        except FieldError as exc:
-            report.error(start, exc.message)
-            continue
-        row["line"] = start
-        report.pending_without_consent_date += downgraded
-        batch.append(row)
-        if topics:
-            topic_batch.extend((start, t) for t in topics)
-        if len(batch) >= BATCH:
-            await _flush(session, tokens, report, batch, topic_batch, check_suppression)
-            batch, topic_batch = [], []
-            if progress:
-                progress(position())
-    if batch:
-        await _flush(session, tokens, report, batch, topic_batch, check_suppression)
-    if progress:
-        progress(position())
+            return binary.tell()
+        except (OSError, ValueError):
+            return 0
+
+    if is_zip(binary):
+        for name, member in zip_members(binary):
+            await job.read(member, name=name, position=position, progress=progress)
+        if not job.report.parts:
+            raise ImportFileError("the zip holds no Mailchimp, listmonk, Ghost or Substack subscriber list "
+                                  f"({', '.join(job.report.ignored_files)}); nothing was imported")
+    else:
+        await job.read(binary, name=None, position=position, progress=progress)
+    report = job.report
     await _apply(session, report, now)
     if send_confirmation:
         report.confirmations_queued = await _queue_confirmations(session, settings=settings, tokens=tokens, now=now,
                                                                  count_only=dry_run)
     await _drop_staging(session)
     return report
+
+
+class _Job:
+    """One import's reading state: rows go to the staging table in batches, file after file."""
+
+    def __init__(self, session: AsyncSession, tokens: Tokens, report: ImportReport, checker: RowChecker,
+                 ctx: Context, forced: str | None) -> None:
+        self.session, self.tokens, self.report, self.checker, self.ctx = session, tokens, report, checker, ctx
+        self.forced = forced
+        self.check_suppression = False
+        self.base = 0  # lines of the files before this one
+
+    def _layout(self, header: list[str], name: str | None) -> tuple[Layout | None, bool]:
+        """The layout (None: our own columns), and whether to read the file at all."""
+        if self.forced == PLAIN:
+            return None, True
+        if self.forced:
+            forced = LAYOUTS[self.forced]
+            missing = sorted(forced.required - set(header))
+            if missing:
+                raise ImportFileError(f"{name + ': ' if name else ''}not a {forced.label} export: the header lacks "
+                                      f"{', '.join(missing)}; nothing was imported")
+            return forced, True
+        tool = detect(header)
+        return tool, tool is not None or name is None  # in a zip, only the tools' lists are read
+
+    async def read(self, binary: IO[bytes], *, name: str | None, position: Callable[[], int],
+                   progress: Progress | None) -> None:
+        reader, raw, _ = open_csv(binary)
+        try:
+            header = [normalise_header(h) for h in raw]
+            tool, wanted = self._layout(header, name)
+            if not wanted:
+                self.report.ignored_files.append(name or "")
+                return
+            if tool is None:
+                columns, unused = plain_columns(raw)
+            else:
+                columns, unused = header, unused_columns(tool, header, raw)
+            self.report.add_unused(unused)
+            self.report.parts.append(Part(self.base, name, tool.label if tool else "our own columns"))
+            await self._rows(reader, columns, tool, position, progress)
+        finally:
+            reader.stream.detach()  # the caller owns (and closes) the binary file
+
+    async def _rows(self, reader: Any, columns: list[str], tool: Layout | None, position: Callable[[], int],
+                    progress: Progress | None) -> None:
+        report, checker, base = self.report, self.checker, self.base
+        batch: list[dict[str, Any]] = []
+        topic_batch: list[tuple[int, str]] = []
+        line_no = 1
+        width = len(columns)
+        for record in reader:
+            start = base + line_no + 1  # the line this record starts on (the header is line 1)
+            line_no = reader.line_num + 1
+            if not record or (len(record) == 1 and not record[0].strip()):
+                continue
+            report.rows += 1
+            if len(record) > width:
+                report.error(start, f"{len(record)} fields, but the header has {width}")
+                continue
+            if any(cell.startswith("'") for cell in record):
+                record = [unescape_cell(cell) for cell in record]  # our exports' formula guard
+            cells = dict(zip(columns, record, strict=False))
+            try:
+                if tool is not None:
+                    cells, named = tool.convert(cells, self.ctx)
+                    if named:
+                        cells["topics"], unmatched = checker.split_topics(named)
+                        report.unmatched(unmatched)
+                row, topics, downgraded = checker.check(cells)
+            except FieldError as exc:
+                report.error(start, exc.message)
+                continue
+            row["line"] = start
+            report.pending_without_consent_date += downgraded
+            batch.append(row)
+            if topics:
+                topic_batch.extend((start, t) for t in topics)
+            if len(batch) >= BATCH:
+                await _flush(self.session, self.tokens, report, batch, topic_batch, self.check_suppression)
+                batch, topic_batch = [], []
+                if progress:
+                    progress(position())
+        if batch:
+            await _flush(self.session, self.tokens, report, batch, topic_batch, self.check_suppression)
+        if progress:
+            progress(position())
+        self.base = base + line_no
 
 
 async def _create_staging(session: AsyncSession) -> None:
@@ -200,10 +228,11 @@ async def _flush(session: AsyncSession, tokens: Tokens, report: ImportReport,
                 by_hash[h] = row
         erased = (await session.scalars(select(Suppression.email_hash).where(
             Suppression.email_hash.in_(list(by_hash))))).all()
-        gone = {by_hash[h]["line"] for h in erased}
+        gone = {by_hash[h]["line"]: by_hash[h]["status"] for h in erased}
         if gone:
             for line in sorted(gone):
                 _skip(report, "erased", line)
+                report.count(gone[line], "erased")
             batch = [r for r in batch if r["line"] not in gone]
             topic_batch = [t for t in topic_batch if t[0] not in gone]
     if not batch:
@@ -280,13 +309,14 @@ async def _apply(session: AsyncSession, report: ImportReport, now: dt.datetime) 
     for sql in _CLASSIFY:
         await session.execute(text(sql))
     counted = await session.execute(text(
-        "SELECT COALESCE(action, CASE WHEN subscriber_id IS NULL THEN 'add' ELSE 'update' END) AS a, COUNT(*) "
-        "FROM import_staging GROUP BY a"))
-    for action, count in counted.all():
+        "SELECT status, COALESCE(action, CASE WHEN subscriber_id IS NULL THEN 'add' ELSE 'update' END) AS a, "
+        "COUNT(*) FROM import_staging GROUP BY status, a"))
+    for status, action, count in counted.all():
+        report.count(status, action, int(count))
         if action == "add":
-            report.added = int(count)
+            report.added += int(count)
         elif action == "update":
-            report.updated = int(count)
+            report.updated += int(count)
         else:
             report.skipped[action] = report.skipped.get(action, 0) + int(count)
     for reason in ("duplicate", "not_revived"):
