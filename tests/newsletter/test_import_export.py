@@ -197,8 +197,9 @@ async def test_export_imports_back_unchanged(db: Database, settings: Settings) -
         assert await export_subscribers(session, only, status="unsubscribed") == 1
 
 
-def test_cli_import_dry_run_export_and_a_file_without_addresses(db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                       capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_import_dry_run_export_and_a_file_without_addresses(
+    db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setenv("DATABASE_URL", db.url)
     monkeypatch.setenv("SECRET_KEY", TEST_SECRET)
     monkeypatch.chdir(tmp_path)
