@@ -285,7 +285,9 @@ _APPLY = [
          signup_at = COALESCE(subscribers.signup_at, st.signup_at),
          signup_ip = COALESCE(subscribers.signup_ip, st.signup_ip),
          signup_user_agent = COALESCE(subscribers.signup_user_agent, st.signup_user_agent),
-         signup_source = COALESCE(subscribers.signup_source, st.signup_source),
+         signup_source = CASE WHEN st.status = 'confirmed' AND subscribers.status = 'pending'
+                              THEN COALESCE(st.signup_source, subscribers.signup_source)
+                              ELSE COALESCE(subscribers.signup_source, st.signup_source) END,
          consent_text = COALESCE(subscribers.consent_text, st.consent_text),
          confirmed_at = COALESCE(subscribers.confirmed_at, st.confirmed_at),
          confirm_ip = COALESCE(subscribers.confirm_ip, st.confirm_ip),
