@@ -136,6 +136,8 @@ class _Job:
         if self.forced:
             forced = LAYOUTS[self.forced]
             missing = sorted(forced.required - set(header))
+            if missing and name is not None:
+                return forced, False  # in a zip: another file (Substack's posts), listed as not imported
             if missing:
                 raise ImportFileError(f"{name + ': ' if name else ''}not a {forced.label} export: the header lacks "
                                       f"{', '.join(missing)}; nothing was imported")
