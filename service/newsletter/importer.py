@@ -264,6 +264,21 @@ _CLASSIFY = [
     f"""UPDATE import_staging SET action = 'not_revived'
         WHERE action IS NULL AND old_status IN {_SUPPRESSED_SQL}""",
 ]
+# A row whose update would change nothing (a re-import) is 'unchanged': not rewritten, not counted
+# as updated. Conservative: anything it cannot prove equal stays an update.
+_FILLS = ("signup_at", "signup_ip", "signup_user_agent", "signup_source", "consent_text", "confirmed_at", "confirm_ip")
+_OVERRIDES = ("unsubscribed_at", "bounced_at", "complained_at", "last_bounce")
+_CLASSIFY.append(f"""UPDATE import_staging SET action = 'unchanged'
+    WHERE action IS NULL AND EXISTS (SELECT 1 FROM subscribers AS s WHERE s.id = import_staging.subscriber_id
+      AND (import_staging.name = '' OR import_staging.name = s.name)
+      AND (import_staging.status = 'pending' OR import_staging.status = s.status)
+      AND {" AND ".join(f"(import_staging.{c} IS NULL OR s.{c} IS NOT NULL)" for c in _FILLS)}
+      AND {" AND ".join(f"(import_staging.{c} IS NULL OR import_staging.{c} = s.{c})" for c in _OVERRIDES)}
+      AND (import_staging.has_topics = 0 OR (
+        NOT EXISTS (SELECT 1 FROM import_topics AS t WHERE t.line = import_staging.line AND NOT EXISTS (
+          SELECT 1 FROM subscriber_topics AS st WHERE st.subscriber_id = s.id AND st.topic = t.topic))
+        AND NOT EXISTS (SELECT 1 FROM subscriber_topics AS st WHERE st.subscriber_id = s.id AND NOT EXISTS (
+          SELECT 1 FROM import_topics AS t WHERE t.line = import_staging.line AND t.topic = st.topic)))))""")
 # After _CLASSIFY, a row with no action is applied: an update when it names a subscriber, else an add
 # (left implicit: marking 100,000 rows 'add' would rewrite every staging row once more).
 _ADD = "action IS NULL AND subscriber_id IS NULL"
@@ -321,6 +336,8 @@ async def _apply(session: AsyncSession, report: ImportReport, now: dt.datetime) 
             report.added += int(count)
         elif action == "update":
             report.updated += int(count)
+        elif action == "unchanged":
+            report.unchanged += int(count)
         else:
             report.skipped[action] = report.skipped.get(action, 0) + int(count)
     for reason in ("duplicate", "not_revived"):
@@ -339,7 +356,7 @@ async def _apply(session: AsyncSession, report: ImportReport, now: dt.datetime) 
 
 
 _TO_CONFIRM = """FROM subscribers AS s JOIN import_staging AS st ON st.email_key = s.email_key
-    WHERE st.action IS NULL AND s.status = 'pending'
+    WHERE (st.action IS NULL OR st.action = 'unchanged') AND s.status = 'pending'
       AND (s.confirmation_sent_at IS NULL OR s.confirmation_sent_at < :cutoff)"""
 
 

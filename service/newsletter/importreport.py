@@ -32,6 +32,7 @@ class ImportReport:
     rows: int = 0
     added: int = 0
     updated: int = 0
+    unchanged: int = 0  # already as the file says (a re-import)
     confirmations_queued: int = 0
     pending_without_consent_date: int = 0
     skipped: dict[str, int] = field(default_factory=dict)
@@ -75,7 +76,8 @@ class ImportReport:
     def summary_lines(self) -> list[str]:
         """A human summary (the CLI prints it; the admin shows it)."""
         verb = "would be" if self.dry_run else "were"
-        out = [f"{self.rows} rows read: {self.added} {verb} added, {self.updated} {verb} updated, "
+        same = f"{self.unchanged} unchanged, " if self.unchanged else ""
+        out = [f"{self.rows} rows read: {self.added} {verb} added, {self.updated} {verb} updated, {same}"
                f"{sum(self.skipped.values())} skipped, {self.error_count} with errors"]
         for part in self.parts:
             if part.layout != "our own columns" or part.name:
@@ -84,7 +86,8 @@ class ImportReport:
         for status, per in sorted(self.by_status.items()):
             skipped = {k: v for k, v in per.items() if k in SKIP_REASONS}
             why = ", ".join(f"{v} {_SHORT[k]}" for k, v in skipped.items())
-            out.append(f"{status}: {per.get('add', 0)} {verb} added, {per.get('update', 0)} {verb} updated, "
+            same = f"{per['unchanged']} unchanged, " if per.get("unchanged") else ""
+            out.append(f"{status}: {per.get('add', 0)} {verb} added, {per.get('update', 0)} {verb} updated, {same}"
                        f"{sum(skipped.values())} skipped{f' ({why})' if why else ''}")
         if self.pending_without_consent_date:
             out.append(f"{self.pending_without_consent_date} rows marked confirmed had no consent date "
