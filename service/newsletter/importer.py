@@ -180,7 +180,8 @@ class _Job:
             if len(record) > width:
                 report.error(start, f"{len(record)} fields, but the header has {width}")
                 continue
-            if any(cell.startswith("'") for cell in record):
+            joined = "\x00" + "\x00".join(record)
+            if "\x00'" in joined:  # any cell starting with ' (one scan, not one per cell: wide exports)
                 record = [unescape_cell(cell) for cell in record]  # our exports' formula guard
             cells = dict(zip(columns, record, strict=False))
             try:
