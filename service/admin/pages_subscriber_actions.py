@@ -28,6 +28,7 @@ from service.newsletter.actions import file_sha256, import_subscribers_as, recor
 from service.newsletter.exporter import export_rows
 from service.newsletter.flows import mark_complained, unsubscribe_subscriber
 from service.newsletter.importer import ImportFileError, ImportReport
+from service.newsletter.layouts import LAYOUTS, PLAIN
 from service.newsletter.models import SUBSCRIBER_STATUSES, Subscriber
 from service.newsletter.queries import SubscriberFilter
 from service.tokens import TokenError
@@ -36,6 +37,7 @@ from service.web import settings_of
 
 MAX_IMPORT_BYTES = 20 * 1024 * 1024
 IMPORT_PURPOSE = "admin-subscriber-import"
+SOURCE_LABELS = {**{name: layout.label for name, layout in LAYOUTS.items()}, PLAIN: "our own columns"}
 IMPORT_TOKEN_AGE = 3600
 SUPPRESS_PREFIX = "suppressed by staff: "
 
@@ -117,12 +119,13 @@ async def subscriber_erase(request: Request) -> Response:
 
 def _import_page(request: Request, status_code: int = 200, **ctx: Any) -> Response:
     base: dict[str, Any] = {"report": None, "error": None, "token": None, "applied": False, "filename": "",
-                            "send_confirmation": False, "max_mb": MAX_IMPORT_BYTES >> 20}
+                            "send_confirmation": False, "max_mb": MAX_IMPORT_BYTES >> 20, "sources": SOURCE_LABELS,
+                            "layout": "", "consented": False}
     return page(request, "admin/subscriber_import.html", {**base, **ctx}, status_code)
 
 
 async def _run_import(request: Request, binary: IO[bytes], *, filename: str, sha256: str, dry_run: bool,
-                      send_confirmation: bool) -> ImportReport:
+                      send_confirmation: bool, layout: str, consented: bool) -> ImportReport:
     """The newsletter's import action in a savepoint of the request's transaction: rolled back for
     a dry run or a bad file (ImportFileError), kept (with its audit row) for an apply."""
     session = get_session(request)
@@ -132,7 +135,7 @@ async def _run_import(request: Request, binary: IO[bytes], *, filename: str, sha
         report = await import_subscribers_as(session, binary, actor=actor, filename=filename, sha256=sha256,
                                              settings=settings_of(request), tokens=tokens_of(request),
                                              source="admin import", send_confirmation=send_confirmation,
-                                             dry_run=dry_run)
+                                             dry_run=dry_run, layout=layout or None, consented=consented)
     except BaseException:
         await nested.rollback()
         await _reload_staff(request)
@@ -150,7 +153,11 @@ async def import_upload(request: Request) -> Response:
         upload = form.get("file")
         step = str(form.get("step") or "check")
         send_confirmation = form.get("send_confirmation") == "1"
+        consented = form.get("consented") == "1"
+        layout = str(form.get("from") or "")
         token = str(form.get("token") or "")
+        if layout and layout not in SOURCE_LABELS:
+            return _import_page(request, 422, error=f"From: expected one of {', '.join(SOURCE_LABELS.values())}.")
         if not isinstance(upload, UploadFile) or not upload.filename:
             return _import_page(request, 422, error="File: choose a CSV file to upload.")
         filename = upload.filename[:200]
@@ -166,16 +173,19 @@ async def import_upload(request: Request) -> Response:
                 return _import_page(request, 422, error="File: this is not the file that was checked. Check it "
                                     "first, then apply the same file. Nothing was imported.")
             send_confirmation = bool(signed.get("confirm"))
+            layout, consented = str(signed.get("from") or ""), bool(signed.get("consented"))
         try:
             report = await _run_import(request, upload.file, filename=filename, sha256=digest,
-                                       dry_run=step != "apply", send_confirmation=send_confirmation)
+                                       dry_run=step != "apply", send_confirmation=send_confirmation,
+                                       layout=layout, consented=consented)
         except ImportFileError as exc:
             return _import_page(request, 422, error=f"{filename}: {exc}. Nothing was imported.")
     if step != "apply":
         signed_token = tokens.dumps(IMPORT_PURPOSE, {"sha256": digest, "staff": staff_of(request).id,
-                                                     "confirm": send_confirmation})
+                                                     "confirm": send_confirmation, "from": layout,
+                                                     "consented": consented})
         return _import_page(request, report=report, token=signed_token, filename=filename,
-                            send_confirmation=send_confirmation)
+                            send_confirmation=send_confirmation, layout=layout, consented=consented)
     return _import_page(request, report=report, applied=True, filename=filename)
 
 

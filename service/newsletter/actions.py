@@ -28,17 +28,19 @@ def file_sha256(binary: IO[bytes]) -> str:
 async def import_subscribers_as(
     session: AsyncSession, binary: IO[bytes], *, actor: Actor, filename: str, sha256: str, settings: Settings,
     tokens: Tokens, source: str, send_confirmation: bool = False, dry_run: bool = False,
-    progress: Progress | None = None,
+    progress: Progress | None = None, layout: str | None = None, consented: bool = False,
 ) -> ImportReport:
     """Import the CSV in the caller's transaction (see `import_subscribers`: the caller rolls back
     on an error or a dry run) and, unless it is a dry run, audit it as `subscriber_import`."""
     report = await import_subscribers(session, binary, settings=settings, tokens=tokens, source=source,
-                                      send_confirmation=send_confirmation, dry_run=dry_run, progress=progress)
+                                      send_confirmation=send_confirmation, dry_run=dry_run, progress=progress,
+                                      layout=layout, consented=consented)
     if not dry_run:
         await record_audit(session, by=actor, action="subscriber_import", target_type="subscriber", detail={
             "file": filename, "sha256": sha256, "rows": report.rows, "added": report.added,
             "updated": report.updated, "skipped": sum(report.skipped.values()), "errors": report.error_count,
-            "confirmations": report.confirmations_queued})
+            "confirmations": report.confirmations_queued, "layouts": sorted({p.layout for p in report.parts}),
+            "consented": consented})
     return report
 
 

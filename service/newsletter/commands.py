@@ -15,7 +15,7 @@ from service.command import CommandError, load_settings, run, with_database
 from service.db import transaction
 from service.newsletter.actions import file_sha256, import_subscribers_as, record_subscriber_export
 from service.newsletter.exporter import export_subscribers
-from service.newsletter.importer import ImportFileError, ImportReport
+from service.newsletter.importer import SOURCES, ImportFileError, ImportReport
 from service.newsletter.models import SUBSCRIBER_STATUSES
 from service.settings import Settings
 from service.tokens import Tokens
@@ -50,7 +50,8 @@ async def _import_file(settings: Settings, args: argparse.Namespace, handle: IO[
                 report = await import_subscribers_as(
                     session, handle, actor=Actor.cli(), filename=Path(args.file).name[:200], sha256=sha256,
                     settings=settings, tokens=Tokens(settings), source=args.source,
-                    send_confirmation=args.send_confirmation, dry_run=args.dry_run,
+                    send_confirmation=args.send_confirmation, dry_run=args.dry_run, layout=args.layout,
+                    consented=args.consented,
                     progress=lambda done: bar.update(task, completed=done),
                 )
             except ImportFileError as exc:
@@ -101,8 +102,15 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     """`tidings subscribers import|export`."""
     subs = sub.add_parser("subscribers", help="import or export newsletter subscribers (CSV)")
     subs_sub = subs.add_subparsers(dest="subcommand", metavar="ACTION", required=True)
-    p = subs_sub.add_parser("import", help="import subscribers from a CSV file (columns by header name)")
-    p.add_argument("file", metavar="FILE.csv", help="CSV with an 'email' column; comma or semicolon separated")
+    p = subs_sub.add_parser("import", help="import subscribers from a CSV file (columns by header name), or a "
+                            "Mailchimp, listmonk, Ghost or Substack export (CSV or zip) as it is")
+    p.add_argument("file", metavar="FILE", help="CSV with an 'email' column (comma or semicolon separated), another "
+                   "tool's export, or its zip")
+    p.add_argument("--from", dest="layout", choices=SOURCES,
+                   help="read the file as this tool's export (default: recognised by its header)")
+    p.add_argument("--consented", action="store_true",
+                   help="declare you hold the consent records of readers whose export carries none (listmonk, "
+                   "Ghost, Substack): they import as confirmed, and this is recorded as the evidence's source")
     p.add_argument("--dry-run", action="store_true", help="check the file and print the summary; change nothing")
     p.add_argument("--send-confirmation", action="store_true",
                    help="queue a double opt-in email to every imported address that is pending")

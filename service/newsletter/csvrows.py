@@ -74,7 +74,7 @@ class ImportFileError(ValueError):
 
 def open_csv(binary: IO[bytes]) -> tuple[Any, list[str], Callable[[], int]]:
     """A csv reader over `binary` (BOM stripped, delimiter sniffed from the header line), the
-    canonical column names, and a function giving the bytes read so far."""
+    header cells as written (stripped), and a function giving the bytes read so far."""
     text_stream = io.TextIOWrapper(binary, encoding="utf-8-sig", errors="replace", newline="")
     try:
         return _open_csv(binary, text_stream)
@@ -92,22 +92,7 @@ def _open_csv(binary: IO[bytes], text_stream: io.TextIOWrapper) -> tuple[Any, li
         header = next(csv.reader([header_line], delimiter=delimiter))
     except csv.Error as exc:
         raise ImportFileError(f"line 1: {_csv_problem(exc)}; nothing was imported") from None
-    columns: list[str] = []
-    unknown: list[str] = []
-    for raw in header:
-        name = raw.strip().lower().replace("-", "_").replace(" ", "_")
-        canon = _ALIASES.get(name)
-        if canon is None:
-            unknown.append(raw.strip() or "(empty)")
-        elif canon in columns:
-            raise ImportFileError(f"the column {raw.strip()!r} appears twice in the header")
-        columns.append(canon or "")
-    if unknown:
-        known = ", ".join(COLUMNS)
-        raise ImportFileError(f"unknown column{'s' if len(unknown) > 1 else ''}: {', '.join(unknown)} "
-                              f"(known columns: {known}); nothing was imported")
-    if "email" not in columns:
-        raise ImportFileError("the header has no 'email' column; nothing was imported")
+    header = [raw.strip() for raw in header]
     reader = _Reader(text_stream, delimiter)
 
     def position() -> int:
@@ -116,7 +101,25 @@ def _open_csv(binary: IO[bytes], text_stream: io.TextIOWrapper) -> tuple[Any, li
         except (OSError, ValueError):
             return 0
 
-    return reader, columns, position
+    return reader, header, position
+
+
+def plain_columns(header: list[str]) -> tuple[list[str], list[str]]:
+    """Our own columns: the canonical name of each header cell ('' for one we do not use) and the
+    unused header cells, listed in the summary (never a reason to refuse the file)."""
+    columns: list[str] = []
+    unused: list[str] = []
+    for raw in header:
+        canon = _ALIASES.get(raw.lower().replace("-", "_").replace(" ", "_"))
+        if canon is None:
+            unused.append(raw or "(empty)")
+        elif canon in columns:
+            raise ImportFileError(f"the column {raw!r} appears twice in the header")
+        columns.append(canon or "")
+    if "email" not in columns:
+        raise ImportFileError("the header has no 'email' column (nor the columns of a Mailchimp, listmonk, Ghost "
+                              "or Substack export); nothing was imported")
+    return columns, unused
 
 
 def _csv_problem(exc: csv.Error) -> str:
@@ -170,6 +173,11 @@ class RowChecker:
         self.settings = settings
         self.source = source
         self.now = now
+
+    def split_topics(self, named: list[str]) -> tuple[str, list[str]]:
+        """A tool's topics: those matching a configured topic (as our `topics` cell) and the rest."""
+        matched = [self.topics[t.lower()] for t in named if t.lower() in self.topics]
+        return ";".join(matched), [t for t in named if t.lower() not in self.topics]
 
     def check(self, cells: dict[str, str]) -> tuple[dict[str, Any], list[str] | None, bool]:
         """A staging row, its topics (None = not given) and whether 'confirmed' fell back to pending."""
