@@ -5,6 +5,7 @@ and pages load it once), and a changed accent colour reaches the stylesheets thr
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
@@ -15,9 +16,10 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service.admin.brand import LOGO_PATH, Brand, effective_brand, logo_of, read_brand
 from service.admin.brand_values import DEFAULT_ACCENT
-from service.db import get_session
+from service.db import get_session, is_database_outage
 from service.web import settings_of
 
+log = logging.getLogger("tidings")
 YEAR = "public, max-age=31536000, immutable"
 # Answers that never show the brand: no brand is read for them (the JSON API shows its consent text).
 _NO_PAGE = ("/webhooks/", "/static/", "/healthz", "/readyz", "/brand", "/openapi")
@@ -44,10 +46,25 @@ class BrandMiddleware:
             cached: tuple[float, Brand] | None = getattr(state, "brand_cache", None)
             now = time.monotonic()
             if cached is None or now - cached[0] > CACHE_SECONDS:
-                async with state.sessions() as session:  # ended at once: no transaction held open
-                    cached = state.brand_cache = (now, await read_brand(session, settings_of(conn)))
+                cached = state.brand_cache = (now, await _fresh_brand(conn, stale=cached))
             scope.setdefault("state", {})["brand"] = cached[1]
         await self.app(scope, receive, send)
+
+
+async def _fresh_brand(conn: HTTPConnection, *, stale: tuple[float, Brand] | None) -> Brand:
+    """The brand read now; while the database is away, the one read last (else the
+    environment's): the brand decorates an answer and must never be why it fails. A page that
+    needs the database still answers 503 by itself; `/api/form-token` and the forms keep
+    working, so what a person sends during an outage gets its own clear answer."""
+    settings = settings_of(conn)
+    try:
+        async with conn.app.state.sessions() as session:  # ended at once: no transaction held open
+            return await read_brand(session, settings)
+    except Exception as exc:
+        if not is_database_outage(exc):
+            raise
+        log.warning("brand not read (database unavailable: %s); using the last one", type(exc).__name__)
+        return stale[1] if stale is not None else effective_brand(None, settings)
 
 
 def forget_brand(conn: HTTPConnection) -> None:
