@@ -87,7 +87,11 @@ async def campaign_summaries(session: AsyncSession, campaigns: Sequence[Campaign
 
 
 async def campaign_report(session: AsyncSession, campaign: Campaign) -> CampaignReport:
-    (summary,) = await campaign_summaries(session, [campaign])
+    previous_rows = (await session.scalars(
+        select(Campaign).where(Campaign.started_at.is_not(None), Campaign.id != campaign.id,
+                               Campaign.started_at < (campaign.started_at or dt.datetime.max.replace(tzinfo=dt.UTC)))
+        .order_by(Campaign.started_at.desc()).limit(PREVIOUS_SHOWN))).all()
+    summary, *previous = await campaign_summaries(session, [campaign, *previous_rows])
     rates = summary.rates
     stats = await campaign_stats(session, campaign_id=campaign.id)
     titles = {a.id: a.title for a in await campaign_articles(session, campaign_id=campaign.id)}
@@ -112,15 +116,11 @@ async def campaign_report(session: AsyncSession, campaign: Campaign) -> Campaign
     statuses = dict((await session.execute(
         select(Inquiry.status, func.count()).where(Inquiry.utm_campaign == campaign.slug)
         .group_by(Inquiry.status))).all())
-    previous_rows = (await session.scalars(
-        select(Campaign).where(Campaign.started_at.is_not(None), Campaign.id != campaign.id,
-                               Campaign.started_at < (campaign.started_at or dt.datetime.max.replace(tzinfo=dt.UTC)))
-        .order_by(Campaign.started_at.desc()).limit(PREVIOUS_SHOWN))).all()
     return CampaignReport(
         summary=summary, bounced=rates.bounced if rates else 0, complained=rates.complained if rates else 0,
         unsubscribed_after=stats.unsubscribed_after, scanners=scanners, links=links, hours=hours,
         later_clicks=later, inquiries_by_status={s: int(statuses.get(s, 0)) for s in FUNNEL},
-        previous=await campaign_summaries(session, previous_rows),
+        previous=previous,
     )
 
 
