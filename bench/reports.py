@@ -178,14 +178,17 @@ async def main() -> int:
                 "campaign report": f"/admin/reports/campaigns/{newest}",
                 "campaign report CSV": f"/admin/reports/campaigns/{newest}.csv",
                 "content report": "/admin/reports/content", "lead sources (12 months)": "/admin/reports/leads",
-                "lead sources CSV": "/admin/reports/leads.csv", "audience": "/admin/reports/audience"}
+                "lead sources CSV": "/admin/reports/leads.csv", "audience": "/admin/reports/audience",
+                # the pages that share the campaigns' bounce rates, shown beside the reports (not in the target)
+                "dashboard (beside)": "/admin/", "campaign page (beside)": f"/admin/campaigns/{newest}",
+                "campaign list (beside)": "/admin/campaigns"}
         timings = await measure(base, urls, args.requests)
         print(f"\n{'request':28} {'p50 ms':>8} {'p95 ms':>8}   (n={args.requests} each, sequential, one uvicorn "
               "process, signed-in cookie)")
         worst = 0.0
         for name, values in timings.items():
             p95 = statistics.quantiles(values, n=20)[18]
-            worst = max(worst, p95) if "healthz" not in name else worst
+            worst = worst if "healthz" in name or "beside" in name else max(worst, p95)
             print(f"{name:28} {statistics.median(values):8.1f} {p95:8.1f}")
         print(f"\nworst report p95: {worst:.1f} ms (target < {TARGET_MS:.0f} ms): "
               f"{'OK' if worst < TARGET_MS else 'OVER TARGET'}")
