@@ -28,7 +28,7 @@ import bench.admin as admin_bench  # noqa: E402 - the same inquiries, subscriber
 from service.admin.auth import create_staff_user  # noqa: E402
 from service.db import create_engine, migrate, session_factory  # noqa: E402
 
-admin_bench.DB_NAME = DB_NAME = "tidings_bench_reports"
+DB_NAME = "tidings_bench_reports"
 PG = admin_bench.PG
 TARGET_MS = 200.0
 CAMPAIGNS = 52
@@ -88,9 +88,27 @@ FROM campaign_articles ca CROSS JOIN generate_series(1, 300) AS g(r) WHERE ca.ca
 """
 
 
+async def filled(database: str) -> int | None:
+    """The newest campaign's id when `database` already holds the bench's data (migrated to the
+    head, so a new migration's indexes are measured), else None."""
+    engine = create_engine(f"{PG}/{database}")
+    try:
+        async with engine.connect() as conn:
+            newest = (await conn.execute(text("SELECT id FROM campaigns WHERE EXISTS (SELECT 1 FROM staff_users) "
+                                              "ORDER BY started_at DESC LIMIT 1"))).scalar_one_or_none()
+    except Exception:  # noqa: BLE001 - no such database (yet)
+        return None
+    try:
+        if newest is not None:
+            await migrate(engine)
+        return newest
+    finally:
+        await engine.dispose()
+
+
 async def populate(rows: int) -> tuple[int, int, float]:
     """Fill the database; (clicks generated, the newest campaign's id, seconds)."""
-    engine = create_engine(f"{PG}/{DB_NAME}")
+    engine = create_engine(f"{PG}/{admin_bench.DB_NAME}")
     started = time.perf_counter()
     await migrate(engine)
     async with engine.begin() as conn:
@@ -139,13 +157,19 @@ async def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--requests", type=int, default=50)
+    parser.add_argument("--database", default=DB_NAME, help=f"database to create and drop (default {DB_NAME})")
+    parser.add_argument("--keep", action="store_true", help="reuse the database if it is filled, and keep it "
+                        "afterwards (to EXPLAIN its queries)")
     args = parser.parse_args()
-    await admin_bench.recreate_database()
+    admin_bench.DB_NAME = args.database
     server = None
     try:
-        clicks, newest, seconds = await populate(args.rows)
-        print(f"{clicks:,} clicks in {CAMPAIGNS} campaigns, {args.rows:,} inquiries and {args.rows:,} subscribers "
-              f"generated in {seconds:.1f}s")
+        newest = await filled(args.database) if args.keep else None
+        if newest is None:
+            await admin_bench.recreate_database()
+            clicks, newest, seconds = await populate(args.rows)
+            print(f"{clicks:,} clicks in {CAMPAIGNS} campaigns, {args.rows:,} inquiries and {args.rows:,} "
+                  f"subscribers generated in {seconds:.1f}s")
         port = admin_bench.free_port()
         server = admin_bench.start_server(port)
         base = f"http://127.0.0.1:{port}"
@@ -154,14 +178,17 @@ async def main() -> int:
                 "campaign report": f"/admin/reports/campaigns/{newest}",
                 "campaign report CSV": f"/admin/reports/campaigns/{newest}.csv",
                 "content report": "/admin/reports/content", "lead sources (12 months)": "/admin/reports/leads",
-                "lead sources CSV": "/admin/reports/leads.csv", "audience": "/admin/reports/audience"}
+                "lead sources CSV": "/admin/reports/leads.csv", "audience": "/admin/reports/audience",
+                # the pages that share the campaigns' bounce rates, shown beside the reports (not in the target)
+                "dashboard (beside)": "/admin/", "campaign page (beside)": f"/admin/campaigns/{newest}",
+                "campaign list (beside)": "/admin/campaigns"}
         timings = await measure(base, urls, args.requests)
         print(f"\n{'request':28} {'p50 ms':>8} {'p95 ms':>8}   (n={args.requests} each, sequential, one uvicorn "
               "process, signed-in cookie)")
         worst = 0.0
         for name, values in timings.items():
             p95 = statistics.quantiles(values, n=20)[18]
-            worst = max(worst, p95) if "healthz" not in name else worst
+            worst = worst if "healthz" in name or "beside" in name else max(worst, p95)
             print(f"{name:28} {statistics.median(values):8.1f} {p95:8.1f}")
         print(f"\nworst report p95: {worst:.1f} ms (target < {TARGET_MS:.0f} ms): "
               f"{'OK' if worst < TARGET_MS else 'OVER TARGET'}")
@@ -170,7 +197,8 @@ async def main() -> int:
         if server is not None:
             server.terminate()
             server.wait(timeout=10)
-        await admin_bench.drop_database()
+        if not args.keep:
+            await admin_bench.drop_database()
 
 
 if __name__ == "__main__":

@@ -478,6 +478,14 @@ async def without_jit(session: AsyncSession) -> None:
         await session.execute(text("SET LOCAL jit = off"))
 
 
+async def hash_aggregates(session: AsyncSession) -> None:
+    """PostgreSQL: room in memory for hashed GROUP BYs for the rest of this transaction. The
+    planner multiplies the distinct values of grouped columns, expects tens of thousands of
+    groups where a report has hundreds, and would sort every row on disk instead. SQLite: no-op."""
+    if is_postgresql(session):
+        await session.execute(text("SET LOCAL work_mem = '32MB'"))
+
+
 async def analyze(session: AsyncSession, *tables: str) -> None:
     """PostgreSQL: refresh the planner's statistics of `tables` (after a bulk load into them)."""
     if is_postgresql(session):

@@ -4,6 +4,7 @@ among the recipients since the campaign started, and the rate and ETA while it i
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import func, select
@@ -39,37 +40,53 @@ async def campaign_stats(session: AsyncSession, *, campaign_id: int, now: dt.dat
                          ) -> CampaignStats:
     """Counts per delivery status, bounces, unsubscribes among its recipients since it started,
     and the send rate with an ETA while it is sending (for the admin)."""
-    now = now or utcnow()
     campaign = await get_campaign(session, campaign_id=campaign_id)
-    counts: dict[str, int] = dict((await session.execute(
-        select(Delivery.status, func.count()).where(Delivery.campaign_id == campaign_id).group_by(Delivery.status)
-    )).all())
-    bounced = await session.scalar(
-        select(func.count()).where(Delivery.campaign_id == campaign_id, Delivery.bounced.is_(True))
-    ) or 0
-    unsubscribed = 0
-    if campaign.started_at is not None:
-        unsubscribed = await session.scalar(
-            select(func.count()).select_from(Delivery).join(Subscriber, Subscriber.id == Delivery.subscriber_id)
-            .where(Delivery.campaign_id == campaign_id, Delivery.status == "sent",
-                   Subscriber.unsubscribed_at > campaign.started_at)
-        ) or 0
-    queued = counts.get("queued", 0) + counts.get("sending", 0)
-    rate = eta = None
-    if campaign.status == "sending":
-        recent = await session.scalar(
-            select(func.count()).where(Delivery.campaign_id == campaign_id, Delivery.status == "sent",
-                                       Delivery.sent_at > now - RATE_WINDOW)
-        ) or 0
-        window = min(RATE_WINDOW, now - campaign.started_at) if campaign.started_at else RATE_WINDOW
-        seconds = max(window.total_seconds(), 1.0)
-        rate = recent / seconds
-        eta = queued / rate if rate > 0 else None
-    return CampaignStats(
-        status=campaign.status, total=sum(counts.values()), queued=queued, sent=counts.get("sent", 0),
-        failed=counts.get("failed", 0), bounced=bounced, skipped=counts.get("skipped", 0),
-        unsubscribed_after=unsubscribed, rate=rate, eta_seconds=eta,
-    )
+    return (await campaigns_stats(session, [campaign], now=now))[campaign.id]
+
+
+async def campaigns_stats(session: AsyncSession, campaigns: Sequence[Campaign], *, now: dt.datetime | None = None
+                          ) -> dict[int, CampaignStats]:
+    """`campaign_stats` of each of `campaigns`, in three grouped queries whatever their number
+    (plus the send rate of each one sending)."""
+    now = now or utcnow()
+    ids = [c.id for c in campaigns]
+    if not ids:
+        return {}
+    counts: dict[int, dict[str, int]] = {}
+    for cid, status, n in (await session.execute(
+            select(Delivery.campaign_id, Delivery.status, func.count()).where(Delivery.campaign_id.in_(ids))
+            .group_by(Delivery.campaign_id, Delivery.status))).all():
+        counts.setdefault(cid, {})[status] = int(n)
+    bounced = dict((await session.execute(
+        select(Delivery.campaign_id, func.count()).where(Delivery.campaign_id.in_(ids), Delivery.bounced.is_(True))
+        .group_by(Delivery.campaign_id))).all())
+    unsubscribed = dict((await session.execute(
+        select(Delivery.campaign_id, func.count()).select_from(Delivery)
+        .join(Subscriber, Subscriber.id == Delivery.subscriber_id).join(Campaign, Campaign.id == Delivery.campaign_id)
+        .where(Delivery.campaign_id.in_(ids), Delivery.status == "sent", Campaign.started_at.is_not(None),
+               Subscriber.unsubscribed_at > Campaign.started_at)
+        .group_by(Delivery.campaign_id))).all())
+    found = {}
+    for campaign in campaigns:
+        by_status = counts.get(campaign.id, {})
+        queued = by_status.get("queued", 0) + by_status.get("sending", 0)
+        rate = eta = None
+        if campaign.status == "sending":
+            recent = await session.scalar(
+                select(func.count()).where(Delivery.campaign_id == campaign.id, Delivery.status == "sent",
+                                           Delivery.sent_at > now - RATE_WINDOW)
+            ) or 0
+            window = min(RATE_WINDOW, now - campaign.started_at) if campaign.started_at else RATE_WINDOW
+            seconds = max(window.total_seconds(), 1.0)
+            rate = recent / seconds
+            eta = queued / rate if rate > 0 else None
+        found[campaign.id] = CampaignStats(
+            status=campaign.status, total=sum(by_status.values()), queued=queued, sent=by_status.get("sent", 0),
+            failed=by_status.get("failed", 0), bounced=int(bounced.get(campaign.id, 0)),
+            skipped=by_status.get("skipped", 0), unsubscribed_after=int(unsubscribed.get(campaign.id, 0)),
+            rate=rate, eta_seconds=eta,
+        )
+    return found
 
 
 @dataclass(frozen=True)
@@ -87,6 +104,7 @@ class CampaignRow:
 
 async def campaign_rows(session: AsyncSession, *, before_id: int | None = None, limit: int = 25
                         ) -> list[CampaignRow]:
-    """`list_campaigns`, each with its figures (campaign_stats: a few indexed counts per campaign)."""
+    """`list_campaigns`, each with its figures (`campaigns_stats`: grouped counts for the whole page)."""
     campaigns = await list_campaigns(session, before_id=before_id, limit=limit)
-    return [CampaignRow(c, await campaign_stats(session, campaign_id=c.id)) for c in campaigns]
+    stats = await campaigns_stats(session, campaigns)
+    return [CampaignRow(c, stats[c.id]) for c in campaigns]

@@ -78,8 +78,8 @@ class Inquiry(Base):
         # answers ILIKE '%…%' without a scan; a plain index on SQLite, and on PostgreSQL too when
         # migration 0004a could not create the pg_trgm extension).
         Index("ix_inquiries_topic_created_at_id", "topic", "created_at", "id"),
-        # Insight's campaign reports count a campaign's inquiries by its slug (migration 0010_insight).
-        Index("ix_inquiries_utm_campaign", "utm_campaign"),
+        # Insight's campaign reports count campaigns' inquiries by slug and status (0010_insight, 0011_reportspeed).
+        Index("ix_inquiries_utm_campaign_status", "utm_campaign", "status"),
         Index("ix_inquiries_email_search", "email", postgresql_using="gin", postgresql_ops={"email": "gin_trgm_ops"}),
     )
 

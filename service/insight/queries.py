@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import secrets
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -93,8 +93,22 @@ async def readers_by_link(session: AsyncSession, *, campaign_id: int | None = No
 
 async def campaign_readers(session: AsyncSession, *, campaign_id: int) -> int:
     """Distinct readers of any of a campaign's links (one per day: the salt rotates daily)."""
-    past = await session.scalar(select(func.sum(ClickReaderCount.readers)).where(
-        ClickReaderCount.campaign_id == campaign_id, ClickReaderCount.link == ANY_LINK)) or 0
-    pairs = (select(ClickReader.day, ClickReader.reader).where(ClickReader.campaign_id == campaign_id)
-             .distinct().subquery())
-    return int(past) + int(await session.scalar(select(func.count()).select_from(pairs)) or 0)
+    return (await campaigns_readers(session, campaign_ids=[campaign_id])).get(campaign_id, 0)
+
+
+async def campaigns_readers(session: AsyncSession, *, campaign_ids: Sequence[int]) -> dict[int, int]:
+    """`campaign_readers` of each of `campaign_ids` (absent: none), in two grouped queries."""
+    ids = list(dict.fromkeys(campaign_ids))
+    if not ids:
+        return {}
+    found: dict[int, int] = {}
+    past = (select(ClickReaderCount.campaign_id, func.sum(ClickReaderCount.readers))
+            .where(ClickReaderCount.campaign_id.in_(ids), ClickReaderCount.link == ANY_LINK)
+            .group_by(ClickReaderCount.campaign_id))
+    pairs = (select(ClickReader.campaign_id, ClickReader.day, ClickReader.reader)
+             .where(ClickReader.campaign_id.in_(ids)).distinct().subquery())
+    current = select(pairs.c.campaign_id, func.count()).group_by(pairs.c.campaign_id)
+    for stmt in (past, current):
+        for campaign_id, n in (await session.execute(stmt)).all():
+            found[int(campaign_id)] = found.get(int(campaign_id), 0) + int(n or 0)
+    return found

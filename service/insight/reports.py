@@ -15,13 +15,13 @@ from dataclasses import dataclass, field
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from service.bounces.stats import CampaignRates, campaign_rates
+from service.bounces.stats import CampaignRates, campaigns_rates
 from service.campaigns.models import Campaign
 from service.campaigns.queries import campaign_articles
 from service.campaigns.stats import campaign_stats
 from service.inquiries.models import Inquiry
 from service.insight.models import ARCHIVE_LINK, ClickCount
-from service.insight.queries import campaign_readers, readers_by_link
+from service.insight.queries import campaigns_readers, readers_by_link
 
 HOURS_SHOWN = 48
 PREVIOUS_SHOWN = 5
@@ -67,7 +67,7 @@ class CampaignReport:
 
 async def campaign_summaries(session: AsyncSession, campaigns: Sequence[Campaign]) -> list[CampaignSummary]:
     """Delivered, people's clicks, distinct readers and inquiries (utm_campaign = the slug, not
-    held or spam) of each campaign; the clicks and inquiries of all of them in one query each."""
+    held or spam) of each campaign; grouped queries for all of them at once, never one per campaign."""
     ids, slugs = [c.id for c in campaigns], [c.slug for c in campaigns]
     clicks = dict((await session.execute(
         select(ClickCount.campaign_id, func.sum(ClickCount.clicks))
@@ -75,18 +75,23 @@ async def campaign_summaries(session: AsyncSession, campaigns: Sequence[Campaign
     inquiries = dict((await session.execute(
         select(Inquiry.utm_campaign, func.count()).where(Inquiry.utm_campaign.in_(slugs), Inquiry.status.in_(FUNNEL))
         .group_by(Inquiry.utm_campaign))).all())
+    all_rates = await campaigns_rates(session, campaign_ids=ids)
+    readers = await campaigns_readers(session, campaign_ids=ids)
     found = []
     for c in campaigns:
-        rates = await campaign_rates(session, campaign_id=c.id)
+        rates = all_rates.get(c.id)
         delivered = (rates.attempted - rates.bounced) if rates else 0
-        found.append(CampaignSummary(c, delivered, int(clicks.get(c.id, 0) or 0),
-                                     await campaign_readers(session, campaign_id=c.id), int(inquiries.get(c.slug, 0)),
-                                     rates))
+        found.append(CampaignSummary(c, delivered, int(clicks.get(c.id, 0) or 0), readers.get(c.id, 0),
+                                     int(inquiries.get(c.slug, 0)), rates))
     return found
 
 
 async def campaign_report(session: AsyncSession, campaign: Campaign) -> CampaignReport:
-    (summary,) = await campaign_summaries(session, [campaign])
+    previous_rows = (await session.scalars(
+        select(Campaign).where(Campaign.started_at.is_not(None), Campaign.id != campaign.id,
+                               Campaign.started_at < (campaign.started_at or dt.datetime.max.replace(tzinfo=dt.UTC)))
+        .order_by(Campaign.started_at.desc()).limit(PREVIOUS_SHOWN))).all()
+    summary, *previous = await campaign_summaries(session, [campaign, *previous_rows])
     rates = summary.rates
     stats = await campaign_stats(session, campaign_id=campaign.id)
     titles = {a.id: a.title for a in await campaign_articles(session, campaign_id=campaign.id)}
@@ -111,15 +116,11 @@ async def campaign_report(session: AsyncSession, campaign: Campaign) -> Campaign
     statuses = dict((await session.execute(
         select(Inquiry.status, func.count()).where(Inquiry.utm_campaign == campaign.slug)
         .group_by(Inquiry.status))).all())
-    previous_rows = (await session.scalars(
-        select(Campaign).where(Campaign.started_at.is_not(None), Campaign.id != campaign.id,
-                               Campaign.started_at < (campaign.started_at or dt.datetime.max.replace(tzinfo=dt.UTC)))
-        .order_by(Campaign.started_at.desc()).limit(PREVIOUS_SHOWN))).all()
     return CampaignReport(
         summary=summary, bounced=rates.bounced if rates else 0, complained=rates.complained if rates else 0,
         unsubscribed_after=stats.unsubscribed_after, scanners=scanners, links=links, hours=hours,
         later_clicks=later, inquiries_by_status={s: int(statuses.get(s, 0)) for s in FUNNEL},
-        previous=await campaign_summaries(session, previous_rows),
+        previous=previous,
     )
 
 

@@ -19,7 +19,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.articles.models import Article
-from service.db import month_bucket
+from service.db import hash_aggregates, month_bucket
 from service.inquiries.models import Inquiry
 from service.insight.models import ARCHIVE_LINK, ClickCount
 from service.insight.queries import readers_by_link
@@ -109,19 +109,18 @@ def _rows(found: Iterable[tuple[str, str, int]], *, order_by_value: bool = False
 
 async def lead_sources(session: AsyncSession, *, since: dt.datetime) -> dict[str, list[SourceRow]]:
     """Inquiries since `since` by each of DIMENSIONS, each row with its count per funnel status.
-    Two scans: the pages and referrers in one, the low-cardinality fields together in the other."""
-    where = (_leads(), Inquiry.created_at >= since)
+    One scan, grouped by every dimension at once (combinations number at most the inquiries, in
+    practice a few thousand), then split per dimension here."""
+    await hash_aggregates(session)
     found: dict[str, list[tuple[str, str, int]]] = {name: [] for name in DIMENSIONS}
-    pages = await session.execute(select(Inquiry.source_page, Inquiry.referrer, Inquiry.status, func.count())
-                                  .where(*where).group_by(Inquiry.source_page, Inquiry.referrer, Inquiry.status))
-    for page, referrer, status, n in pages.all():
+    month = month_bucket(session, Inquiry.created_at)
+    columns = (Inquiry.source_page, Inquiry.referrer, Inquiry.utm_source, Inquiry.utm_campaign, Inquiry.topic, month,
+               Inquiry.status)
+    rows = await session.execute(select(*columns, func.count()).where(_leads(), Inquiry.created_at >= since)
+                                 .group_by(*columns))
+    for page, referrer, source, campaign, topic, when, status, n in rows.all():
         found["page"].append((page_key(page), status, int(n)))
         found["site"].append((site_of(referrer), status, int(n)))
-    month = month_bucket(session, Inquiry.created_at)
-    columns = (Inquiry.utm_source, Inquiry.utm_campaign, Inquiry.topic, month)
-    rest = await session.execute(select(*columns, Inquiry.status, func.count()).where(*where)
-                                 .group_by(*columns, Inquiry.status))
-    for source, campaign, topic, when, status, n in rest.all():
         for name, value in (("utm_source", source), ("utm_campaign", campaign), ("topic", topic), ("month", when)):
             found[name].append((str(value or ""), status, int(n)))
     return {name: _rows(rows, order_by_value=name == "month") for name, rows in found.items()}

@@ -26,8 +26,8 @@ class Subscriber(Base):
         Index("ix_subscribers_status_created_at_id", "status", "created_at", "id"),
         Index("ix_subscribers_confirmed_at", "confirmed_at"),
         Index("ix_subscribers_unsubscribed_at", "unsubscribed_at"),
-        # Insight's audience report counts by week (migration 0010_insight)
-        Index("ix_subscribers_signup_at", "signup_at"),
+        # Insight's audience report counts by week (migrations 0010_insight, 0011_reportspeed)
+        Index("ix_subscribers_signup_at_confirmed_at", "signup_at", "confirmed_at"),
         Index("ix_subscribers_bounced_at", "bounced_at"),
         Index("ix_subscribers_complained_at", "complained_at"),
         Index("ix_subscribers_email_key_search", "email_key", postgresql_using="gin",
