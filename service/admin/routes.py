@@ -191,18 +191,20 @@ async def set_password_page(request: Request) -> Response:
 async def account(request: Request) -> Response:
     """Change one's own password (ends every other session of the account)."""
     user = staff_of(request)
-    ctx: dict[str, Any] = {"error": None, "done": request.query_params.get("done") == "1"}
+    ctx: dict[str, Any] = {"error": None, "error_field": None, "done": request.query_params.get("done") == "1"}
     if request.method == "GET":
         return page(request, "admin/account.html", ctx)
     async with request.form() as form:
         current = str(form.get("current") or "")
         password, confirm = str(form.get("password") or ""), str(form.get("confirm") or "")
+    field = "current"  # the field the error is about, for the error style
     try:
         if not auth.verify_password(user.password_hash, current[: auth.MAX_PASSWORD_LENGTH]):
             raise auth.PasswordError("Current password: this is not your current password.")
+        field = "password"
         auth.check_new_password(password, confirm)
     except auth.PasswordError as exc:
-        return page(request, "admin/account.html", {**ctx, "error": str(exc)}, status_code=422)
+        return page(request, "admin/account.html", {**ctx, "error": str(exc), "error_field": field}, status_code=422)
     session = get_session(request)
     await auth.set_password(session, user, password)
     await record_audit(session, request=request, action="password_change", target_type="staff_user",
