@@ -76,6 +76,20 @@ async def test_messy_csv_imports_the_good_rows_and_names_the_bad_lines(db: Datab
     assert "line 3:" in lines and "(lines 4)" in lines
 
 
+async def test_an_address_repeated_many_times_keeps_its_first_line_and_counts_every_other(
+        db: Database, settings: Settings) -> None:
+    rows = ["email,name"] + [f"{'Rae' if i % 2 else 'rae'}@example.org,Rae {i}" for i in range(2000)]
+    rows += ["sol@example.org,Sol", "SOL@example.org,Sol again", "tom@example.org,Tom"]
+    report = await _import(db, settings, ("\n".join(rows) + "\n").encode())
+    assert report.added == 3
+    assert report.skipped == {"duplicate": 2000}  # 1,999 of Rae's lines and Sol's second
+    assert report.skipped_lines["duplicate"][:2] == [3, 4]
+    rae = await subscriber(db, "rae@example.org")
+    assert rae is not None and rae.name == "Rae 0"  # the first line wins
+    sol = await subscriber(db, "sol@example.org")
+    assert sol is not None and sol.name == "Sol"
+
+
 async def test_unknown_columns_are_listed_once_and_ignored(db: Database, settings: Settings) -> None:
     await _import(db, settings, b"email\nkeep@example.org\n")
     report = await _import(db, settings, b"email;Phone;Birthday\nnew@example.org;123;1990-01-01\nb@example.org;4;\n")
