@@ -19,6 +19,7 @@ pending; unsubscribed/bounced/complained in the file are honoured (the safe dire
 from __future__ import annotations
 
 from collections.abc import Callable
+from operator import itemgetter
 from typing import IO, Any
 
 from sqlalchemy import Column, Integer, MetaData, String, Table, Text, select, text
@@ -47,6 +48,7 @@ from service.newsletter.layouts import (
     Layout,
     detect,
     normalise_header,
+    read_columns,
     unused_columns,
 )
 from service.newsletter.models import Suppression
@@ -170,6 +172,12 @@ class _Job:
         topic_batch: list[tuple[int, str]] = []
         line_no = 1
         width = len(columns)
+        # Only the cells the conversion reads become the row's dict: another tool's export is wide
+        # (Mailchimp: 22 columns and more) and most of it is not ours.
+        kept = list(range(width)) if tool is None else read_columns(tool, columns)
+        names = [columns[i] for i in kept]
+        pick = itemgetter(*kept) if len(kept) > 1 else (lambda r: (r[kept[0]],) if kept else ())
+        padding = [""] * width
         for record in reader:
             start = base + line_no + 1  # the line this record starts on (the header is line 1)
             line_no = reader.line_num + 1
@@ -179,10 +187,13 @@ class _Job:
             if len(record) > width:
                 report.error(start, f"{len(record)} fields, but the header has {width}")
                 continue
-            joined = "\x00" + "\x00".join(record)
+            if len(record) < width:
+                record = record + padding[len(record):]  # a short row: its missing cells are empty
+            values = pick(record)
+            joined = "\x00" + "\x00".join(values)
             if "\x00'" in joined:  # any cell starting with ' (one scan, not one per cell: wide exports)
-                record = [unescape_cell(cell) for cell in record]  # our exports' formula guard
-            cells = dict(zip(columns, record, strict=False))
+                values = [unescape_cell(cell) for cell in values]  # our exports' formula guard
+            cells = dict(zip(names, values, strict=True))
             try:
                 if tool is not None:
                     cells, named = tool.convert(cells, self.ctx)

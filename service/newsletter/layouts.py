@@ -71,7 +71,12 @@ def _mailchimp_tags(value: str) -> list[str]:
     value = value.strip()
     if not value:
         return []
-    cells = next(csv.reader([value], skipinitialspace=True)) if '"' in value else value.split(",")
+    if '"' not in value:
+        cells = value.split(",")
+    elif value[0] == value[-1] == '"' and value.count('"') == 2 * (value.count('","') + 1):
+        cells = value[1:-1].split('","')  # the usual form, no quote or comma inside a tag: no csv reader
+    else:
+        cells = next(csv.reader([value], skipinitialspace=True))
     return [c.strip() for c in cells if c.strip()]
 
 
@@ -185,6 +190,14 @@ def detect(header: list[str]) -> Layout | None:
         if layout.required <= present:
             return layout
     return None
+
+
+def read_columns(layout: Layout, header: list[str]) -> list[int]:
+    """The positions of the columns a tool's conversion reads (for Mailchimp, its used fixed
+    columns and every column it does not know, which may be an interest column)."""
+    if layout.name == "mailchimp":
+        return [i for i, h in enumerate(header) if h in layout.used or h not in _MAILCHIMP_KNOWN]
+    return [i for i, h in enumerate(header) if h in layout.used]
 
 
 def unused_columns(layout: Layout, header: list[str], raw: list[str]) -> list[str]:
