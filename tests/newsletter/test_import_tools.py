@@ -172,3 +172,52 @@ async def test_a_zip_bomb_or_a_broken_zip_is_refused_changing_nothing(cli: Cli, 
     code, out = await cli("no-list.zip", exports.zipped({"posts.csv": b"post_id,title\n1,Hi\n"}))
     assert code == 1 and "holds no Mailchimp, listmonk, Ghost or Substack subscriber list" in out
     assert await count(db, Subscriber) == 1
+
+
+def _as_applied(dry_run_output: str) -> list[str]:
+    """A dry run's summary in the words of the import it previews (its own 'dry run' line left out)."""
+    return [line.replace("would be", "were") for line in dry_run_output.splitlines() if "dry run" not in line]
+
+
+EXPORTS = {  # each tool's file as it publishes it, recognised by its header (no --from)
+    "mailchimp_subscribed.csv": exports.mailchimp_subscribed,
+    "mailchimp_unsubscribed.csv": exports.mailchimp_unsubscribed,
+    "mailchimp_cleaned.csv": exports.mailchimp_cleaned,
+    "mailchimp.zip": exports.mailchimp_zip,
+    "listmonk.csv": exports.listmonk,
+    "ghost_members.csv": exports.ghost,
+    "substack_email_list.csv": exports.substack,
+    "substack.zip": exports.substack_zip,
+}
+LABELS = {"mailchimp": "a Mailchimp export", "listmonk": "a listmonk export", "ghost": "a Ghost export",
+          "substack": "a Substack export"}
+
+
+@pytest.mark.parametrize("name", list(EXPORTS))
+async def test_each_export_is_recognised_previewed_exactly_by_a_dry_run_and_a_reimport_changes_nothing(
+        cli: Cli, db: Database, name: str) -> None:
+    data = EXPORTS[name]()
+    code, preview = await cli(name, data, "--dry-run")
+    assert code == 0 and "dry run: nothing was changed" in preview, preview
+    assert await count(db, Subscriber) == 0
+    tool = name.split("_")[0].split(".")[0]
+    assert LABELS[tool] in preview  # recognised by its header alone
+
+    code, applied = await cli(name, data)
+    assert code == 0, applied
+    assert _as_applied(preview) == applied.splitlines()  # the preview was the import, line for line
+    added = await count(db, Subscriber)
+    assert added > 0
+
+    before = await _snapshot(db)
+    code, again = await cli(name, data)
+    assert code == 0 and "0 were added, 0 were updated" in again, again
+    assert await _snapshot(db) == before and await count(db, Subscriber) == added
+
+
+async def test_mailchimp_unsubscribed_file_alone_imports_as_unsubscribed(cli: Cli, db: Database) -> None:
+    code, out = await cli("unsubscribed_members_export_1a2b3c.csv", exports.mailchimp_unsubscribed())
+    assert code == 0 and "as a Mailchimp export" in out, out
+    di = await subscriber(db, "di@example.org")
+    assert di is not None and (di.status, di.unsubscribed_at) == ("unsubscribed", _at(2023, 5, 2, 8))
+    assert di.signup_source == "import: Mailchimp export"
