@@ -132,3 +132,31 @@ def test_serve_on_embedded_default_answers_healthz(tmp_path: Path) -> None:
     assert proc.returncode in (0, -signal.SIGTERM), err  # uvicorn re-raises the signal after a clean shutdown
     assert "Application shutdown complete" in err
     assert "worker" in err and "started" in err
+
+
+@pytest.mark.slow
+def test_serve_and_worker_check_the_dkim_setup_as_they_start(tmp_path: Path, key_pair: tuple[Path, bytes]) -> None:
+    """A key that is not a PEM private key stops both with one line; a DKIM_DOMAIN that is not
+    aligned with MAIL_FROM is a warning, and the worker goes on starting."""
+    broken = tmp_path / "broken.pem"
+    broken.write_text("-----BEGIN PRIVATE KEY-----\nnot a key\n-----END PRIVATE KEY-----\n")
+    dkim_env = {"SECRET_KEY": "s" * 40, "DKIM_SELECTOR": "t2026", "MAIL_FROM": "hello@clinic.example"}
+    for command in (["worker"], ["serve", "--port", str(free_port())]):
+        done = _tidings(tmp_path, *command, DKIM_PRIVATE_KEY_FILE=str(broken), **dkim_env)
+        assert done.returncode != 0, (command, done.stderr)
+        lines = done.stderr.strip().splitlines()
+        assert len(lines) == 1 and "DKIM_PRIVATE_KEY_FILE" in lines[0] and "Traceback" not in done.stderr, lines
+
+    private, _ = key_pair
+    proc = subprocess.Popen([sys.executable, "-m", "service.cli", "worker"], cwd=tmp_path, text=True,
+                            env=_env(tmp_path, DATABASE_URL=f"postgresql://postgres@127.0.0.1:{free_port()}/none",
+                                     DKIM_PRIVATE_KEY_FILE=str(private), DKIM_DOMAIN="esp.example", **dkim_env),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert proc.stderr is not None
+        warning = proc.stderr.readline()
+        assert "DKIM_DOMAIN esp.example is not aligned with the domain of MAIL_FROM" in warning, warning
+        assert "database not reachable" in proc.stderr.readline()  # the worker went on starting
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=30)

@@ -20,6 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import dkim
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from service.mail.headers import check_serialised, header_names
 from service.settings import Settings, SettingsError
@@ -64,6 +67,15 @@ def _signer(key_file: str, selector: str, domain: str) -> DkimSigner:
         raise SettingsError(f"DKIM_PRIVATE_KEY_FILE: cannot read {path} ({exc.strerror or exc})") from None
     if b"PRIVATE KEY-----" not in key:
         raise SettingsError(f"DKIM_PRIVATE_KEY_FILE: {path} is not a PEM private key")
+    # Parsed now, so a damaged or wrong key stops serve and worker at start with one line instead
+    # of failing every message later (the error names the file, never its content).
+    try:
+        parsed = serialization.load_pem_private_key(key, password=None)
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        raise SettingsError(f"DKIM_PRIVATE_KEY_FILE: {path} is not a readable, unencrypted PEM private key") from None
+    if not isinstance(parsed, rsa.RSAPrivateKey) or parsed.key_size < 1024:
+        raise SettingsError(f"DKIM_PRIVATE_KEY_FILE: {path} must hold an RSA key of at least 1024 bits "
+                            "(2048 recommended; RFC 8301)")
     return DkimSigner(selector=selector, domain=domain, private_key=key)
 
 

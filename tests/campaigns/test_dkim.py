@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import subprocess
 from pathlib import Path
 
 import dkim
@@ -74,3 +75,26 @@ def test_dkim_domain_alignment_with_mail_from_is_checked_by_organisational_domai
     with caplog.at_level("WARNING", logger="tidings"):
         warn_mail_setup(settings)
     assert any("is not aligned with the domain of MAIL_FROM" in r.getMessage() for r in caplog.records)
+
+
+def test_a_damaged_encrypted_short_or_non_rsa_key_is_refused_naming_the_file(tmp_path: Path) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
+
+    pem = serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8
+    keys = {
+        "damaged.pem": b"-----BEGIN PRIVATE KEY-----\nnot a key\n-----END PRIVATE KEY-----\n",
+        "encrypted.pem": rsa.generate_private_key(65537, 2048).private_bytes(
+            *pem, serialization.BestAvailableEncryption(b"secret")),
+        "short.pem": subprocess.run(["openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:512"],
+                                    capture_output=True, check=True).stdout,  # too short for cryptography to make
+        "ed25519.pem": ed25519.Ed25519PrivateKey.generate().private_bytes(*pem, serialization.NoEncryption()),
+    }
+    for name, content in keys.items():
+        path = tmp_path / name
+        path.write_bytes(content)
+        settings = Settings.from_env({**BASE, "DKIM_PRIVATE_KEY_FILE": str(path), "DKIM_SELECTOR": "t2026"},
+                                     env_file=None)
+        with pytest.raises(SettingsError, match=f"DKIM_PRIVATE_KEY_FILE: {path}") as refused:
+            signer_from_settings(settings)
+        assert "not a key" not in str(refused.value), name

@@ -1,6 +1,7 @@
 """Every kind of email Tidings sends, as a receiving server gets it over real SMTP: the
 confirmation, the welcome, "already subscribed", the data-access email, the inquiry's staff
-notice and automatic reply, a digest, a campaign test send and `tidings mail-test`. Each one is
+notice and automatic reply, a digest, a campaign test send, `tidings mail-test`, and the staff
+invitation and password-reset emails. Each one is
 DKIM-signed and verifies with dkimpy (the public key handed to dkimpy through its own `dnsfunc`
 argument, as DNS would), carries a unique Message-ID, a Date with a numeric zone, RFC 2047
 encoded words of at most 75 characters on folded lines, and came over a session that greeted
@@ -16,6 +17,7 @@ from pathlib import Path
 import dkim
 import httpx
 
+from service.admin.recovery import email_invitation, email_password_reset
 from service.app import create_app
 from service.campaigns.flows import send_test
 from service.campaigns.sender import CampaignSender
@@ -27,8 +29,9 @@ from service.mail.dkim import signer_from_settings
 from service.mail.outbox import OutboxWorker
 from service.mail.transport import mailer_for
 from service.settings import RateLimit, Settings
+from service.tokens import Tokens
 from tests.conftest import Database, make_settings
-from tests.factories import link_in, make_campaign, post_json, set_fields, signup
+from tests.factories import link_in, make_campaign, make_staff, post_json, set_fields, signup
 from tests.smtp import Received, SmtpServer
 
 ORG = "Klinik Süd Zürich"
@@ -124,6 +127,13 @@ async def every_kind(db: Database, smtp: SmtpServer, settings: Settings) -> dict
     take("test send")
     await _mail_test(settings, "ops@example.org")
     take("mail-test")
+    colleague = await make_staff(db, "joerg.new@example.org", role="staff", password=None, name="Jörg Ærø")
+    async with db.sessions.begin() as session:
+        assert await email_invitation(session, settings, Tokens(settings), colleague, inviter="Ana")
+        assert await email_password_reset(session, settings, Tokens(settings), colleague)
+    await deliver_outbox(db, settings)
+    take("staff mail", 2)
+    kinds["staff invitation"], kinds["password reset"] = kinds.pop("staff mail.0"), kinds.pop("staff mail.1")
     staff, reply = kinds.pop("inquiry.0"), kinds.pop("inquiry.1")
     if staff.recipients != ["staff@clinic.test"]:
         staff, reply = reply, staff
@@ -151,7 +161,7 @@ async def test_every_kind_of_email_is_signed_dated_identified_and_encoded_by_the
     settings = signing_settings(db, smtp, private)
     kinds = await every_kind(db, smtp, settings)
     assert set(kinds) == {"confirmation", "welcome", "already", "access", "staff notice", "auto-reply", "digest",
-                          "test send", "mail-test"}
+                          "test send", "mail-test", "staff invitation", "password reset"}
     dns = dns_for(public)
     message_ids = set()
     for kind, received in kinds.items():
