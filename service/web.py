@@ -267,6 +267,10 @@ def error_response(request: Request, status: int, detail: str | None = None) -> 
     title = gettext(_TITLES.get(status, N_("Error")))
     message = detail or (gettext(_MESSAGES[status]) if status in _MESSAGES else title)
     headers = {"Retry-After": "30"} if status == 503 else None
+    if request.url.path.startswith("/api/v1/"):  # the admin API's one error shape (service.api.core)
+        from service.api.core import api_error_body
+
+        return JSONResponse(api_error_body(status, message), status_code=status, headers=headers)
     if wants_json(request):
         return JSONResponse({"error": message}, status_code=status, headers=headers)
     return render(request, "error.html", {"status": status, "title": title, "message": message},
