@@ -42,3 +42,19 @@ def api_client(app: Any, token: str | None, ip: str = CLIENT_IP) -> httpx.AsyncC
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app, client=(ip, 50000)),
                              base_url="http://testserver", headers=headers)
+
+
+async def audit_rows(db: Database) -> list[dict[str, Any]]:
+    """Every audit row as what the admin's audit log shows of it, oldest first (no id or time)."""
+    from sqlalchemy import select
+
+    from service.admin.models import AuditEvent
+
+    async with db.sessions() as session:
+        rows = (await session.scalars(select(AuditEvent).order_by(AuditEvent.id))).all()
+    return [{"action": r.action, "actor_id": r.actor_id, "actor": r.actor_email, "target_type": r.target_type,
+             "target_id": r.target_id, "ip": r.ip, "detail": r.detail} for r in rows]
+
+
+def same_but_target(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    return {**a, "target_id": ""} == {**b, "target_id": ""}
