@@ -4,6 +4,7 @@ to a subscriber (unsubscribe, suppress, erase, import, export) is in `pages_subs
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlencode
 
@@ -22,12 +23,16 @@ from service.newsletter.queries import SubscriberFilter, count_subscribers, list
 from service.web import settings_of
 
 
-def _filter(request: Request) -> SubscriberFilter:
-    params = request.query_params
+def subscriber_filter(params: Mapping[str, str]) -> SubscriberFilter:
+    """The list's filter from query parameters (the admin page's and the API's)."""
     status = params.get("status", "")
     if status and status not in SUBSCRIBER_STATUSES:
-        raise FilterError(f"Status: expected one of {', '.join(SUBSCRIBER_STATUSES)}.")
+        raise FilterError(f"Status: expected one of {', '.join(SUBSCRIBER_STATUSES)}.", field="status")
     return SubscriberFilter(status=status, topic=params.get("topic", "")[:40], q=params.get("q", "").strip()[:200])
+
+
+def _filter(request: Request) -> SubscriberFilter:
+    return subscriber_filter(request.query_params)
 
 
 async def subscriber_list(request: Request) -> Response:
