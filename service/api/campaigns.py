@@ -18,12 +18,14 @@ from service.admin.campaign_forms import DigestForm
 from service.admin.pages_campaign_actions import _end_request_transaction
 from service.admin.pages_campaigns import progress_json
 from service.api.core import (
+    MAX_ID,
     ApiError,
     actor_of,
     bad_cursor,
     cursor_param,
     int_list,
     invalid,
+    is_number,
     iso,
     json_body,
     needs,
@@ -63,7 +65,7 @@ def _id_cursor(request: Request) -> int | None:
     raw = cursor_param(request)
     if raw is None:
         return None
-    if not raw.isdigit() or not 0 < int(raw) <= 2**31 - 1:
+    if not is_number(raw) or not 0 < int(raw) <= MAX_ID:
         raise bad_cursor()
     return int(raw)
 

@@ -17,6 +17,7 @@ under /api/v1, including those the app answers for any route (404, 405, 413, 503
 from __future__ import annotations
 
 import functools
+import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -204,11 +205,16 @@ def int_list(data: dict[str, Any], field: str) -> list[int]:
     return list(dict.fromkeys(value))
 
 
+def is_number(raw: str) -> bool:
+    """Plain ASCII digits (str.isdigit also takes "²" and other digits int() refuses), at most ten."""
+    return re.fullmatch(r"[0-9]{1,10}", raw) is not None
+
+
 def page_limit(request: Request) -> int:
     raw = request.query_params.get("limit", "")
     if not raw:
         return DEFAULT_LIMIT
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
+    if not is_number(raw) or not 1 <= int(raw) <= MAX_LIMIT:
         raise invalid("limit", f"limit: a whole number from 1 to {MAX_LIMIT}.")
     return int(raw)
 
