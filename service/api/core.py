@@ -30,6 +30,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from service.admin import apitokens
 from service.admin.audit import Actor
 from service.admin.models import ApiToken, StaffUser
+from service.api.errors import api_error_body
 from service.db import get_session, short_transaction, utcnow
 from service.forms import read_json
 from service.ratelimit import hit_rate_limit
@@ -38,17 +39,7 @@ from service.web import client_ip, settings_of
 API_PREFIX = "/api/v1"
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
-
-CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
-         409: "conflict", 410: "gone", 413: "too_large", 415: "unsupported_media_type", 422: "invalid",
-         429: "rate_limited", 500: "server_error", 503: "unavailable"}
-
 T = TypeVar("T")
-
-
-def api_error_body(status: int, message: str, *, code: str | None = None, field: str | None = None
-                   ) -> dict[str, Any]:
-    return {"error": {"code": code or CODES.get(status, "error"), "message": message, "field": field}}
 
 
 class ApiError(Exception):

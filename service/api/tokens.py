@@ -10,7 +10,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from service.admin import apitokens
-from service.admin.models import ApiToken
+from service.admin.models import ApiToken, StaffUser
 from service.api.core import ApiError, actor_of, iso, needs, path_id, user_of
 from service.db import get_session, utcnow
 
@@ -42,8 +42,8 @@ async def revoke(request: Request) -> Response:
     if token is None or (token.staff_user_id != user.id and not user.is_admin):
         raise ApiError(404, "There is no such token among yours.")
     await apitokens.revoke_token(session, token=token, by_user=user, actor=actor_of(request), now=utcnow())
-    owner = user.email if token.staff_user_id == user.id else ""
-    return JSONResponse(token_json(token, owner))
+    owner = user if token.staff_user_id == user.id else await session.get(StaffUser, token.staff_user_id)
+    return JSONResponse(token_json(token, owner.email if owner else ""))
 
 
 routes = [
