@@ -97,6 +97,8 @@ def parse_days(value: str | int) -> int:
 
 def parse_name(value: str) -> str:
     name = " ".join(value.split())
+    if any(ord(c) < 32 or ord(c) == 127 for c in name):
+        raise TokenInputError("name", "Name: it contains control characters; write plain text.")
     if not name:
         raise TokenInputError("name", "Name: say what the token is for, e.g. \"CRM sync\".")
     if len(name) > NAME_MAX:

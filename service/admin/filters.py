@@ -4,8 +4,10 @@ field. The lists themselves are the domains' queries (inquiries, newsletter, cam
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 
 from service.db import Cursor
+from service.validation import FieldError, clean_text
 
 PAGE_SIZE = 50
 
@@ -45,3 +47,13 @@ def parse_day(value: str | None, label: str, *, field: str | None = None) -> dt.
         return dt.date.fromisoformat(value.strip())
     except ValueError:
         raise FilterError(f"{label}: expected a date such as 2026-11-28.", field=field) from None
+
+
+def text_param(params: Mapping[str, str], name: str, label: str, max_length: int) -> str:
+    """A free-text filter (a search, a topic), trimmed and cut to `max_length`; FilterError for
+    control characters (PostgreSQL refuses a NUL in a query parameter)."""
+    try:
+        value = clean_text({name: params.get(name, "")}, name, label=label, max_length=10_000)
+    except FieldError as exc:
+        raise FilterError(f"{exc.message}.", field=name) from None
+    return value[:max_length]

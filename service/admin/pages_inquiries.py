@@ -14,7 +14,7 @@ from starlette.responses import RedirectResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
 from service.admin.audit import Actor, filter_detail, record_audit
-from service.admin.filters import FilterError, format_cursor, parse_cursor, parse_day
+from service.admin.filters import FilterError, format_cursor, parse_cursor, parse_day, text_param
 from service.admin.guard import admin_error, get_or_404, no_such, page, staff_of
 from service.admin.paging import paginate
 from service.csvfile import stream_csv
@@ -46,8 +46,8 @@ def inquiry_filter(params: Mapping[str, str]) -> InquiryFilter:
     status = params.get("status", "")
     if status and status not in FILTER_STATUSES:
         raise FilterError(f"Status: expected one of {', '.join(FILTER_STATUSES)}.", field="status")
-    topic = params.get("topic", "")[:40]
-    q = params.get("q", "").strip()[:200]
+    topic = text_param(params, "topic", "Topic", 40)
+    q = text_param(params, "q", "Search", 200)
     since = parse_day(params.get("from"), "From", field="from")
     until = parse_day(params.get("to"), "To", field="to")
     if since and until and since > until:

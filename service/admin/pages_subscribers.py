@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from service.admin.filters import FilterError, format_cursor, parse_cursor
+from service.admin.filters import FilterError, format_cursor, parse_cursor, text_param
 from service.admin.guard import get_or_404, page
 from service.admin.paging import paginate
 from service.bounces.stats import subscriber_bounces
@@ -28,7 +28,8 @@ def subscriber_filter(params: Mapping[str, str]) -> SubscriberFilter:
     status = params.get("status", "")
     if status and status not in SUBSCRIBER_STATUSES:
         raise FilterError(f"Status: expected one of {', '.join(SUBSCRIBER_STATUSES)}.", field="status")
-    return SubscriberFilter(status=status, topic=params.get("topic", "")[:40], q=params.get("q", "").strip()[:200])
+    return SubscriberFilter(status=status, topic=text_param(params, "topic", "Topic", 40),
+                            q=text_param(params, "q", "Search", 200))
 
 
 def _filter(request: Request) -> SubscriberFilter:

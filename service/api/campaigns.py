@@ -15,6 +15,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from service.admin.campaign_forms import DigestForm
+from service.admin.filters import FilterError, text_param
 from service.admin.pages_campaign_actions import _end_request_transaction
 from service.admin.pages_campaigns import progress_json
 from service.api.core import (
@@ -118,7 +119,10 @@ async def create(request: Request) -> Response:
 async def preview(request: Request) -> Response:
     """The campaign as a subscriber (`email`) would get it, or as someone of every topic."""
     campaign = await _campaign(request)
-    email = request.query_params.get("email", "").strip()[:320]
+    try:
+        email = text_param(request.query_params, "email", "email", 320)
+    except FilterError as exc:
+        raise invalid("email", str(exc)) from None
     try:
         subject, html, text = await render_preview(get_session(request), settings=settings_of(request),
                                                    campaign_id=campaign.id, email=email or None)

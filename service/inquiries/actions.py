@@ -2,7 +2,9 @@
 (/api/v1): each does the change (or the read of health data) in the caller's transaction and
 writes its audit row for whoever acted (an `Actor`), so the trail is the same whichever way it
 was done. A refused action raises (InquiryNotFoundError, HeldInquiryError, NoteError,
-UnknownStatusError), changes nothing and records nothing."""
+UnknownStatusError), changes nothing and records nothing. An event another system should hear
+of (an outbound webhook's `inquiry.status_changed`) belongs in these functions too, queued in the
+same transaction, so that every entry point emits it."""
 
 from __future__ import annotations
 

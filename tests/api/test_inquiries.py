@@ -46,7 +46,8 @@ async def test_bad_filters_name_the_parameter(app: Any, db: Database) -> None:
         for params, status, field in [({"status": "maybe"}, 422, "status"), ({"from": "yesterday"}, 422, "from"),
                                       ({"from": "2026-11-05", "to": "2026-11-01"}, 422, "to"),
                                       ({"cursor": "nonsense"}, 400, "cursor"), ({"limit": "0"}, 422, "limit"),
-                                      ({"limit": "201"}, 422, "limit")]:
+                                      ({"limit": "201"}, 422, "limit"), ({"q": "a\x00b"}, 422, "q"),
+                                      ({"topic": "\x00"}, 422, "topic"), ({"limit": "²"}, 422, "limit")]:
             r = await api.get("/api/v1/inquiries", params=params)
             assert r.status_code == status, (params, r.text)
             assert r.json()["error"]["field"] == field and r.json()["error"]["message"]
@@ -91,7 +92,7 @@ async def test_bad_input_is_refused_by_field_and_changes_nothing(app: Any, db: D
         for body, field in [({"status": "archived"}, "status"), ({}, "status"), ({"status": 3}, "status")]:
             r = await api.post(f"/api/v1/inquiries/{ids[0]}/status", json=body)
             assert r.status_code == 422 and r.json()["error"]["field"] == field, r.text
-        for body in [{"note": "   "}, {"note": "x" * 20_001}, {}]:
+        for body in [{"note": "   "}, {"note": "x" * 20_001}, {}, {"note": "nul \x00 byte"}]:
             r = await api.post(f"/api/v1/inquiries/{ids[0]}/notes", json=body)
             assert r.status_code == 422 and r.json()["error"]["field"] == "note", r.text
         r = await api.post(f"/api/v1/inquiries/{ids[0]}/notes", content=b"note=hi",

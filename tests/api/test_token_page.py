@@ -97,7 +97,8 @@ async def test_bad_input_names_the_field_and_creates_nothing(app: Any, db: Datab
     staff = await make_staff(db, STAFF_EMAIL, role="staff")
     async with signed_in_client(app, staff) as browser:
         for fields, word in [({"days": "0"}, "Expires in"), ({"days": "366"}, "Expires in"),
-                             ({"name": "  "}, "Name"), ({"scope_inquiries": "", "scope_tokens": ""}, "Scopes"),
+                             ({"name": "  "}, "Name"), ({"name": "nul\x00"}, "Name"),
+                             ({"scope_inquiries": "", "scope_tokens": ""}, "Scopes"),
                              ({"scope_inquiries": "admin"}, "Scopes")]:
             r = await _create(browser, **fields)
             assert r.status_code == 422, fields
