@@ -63,6 +63,7 @@ def domain_routes() -> list[BaseRoute]:
     """Every domain's routes, in the order they are matched."""
     from service.admin.brand_web import routes as brand_routes
     from service.admin.routes import routes as admin_routes
+    from service.api.routes import routes as api_routes
     from service.bounces.webhooks.routes import routes as webhook_routes
     from service.campaigns.routes import routes as campaign_routes
     from service.home import route as home_route
@@ -76,6 +77,7 @@ def domain_routes() -> list[BaseRoute]:
         *insight_routes,  # first: a digest link is the most frequent request, and matched first
         home_route,
         *admin_routes,
+        *api_routes,
         *inquiry_routes,
         *newsletter_routes,
         *privacy_routes,

@@ -14,6 +14,7 @@ domain handlers).
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -22,6 +23,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 
 from service.admin.brand_web import brand_of
+from service.api.openapi import V1_COMPONENTS, V1_OPERATIONS
 
 OPENAPI_PATH = "/api/openapi.json"
 
@@ -192,6 +194,12 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
         "summary": "This document",
         "responses": {"200": _json({"type": "object"}, "The OpenAPI 3 description of the JSON API.")},
     },
+    **V1_OPERATIONS,  # the admin API (service/api/openapi.py)
+}
+_V1_ERROR = {"$ref": "#/components/schemas/ApiError"}
+_V1_COMMON = {
+    "413": _json(_V1_ERROR, "The body is larger than MAX_BODY_BYTES."),
+    "503": _json(_V1_ERROR, "The database is briefly unavailable; nothing was changed.", _RETRY_AFTER),
 }
 
 COMPONENTS = {
@@ -200,10 +208,13 @@ COMPONENTS = {
         "FieldErrors": {"type": "object", "required": ["errors"], "properties": {
             "errors": {"type": "object", "additionalProperties": _STR}}},
         "AnyError": {"anyOf": [_ERROR, _FIELD_ERRORS]},
+        **V1_COMPONENTS["schemas"],
     },
+    "securitySchemes": V1_COMPONENTS["securitySchemes"],
 }
 
 _IGNORED_METHODS = {"HEAD", "OPTIONS"}
+_CONVERTOR = re.compile(r"\{(\w+):\w+\}")  # "{inquiry_id:int}" is "{inquiry_id}" in the document
 
 
 def api_operations(routes: Iterable[BaseRoute], prefix: str = "") -> list[tuple[str, str]]:
@@ -213,7 +224,7 @@ def api_operations(routes: Iterable[BaseRoute], prefix: str = "") -> list[tuple[
         if isinstance(route, Mount):
             found += api_operations(route.routes, prefix + route.path)
         elif isinstance(route, Route):
-            path = prefix + route.path
+            path = _CONVERTOR.sub(r"{\1}", prefix + route.path)
             if path.startswith("/api/") or path in DOCUMENTED_ELSEWHERE:
                 found += [(path, m.lower()) for m in sorted(route.methods or ()) if m not in _IGNORED_METHODS]
     return found
@@ -232,7 +243,8 @@ def openapi_document(routes: Iterable[BaseRoute], *, title: str = "Tidings", ser
         operation = OPERATIONS.get((path, method))
         if operation is None:
             raise UndocumentedRoute(f"{method.upper()} {path} has no entry in service/openapi.py OPERATIONS")
-        paths.setdefault(path, {})[method] = {**operation, "responses": {**operation["responses"], **_COMMON}}
+        common = _V1_COMMON if path.startswith("/api/v1/") else _COMMON
+        paths.setdefault(path, {})[method] = {**operation, "responses": {**operation["responses"], **common}}
     topics = list(topics)
     if topics:
         paths = json.loads(json.dumps(paths))  # a copy: the registry stays as declared
@@ -248,7 +260,10 @@ def openapi_document(routes: Iterable[BaseRoute], *, title: str = "Tidings", ser
         "info": {"title": f"{title} JSON API", "version": "1",
                  "description": "Inquiries and newsletter signups from the blog, and the generic bounce "
                                 "webhook. Errors are JSON: "
-                                "{\"error\": \"…\"} or {\"errors\": {\"field\": \"…\"}}."},
+                                "{\"error\": \"…\"} or {\"errors\": {\"field\": \"…\"}}. "
+                                "The admin API (/api/v1, a bearer token) answers errors as "
+                                "{\"error\": {\"code\": \"…\", \"message\": \"…\", \"field\": …}} "
+                                "and pages lists by cursor (docs/api.md)."},
         "servers": [{"url": server_url}],
         "paths": paths,
         "components": COMPONENTS,

@@ -77,6 +77,7 @@ class Settings:
     form_min_seconds: float = 3.0
     form_max_age_seconds: int = 2 * 60 * 60
     form_rate_limit: RateLimit = field(default_factory=lambda: RateLimit(10, 600))
+    api_rate_limit: RateLimit = field(default_factory=lambda: RateLimit(600, 60))  # per API token
     held_retention_days: int = 30
     held_warn_count: int = 200
     log_level: str = "info"
@@ -214,6 +215,7 @@ def _parse(config: Config) -> Settings:
         form_min_seconds=_float(config, "FORM_MIN_SECONDS", d.form_min_seconds, minimum=0.0),
         form_max_age_seconds=_int(config, "FORM_MAX_AGE_SECONDS", d.form_max_age_seconds, minimum=60),
         form_rate_limit=_rate_limit(_get(config, "FORM_RATE_LIMIT", "10/600") or "10/600"),
+        api_rate_limit=_rate_limit(_get(config, "API_RATE_LIMIT", "600/60") or "600/60", "API_RATE_LIMIT"),
         inquiry_retention_days=_int(config, "INQUIRY_RETENTION_DAYS", d.inquiry_retention_days, minimum=1),
         held_retention_days=_int(config, "HELD_RETENTION_DAYS", d.held_retention_days, minimum=1, maximum=3650),
         held_warn_count=_int(config, "HELD_WARN_COUNT", d.held_warn_count, minimum=1),
@@ -510,14 +512,14 @@ def _topics(value: str | None) -> tuple[str, ...]:
     return topics
 
 
-def _rate_limit(value: str) -> RateLimit:
+def _rate_limit(value: str, name: str = "FORM_RATE_LIMIT") -> RateLimit:
     try:
         count, seconds = (int(v) for v in value.split("/"))
         if count < 1 or seconds < 1:
             raise ValueError
     except ValueError as exc:
         raise SettingsError(
-            f"FORM_RATE_LIMIT: expected COUNT/SECONDS such as 10/600, got {value!r}"
+            f"{name}: expected COUNT/SECONDS such as 10/600, got {value!r}"
         ) from exc
     return RateLimit(count, seconds)
 

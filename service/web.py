@@ -18,6 +18,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.templating import Jinja2Templates
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from service.api.errors import api_error_body
 from service.db import is_database_outage
 from service.i18n import (
     N_,
@@ -267,6 +268,8 @@ def error_response(request: Request, status: int, detail: str | None = None) -> 
     title = gettext(_TITLES.get(status, N_("Error")))
     message = detail or (gettext(_MESSAGES[status]) if status in _MESSAGES else title)
     headers = {"Retry-After": "30"} if status == 503 else None
+    if request.url.path.startswith("/api/v1/"):  # the admin API's one error shape
+        return JSONResponse(api_error_body(status, message), status_code=status, headers=headers)
     if wants_json(request):
         return JSONResponse({"error": message}, status_code=status, headers=headers)
     return render(request, "error.html", {"status": status, "title": title, "message": message},

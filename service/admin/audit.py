@@ -12,7 +12,9 @@ campaign_schedule, campaign_approve, campaign_pause, campaign_resume, campaign_c
 campaign_edit, campaign_delete, campaign_duplicate,
 digest_rule_save, digest_rule_activate, digest_rule_deactivate, articles_import,
 subscriber_unsubscribe, subscriber_suppress, subscriber_erase (never the address),
-subscriber_import, subscriber_export, brand_change (the fields changed), brand_reset;
+subscriber_create (a signup made through the API), subscriber_import, subscriber_export,
+api_token_create, api_token_revoke (name, prefix, scopes; never the token),
+brand_change (the fields changed), brand_reset;
 by `bounce:<source>` (service.bounces.policy):
 subscriber_bounced, subscriber_complained, inquiry_bounced; bounce_retention (by the worker: how many reports
 about no subscriber or inquiry went, never whose). Details never hold a password or message text, nor the

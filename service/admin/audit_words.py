@@ -48,6 +48,8 @@ ACTION_LABELS = {
     "two_factor_require": "Changed whether two-factor sign-in is required",
     "brand_change": "Changed the brand settings", "brand_reset": "Reset a brand setting to its default",
     "brand_postal_address": "Saved the postal address",
+    "subscriber_create": "Signed up a subscriber (API)",
+    "api_token_create": "Created an API token", "api_token_revoke": "Revoked an API token",
 }
 DETAIL_LABELS = {
     "changed": "changed", "field": "setting",

@@ -95,6 +95,26 @@ class SecuritySettings(Base):
     updated_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
 
 
+class ApiToken(Base):
+    """A staff member's personal access token for /api/v1 (service.admin.apitokens). Only the
+    SHA-256 of the token is kept (a token is 256 random bits, so a plain hash is enough: nothing
+    to guess), with its first characters to recognise it by; the token itself is shown once."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    staff_user_id: Mapped[int] = mapped_column(ForeignKey("staff_users.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(100))
+    prefix: Mapped[str] = mapped_column(String(16))  # "tdg_" and the next 8 characters
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    scopes: Mapped[str] = mapped_column(String(300))  # "inquiries:read campaigns:write …"
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    last_used_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    revoked_by_id: Mapped[int | None] = mapped_column(ForeignKey("staff_users.id", ondelete="SET NULL"))
+
+
 class AuditEvent(Base):
     __tablename__ = "audit_events"
 

@@ -16,13 +16,12 @@ from starlette.routing import BaseRoute, Route
 
 from service.admin.audit import Actor, record_audit
 from service.admin.guard import admin_error, staff_of
-from service.admin.pages_subscriber_actions import SUPPRESS_PREFIX
 from service.admin.paging import NOTICE_PARAMS
 from service.csvfile import stream_csv
 from service.db import get_session
 from service.inquiries.models import INQUIRY_STATUSES
 from service.inquiries.queries import HeldInquiryError, InquiryNotFoundError, change_inquiry_status
-from service.newsletter.actions import record_subscriber_export
+from service.newsletter.actions import SUPPRESS_PREFIX, record_subscriber_export
 from service.newsletter.exporter import export_rows
 from service.newsletter.flows import mark_complained, unsubscribe_subscriber
 from service.newsletter.queries import get_subscriber

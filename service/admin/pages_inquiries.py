@@ -5,7 +5,7 @@ audit-logged)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -13,13 +13,14 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
-from service.admin.audit import filter_detail, record_audit
-from service.admin.filters import FilterError, format_cursor, parse_cursor, parse_day
+from service.admin.audit import Actor, filter_detail, record_audit
+from service.admin.filters import FilterError, format_cursor, parse_cursor, parse_day, text_param
 from service.admin.guard import admin_error, get_or_404, no_such, page, staff_of
 from service.admin.paging import paginate
 from service.csvfile import stream_csv
 from service.db import get_session
 from service.forms import tokens_of
+from service.inquiries import actions
 from service.inquiries.held import NotHeldError, delete_held_inquiry, release_held_inquiry
 from service.inquiries.models import HELD, INQUIRY_STATUSES, Inquiry
 from service.inquiries.queries import (
@@ -27,8 +28,7 @@ from service.inquiries.queries import (
     InquiryFilter,
     InquiryNotFoundError,
     NoteError,
-    add_inquiry_note,
-    change_inquiry_status,
+    UnknownStatusError,
     count_inquiries,
     inquiry_history,
     iter_inquiries,
@@ -40,18 +40,23 @@ from service.web import settings_of
 FILTER_STATUSES = (*INQUIRY_STATUSES, HELD)  # "any" means every status but held
 
 
-def _filter(request: Request) -> InquiryFilter:
-    params = request.query_params
+def inquiry_filter(params: Mapping[str, str]) -> InquiryFilter:
+    """The list's filter from query parameters (the admin page's and the API's); FilterError
+    names the field."""
     status = params.get("status", "")
     if status and status not in FILTER_STATUSES:
-        raise FilterError(f"Status: expected one of {', '.join(FILTER_STATUSES)}.")
-    topic = params.get("topic", "")[:40]
-    q = params.get("q", "").strip()[:200]
-    since = parse_day(params.get("from"), "From")
-    until = parse_day(params.get("to"), "To")
+        raise FilterError(f"Status: expected one of {', '.join(FILTER_STATUSES)}.", field="status")
+    topic = text_param(params, "topic", "Topic", 40)
+    q = text_param(params, "q", "Search", 200)
+    since = parse_day(params.get("from"), "From", field="from")
+    until = parse_day(params.get("to"), "To", field="to")
     if since and until and since > until:
-        raise FilterError("To: the end date is before the start date.")
+        raise FilterError("To: the end date is before the start date.", field="to")
     return InquiryFilter(status=status, topic=topic, since=since, until=until, q=q)
+
+
+def _filter(request: Request) -> InquiryFilter:
+    return inquiry_filter(request.query_params)
 
 
 async def inquiry_list(request: Request) -> Response:
@@ -77,9 +82,8 @@ async def inquiry_list(request: Request) -> Response:
 async def _audit_search(request: Request, flt: InquiryFilter, *, first_page: bool, matched: int) -> None:
     """A search shows inquiry data outside the detail page: record that one ran and how many
     inquiries matched, never the words (they may be a client's name)."""
-    session = get_session(request)
-    await record_audit(session, request=request, action="inquiry_search", target_type="inquiry",
-                       detail={"matched": matched, "first_page": first_page, **filter_detail(flt.query_args())})
+    await actions.record_inquiry_search(get_session(request), actor=Actor.of(request), flt=flt,
+                                        first_page=first_page, matched=matched)
 
 
 def clickable(url: str) -> bool:
@@ -96,9 +100,12 @@ async def _load(request: Request) -> Inquiry:
 
 
 async def inquiry_detail(request: Request) -> Response:
-    inquiry = await _load(request)
     session = get_session(request)
-    await record_audit(session, request=request, action="inquiry_view", target_type="inquiry", target_id=inquiry.id)
+    try:
+        inquiry = await actions.view_inquiry(session, inquiry_id=request.path_params["inquiry_id"],
+                                             actor=Actor.of(request))
+    except InquiryNotFoundError:
+        raise no_such("inquiry") from None
     org = settings_of(request).org_name
     return page(request, "admin/inquiry.html", {
         "inquiry": inquiry, "events": await inquiry_history(session, inquiry_id=inquiry.id),
@@ -114,17 +121,15 @@ async def inquiry_status(request: Request) -> Response:
         status = str(form.get("status") or "")
     if status not in INQUIRY_STATUSES:
         return admin_error(request, 422, f"Status: expected one of {', '.join(INQUIRY_STATUSES)}.")
-    session = get_session(request)
     try:
-        event = await change_inquiry_status(session, inquiry_id=inquiry_id, to_status=status,
-                                            staff_id=staff_of(request).id)
+        await actions.set_inquiry_status(get_session(request), inquiry_id=inquiry_id, status=status,
+                                         actor=Actor.of(request))
     except InquiryNotFoundError:
         raise no_such("inquiry") from None
+    except UnknownStatusError:
+        return admin_error(request, 422, f"Status: expected one of {', '.join(INQUIRY_STATUSES)}.")
     except HeldInquiryError:
         return admin_error(request, 409, "This inquiry is held: release it (its emails go out then) or delete it.")
-    if event is not None:
-        await record_audit(session, request=request, action="inquiry_status", target_type="inquiry",
-                           target_id=inquiry_id, detail={"from": event.from_status, "to": status})
     return RedirectResponse(f"/admin/inquiries/{inquiry_id}?saved=status", status_code=303)
 
 
@@ -132,15 +137,12 @@ async def inquiry_note(request: Request) -> Response:
     inquiry_id = request.path_params["inquiry_id"]
     async with request.form() as form:
         note = str(form.get("note") or "")
-    session = get_session(request)
     try:
-        event = await add_inquiry_note(session, inquiry_id=inquiry_id, note=note, staff_id=staff_of(request).id)
+        await actions.note_inquiry(get_session(request), inquiry_id=inquiry_id, note=note, actor=Actor.of(request))
     except InquiryNotFoundError:
         raise no_such("inquiry") from None
     except NoteError as exc:
         return admin_error(request, 422, str(exc))
-    await record_audit(session, request=request, action="inquiry_note", target_type="inquiry",
-                       target_id=inquiry_id, detail={"event_id": event.id})
     return RedirectResponse(f"/admin/inquiries/{inquiry_id}?saved=note", status_code=303)
 
 

@@ -19,14 +19,21 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route, request_response
 
-from service.admin.audit import Actor, filter_detail, record_audit
+from service.admin.audit import Actor, filter_detail
 from service.admin.guard import AdminGuardMiddleware, admin_error, get_or_404, page, staff_of
 from service.csvfile import stream_csv
 from service.db import get_session
 from service.forms import tokens_of
-from service.newsletter.actions import file_sha256, import_subscribers_as, record_subscriber_export
+from service.newsletter.actions import (
+    SubscriberStateError,
+    erase_as,
+    file_sha256,
+    import_subscribers_as,
+    record_subscriber_export,
+    suppress_as,
+    unsubscribe_as,
+)
 from service.newsletter.exporter import export_rows
-from service.newsletter.flows import mark_complained, unsubscribe_subscriber
 from service.newsletter.importer import ImportFileError, ImportReport
 from service.newsletter.layouts import LAYOUTS, PLAIN
 from service.newsletter.models import SUBSCRIBER_STATUSES, Subscriber
@@ -39,7 +46,6 @@ MAX_IMPORT_BYTES = 20 * 1024 * 1024
 IMPORT_PURPOSE = "admin-subscriber-import"
 SOURCE_LABELS = {**{name: layout.label for name, layout in LAYOUTS.items()}, PLAIN: "our own columns"}
 IMPORT_TOKEN_AGE = 3600
-SUPPRESS_PREFIX = "suppressed by staff: "
 
 
 async def _subscriber(request: Request) -> Subscriber:
@@ -61,13 +67,10 @@ def _to_detail(subscriber_id: int, notice: str) -> Response:
 
 async def subscriber_unsubscribe(request: Request) -> Response:
     sub = await _subscriber(request)
-    if sub.status not in ("pending", "confirmed"):
-        return admin_error(request, 409, f"This subscriber is already {sub.status}: they get no campaigns.")
-    session = get_session(request)
-    before = sub.status
-    await unsubscribe_subscriber(session, subscriber_id=sub.id, source="admin")
-    await record_audit(session, request=request, action="subscriber_unsubscribe", target_type="subscriber",
-                       target_id=sub.id, detail={"from": before})
+    try:
+        await unsubscribe_as(get_session(request), subscriber=sub, actor=Actor.of(request))
+    except SubscriberStateError as exc:
+        return admin_error(request, 409, str(exc))
     return _to_detail(sub.id, "unsubscribed")
 
 
@@ -81,13 +84,10 @@ async def subscriber_suppress(request: Request) -> Response:
         reason = clean_text(data, "reason", label="Reason", max_length=300, required=True)
     except FieldError as exc:
         return admin_error(request, 422, f"{exc.message}. Nothing was changed.")
-    if sub.status == "complained":
-        return admin_error(request, 409, "This subscriber is already suppressed (complained).")
-    session = get_session(request)
-    before = sub.status
-    await mark_complained(session, subscriber_id=sub.id, reason=SUPPRESS_PREFIX + reason)
-    await record_audit(session, request=request, action="subscriber_suppress", target_type="subscriber",
-                       target_id=sub.id, detail={"from": before, "reason": reason})
+    try:
+        await suppress_as(get_session(request), subscriber=sub, reason=reason, actor=Actor.of(request))
+    except SubscriberStateError as exc:
+        return admin_error(request, 409, str(exc))
     return _to_detail(sub.id, "suppressed")
 
 
@@ -102,15 +102,10 @@ async def subscriber_erase(request: Request) -> Response:
         return page(request, "admin/subscriber_erase.html", {
             "subscriber": sub, "error": "Type the subscriber's address exactly to confirm. Nothing was erased."},
             422)
-    from service.privacy.erase import erase_subscriber
-
-    session = get_session(request)
-    subscriber_id, before = sub.id, sub.status
-    await erase_subscriber(session, tokens=tokens_of(request), subscriber_id=subscriber_id)
+    actor = Actor.of(request)  # taken before the erase expires the session's objects
+    await erase_as(get_session(request), tokens=tokens_of(request), subscriber_id=sub.id, status=sub.status,
+                   actor=actor)
     await _reload_staff(request)
-    # No address in the audit detail: the point of erasing is that it is gone.
-    await record_audit(session, request=request, action="subscriber_erase", target_type="subscriber",
-                       target_id=subscriber_id, detail={"status": before})
     return RedirectResponse("/admin/subscribers?notice=erased", status_code=303)
 
 

@@ -4,6 +4,7 @@ to a subscriber (unsubscribe, suppress, erase, import, export) is in `pages_subs
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlencode
 
@@ -11,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from service.admin.filters import FilterError, format_cursor, parse_cursor
+from service.admin.filters import FilterError, format_cursor, parse_cursor, text_param
 from service.admin.guard import get_or_404, page
 from service.admin.paging import paginate
 from service.bounces.stats import subscriber_bounces
@@ -22,12 +23,17 @@ from service.newsletter.queries import SubscriberFilter, count_subscribers, list
 from service.web import settings_of
 
 
-def _filter(request: Request) -> SubscriberFilter:
-    params = request.query_params
+def subscriber_filter(params: Mapping[str, str]) -> SubscriberFilter:
+    """The list's filter from query parameters (the admin page's and the API's)."""
     status = params.get("status", "")
     if status and status not in SUBSCRIBER_STATUSES:
-        raise FilterError(f"Status: expected one of {', '.join(SUBSCRIBER_STATUSES)}.")
-    return SubscriberFilter(status=status, topic=params.get("topic", "")[:40], q=params.get("q", "").strip()[:200])
+        raise FilterError(f"Status: expected one of {', '.join(SUBSCRIBER_STATUSES)}.", field="status")
+    return SubscriberFilter(status=status, topic=text_param(params, "topic", "Topic", 40),
+                            q=text_param(params, "q", "Search", 200))
+
+
+def _filter(request: Request) -> SubscriberFilter:
+    return subscriber_filter(request.query_params)
 
 
 async def subscriber_list(request: Request) -> Response:

@@ -27,6 +27,7 @@ from service.admin import (
     pages_settings,
     pages_subscriber_actions,
     pages_subscribers,
+    pages_tokens,
     pages_twofactor,
     pages_users,
 )
@@ -273,6 +274,7 @@ admin_routes: list[BaseRoute] = [
     *pages_subscriber_actions.routes,
     *pages_bounces.routes,
     *pages_reports.routes,
+    *pages_tokens.routes,
 ]
 
 routes: list[BaseRoute] = [

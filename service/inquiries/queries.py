@@ -39,6 +39,7 @@ from service.inquiries.models import (
 
 # What the note field of the admin's inquiry page takes (its textarea says so too).
 NOTE_MAX_LENGTH = 5_000
+_NOTE_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")  # tabs and line breaks are fine
 
 
 class UnknownStatusError(ValueError):
@@ -267,6 +268,8 @@ async def add_inquiry_note(
     note = note.replace("\r\n", "\n").replace("\r", "\n").strip()
     if not note:
         raise NoteError(f"Note: it is empty; write between 1 and {NOTE_MAX_LENGTH:,} characters.")
+    if _NOTE_CONTROL.search(note):
+        raise NoteError("Note: it contains control characters; write plain text.")
     if len(note) > NOTE_MAX_LENGTH:
         raise NoteError(f"Note: it is too long ({len(note):,} characters; at most {NOTE_MAX_LENGTH:,}).")
     if await session.get(Inquiry, inquiry_id) is None:

@@ -1,17 +1,22 @@
-"""Subscriber import and export as action functions shared by the admin pages and `tidings
-subscribers import|export`: each writes its audit row for whoever acted (an `Actor`: a staff
-user, or `cli:<user>`), so the list's consent evidence leaves and arrives on the record however
-it was done."""
+"""What staff do to subscribers, as action functions shared by the admin pages, the admin API
+(/api/v1) and `tidings subscribers import|export`: unsubscribe, suppress, erase, a signup on
+someone's behalf, import and export. Each writes its audit row for whoever acted (an `Actor`: a
+staff user, or `cli:<user>`), so the trail is the same however it was done, and the list's
+consent evidence leaves and arrives on the record."""
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from typing import IO, Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.admin.audit import Actor, record_audit
+from service.newsletter.flows import consent_text, mark_complained, request_subscription, unsubscribe_subscriber
 from service.newsletter.importer import ImportReport, Progress, import_subscribers
+from service.newsletter.models import Subscriber
+from service.newsletter.queries import get_subscriber_by_email
 from service.settings import Settings
 from service.tokens import Tokens
 
@@ -48,3 +53,58 @@ async def record_subscriber_export(session: AsyncSession, *, actor: Actor, detai
     """Audit an export (`subscriber_export`) before the rows are written: what was asked for
     (the filter, never search words), not the addresses."""
     await record_audit(session, by=actor, action="subscriber_export", target_type="subscriber", detail=detail)
+
+
+# -- what staff do to one subscriber ----------------------------------------------------------
+
+SUPPRESS_PREFIX = "suppressed by staff: "
+
+
+class SubscriberStateError(ValueError):
+    """The subscriber's state does not allow this (already unsubscribed, already suppressed)."""
+
+
+async def unsubscribe_as(session: AsyncSession, *, subscriber: Subscriber, actor: Actor) -> None:
+    """Unsubscribe a pending or confirmed subscriber (`subscriber_unsubscribe` audited)."""
+    if subscriber.status not in ("pending", "confirmed"):
+        raise SubscriberStateError(f"This subscriber is already {subscriber.status}: they get no campaigns.")
+    before = subscriber.status
+    await unsubscribe_subscriber(session, subscriber_id=subscriber.id, source="admin")
+    await record_audit(session, by=actor, action="subscriber_unsubscribe", target_type="subscriber",
+                       target_id=subscriber.id, detail={"from": before})
+
+
+async def suppress_as(session: AsyncSession, *, subscriber: Subscriber, reason: str, actor: Actor) -> None:
+    """Stop mailing without it being their own unsubscribe: the complaint status (the strongest
+    do-not-mail state), the staff's reason kept as the last note (`subscriber_suppress` audited)."""
+    if subscriber.status == "complained":
+        raise SubscriberStateError("This subscriber is already suppressed (complained).")
+    before = subscriber.status
+    await mark_complained(session, subscriber_id=subscriber.id, reason=SUPPRESS_PREFIX + reason)
+    await record_audit(session, by=actor, action="subscriber_suppress", target_type="subscriber",
+                       target_id=subscriber.id, detail={"from": before, "reason": reason})
+
+
+async def erase_as(session: AsyncSession, *, tokens: Tokens, subscriber_id: int, status: str, actor: Actor) -> None:
+    """Erase on the person's request (service.privacy.erase); the audit row (`subscriber_erase`)
+    keeps the status it had and never the address: the point of erasing is that it is gone."""
+    from service.privacy.erase import erase_subscriber
+
+    await erase_subscriber(session, tokens=tokens, subscriber_id=subscriber_id)
+    await record_audit(session, by=actor, action="subscriber_erase", target_type="subscriber",
+                       target_id=subscriber_id, detail={"status": status})
+
+
+async def subscribe_as(session: AsyncSession, *, settings: Settings, tokens: Tokens, actor: Actor, email: str,
+                       name: str, topics: Sequence[str], user_agent: str) -> Subscriber:
+    """A signup made by staff on someone's behalf through the API: the same double opt-in as the
+    public form (pending, a confirmation email; a confirmed or suppressed address is left as it
+    is), its consent evidence naming the API and the staff member (`subscriber_create` audited)."""
+    await request_subscription(session, settings=settings, tokens=tokens, email=email, name=name, topics=topics,
+                               ip=actor.ip, user_agent=user_agent, source=f"api: {actor.name}"[:200],
+                               consent_text=consent_text(settings.org_name))
+    sub = await get_subscriber_by_email(session, email=email)
+    assert sub is not None
+    await record_audit(session, by=actor, action="subscriber_create", target_type="subscriber", target_id=sub.id,
+                       detail={"status": sub.status})
+    return sub
