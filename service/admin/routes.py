@@ -29,6 +29,7 @@ from service.admin import (
     pages_subscribers,
     pages_twofactor,
     pages_users,
+    pages_webhooks,
 )
 from service.admin.audit import record_audit
 from service.admin.guard import (
@@ -59,6 +60,7 @@ from service.forms import tokens_of
 from service.inquiries.held import count_held_inquiries
 from service.tokens import TokenError
 from service.web import client_ip, error_response, settings_of
+from service.webhooks.queries import disabled_by_failures
 
 # -- sign-in / sign-out -----------------------------------------------------------------------
 
@@ -234,6 +236,7 @@ async def dashboard(request: Request) -> Response:
         "mail": await mail_trouble(session, now=now), "max_age": _days(settings_of(request).outbox_max_age),
         "local_outbox": settings_of(request).uses_local_outbox,
         "held_count": await count_held_inquiries(session),
+        "webhooks_disabled": await disabled_by_failures(session),
         "last_rates": await last_sent_campaign_rates(session),
     })
 
@@ -273,6 +276,7 @@ admin_routes: list[BaseRoute] = [
     *pages_subscriber_actions.routes,
     *pages_bounces.routes,
     *pages_reports.routes,
+    *pages_webhooks.routes,
 ]
 
 routes: list[BaseRoute] = [
