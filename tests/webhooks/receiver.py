@@ -53,7 +53,7 @@ class Receiver:
     async def start(self) -> Receiver:
         if self.ssl_context is not None:
             self.ssl_context.sni_callback = self._remember_sni
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0, ssl=self.ssl_context)
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port, ssl=self.ssl_context)
         self.port = self._server.sockets[0].getsockname()[1]
         return self
 
