@@ -188,22 +188,44 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-async def run(url: str, events: int, rate: float, workers: int, concurrency: int,
+def work(url: str, concurrency: int, owner: str, done_file: str) -> None:
+    """A worker process: WebhookWorker batches (as the `webhooks` loop runs them) until the
+    producer is done and nothing is left."""
+    from service.db import create_engine, session_factory
+    from service.webhooks.delivery import WebhookWorker
+
+    async def main() -> None:
+        engine = create_engine(url)
+        worker = WebhookWorker(session_factory(engine), bench_settings(url, concurrency), owner=owner)
+        idle = 0
+        while idle < 3:
+            if await worker.run_once():
+                idle = 0
+            elif Path(done_file).exists():  # noqa: ASYNC240 (a stat between idle sleeps)
+                idle += 1
+                await asyncio.sleep(0.2)
+            else:
+                await asyncio.sleep(0.02)  # the loop's interval is 0.5 s when idle; shorter here
+        worker.close()
+        await engine.dispose()
+
+    asyncio.run(main())
+
+
+async def run(url: str, tmp: Path, events: int, rate: float, workers: int, concurrency: int,
               backlog: bool = False) -> tuple[float, dict[str, int]]:
-    """(the time the first event was queued, the rows by status)."""
+    """Queue the events (4 producers in this process) while `workers` worker processes deliver;
+    (the time the first event was queued, the rows by status)."""
     from sqlalchemy import func, select
 
     from service.db import create_engine, session_factory
-    from service.webhooks.delivery import WebhookWorker
     from service.webhooks.events import queue_event
     from service.webhooks.models import WebhookDelivery
 
-    settings = bench_settings(url, concurrency)
     engine = create_engine(url)
     sessions = session_factory(engine)
-    produced = asyncio.Event()
+    done = tmp / "produced"
     started = time.time()
-
     batch, producers = 50, 4
     starts = iter(range(0, events, batch))
 
@@ -217,26 +239,18 @@ async def run(url: str, events: int, rate: float, workers: int, concurrency: int
                 for i in range(first, min(events, first + batch)):
                     await queue_event(session, event="campaign.sent", data={"id": i})
 
-    async def all_produced() -> None:
-        await asyncio.gather(*(produce() for _ in range(producers)))
-        produced.set()
-
-    async def work(n: int) -> None:
-        worker = WebhookWorker(sessions, settings, owner=f"bench-{n}")
-        idle = 0
-        while idle < 3:
-            if await worker.run_once():
-                idle = 0
-            elif produced.is_set():
-                idle += 1
-                await asyncio.sleep(0.2)
-            else:
-                await asyncio.sleep(0.02)  # a worker loop sleeps its interval when idle; short here
-        worker.close()
+    def start_workers() -> list[subprocess.Popen[bytes]]:
+        return [subprocess.Popen([sys.executable, __file__, "--work", url, str(concurrency), f"bench-{n}", str(done)])
+                for n in range(workers)]
 
     if backlog:  # every event queued first: the workers' own rate
-        await all_produced()
-    await asyncio.gather(all_produced(), *(work(n) for n in range(workers)))
+        await asyncio.gather(*(produce() for _ in range(producers)))
+        procs = start_workers()
+    else:
+        procs = start_workers()
+        await asyncio.gather(*(produce() for _ in range(producers)))
+    done.write_text("done")  # noqa: ASYNC240
+    await asyncio.gather(*(asyncio.to_thread(proc.wait) for proc in procs))
     async with sessions() as session:
         counts = dict((await session.execute(select(WebhookDelivery.status, func.count())
                                              .group_by(WebhookDelivery.status))).all())
@@ -247,7 +261,6 @@ async def run(url: str, events: int, rate: float, workers: int, concurrency: int
 def quantile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
 
 
 def uptime() -> str:
@@ -282,7 +295,8 @@ async def main() -> None:
         whsecret = await register(url, port)
         proc, port, out = start_receiver(tmp, whsecret, port)
         try:
-            started, counts = await run(url, args.events, args.rate, args.workers, args.concurrency, args.backlog)
+            started, counts = await run(url, tmp, args.events, args.rate, args.workers, args.concurrency,
+                                        args.backlog)
         finally:
             arrivals = stop_receiver(proc, out)
         if not args.sqlite:
@@ -292,8 +306,10 @@ async def main() -> None:
     last = max(a[1] for a in arrivals) if arrivals else started
     latencies = [a[1] - dt.datetime.fromisoformat(a[2].replace("Z", "+00:00")).timestamp() for a in verified]
     backend = "SQLite" if args.sqlite else "PostgreSQL"
-    print(f"run ({backend}, {args.workers} worker(s), WEBHOOK_CONCURRENCY={args.concurrency}, events paced at "
-          f"{args.rate:g}/s): {args.events:,} events, {len(arrivals):,} requests, {len(verified):,} verified")
+    pace = f"paced at {args.rate:g}/s" if args.rate else "unpaced"
+    print(f"run ({backend}, {args.workers} worker process(es), WEBHOOK_CONCURRENCY={args.concurrency}, events "
+          f"{'all queued first' if args.backlog else pace}): {args.events:,} events, {len(arrivals):,} requests, "
+          f"{len(verified):,} verified")
     first = min(a[1] for a in arrivals) if arrivals else started
     print(f"deliveries/s: {args.events / (last - started):,.0f} (first event to last delivery, "
           f"{last - started:.1f} s); "
@@ -318,5 +334,7 @@ async def main() -> None:
 if __name__ == "__main__":
     if len(sys.argv) == 6 and sys.argv[1] == "--serve":
         serve(sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]))
+    elif len(sys.argv) == 6 and sys.argv[1] == "--work":
+        work(sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5])
     else:
         asyncio.run(main())

@@ -51,17 +51,36 @@ class WebhookWorker:
 
     def __init__(self, sessions: Sessions, settings: Settings, *, owner: str, batch_size: int = 256,
                  lease: dt.timedelta = dt.timedelta(minutes=2), ssl_context: ssl.SSLContext | None = None,
-                 clock: Callable[[], dt.datetime] = utcnow) -> None:
+                 clock: Callable[[], dt.datetime] = utcnow, pipelines: int = 2) -> None:
         self.sessions = sessions
         self.settings = settings
         self.owner = owner
         self.batch_size = batch_size
         self.lease = lease
         self.clock = clock
+        self.pipelines = pipelines
         self.client = WebhookClient(timeout=settings.webhook_timeout, ssl_context=ssl_context)
         self._limits: dict[int, asyncio.Semaphore] = {}
 
     async def run_once(self) -> int:
+        """Run `pipelines` lanes of batches at once (claim, post, record each), so that one
+        batch's database round trips overlap another's requests; how many were claimed."""
+        if self.pipelines == 1:
+            return await self.run_batch()
+        return sum(await asyncio.gather(*(self._lane() for _ in range(self.pipelines))))
+
+    async def _lane(self, rounds: int = 4) -> int:
+        """Up to `rounds` batches one after the other, while they come back full: lanes drift
+        apart, so that one is posting while another is in the database."""
+        total = 0
+        for _ in range(rounds):
+            n = await self.run_batch()
+            total += n
+            if n < self.batch_size:
+                break
+        return total
+
+    async def run_batch(self) -> int:
         """Claim one batch, post each delivery once, record the outcomes; how many were claimed."""
         now = self.clock()
         async with self.sessions.begin() as session:
@@ -120,7 +139,7 @@ class WebhookWorker:
     async def drain(self) -> int:
         """Run batches until nothing is due (tests and the CLI)."""
         total = 0
-        while n := await self.run_once():
+        while n := await self.run_batch():
             total += n
         return total
 
