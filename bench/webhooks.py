@@ -205,7 +205,7 @@ def work(url: str, concurrency: int, owner: str, done_file: str) -> None:
                 idle += 1
                 await asyncio.sleep(0.2)
             else:
-                await asyncio.sleep(0.02)  # the loop's interval is 0.5 s when idle; shorter here
+                await asyncio.sleep(0.02)  # the loop's interval is 1 s when idle; shorter here
         worker.close()
         await engine.dispose()
 

@@ -24,4 +24,4 @@ async def retention_job(ctx: WorkerContext) -> int:
 
 
 def loops(settings: Settings | None) -> list[Loop]:
-    return [Loop("webhooks", deliver_job, 0.5), Loop("webhook-retention", retention_job, 3600.0)]
+    return [Loop("webhooks", deliver_job, 1.0), Loop("webhook-retention", retention_job, 3600.0)]
