@@ -14,7 +14,7 @@ import datetime as dt
 import json
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Integer, String, case, literal, select
+from sqlalchemy import Integer, String, bindparam, case, literal, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.db import UTCDateTime, utcnow
@@ -62,16 +62,33 @@ async def queue_event(session: AsyncSession, *, event: str, data: dict[str, Any]
     if event not in EVENTS:
         raise ValueError(f"unknown webhook event {event!r}")
     now = now or utcnow()
-    body = payload_body(event, now, data)
-    payload: Any = literal(body, String)
+    params: dict[str, Any] = {
+        "p_msg": new_msg_id(), "p_event": event, "p_now": now, "p_until": now + RETRY_WINDOW,
+        "p_body": payload_body(event, now, data), "p_inquiry": inquiry_id, "p_person": person,
+        "p_like": "%," + event.replace("/", "//").replace("%", "/%").replace("_", "/_") + ",%"}
     if trusted_data is not None:
-        payload = case((_E.trusted, literal(payload_body(event, now, trusted_data), String)), else_=payload)
+        params["p_trusted"] = payload_body(event, now, trusted_data)
+    await session.execute(_INSERT_TRUSTED if trusted_data is not None else _INSERT, params)
+
+
+def _insert_statement(*, trusted: bool) -> Any:
+    """INSERT … SELECT of one event for every enabled endpoint that chose it, built once (the
+    hook runs in every request that changes something; building it each time cost more than
+    running it)."""
+    now = bindparam("p_now", type_=UTCDateTime)
+    payload: Any = bindparam("p_body", type_=String)
+    if trusted:
+        payload = case((_E.trusted, bindparam("p_trusted", type_=String)), else_=payload)
     rows = select(
-        _E.id, literal(new_msg_id(), String), literal(event, String), literal(now, UTCDateTime), payload,
-        literal("queued", String), literal(0, Integer), literal(now, UTCDateTime),
-        literal(now + RETRY_WINDOW, UTCDateTime), literal(inquiry_id, Integer), literal(person, String),
-    ).where(_E.enabled.is_(True), _E.events.contains(f",{event},", autoescape=True))
-    await session.execute(WebhookDelivery.__table__.insert().from_select(_COLUMNS, rows))
+        _E.id, bindparam("p_msg", type_=String), bindparam("p_event", type_=String), now, payload,
+        literal("queued", String), literal(0, Integer), now, bindparam("p_until", type_=UTCDateTime),
+        bindparam("p_inquiry", type_=Integer), bindparam("p_person", type_=String),
+    ).where(_E.enabled.is_(True), _E.events.like(bindparam("p_like", type_=String), escape="/"))
+    return WebhookDelivery.__table__.insert().from_select(_COLUMNS, rows)
+
+
+_INSERT = _insert_statement(trusted=False)
+_INSERT_TRUSTED = _insert_statement(trusted=True)
 
 
 async def is_wanted(session: AsyncSession, *, event: str) -> bool:

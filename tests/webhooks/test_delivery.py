@@ -165,3 +165,16 @@ async def test_two_workers_deliver_every_event_once(db: Database, settings: Sett
     assert sum(counts) == 300 and all(counts)  # both took part
     assert all(r.verified for r in receiver.received)
     assert {row.status for row in await deliveries(db)} == {"delivered"}
+
+
+async def test_only_enabled_endpoints_that_chose_the_event_get_it(
+        db: Database, settings: Settings, receiver: Receiver) -> None:
+    await add_endpoint(db, settings, receiver, events=["inquiry.status_changed"])
+    off = await add_endpoint(db, settings, receiver, events=["campaign.sent"])
+    chosen = await add_endpoint(db, settings, receiver, events=["campaign.sent", "subscriber.bounced"])
+    async with db.sessions.begin() as session:
+        ep = await session.get(WebhookEndpoint, off)
+        assert ep is not None
+        ep.enabled = False
+        await queue_event(session, event="campaign.sent", data={"id": 7})
+    assert [(d.endpoint_id, d.event) for d in await deliveries(db)] == [(chosen, "campaign.sent")]
