@@ -93,7 +93,7 @@ class WebhookWorker:
             ident: asyncio.ensure_future(self._check(ep.url)) for ident, ep in endpoints.items()}
         answers = await asyncio.gather(*(self._post(c, endpoints[c.endpoint_id], resolved[c.endpoint_id])
                                          for c in batch))
-        await self._record(batch, answers)
+        await self._record(batch, answers, endpoints)
         return len(batch)
 
     async def _check(self, url: str) -> tuple[Target, list[str]]:
@@ -116,7 +116,8 @@ class WebhookWorker:
         async with limit:
             return await self.client.post(target, addresses, headers, body)
 
-    async def _record(self, batch: list[q.Claim], answers: list[Answer | RefusedEndpoint]) -> None:
+    async def _record(self, batch: list[q.Claim], answers: list[Answer | RefusedEndpoint],
+                      endpoints: dict[int, q.EndpointKeys]) -> None:
         now = self.clock()
         outcomes: list[dict[str, Any]] = []
         ok: set[int] = set()
@@ -127,11 +128,17 @@ class WebhookWorker:
             (ok if outcome["status"] == "delivered" else bad).add(claim.endpoint_id)
             if outcome["status"] != "delivered":
                 log.info("webhook delivery %s (attempt %s): %s", claim.id, claim.attempts, outcome["error"])
+        bad -= ok
+        # The endpoints' failing streaks change only on news: spare the statements otherwise.
+        recovered = sorted(i for i in ok if endpoints[i].failing_since is not None)
+        started = sorted(i for i in bad if endpoints[i].failing_since is None)
+        overdue = sorted(i for i in bad if (since := endpoints[i].failing_since) is not None
+                         and since <= now - DISABLE_AFTER)
         async with self.sessions.begin() as session:
             await q.record_outcomes(session, owner=self.owner, outcomes=outcomes)
-            await q.note_endpoint_health(session, succeeded=sorted(ok), failed=sorted(bad - ok), now=now)
-            disabled = await q.disable_failing_endpoints(session, ids=sorted(bad - ok), failing_for=DISABLE_AFTER,
-                                                         now=now)
+            if recovered or started:
+                await q.note_endpoint_health(session, succeeded=recovered, failed=started, now=now)
+            disabled = await q.disable_failing_endpoints(session, ids=overdue, failing_for=DISABLE_AFTER, now=now)
             for endpoint_id, url in disabled:
                 log.warning("webhook endpoint %s (%s) disabled: every delivery failed for a day", endpoint_id, url)
                 await notify_admins(session, self.settings, endpoint_id=endpoint_id, url=url)

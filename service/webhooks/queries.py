@@ -46,15 +46,13 @@ async def claim_deliveries(session: AsyncSession, *, owner: str, limit: int, lea
                            now: dt.datetime) -> list[Claim]:
     """Lease up to `limit` due deliveries of enabled endpoints (queued and due, or sending with an
     expired lease: a dead worker's). Rows locked by another worker's claim are skipped."""
-    enabled = select(E.id).where(E.enabled.is_(True)).scalar_subquery()
-    ids = (await session.scalars(
-        select(D.id).where(_due(now), D.endpoint_id.in_(enabled)).order_by(D.id).limit(limit)
-        .with_for_update(skip_locked=True)
-    )).all()
-    if not ids:
-        return []
+    enabled = select(E.id).where(E.enabled.is_(True))
+    # One statement: the locked sub-select picks the rows, the UPDATE leases them (PostgreSQL
+    # skips rows another worker's claim holds; SQLite's writers take turns anyway).
+    due = (select(D.id).where(_due(now), D.endpoint_id.in_(enabled)).order_by(D.id).limit(limit)
+           .with_for_update(skip_locked=True))
     rows = await session.execute(
-        update(WebhookDelivery.__table__).where(D.id.in_(ids), _due(now))
+        update(WebhookDelivery.__table__).where(D.id.in_(due.scalar_subquery()), _due(now))
         .values(status="sending", lease_owner=owner, lease_expires_at=now + lease, attempts=D.attempts + 1,
                 last_attempt_at=now)
         .returning(D.id, D.endpoint_id, D.msg_id, D.payload, D.attempts, D.retry_until, D.created_at)
@@ -67,16 +65,17 @@ class EndpointKeys:
     id: int
     url: str
     secrets: tuple[str, ...]
+    failing_since: dt.datetime | None
 
 
 async def endpoint_keys(session: AsyncSession, *, ids: Sequence[int], now: dt.datetime) -> dict[int, EndpointKeys]:
     """URL and signing secrets in force (the previous one too, during its overlap) of endpoints."""
-    rows = await session.execute(select(E.id, E.url, E.secret, E.previous_secret, E.previous_secret_until)
-                                 .where(E.id.in_(list(ids))))
+    rows = await session.execute(select(E.id, E.url, E.secret, E.previous_secret, E.previous_secret_until,
+                                        E.failing_since).where(E.id.in_(list(ids))))
     out: dict[int, EndpointKeys] = {}
-    for ident, url, secret, previous, until in rows.all():
+    for ident, url, secret, previous, until, failing_since in rows.all():
         keys = (secret, previous) if previous and until is not None and until > now else (secret,)
-        out[ident] = EndpointKeys(ident, url, keys)
+        out[ident] = EndpointKeys(ident, url, keys, failing_since)
     return out
 
 
