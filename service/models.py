@@ -12,7 +12,8 @@ import service.insight.models
 import service.mail.models
 import service.newsletter.models
 import service.privacy.models
-import service.ratelimit  # noqa: F401
+import service.ratelimit
+import service.webhooks.models  # noqa: F401
 from service.db import Base
 
 metadata = Base.metadata

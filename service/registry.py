@@ -25,6 +25,7 @@ from service.newsletter import jobs as newsletter_jobs
 from service.privacy import commands as privacy_commands
 from service.privacy import jobs as privacy_jobs
 from service.settings import Settings
+from service.webhooks import jobs as webhooks_jobs
 
 Register = Callable[["argparse._SubParsersAction[Any]"], None]
 
@@ -33,7 +34,7 @@ COMMANDS: tuple[Register, ...] = (newsletter_commands.register, articles_command
                                   bounces_commands.register, admin_commands.register)
 LOOPS: tuple[Callable[[Settings | None], list[Loop]], ...] = (
     mail_jobs.loops, inquiries_jobs.loops, newsletter_jobs.loops, campaigns_jobs.loops, privacy_jobs.loops,
-    articles_jobs.loops, bounces_jobs.loops, insight_jobs.loops)
+    articles_jobs.loops, bounces_jobs.loops, insight_jobs.loops, webhooks_jobs.loops)
 
 
 def add_domain_commands(sub: argparse._SubParsersAction[Any]) -> None:

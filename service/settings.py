@@ -115,6 +115,11 @@ class Settings:
     # Insight (service/insight): digest links through /r/ counted in aggregate; utm tags on article links.
     click_counting: bool = True
     utm_tagging: bool = True
+    # Outbound webhooks (service/webhooks): what endpoints may be, and how deliveries go.
+    webhook_allow_http: bool = False  # plain http:// endpoints (else https only)
+    webhook_allow_private: bool = False  # loopback, private, link-local, multicast... addresses
+    webhook_timeout: float = 10.0  # seconds for one delivery: connect, send, answer
+    webhook_concurrency: int = 16  # deliveries in flight (keep-alive connections) per endpoint
 
     @property
     def helo_name(self) -> str:
@@ -241,6 +246,11 @@ def _parse(config: Config) -> Settings:
         **_brand(config),
         click_counting=_bool("CLICK_COUNTING", _get(config, "CLICK_COUNTING", "on") or "on"),
         utm_tagging=_bool("UTM_TAGGING", _get(config, "UTM_TAGGING", "on") or "on"),
+        webhook_allow_http=_bool("WEBHOOK_ALLOW_HTTP", _get(config, "WEBHOOK_ALLOW_HTTP", "false") or "false"),
+        webhook_allow_private=_bool("WEBHOOK_ALLOW_PRIVATE",
+                                    _get(config, "WEBHOOK_ALLOW_PRIVATE", "false") or "false"),
+        webhook_timeout=_float(config, "WEBHOOK_TIMEOUT", d.webhook_timeout, minimum=1.0),
+        webhook_concurrency=_int(config, "WEBHOOK_CONCURRENCY", d.webhook_concurrency, minimum=1, maximum=256),
     )
     settings = replace(settings, **_webhooks(config))
     secret_key = _get(config, "SECRET_KEY")

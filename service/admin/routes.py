@@ -30,6 +30,7 @@ from service.admin import (
     pages_tokens,
     pages_twofactor,
     pages_users,
+    pages_webhooks,
 )
 from service.admin.audit import record_audit
 from service.admin.guard import (
@@ -60,6 +61,7 @@ from service.forms import tokens_of
 from service.inquiries.held import count_held_inquiries
 from service.tokens import TokenError
 from service.web import client_ip, error_response, settings_of
+from service.webhooks.queries import disabled_by_failures
 
 # -- sign-in / sign-out -----------------------------------------------------------------------
 
@@ -235,6 +237,7 @@ async def dashboard(request: Request) -> Response:
         "mail": await mail_trouble(session, now=now), "max_age": _days(settings_of(request).outbox_max_age),
         "local_outbox": settings_of(request).uses_local_outbox,
         "held_count": await count_held_inquiries(session),
+        "webhooks_disabled": await disabled_by_failures(session),
         "last_rates": await last_sent_campaign_rates(session),
     })
 
@@ -275,6 +278,7 @@ admin_routes: list[BaseRoute] = [
     *pages_bounces.routes,
     *pages_reports.routes,
     *pages_tokens.routes,
+    *pages_webhooks.routes,
 ]
 
 routes: list[BaseRoute] = [

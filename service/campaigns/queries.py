@@ -229,7 +229,24 @@ async def finish_campaign_if_done(session: AsyncSession, *, campaign_id: int, no
         update(Campaign).where(Campaign.id == campaign_id, Campaign.status == "sending", ~open_rows.exists())
         .values(status="sent", sent_at=now, updated_at=now)
     )
-    return bool(rowcount(result))
+    if not rowcount(result):
+        return False
+    await _queue_campaign_sent(session, campaign_id=campaign_id, now=now)
+    return True
+
+
+async def _queue_campaign_sent(session: AsyncSession, *, campaign_id: int, now: dt.datetime) -> None:
+    """The `campaign.sent` webhook event: the campaign and how its deliveries ended."""
+    from service.webhooks.events import is_wanted, iso, queue_event
+
+    if not await is_wanted(session, event="campaign.sent"):
+        return  # no endpoint: spare the count of a big campaign's deliveries
+    subject = await session.scalar(select(Campaign.subject).where(Campaign.id == campaign_id))
+    counts = dict((await session.execute(select(Delivery.status, func.count()).where(
+        Delivery.campaign_id == campaign_id).group_by(Delivery.status))).all())
+    await queue_event(session, event="campaign.sent", now=now, data={
+        "id": campaign_id, "subject": subject, "sent_at": iso(now),
+        "deliveries": {k: int(counts.get(k, 0)) for k in ("sent", "failed", "skipped")}})
 
 
 async def due_scheduled_campaigns(session: AsyncSession, *, now: dt.datetime) -> list[int]:

@@ -204,8 +204,12 @@ async def _insert(session: AsyncSession, values: dict[str, Any], hold_reason: st
 
 
 async def after_inquiry_stored(session: AsyncSession, *, settings: Settings, inquiry: Inquiry) -> None:
-    """Runs once per stored inquiry, in its transaction: a ticked newsletter box starts the
-    newsletter's double opt-in, with this inquiry's request as the consent evidence."""
+    """Runs once per stored inquiry, in its transaction: the `inquiry.created` webhooks are
+    queued, and a ticked newsletter box starts the newsletter's double opt-in, with this
+    inquiry's request as the consent evidence."""
+    from service.webhooks.events import queue_inquiry_created
+
+    await queue_inquiry_created(session, settings=settings, inquiry=inquiry)
     if not inquiry.newsletter_optin:
         return
     from service.newsletter.flows import request_subscription

@@ -36,6 +36,7 @@ from service.inquiries.models import (
     inquiry_search_document,
     new_receipt,
 )
+from service.webhooks.events import queue_inquiry_status_changed
 
 # What the note field of the admin's inquiry page takes (its textarea says so too).
 NOTE_MAX_LENGTH = 5_000
@@ -258,6 +259,8 @@ async def change_inquiry_status(
     inquiry.status_changed_at = now
     session.add(event)
     await session.flush()
+    await queue_inquiry_status_changed(session, inquiry_id=inquiry_id, from_status=event.from_status or "",
+                                       to_status=to_status, now=now)
     return event
 
 

@@ -15,6 +15,7 @@ from service.db import Cursor, insert_for, like_pattern, newest_first, rowcount,
 from service.newsletter.models import SUPPRESSED_STATUSES, Subscriber, SubscriberTopic, Suppression
 from service.tokens import Tokens
 from service.validation import email_key
+from service.webhooks.events import queue_subscriber_status
 
 
 def suppression_hashes(tokens: Tokens, email: str) -> list[str]:
@@ -115,7 +116,11 @@ async def set_topics(session: AsyncSession, *, subscriber: Subscriber, topics: I
     await session.flush()
 
 
-async def set_status(session: AsyncSession, *, subscriber: Subscriber, status: str, now: dt.datetime) -> None:
+async def set_status(session: AsyncSession, *, subscriber: Subscriber, status: str, now: dt.datetime,
+                     announce: bool = True) -> None:
+    """Give the subscriber `status` (stamping its time) and queue its webhook event when it is a
+    change (`announce=False`: a status restored, not a new event)."""
+    changed = subscriber.status != status
     subscriber.status = status
     subscriber.status_changed_at = now
     if status == "unsubscribed":
@@ -125,6 +130,9 @@ async def set_status(session: AsyncSession, *, subscriber: Subscriber, status: s
     elif status == "complained":
         subscriber.complained_at = now
     await session.flush()
+    if changed and announce:
+        await queue_subscriber_status(session, subscriber_id=subscriber.id, email=subscriber.email, status=status,
+                                      now=now)
 
 
 async def delete_subscriber(session: AsyncSession, *, subscriber_id: int) -> None:
@@ -162,7 +170,7 @@ async def purge_expired_pending(session: AsyncSession, *, cutoff: dt.datetime, l
         if previous is None:
             gone.append(row.id)
         else:
-            await set_status(session, subscriber=row, status=previous[0], now=now)
+            await set_status(session, subscriber=row, status=previous[0], now=now, announce=False)
             # keep the original time of that status change
             setattr(row, f"{previous[0]}_at", previous[1])
     if gone:
@@ -186,16 +194,19 @@ async def mark_status_by(session: AsyncSession, *, subscriber_id: int | None, em
         where = Subscriber.id == subscriber_id
     else:
         where = Subscriber.email_key == email_key(email or "")
+    found = (await session.execute(select(Subscriber.id, Subscriber.email, Subscriber.status).where(where)
+                                   .with_for_update())).first()
+    if found is None:
+        return False
     values: dict[str, object] = {"status": status, "status_changed_at": now, f"{status}_at": now}
     if reason is not None:
         values["last_bounce"] = reason[:2000]
-    stmt = update(Subscriber).where(where)
+    stmt = update(Subscriber).where(Subscriber.id == found.id)
     if status != "complained":  # a complaint is the strongest signal; a bounce never overwrites it
         stmt = stmt.where(Subscriber.status != "complained")
-    result = await session.execute(stmt.values(**values))
-    if rowcount(result):
-        return True
-    return (await session.scalar(select(Subscriber.id).where(where))) is not None
+    if rowcount(await session.execute(stmt.values(**values))) and found.status != status:
+        await queue_subscriber_status(session, subscriber_id=found.id, email=found.email, status=status, now=now)
+    return True
 
 
 async def iter_subscriber_identities(session: AsyncSession, *, batch: int = 1000
@@ -234,5 +245,11 @@ async def set_statuses(session: AsyncSession, *, status: str, changes: list[dict
     columns = [k for k in changes[0] if k != "sid"]
     stmt = stmt.values({k: bindparam(f"v_{k}") for k in columns})
     params = [{"sid": c["sid"], **{f"v_{k}": c[k] for k in columns}} for c in changes]
+    emails = dict((await session.execute(select(Subscriber.id, Subscriber.email)
+                                         .where(Subscriber.id.in_([c["sid"] for c in changes])))).all())
     conn = await session.connection()
     await conn.execute(stmt, params)
+    for change in changes:  # the bounce policy passes only real changes (see bounces.policy._apply)
+        if change["sid"] in emails:
+            await queue_subscriber_status(session, subscriber_id=change["sid"], email=emails[change["sid"]],
+                                          status=status, now=change.get("status_changed_at") or utcnow())

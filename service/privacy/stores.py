@@ -36,7 +36,7 @@ _STORES: dict[str, PersonalDataStore] = {}
 
 # Modules that register a store when imported (so that the registry is complete whichever
 # entry point - web app, worker, CLI - runs first).
-STORE_MODULES = ("service.privacy.stores", "service.bounces.queries")
+STORE_MODULES = ("service.privacy.stores", "service.bounces.queries", "service.webhooks.queries")
 
 
 def register_store(store: PersonalDataStore) -> None:

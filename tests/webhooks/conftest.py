@@ -1,0 +1,22 @@
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from service.settings import Settings
+from tests.conftest import Database, make_settings
+from tests.webhooks.receiver import Receiver
+
+
+@pytest.fixture
+def settings(db: Database) -> Settings:
+    # Every receiver in these tests listens on loopback, over http unless a test says otherwise.
+    return make_settings(db, webhook_allow_http=True, webhook_allow_private=True, webhook_timeout=1.0)
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    r = await Receiver().start()
+    yield r
+    await r.stop()
