@@ -10,7 +10,7 @@ are left out."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
+from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -98,29 +98,44 @@ class SourceRow:
         return sum(self.by_status.values())
 
 
-def _rows(found: Iterable[tuple[str, str, int]], *, order_by_value: bool = False) -> list[SourceRow]:
+def _rows(found: dict[tuple[str, str], int], *, order_by_value: bool, limit: int | None) -> list[SourceRow]:
     rows: dict[str, SourceRow] = {}
-    for value, status, n in found:
-        row = rows.setdefault(value or NONE, SourceRow(value or NONE))
+    for (value, status), n in found.items():
+        row = rows.get(value)
+        if row is None:
+            row = rows[value] = SourceRow(value)
         row.by_status[status] += n
-    ordered = sorted(rows.values(), key=(lambda r: r.value) if order_by_value else (lambda r: (-r.total, r.value)))
-    return ordered if order_by_value else ordered[:ROWS_SHOWN]
+    if order_by_value:
+        return sorted(rows.values(), key=lambda r: r.value)
+    ordered = sorted(rows.values(), key=lambda r: (-r.total, r.value))
+    return ordered if limit is None else ordered[:limit]
 
 
-async def lead_sources(session: AsyncSession, *, since: dt.datetime) -> dict[str, list[SourceRow]]:
-    """Inquiries since `since` by each of DIMENSIONS, each row with its count per funnel status.
+async def lead_sources(session: AsyncSession, *, since: dt.datetime, limit: int | None = ROWS_SHOWN
+                       ) -> dict[str, list[SourceRow]]:
+    """Inquiries since `since` by each of DIMENSIONS, each row with its count per funnel status;
+    the `limit` values with the most inquiries per dimension (None: every value; months: all).
     One scan, grouped by every dimension at once (combinations number at most the inquiries, in
-    practice a few thousand), then split per dimension here."""
+    practice a few thousand), then split per dimension here: each distinct page and referrer is
+    reduced (`page_key`, `site_of`) once, and each (value, status) summed in place."""
     await hash_aggregates(session)
-    found: dict[str, list[tuple[str, str, int]]] = {name: [] for name in DIMENSIONS}
+    found: dict[str, dict[tuple[str, str], int]] = {name: defaultdict(int) for name in DIMENSIONS}
     month = month_bucket(session, Inquiry.created_at)
     columns = (Inquiry.source_page, Inquiry.referrer, Inquiry.utm_source, Inquiry.utm_campaign, Inquiry.topic, month,
                Inquiry.status)
     rows = await session.execute(select(*columns, func.count()).where(_leads(), Inquiry.created_at >= since)
                                  .group_by(*columns))
+    pages: dict[str | None, str] = {}
+    sites: dict[str | None, str] = {}
+    by_page, by_site = found["page"], found["site"]
+    others = [found[name] for name in ("utm_source", "utm_campaign", "topic", "month")]
     for page, referrer, source, campaign, topic, when, status, n in rows.all():
-        found["page"].append((page_key(page), status, int(n)))
-        found["site"].append((site_of(referrer), status, int(n)))
-        for name, value in (("utm_source", source), ("utm_campaign", campaign), ("topic", topic), ("month", when)):
-            found[name].append((str(value or ""), status, int(n)))
-    return {name: _rows(rows, order_by_value=name == "month") for name, rows in found.items()}
+        if (key := pages.get(page)) is None:
+            key = pages[page] = page_key(page) or NONE
+        if (site := sites.get(referrer)) is None:
+            site = sites[referrer] = site_of(referrer) or NONE
+        by_page[key, status] += n
+        by_site[site, status] += n
+        for counts, value in zip(others, (source, campaign, topic, when), strict=True):
+            counts[str(value or "") or NONE, status] += n
+    return {name: _rows(counts, order_by_value=name == "month", limit=limit) for name, counts in found.items()}
