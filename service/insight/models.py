@@ -65,3 +65,22 @@ class ClickSalt(Base):
 
     day: Mapped[dt.date] = mapped_column(Date, primary_key=True)
     salt: Mapped[str] = mapped_column(String(64))
+
+
+class LeadSourceMonth(Base):
+    """Inquiries of one calendar month (UTC) and status from one source (page, referrer, utm
+    source and campaign, topic; `source_key` is their md5). Kept by PostgreSQL triggers on
+    `inquiries`, whatever writes them (migration 0012a_leadmonths); empty on SQLite, whose
+    reports group the inquiries themselves (`service.db.keeps_lead_source_months`)."""
+
+    __tablename__ = "lead_source_months"
+
+    month: Mapped[dt.date] = mapped_column(Date, primary_key=True)  # its first day
+    status: Mapped[str] = mapped_column(String(16), primary_key=True)
+    source_key: Mapped[str] = mapped_column(String(32), primary_key=True)
+    source_page: Mapped[str] = mapped_column(String(2000))
+    referrer: Mapped[str] = mapped_column(String(2000))
+    utm_source: Mapped[str] = mapped_column(String(200))
+    utm_campaign: Mapped[str] = mapped_column(String(200))
+    topic: Mapped[str] = mapped_column(String(40))
+    inquiries: Mapped[int] = mapped_column(Integer)
