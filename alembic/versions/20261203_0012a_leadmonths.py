@@ -6,12 +6,15 @@ source and campaign, topic, month and status: a scan of the whole inquiries tabl
 calendar month (UTC), so the report reads a few thousand counters for its whole months and groups
 only the inquiries of its first, partial month.
 
-On PostgreSQL three statement-level triggers on `inquiries` (insert, update, delete) add each
-statement's changes to the counters, whatever wrote them (the app, an import, a bench, a manual
-fix); a counter that falls to zero is deleted. The key is an md5 of the five text dimensions:
-page and referrer may each be 2,000 characters, too long together for a btree key. SQLite (the
-embedded, single-node default) has the table but no triggers and leaves it empty: its report
-groups the inquiries themselves (`service.db.lead_source_rollup`).
+On PostgreSQL three statement-level triggers on `inquiries` (insert, update, delete) append
+each statement's changes, summed per month, status and source, as new rows (+n or -n), whatever
+wrote them (the app, an import, a bench, a manual fix). Appending, never updating a shared
+counter row, keeps two transactions that change inquiries of the same source (two retention
+workers, two submissions) from waiting on each other; the worker folds the rows into one per
+counter every few minutes (`service.insight.queries.compact_lead_source_months`). `source_key`
+is an md5 of the five text dimensions (page and referrer may each be 2,000 characters). SQLite
+(the embedded, single-node default) has the table but no triggers and leaves it empty: its report
+groups the inquiries themselves (`service.db.keeps_lead_source_months`).
 
 Revision ID: 0012a_leadmonths
 Revises: 0011_reportspeed
@@ -40,15 +43,11 @@ ROWS = (
 
 
 def _apply(changes: str) -> str:
-    """Add `changes` (rows with n = +1 or -1) to the counters, in key order (two statements
-    changing the same counters never wait on each other in a cycle); delete those at zero."""
+    """Append `changes` (rows with n = +1 or -1), summed per counter, as new rows."""
     return f"""
-        INSERT INTO lead_source_months AS t (month, status, source_key, {DIMENSIONS}, inquiries)
+        INSERT INTO lead_source_months (month, status, source_key, {DIMENSIONS}, inquiries)
         SELECT month, status, source_key, {DIMENSIONS}, sum(n) FROM ({changes}) c
-        GROUP BY month, status, source_key, {DIMENSIONS} HAVING sum(n) <> 0 ORDER BY month, status, source_key
-        ON CONFLICT (month, status, source_key) DO UPDATE SET inquiries = t.inquiries + excluded.inquiries;
-        DELETE FROM lead_source_months t USING ({changes}) c
-        WHERE t.month = c.month AND t.status = c.status AND t.source_key = c.source_key AND t.inquiries <= 0;"""
+        GROUP BY month, status, source_key, {DIMENSIONS} HAVING sum(n) <> 0;"""
 
 
 ADDED, REMOVED = ROWS.format(n=1, rows="new_rows"), ROWS.format(n=-1, rows="old_rows")
@@ -73,6 +72,7 @@ TRIGGERS = {
 def upgrade() -> None:
     op.create_table(
         "lead_source_months",
+        sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("month", sa.Date(), nullable=False),
         sa.Column("status", sa.String(16), nullable=False),
         sa.Column("source_key", sa.String(32), nullable=False),
@@ -82,7 +82,7 @@ def upgrade() -> None:
         sa.Column("utm_campaign", sa.String(200), nullable=False),
         sa.Column("topic", sa.String(40), nullable=False),
         sa.Column("inquiries", sa.Integer(), nullable=False),
-        sa.PrimaryKeyConstraint("month", "status", "source_key", name=op.f("pk_lead_source_months")),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_lead_source_months")),
     )
     if op.get_bind().dialect.name != "postgresql":
         return

@@ -74,7 +74,8 @@ async def content_report(session: AsyncSession, *, limit: int = ARTICLES_SHOWN) 
     if keeps_lead_source_months(session):  # counted already, per month: no scan of the inquiries
         m = LeadSourceMonth
         pairs = await session.execute(select(m.source_page, m.referrer, func.sum(m.inquiries))
-                                      .where(m.status.in_(FUNNEL)).group_by(m.source_page, m.referrer))
+                                      .where(m.status.in_(FUNNEL)).group_by(m.source_page, m.referrer)
+                                      .having(func.sum(m.inquiries) > 0))
     else:
         pairs = await session.execute(select(Inquiry.source_page, Inquiry.referrer, func.count()).where(_leads())
                                       .group_by(Inquiry.source_page, Inquiry.referrer))
@@ -160,8 +161,9 @@ async def _source_counts(session: AsyncSession, *, since: dt.datetime) -> list[A
     boundary = month_after(since)
     rows: list[Any] = list((await session.execute(live.where(Inquiry.created_at < boundary).group_by(*columns))).all())
     m = LeadSourceMonth
+    counters = (m.source_page, m.referrer, m.utm_source, m.utm_campaign, m.topic, m.month, m.status)
     counted = await session.execute(
-        select(m.source_page, m.referrer, m.utm_source, m.utm_campaign, m.topic, m.month, m.status, m.inquiries)
-        .where(m.month >= boundary.date(), m.status.in_(FUNNEL)))
+        select(*counters, func.sum(m.inquiries)).where(m.month >= boundary.date(), m.status.in_(FUNNEL))
+        .group_by(*counters).having(func.sum(m.inquiries) > 0))
     rows += [(*r[:5], f"{r[5]:%Y-%m}", *r[6:]) for r in counted.all()]
     return rows

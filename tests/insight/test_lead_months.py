@@ -13,6 +13,7 @@ from sqlalchemy import delete, select, update
 from service.db import utcnow
 from service.inquiries.models import Inquiry
 from service.insight.models import LeadSourceMonth
+from service.insight.queries import compact_lead_source_months
 from service.insight.sources import DIMENSIONS, FUNNEL, NONE, lead_sources, month_after, page_key, site_of
 from tests.conftest import Database
 from tests.factories import add_inquiries, inquiry_row
@@ -74,8 +75,17 @@ async def test_the_lead_sources_equal_the_inquiries_counted_one_by_one_through_e
     assert await _report(db, since) == expected
     assert expected["page"]["blog.clinic.test/contact"] == {"new": 1, "contacted": 0, "qualified": 0, "closed": 0}
 
+    async with db.sessions.begin() as session:  # the worker folds the appended rows into one per counter
+        appended = len((await session.scalars(select(LeadSourceMonth))).all())
+        assert await compact_lead_source_months(session) == appended
+    async with db.sessions() as session:
+        folded = (await session.scalars(select(LeadSourceMonth))).all()
+    assert len({(c.month, c.status, c.source_key) for c in folded}) == len(folded) <= appended
+    assert await _report(db, since) == expected
+
     async with db.sessions.begin() as session:
         await session.execute(delete(Inquiry))
+        await compact_lead_source_months(session)
     assert await _report(db, since) == {name: {} for name in DIMENSIONS}
-    async with db.sessions() as session:  # counters at zero are deleted, not kept (PostgreSQL keeps them)
+    async with db.sessions() as session:  # counters at zero go when folded
         assert (await session.scalars(select(LeadSourceMonth))).all() == []
