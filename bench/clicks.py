@@ -25,6 +25,7 @@ import sys
 import time
 from pathlib import Path
 
+import uvloop
 from sqlalchemy import func, select, text
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -42,6 +43,9 @@ DB_NAME = "tidings_bench_clicks"
 SECRET = "bench-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz"  # noqa: S105 - a throwaway database
 TARGET_RATE = 3000.0
 TARGET_P99_MS = 20.0
+PROFILED = ("import cProfile, signal, sys; from service.cli import main; "
+            "signal.signal(signal.SIGTERM, lambda *_: sys.exit(0)); sys.argv[0] = 'tidings'; "
+            "cProfile.run('main(sys.argv[1:])', {out!r})")
 
 
 async def recreate_database() -> None:
@@ -68,11 +72,14 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_server(port: int) -> subprocess.Popen[bytes]:
+def start_server(port: int, profile: str | None = None) -> subprocess.Popen[bytes]:
     env = {**os.environ, "DATABASE_URL": f"{PG}/{DB_NAME}", "SECRET_KEY": SECRET,
            "BASE_URL": f"http://127.0.0.1:{port}", "LOG_LEVEL": "warning"}
     env.pop("SMTP_URL", None)
-    return subprocess.Popen([sys.executable, "-m", "service.cli", "serve", "--no-worker", "--host", "127.0.0.1",
+    # uvicorn re-raises the SIGTERM it handled once it has stopped: a handler turning it into
+    # SystemExit lets cProfile write its stats.
+    profiler = ["-c", PROFILED.format(out=profile)] if profile else ["-m", "service.cli"]
+    return subprocess.Popen([sys.executable, *profiler, "serve", "--no-worker", "--host", "127.0.0.1",
                              "--port", str(port)], env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE)
 
@@ -143,6 +150,12 @@ async def load(port: int, paths: list[str], seconds: float, connections: int, ex
     return good, latencies, bad
 
 
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time a process used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def p99(values: list[float]) -> float:
     return statistics.quantiles(values, n=100)[98]
 
@@ -162,6 +175,7 @@ async def main() -> int:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--links", type=int, default=6)
+    parser.add_argument("--profile", metavar="FILE", help="run the server under cProfile, its stats written to FILE")
     args = parser.parse_args()
     await recreate_database()
     tokens = Tokens(Settings(secret_key=SECRET))
@@ -169,22 +183,28 @@ async def main() -> int:
     paths = [f"/r/{click_token(tokens, Link(1, n + 1, article.format(n + 1)))}"
              for n in range(args.links)]
     port = free_port()
-    server = start_server(port)
+    server = start_server(port, args.profile)
     try:
         await wait_ready(port)
         await load(port, ["/healthz"], 1.0, args.connections, 200)  # warm-up
         warm_clicks, _, warm_bad = await load(port, paths, 1.0, args.connections, 302)
         results = {}
+        cpu = {}
         for name, targets, expect in (("GET /healthz (baseline)", ["/healthz"], 200), ("GET /r/{token}", paths, 302)):
+            before = cpu_seconds(server.pid), time.process_time()
             results[name] = await load(port, targets, args.seconds, args.connections, expect)
+            cpu[name] = cpu_seconds(server.pid) - before[0], time.process_time() - before[1]
         server.send_signal(signal.SIGTERM)  # a graceful stop: the last counts are written
         server.wait(timeout=60)
         print(f"{args.connections} keep-alive connections, {args.seconds:g} s each, one uvicorn process, "
               f"PostgreSQL, 2 cores shared with the load generator\n")
-        print(f"{'request':26} {'per s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
+        print(f"{'request':26} {'per s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'server CPU':>11} "
+              f"{'µs/request':>11} {'client CPU':>11}")
         for name, (good, latencies, bad) in results.items():
+            server_cpu, client_cpu = cpu[name]
             print(f"{name:26} {good / args.seconds:8.0f} {statistics.median(latencies):8.2f} {p99(latencies):8.2f} "
-                  f"{bad:7d}")
+                  f"{bad:7d} {server_cpu / args.seconds:11.0%} {server_cpu / max(good + bad, 1) * 1e6:11.0f} "
+                  f"{client_cpu / args.seconds:11.0%}")
         good, latencies, bad = results["GET /r/{token}"]
         redirected = good + warm_clicks
         total, kinds, readers = await stored_clicks()
@@ -203,4 +223,5 @@ async def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(asyncio.run(main()))
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:  # the leaner client loop
+        sys.exit(runner.run(main()))

@@ -25,6 +25,7 @@ from service.db import DbSessionMiddleware, Sessions, create_engine, get_session
 from service.i18n import LanguageMiddleware
 from service.insight.counter import ClickCounter, run_flusher
 from service.insight.links import LinkReader
+from service.insight.routes import ClickMiddleware
 from service.mail.transport import Mailer, mailer_for
 from service.paths import TEMPLATES_DIR
 from service.settings import Settings
@@ -133,6 +134,7 @@ def create_app(
     app = Starlette(
         routes=domain_routes(),
         middleware=[
+            Middleware(ClickMiddleware, settings=settings),  # digest links, before the rest (insight/routes.py)
             Middleware(RequestLogMiddleware),
             Middleware(LanguageMiddleware, default=settings.language),
             Middleware(SecurityHeadersMiddleware, settings=settings),

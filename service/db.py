@@ -428,6 +428,12 @@ def is_postgresql(session: AsyncSession) -> bool:
     return session.get_bind().dialect.name == "postgresql"
 
 
+def keeps_lead_source_months(session: AsyncSession) -> bool:
+    """Whether lead_source_months is kept up to date: by triggers on PostgreSQL (migration
+    0012a_leadmonths); SQLite has none, and its reports group the inquiries themselves."""
+    return is_postgresql(session)
+
+
 def insert_for(session: AsyncSession) -> Callable[..., Any]:
     """The dialect's `insert` construct (it has `on_conflict_do_nothing`/`_do_update`)."""
     return pg_insert if is_postgresql(session) else sqlite_insert

@@ -174,25 +174,31 @@ class BodyTooLargeMiddleware:
         await self.app(scope, receive, send_ours)
 
 
+def security_headers(settings: Settings) -> list[tuple[bytes, bytes]]:
+    """The headers every answer carries (SecurityHeadersMiddleware adds those a response lacks)."""
+    ancestors = " ".join(["'self'", *settings.allowed_origins])
+    csp = (
+        "default-src 'self'; img-src 'self' data: https:; style-src 'self'; script-src 'self'; "
+        f"form-action 'self'; frame-ancestors {ancestors}; base-uri 'none'; object-src 'none'"
+    )
+    headers = [
+        (b"content-security-policy", csp.encode()),
+        (b"x-content-type-options", b"nosniff"),
+        (b"referrer-policy", b"same-origin"),
+        (b"cross-origin-opener-policy", b"same-origin"),
+        (b"permissions-policy", b"camera=(), microphone=(), geolocation=(), interest-cohort=()"),
+    ]
+    if settings.https:
+        headers.append((b"strict-transport-security", b"max-age=31536000; includeSubDomains"))
+    return headers
+
+
 class SecurityHeadersMiddleware:
     """CSP, frame-ancestors, nosniff, referrer policy, and HSTS when BASE_URL is https."""
 
     def __init__(self, app: ASGIApp, settings: Settings) -> None:
         self.app = app
-        ancestors = " ".join(["'self'", *settings.allowed_origins])
-        csp = (
-            "default-src 'self'; img-src 'self' data: https:; style-src 'self'; script-src 'self'; "
-            f"form-action 'self'; frame-ancestors {ancestors}; base-uri 'none'; object-src 'none'"
-        )
-        self.headers = [
-            (b"content-security-policy", csp.encode()),
-            (b"x-content-type-options", b"nosniff"),
-            (b"referrer-policy", b"same-origin"),
-            (b"cross-origin-opener-policy", b"same-origin"),
-            (b"permissions-policy", b"camera=(), microphone=(), geolocation=(), interest-cohort=()"),
-        ]
-        if settings.https:
-            self.headers.append((b"strict-transport-security", b"max-age=31536000; includeSubDomains"))
+        self.headers = security_headers(settings)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -227,7 +233,7 @@ class RequestLogMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = uuid.uuid4().hex[:16]
+        request_id = new_request_id()
         scope.setdefault("state", {})["request_id"] = request_id
         started = time.perf_counter()
         status = 500
@@ -242,10 +248,19 @@ class RequestLogMiddleware:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
-            access_log.info(
-                "%s %s %s %.1fms rid=%s", scope["method"], redact_path(scope["path"]), status,
-                (time.perf_counter() - started) * 1000, request_id,
-            )
+            log_request(scope, status, started, request_id)
+
+
+def new_request_id() -> str:
+    """The X-Request-ID of a request: 16 random hex characters."""
+    return uuid.uuid4().hex[:16]
+
+
+def log_request(scope: Scope, status: int, started: float, request_id: str) -> None:
+    """The access-log line of a request (`started` from time.perf_counter)."""
+    if access_log.isEnabledFor(logging.INFO):
+        access_log.info("%s %s %s %.1fms rid=%s", scope["method"], redact_path(scope["path"]), status,
+                        (time.perf_counter() - started) * 1000, request_id)
 
 
 # -- error pages ------------------------------------------------------------------------------
@@ -342,6 +357,6 @@ async def server_error_handler(request: Request, exc: Exception) -> Response:
         response = error_response(request, 503)
     else:
         response = error_response(request, 500)
-    for name, value in SecurityHeadersMiddleware(request.app, settings_of(request)).headers:
+    for name, value in security_headers(settings_of(request)):
         response.headers.setdefault(name.decode(), value.decode())
     return response

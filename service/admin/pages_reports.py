@@ -22,7 +22,7 @@ from service.csvfile import stream_csv
 from service.db import get_session, utcnow
 from service.insight.audience import audience_weeks, topics_by_popularity
 from service.insight.reports import CampaignReport, campaign_report, campaign_summaries
-from service.insight.sources import DIMENSIONS, FUNNEL, content_report, lead_sources
+from service.insight.sources import DIMENSIONS, FUNNEL, ROWS_SHOWN, content_report, lead_sources
 
 CAMPAIGNS_SHOWN = 12
 MONTHS_DEFAULT = 12
@@ -99,12 +99,12 @@ def _months(request: Request) -> int | None:
     return int(raw) if raw.isdigit() and 1 <= int(raw) <= MONTHS_MAX else None
 
 
-async def _leads(request: Request) -> tuple[int, dict[str, Any]] | Response:
+async def _leads(request: Request, *, limit: int | None = ROWS_SHOWN) -> tuple[int, dict[str, Any]] | Response:
     months = _months(request)
     if months is None:
         return admin_error(request, 400, f"Months: enter a whole number of months from 1 to {MONTHS_MAX}.")
     since = utcnow() - dt.timedelta(days=31 * months)
-    return months, await lead_sources(get_session(request), since=since)
+    return months, await lead_sources(get_session(request), since=since, limit=limit)
 
 
 async def leads_page(request: Request) -> Response:
@@ -120,7 +120,7 @@ async def leads_page(request: Request) -> Response:
 
 
 async def leads_csv(request: Request) -> Response:
-    found = await _leads(request)
+    found = await _leads(request, limit=None)  # the page shows the first ROWS_SHOWN; the export has all
     if isinstance(found, Response):
         return found
     months, sources = found

@@ -65,6 +65,14 @@ async def campaign_articles(session: AsyncSession, *, campaign_id: int) -> list[
     return list(rows.all())
 
 
+async def campaign_article_titles(session: AsyncSession, *, campaign_id: int) -> dict[int, str]:
+    """A campaign's article ids and titles, in its order (no article rows loaded: reports)."""
+    rows = await session.execute(
+        select(Article.id, Article.title).join(CampaignArticle, CampaignArticle.article_id == Article.id)
+        .where(CampaignArticle.campaign_id == campaign_id).order_by(CampaignArticle.position))
+    return {int(article_id): title for article_id, title in rows.all()}
+
+
 async def articles_since_last_digest(session: AsyncSession) -> list[Article]:
     """Articles published after the last digest went out and not in any digest sent so far
     (every article when there was none), newest first."""

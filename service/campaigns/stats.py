@@ -60,12 +60,7 @@ async def campaigns_stats(session: AsyncSession, campaigns: Sequence[Campaign], 
     bounced = dict((await session.execute(
         select(Delivery.campaign_id, func.count()).where(Delivery.campaign_id.in_(ids), Delivery.bounced.is_(True))
         .group_by(Delivery.campaign_id))).all())
-    unsubscribed = dict((await session.execute(
-        select(Delivery.campaign_id, func.count()).select_from(Delivery)
-        .join(Subscriber, Subscriber.id == Delivery.subscriber_id).join(Campaign, Campaign.id == Delivery.campaign_id)
-        .where(Delivery.campaign_id.in_(ids), Delivery.status == "sent", Campaign.started_at.is_not(None),
-               Subscriber.unsubscribed_at > Campaign.started_at)
-        .group_by(Delivery.campaign_id))).all())
+    unsubscribed = await unsubscribed_after(session, campaigns)
     found = {}
     for campaign in campaigns:
         by_status = counts.get(campaign.id, {})
@@ -87,6 +82,26 @@ async def campaigns_stats(session: AsyncSession, campaigns: Sequence[Campaign], 
             rate=rate, eta_seconds=eta,
         )
     return found
+
+
+async def unsubscribed_after(session: AsyncSession, campaigns: Sequence[Campaign]) -> dict[int, int]:
+    """How many of each campaign's recipients (sent to) unsubscribed after it started; absent: none.
+
+    The earliest start is also given as a constant: compared only with the joined campaign's
+    start, the planner cannot tell how many subscribers qualify, guesses a third of them, and
+    reads every subscriber (90–280 ms with 100,000); with the constant it reads the few who
+    unsubscribed since, by the unsubscribed_at index (under a millisecond for a recent campaign)."""
+    started = [c.started_at for c in campaigns if c.started_at is not None]
+    if not started:
+        return {}
+    rows = await session.execute(
+        select(Delivery.campaign_id, func.count()).select_from(Delivery)
+        .join(Subscriber, Subscriber.id == Delivery.subscriber_id).join(Campaign, Campaign.id == Delivery.campaign_id)
+        .where(Delivery.campaign_id.in_([c.id for c in campaigns]), Delivery.status == "sent",
+               Campaign.started_at.is_not(None), Subscriber.unsubscribed_at > Campaign.started_at,
+               Subscriber.unsubscribed_at > min(started))
+        .group_by(Delivery.campaign_id))
+    return {int(cid): int(n) for cid, n in rows.all()}
 
 
 @dataclass(frozen=True)

@@ -65,3 +65,25 @@ class ClickSalt(Base):
 
     day: Mapped[dt.date] = mapped_column(Date, primary_key=True)
     salt: Mapped[str] = mapped_column(String(64))
+
+
+class LeadSourceMonth(Base):
+    """Inquiries of one calendar month (UTC) and status from one source (page, referrer, utm
+    source and campaign, topic; `source_key` is their md5), as rows to be summed: PostgreSQL
+    triggers on `inquiries` append each statement's changes (+n, -n), whatever wrote them, and
+    the worker folds them into one row per counter (migration 0012a_leadmonths,
+    `service.insight.queries.compact_lead_source_months`). Empty on SQLite, whose reports group
+    the inquiries themselves (`service.db.keeps_lead_source_months`)."""
+
+    __tablename__ = "lead_source_months"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    month: Mapped[dt.date] = mapped_column(Date)  # its first day
+    status: Mapped[str] = mapped_column(String(16))
+    source_key: Mapped[str] = mapped_column(String(32))
+    source_page: Mapped[str] = mapped_column(String(2000))
+    referrer: Mapped[str] = mapped_column(String(2000))
+    utm_source: Mapped[str] = mapped_column(String(200))
+    utm_campaign: Mapped[str] = mapped_column(String(200))
+    topic: Mapped[str] = mapped_column(String(40))
+    inquiries: Mapped[int] = mapped_column(Integer)

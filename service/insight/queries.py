@@ -6,11 +6,11 @@ import datetime as dt
 import secrets
 from collections.abc import Iterable, Mapping, Sequence
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from service.db import insert_for, lock_names, rowcount
-from service.insight.models import ANY_LINK, ClickCount, ClickReader, ClickReaderCount, ClickSalt
+from service.db import insert_for, keeps_lead_source_months, lock_names, rowcount
+from service.insight.models import ANY_LINK, ClickCount, ClickReader, ClickReaderCount, ClickSalt, LeadSourceMonth
 
 CountKey = tuple[int, int, dt.datetime, str]  # campaign, link, hour, kind
 ReaderKey = tuple[int, int, dt.date, str]  # campaign, link, day, reader hash
@@ -112,3 +112,25 @@ async def campaigns_readers(session: AsyncSession, *, campaign_ids: Sequence[int
         for campaign_id, n in (await session.execute(stmt)).all():
             found[int(campaign_id)] = found.get(int(campaign_id), 0) + int(n or 0)
     return found
+
+
+_LEAD_DIMENSIONS = "month, status, source_key, source_page, referrer, utm_source, utm_campaign, topic"
+_COMPACT = text(f"""
+    WITH gone AS (DELETE FROM lead_source_months WHERE id <= :last RETURNING {_LEAD_DIMENSIONS}, inquiries)
+    INSERT INTO lead_source_months ({_LEAD_DIMENSIONS}, inquiries)
+    SELECT {_LEAD_DIMENSIONS}, sum(inquiries) FROM gone GROUP BY {_LEAD_DIMENSIONS} HAVING sum(inquiries) <> 0""")
+
+
+async def compact_lead_source_months(session: AsyncSession) -> int:
+    """Fold the rows the triggers appended to lead_source_months into one per counter (those
+    summing to zero go); the rows there were. Rows appended meanwhile are left for next time,
+    and inquiries are never waited for: the triggers only ever add rows. PostgreSQL only."""
+    if not keeps_lead_source_months(session):
+        return 0
+    await lock_names(session, "insight-lead-months")
+    last = await session.scalar(select(func.max(LeadSourceMonth.id)))
+    if last is None:
+        return 0
+    before = int(await session.scalar(select(func.count()).where(LeadSourceMonth.id <= last)) or 0)
+    await session.execute(_COMPACT, {"last": last})
+    return before

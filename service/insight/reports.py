@@ -17,8 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.bounces.stats import CampaignRates, campaigns_rates
 from service.campaigns.models import Campaign
-from service.campaigns.queries import campaign_articles
-from service.campaigns.stats import campaign_stats
+from service.campaigns.queries import campaign_article_titles
+from service.campaigns.stats import unsubscribed_after
 from service.inquiries.models import Inquiry
 from service.insight.models import ARCHIVE_LINK, ClickCount
 from service.insight.queries import campaigns_readers, readers_by_link
@@ -45,6 +45,7 @@ class CampaignSummary:
     readers: int
     inquiries: int
     rates: CampaignRates | None = None
+    inquiries_by_status: dict[str, int] = field(default_factory=dict)
 
     @property
     def ctr(self) -> float | None:
@@ -72,9 +73,12 @@ async def campaign_summaries(session: AsyncSession, campaigns: Sequence[Campaign
     clicks = dict((await session.execute(
         select(ClickCount.campaign_id, func.sum(ClickCount.clicks))
         .where(ClickCount.campaign_id.in_(ids), ClickCount.kind == "person").group_by(ClickCount.campaign_id))).all())
-    inquiries = dict((await session.execute(
-        select(Inquiry.utm_campaign, func.count()).where(Inquiry.utm_campaign.in_(slugs), Inquiry.status.in_(FUNNEL))
-        .group_by(Inquiry.utm_campaign))).all())
+    inquiries: dict[str, dict[str, int]] = {slug: dict.fromkeys(FUNNEL, 0) for slug in slugs}
+    for slug, status, n in (await session.execute(
+            select(Inquiry.utm_campaign, Inquiry.status, func.count())
+            .where(Inquiry.utm_campaign.in_(slugs), Inquiry.status.in_(FUNNEL))
+            .group_by(Inquiry.utm_campaign, Inquiry.status))).all():
+        inquiries[slug][status] = int(n)
     all_rates = await campaigns_rates(session, campaign_ids=ids)
     readers = await campaigns_readers(session, campaign_ids=ids)
     found = []
@@ -82,7 +86,7 @@ async def campaign_summaries(session: AsyncSession, campaigns: Sequence[Campaign
         rates = all_rates.get(c.id)
         delivered = (rates.attempted - rates.bounced) if rates else 0
         found.append(CampaignSummary(c, delivered, int(clicks.get(c.id, 0) or 0), readers.get(c.id, 0),
-                                     int(inquiries.get(c.slug, 0)), rates))
+                                     sum(inquiries[c.slug].values()), rates, inquiries[c.slug]))
     return found
 
 
@@ -93,8 +97,8 @@ async def campaign_report(session: AsyncSession, campaign: Campaign) -> Campaign
         .order_by(Campaign.started_at.desc()).limit(PREVIOUS_SHOWN))).all()
     summary, *previous = await campaign_summaries(session, [campaign, *previous_rows])
     rates = summary.rates
-    stats = await campaign_stats(session, campaign_id=campaign.id)
-    titles = {a.id: a.title for a in await campaign_articles(session, campaign_id=campaign.id)}
+    unsubscribed = await unsubscribed_after(session, [campaign])
+    titles = await campaign_article_titles(session, campaign_id=campaign.id)
     titles[ARCHIVE_LINK] = "View in browser (the web version)"
     by_link: dict[int, dict[str, int]] = {}
     scanners: dict[str, int] = {}
@@ -113,13 +117,10 @@ async def campaign_report(session: AsyncSession, campaign: Campaign) -> Campaign
              for link in [*(i for i in titles if i != ARCHIVE_LINK), *(i for i in by_link if i not in titles),
                           ARCHIVE_LINK]]
     hours, later = await _hours(session, campaign)
-    statuses = dict((await session.execute(
-        select(Inquiry.status, func.count()).where(Inquiry.utm_campaign == campaign.slug)
-        .group_by(Inquiry.status))).all())
     return CampaignReport(
         summary=summary, bounced=rates.bounced if rates else 0, complained=rates.complained if rates else 0,
-        unsubscribed_after=stats.unsubscribed_after, scanners=scanners, links=links, hours=hours,
-        later_clicks=later, inquiries_by_status={s: int(statuses.get(s, 0)) for s in FUNNEL},
+        unsubscribed_after=unsubscribed.get(campaign.id, 0), scanners=scanners, links=links, hours=hours,
+        later_clicks=later, inquiries_by_status=summary.inquiries_by_status,
         previous=previous,
     )
 

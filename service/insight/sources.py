@@ -10,7 +10,7 @@ are left out."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
+from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -19,9 +19,9 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.articles.models import Article
-from service.db import hash_aggregates, month_bucket
+from service.db import hash_aggregates, keeps_lead_source_months, month_bucket
 from service.inquiries.models import Inquiry
-from service.insight.models import ARCHIVE_LINK, ClickCount
+from service.insight.models import ARCHIVE_LINK, ClickCount, LeadSourceMonth
 from service.insight.queries import readers_by_link
 from service.newsletter.models import Subscriber
 
@@ -71,8 +71,14 @@ async def content_report(session: AsyncSession, *, limit: int = ARTICLES_SHOWN) 
     readers = await readers_by_link(session)
     by_key = {page_key(a.link): a.id for a in articles if page_key(a.link)}
     inquiries: dict[int, int] = {}
-    pairs = await session.execute(select(Inquiry.source_page, Inquiry.referrer, func.count()).where(_leads())
-                                  .group_by(Inquiry.source_page, Inquiry.referrer))
+    if keeps_lead_source_months(session):  # counted already, per month: no scan of the inquiries
+        m = LeadSourceMonth
+        pairs = await session.execute(select(m.source_page, m.referrer, func.sum(m.inquiries))
+                                      .where(m.status.in_(FUNNEL)).group_by(m.source_page, m.referrer)
+                                      .having(func.sum(m.inquiries) > 0))
+    else:
+        pairs = await session.execute(select(Inquiry.source_page, Inquiry.referrer, func.count()).where(_leads())
+                                      .group_by(Inquiry.source_page, Inquiry.referrer))
     for source, referrer, n in pairs.all():
         article_id = by_key.get(page_key(source)) or by_key.get(page_key(referrer))
         if article_id is not None:
@@ -98,29 +104,66 @@ class SourceRow:
         return sum(self.by_status.values())
 
 
-def _rows(found: Iterable[tuple[str, str, int]], *, order_by_value: bool = False) -> list[SourceRow]:
+def _rows(found: dict[tuple[str, str], int], *, order_by_value: bool, limit: int | None) -> list[SourceRow]:
     rows: dict[str, SourceRow] = {}
-    for value, status, n in found:
-        row = rows.setdefault(value or NONE, SourceRow(value or NONE))
+    for (value, status), n in found.items():
+        row = rows.get(value)
+        if row is None:
+            row = rows[value] = SourceRow(value)
         row.by_status[status] += n
-    ordered = sorted(rows.values(), key=(lambda r: r.value) if order_by_value else (lambda r: (-r.total, r.value)))
-    return ordered if order_by_value else ordered[:ROWS_SHOWN]
+    if order_by_value:
+        return sorted(rows.values(), key=lambda r: r.value)
+    ordered = sorted(rows.values(), key=lambda r: (-r.total, r.value))
+    return ordered if limit is None else ordered[:limit]
 
 
-async def lead_sources(session: AsyncSession, *, since: dt.datetime) -> dict[str, list[SourceRow]]:
-    """Inquiries since `since` by each of DIMENSIONS, each row with its count per funnel status.
+async def lead_sources(session: AsyncSession, *, since: dt.datetime, limit: int | None = ROWS_SHOWN
+                       ) -> dict[str, list[SourceRow]]:
+    """Inquiries since `since` by each of DIMENSIONS, each row with its count per funnel status;
+    the `limit` values with the most inquiries per dimension (None: every value; months: all).
     One scan, grouped by every dimension at once (combinations number at most the inquiries, in
-    practice a few thousand), then split per dimension here."""
+    practice a few thousand), then split per dimension here: each distinct page and referrer is
+    reduced (`page_key`, `site_of`) once, and each (value, status) summed in place."""
+    found: dict[str, dict[tuple[str, str], int]] = {name: defaultdict(int) for name in DIMENSIONS}
+    pages: dict[str | None, str] = {}
+    sites: dict[str | None, str] = {}
+    by_page, by_site = found["page"], found["site"]
+    others = [found[name] for name in ("utm_source", "utm_campaign", "topic", "month")]
+    for page, referrer, source, campaign, topic, when, status, n in await _source_counts(session, since=since):
+        if (key := pages.get(page)) is None:
+            key = pages[page] = page_key(page) or NONE
+        if (site := sites.get(referrer)) is None:
+            site = sites[referrer] = site_of(referrer) or NONE
+        by_page[key, status] += n
+        by_site[site, status] += n
+        for counts, value in zip(others, (source, campaign, topic, when), strict=True):
+            counts[str(value or "") or NONE, status] += n
+    return {name: _rows(counts, order_by_value=name == "month", limit=limit) for name, counts in found.items()}
+
+
+def month_after(when: dt.datetime) -> dt.datetime:
+    """The first instant (UTC) of the calendar month after the one `when` is in."""
+    first = when.astimezone(dt.UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    return (first + dt.timedelta(days=32)).replace(day=1)
+
+
+async def _source_counts(session: AsyncSession, *, since: dt.datetime) -> list[Any]:
+    """Leads since `since` as (page, referrer, utm source, utm campaign, topic, month 'YYYY-MM',
+    status, inquiries) rows, one or more per combination. Where lead_source_months is kept, its
+    counters give the whole months and only the inquiries of the first, partial month are grouped."""
     await hash_aggregates(session)
-    found: dict[str, list[tuple[str, str, int]]] = {name: [] for name in DIMENSIONS}
     month = month_bucket(session, Inquiry.created_at)
     columns = (Inquiry.source_page, Inquiry.referrer, Inquiry.utm_source, Inquiry.utm_campaign, Inquiry.topic, month,
                Inquiry.status)
-    rows = await session.execute(select(*columns, func.count()).where(_leads(), Inquiry.created_at >= since)
-                                 .group_by(*columns))
-    for page, referrer, source, campaign, topic, when, status, n in rows.all():
-        found["page"].append((page_key(page), status, int(n)))
-        found["site"].append((site_of(referrer), status, int(n)))
-        for name, value in (("utm_source", source), ("utm_campaign", campaign), ("topic", topic), ("month", when)):
-            found[name].append((str(value or ""), status, int(n)))
-    return {name: _rows(rows, order_by_value=name == "month") for name, rows in found.items()}
+    live = select(*columns, func.count()).where(_leads(), Inquiry.created_at >= since)
+    if not keeps_lead_source_months(session):
+        return list((await session.execute(live.group_by(*columns))).all())
+    boundary = month_after(since)
+    rows: list[Any] = list((await session.execute(live.where(Inquiry.created_at < boundary).group_by(*columns))).all())
+    m = LeadSourceMonth
+    counters = (m.source_page, m.referrer, m.utm_source, m.utm_campaign, m.topic, m.month, m.status)
+    counted = await session.execute(
+        select(*counters, func.sum(m.inquiries)).where(m.month >= boundary.date(), m.status.in_(FUNNEL))
+        .group_by(*counters).having(func.sum(m.inquiries) > 0))
+    rows += [(*r[:5], f"{r[5]:%Y-%m}", *r[6:]) for r in counted.all()]
+    return rows

@@ -4,10 +4,12 @@ token is refused, and the redirect only ever goes to the address that was signed
 
 from __future__ import annotations
 
+import logging
 import re
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
+import pytest
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy import select
 
@@ -135,3 +137,34 @@ async def test_with_utm_tagging_off_the_signed_link_is_the_articles_own(db: Data
         r = await client.get(link, headers={"user-agent": BROWSER})
     assert r.status_code == 302 and "utm_" not in r.headers["location"]
     assert re.fullmatch(r"https://blog\.example\.com/posts/[a-z0-9-]+/", r.headers["location"])
+
+
+async def test_a_redirect_carries_the_headers_of_every_answer_and_logs_one_line_without_its_token(
+    db: Database, settings: Settings, smtp: SmtpServer, client: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    await _send(db, settings, smtp)
+    link = _path(next(u for u in digest_links(smtp.received[0].message) if "/r/" in u))
+    page = await client.get("/healthz")
+    with caplog.at_level(logging.INFO, logger="tidings.access"):
+        r = await client.get(link, headers={"user-agent": BROWSER})
+    assert r.status_code == 302 and r.headers["cache-control"] == "no-store" and r.content == b""
+    for name in ("content-security-policy", "x-content-type-options", "referrer-policy",
+                 "cross-origin-opener-policy", "permissions-policy"):
+        assert r.headers[name] == page.headers[name], name
+    lines = [rec.getMessage() for rec in caplog.records if rec.name == "tidings.access"]
+    assert len(lines) == 1 and lines[0].startswith("GET /r/… 302 ")
+    assert link.removeprefix("/r/") not in lines[0] and r.headers["x-request-id"] in lines[0]
+
+
+async def test_a_link_sent_before_click_counting_was_switched_off_still_leads_to_its_article(
+    db: Database, settings: Settings, smtp: SmtpServer
+) -> None:
+    await _send(db, settings, smtp)
+    link = _path(next(u for u in digest_links(smtp.received[0].message) if "/r/" in u))
+    off = create_app(settings.with_(click_counting=False), sessions=db.sessions)
+    async with new_client(off) as client:
+        r = await client.get(link, headers={"user-agent": BROWSER})
+        assert (await client.post(link)).status_code == 405
+    assert r.status_code == 302 and r.headers["location"].startswith("https://blog.example.com/posts/")
+    await flush_clicks(off)
+    assert await click_counts(db) == {}

@@ -15,6 +15,7 @@ from service.campaigns.models import Campaign
 from service.db import utcnow
 from service.insight.audience import monday
 from service.insight.models import ClickCount, ClickReader
+from service.insight.sources import ROWS_SHOWN
 from service.settings import Settings
 from tests.conftest import Database
 from tests.factories import (
@@ -197,3 +198,19 @@ async def test_signups_made_on_an_article_count_for_it_and_a_bad_page_is_not_kep
     content = {row[0]: row for row in (await _csv(admin_client, "/admin/reports/content.csv"))[1:]}
     assert content[article.title][6] == "2"
     assert (await subscriber(db, "cy@example.org")).signup_page is None  # type: ignore[union-attr]
+
+
+async def test_the_lead_sources_export_holds_every_source_and_the_page_the_busiest(
+    db: Database, admin_client: httpx.AsyncClient
+) -> None:
+    now = utcnow()
+    pages = ROWS_SHOWN + 5
+    await add_inquiries(db, [inquiry_row(i, created_at=now, source_page=f"https://blog.clinic.test/posts/{i % pages}/")
+                             for i in range(pages + 1)])  # posts/0 twice: the busiest
+    rows = await _csv(admin_client, "/admin/reports/leads.csv")
+    found = {r[1]: r[6] for r in rows[1:] if r[0] == "page"}
+    assert len(found) == pages and found["blog.clinic.test/posts/0"] == "2"
+    assert sum(int(n) for n in found.values()) == pages + 1
+    page = (await admin_client.get("/admin/reports/leads")).text
+    assert "blog.clinic.test/posts/0<" in page
+    assert sum(f"blog.clinic.test/posts/{i}<" in page for i in range(pages)) == ROWS_SHOWN
