@@ -29,7 +29,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0012a_leadmonths"
-down_revision: str | None = "0011_reportspeed"
+down_revision: str | None = "0012w_webhooks"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
