@@ -30,7 +30,9 @@ MAX_SELECTED = 500
 
 
 def _ids(form: FormData) -> list[int]:
-    ids = sorted({int(v) for v in form.getlist("ids") if isinstance(v, str) and v.isdigit()})
+    # ASCII digits only: str.isdigit also takes "²", which int() refuses; ids are 32-bit
+    ids = sorted({int(v) for v in form.getlist("ids") if isinstance(v, str) and v.isascii() and v.isdigit()
+                  and len(v) <= 9})
     return ids[:MAX_SELECTED]
 
 
