@@ -6,7 +6,6 @@ notice saying how many changed and how many were left as they were (and why)."""
 
 from __future__ import annotations
 
-from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from starlette.datastructures import FormData
@@ -14,16 +13,16 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from service.admin.audit import Actor, record_audit
-from service.admin.guard import admin_error, staff_of
+from service.admin.audit import Actor
+from service.admin.guard import admin_error
 from service.admin.paging import NOTICE_PARAMS
 from service.csvfile import stream_csv
 from service.db import get_session
+from service.inquiries.actions import set_inquiry_status
 from service.inquiries.models import INQUIRY_STATUSES
-from service.inquiries.queries import HeldInquiryError, InquiryNotFoundError, change_inquiry_status
-from service.newsletter.actions import SUPPRESS_PREFIX, record_subscriber_export
+from service.inquiries.queries import HeldInquiryError, InquiryNotFoundError
+from service.newsletter.actions import SubscriberStateError, record_subscriber_export, suppress_as, unsubscribe_as
 from service.newsletter.exporter import export_rows
-from service.newsletter.flows import mark_complained, unsubscribe_subscriber
 from service.newsletter.queries import get_subscriber
 from service.validation import FieldError, clean_text
 
@@ -31,7 +30,9 @@ MAX_SELECTED = 500
 
 
 def _ids(form: FormData) -> list[int]:
-    ids = sorted({int(v) for v in form.getlist("ids") if isinstance(v, str) and v.isdigit()})
+    # ASCII digits only: str.isdigit also takes "²", which int() refuses; ids are 32-bit
+    ids = sorted({int(v) for v in form.getlist("ids") if isinstance(v, str) and v.isascii() and v.isdigit()
+                  and len(v) <= 9})
     return ids[:MAX_SELECTED]
 
 
@@ -55,19 +56,17 @@ async def inquiries_bulk(request: Request) -> Response:
                                              "Nothing was changed.")
         if not ids:
             return _nothing(request, "inquiries")
-        session, changed, skipped = get_session(request), 0, 0
+        session, actor, changed, skipped = get_session(request), Actor.of(request), 0, 0
         for inquiry_id in ids:
             try:
-                event = await change_inquiry_status(session, inquiry_id=inquiry_id, to_status=status,
-                                                    staff_id=staff_of(request).id)
+                event = await set_inquiry_status(session, inquiry_id=inquiry_id, status=status, actor=actor,
+                                                 bulk=True)
             except (InquiryNotFoundError, HeldInquiryError):
                 event = None
             if event is None:  # gone, held, or already in that status
                 skipped += 1
                 continue
             changed += 1
-            await record_audit(session, request=request, action="inquiry_status", target_type="inquiry",
-                               target_id=inquiry_id, detail={"from": event.from_status, "to": status, "bulk": True})
         return _back(form, "/admin/inquiries", notice=f"status-{status}", done=changed, skipped=skipped)
 
 
@@ -92,24 +91,20 @@ async def subscribers_bulk(request: Request) -> Response:
 
 
 async def _change_subscribers(request: Request, ids: list[int], action: str, reason: str) -> int:
-    """Unsubscribe or suppress each one whose status allows it (as the single actions do)."""
-    session, changed = get_session(request), 0
+    """Unsubscribe or suppress each one whose status allows it (the single actions, marked bulk)."""
+    session, actor, changed = get_session(request), Actor.of(request), 0
     for subscriber_id in ids:
         sub = await get_subscriber(session, subscriber_id=subscriber_id)
         if sub is None:
             continue
-        before = sub.status
-        if action == "unsubscribe" and before in ("pending", "confirmed"):
-            await unsubscribe_subscriber(session, subscriber_id=sub.id, source="admin")
-            detail: dict[str, Any] = {"from": before, "bulk": True}
-        elif action == "suppress" and before != "complained":
-            await mark_complained(session, subscriber_id=sub.id, reason=SUPPRESS_PREFIX + reason)
-            detail = {"from": before, "reason": reason, "bulk": True}
-        else:
+        try:
+            if action == "unsubscribe":
+                await unsubscribe_as(session, subscriber=sub, actor=actor, bulk=True)
+            else:
+                await suppress_as(session, subscriber=sub, reason=reason, actor=actor, bulk=True)
+        except SubscriberStateError:
             continue
         changed += 1
-        await record_audit(session, request=request, action=f"subscriber_{action}", target_type="subscriber",
-                           target_id=sub.id, detail=detail)
     return changed
 
 

@@ -37,13 +37,14 @@ async def record_inquiry_search(session: AsyncSession, *, actor: Actor, flt: Inq
                        detail={"matched": matched, "first_page": first_page, **filter_detail(flt.query_args())})
 
 
-async def set_inquiry_status(session: AsyncSession, *, inquiry_id: int, status: str, actor: Actor
-                             ) -> InquiryEvent | None:
-    """Move the inquiry to `status` (`inquiry_status` audited); None when it already had it."""
+async def set_inquiry_status(session: AsyncSession, *, inquiry_id: int, status: str, actor: Actor,
+                             bulk: bool = False) -> InquiryEvent | None:
+    """Move the inquiry to `status` (`inquiry_status` audited, marked `bulk` when one of a
+    selection); None when it already had it."""
     event = await change_inquiry_status(session, inquiry_id=inquiry_id, to_status=status, staff_id=actor.staff_id)
     if event is not None:
         await record_audit(session, by=actor, action="inquiry_status", target_type="inquiry", target_id=inquiry_id,
-                           detail={"from": event.from_status, "to": status})
+                           detail={"from": event.from_status, "to": status, **({"bulk": True} if bulk else {})})
     return event
 
 

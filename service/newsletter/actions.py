@@ -64,17 +64,20 @@ class SubscriberStateError(ValueError):
     """The subscriber's state does not allow this (already unsubscribed, already suppressed)."""
 
 
-async def unsubscribe_as(session: AsyncSession, *, subscriber: Subscriber, actor: Actor) -> None:
-    """Unsubscribe a pending or confirmed subscriber (`subscriber_unsubscribe` audited)."""
+async def unsubscribe_as(session: AsyncSession, *, subscriber: Subscriber, actor: Actor, bulk: bool = False
+                         ) -> None:
+    """Unsubscribe a pending or confirmed subscriber (`subscriber_unsubscribe` audited, marked
+    `bulk` when one of a selection)."""
     if subscriber.status not in ("pending", "confirmed"):
         raise SubscriberStateError(f"This subscriber is already {subscriber.status}: they get no campaigns.")
     before = subscriber.status
     await unsubscribe_subscriber(session, subscriber_id=subscriber.id, source="admin")
     await record_audit(session, by=actor, action="subscriber_unsubscribe", target_type="subscriber",
-                       target_id=subscriber.id, detail={"from": before})
+                       target_id=subscriber.id, detail={"from": before, **({"bulk": True} if bulk else {})})
 
 
-async def suppress_as(session: AsyncSession, *, subscriber: Subscriber, reason: str, actor: Actor) -> None:
+async def suppress_as(session: AsyncSession, *, subscriber: Subscriber, reason: str, actor: Actor,
+                      bulk: bool = False) -> None:
     """Stop mailing without it being their own unsubscribe: the complaint status (the strongest
     do-not-mail state), the staff's reason kept as the last note (`subscriber_suppress` audited)."""
     if subscriber.status == "complained":
@@ -82,7 +85,8 @@ async def suppress_as(session: AsyncSession, *, subscriber: Subscriber, reason: 
     before = subscriber.status
     await mark_complained(session, subscriber_id=subscriber.id, reason=SUPPRESS_PREFIX + reason)
     await record_audit(session, by=actor, action="subscriber_suppress", target_type="subscriber",
-                       target_id=subscriber.id, detail={"from": before, "reason": reason})
+                       target_id=subscriber.id,
+                       detail={"from": before, "reason": reason, **({"bulk": True} if bulk else {})})
 
 
 async def erase_as(session: AsyncSession, *, tokens: Tokens, subscriber_id: int, status: str, actor: Actor) -> None:

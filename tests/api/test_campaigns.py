@@ -129,3 +129,23 @@ async def test_articles_page_by_cursor_and_import_now_audits_as_the_admin(db: Da
     async with api_client(no_feed, raw) as api:
         r = await api.post("/api/v1/articles/import")
         assert r.status_code == 409 and r.json()["error"]["code"] == "conflict"
+
+
+async def test_the_campaign_list_pages_by_cursor(app: Any, db: Database) -> None:
+    admin = await make_staff(db)
+    raw = await make_token(db, admin, ["campaigns:write"])
+    async with api_client(app, raw) as api:
+        made = [(await api.post("/api/v1/campaigns", json={"subject": f"Note {i}", "body": "Hello"})).json()["id"]
+                for i in range(5)]
+        seen, cursor = [], None
+        while True:
+            r = await api.get("/api/v1/campaigns", params={"limit": 2, **({"cursor": cursor} if cursor else {})})
+            assert r.status_code == 200 and len(r.json()["data"]) <= 2, r.text
+            seen += [c["id"] for c in r.json()["data"]]
+            cursor = r.json()["next_cursor"]
+            if cursor is None:
+                break
+        assert seen == sorted(made, reverse=True)
+        for cursor in ["x", "²", "99999999999"]:
+            r = await api.get("/api/v1/campaigns", params={"cursor": cursor})
+            assert r.status_code == 400 and r.json()["error"]["field"] == "cursor"
