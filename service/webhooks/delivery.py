@@ -46,19 +46,27 @@ def backoff(attempts: int, *, base: float = 10.0, cap: float = 7200.0) -> dt.tim
     return dt.timedelta(seconds=delay * random.uniform(0.5, 1.0))
 
 
+def batch_lease(settings: Settings, *, batch_size: int, pipelines: int) -> dt.timedelta:
+    """A lease longer than the slowest batch can take (every request to one endpoint running into
+    WEBHOOK_TIMEOUT, WEBHOOK_CONCURRENCY at a time, all lanes' batches sharing them), with a
+    margin: a batch still being posted is never claimed again by another worker."""
+    rounds = -(-pipelines * batch_size // settings.webhook_concurrency) + 1
+    return dt.timedelta(seconds=max(120.0, rounds * settings.webhook_timeout * 1.5))
+
+
 class WebhookWorker:
     """Delivers due webhook deliveries; many may run at once against one database."""
 
     def __init__(self, sessions: Sessions, settings: Settings, *, owner: str, batch_size: int = 256,
-                 lease: dt.timedelta = dt.timedelta(minutes=2), ssl_context: ssl.SSLContext | None = None,
+                 lease: dt.timedelta | None = None, ssl_context: ssl.SSLContext | None = None,
                  clock: Callable[[], dt.datetime] = utcnow, pipelines: int = 2) -> None:
         self.sessions = sessions
         self.settings = settings
         self.owner = owner
         self.batch_size = batch_size
-        self.lease = lease
-        self.clock = clock
         self.pipelines = pipelines
+        self.lease = lease or batch_lease(settings, batch_size=batch_size, pipelines=pipelines)
+        self.clock = clock
         self.client = WebhookClient(timeout=settings.webhook_timeout, ssl_context=ssl_context)
         self._limits: dict[int, asyncio.Semaphore] = {}
 

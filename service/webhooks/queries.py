@@ -34,7 +34,6 @@ class Claim:
     payload: str | None
     attempts: int
     retry_until: dt.datetime
-    created_at: dt.datetime
 
 
 def _due(now: dt.datetime) -> Any:
@@ -55,7 +54,7 @@ async def claim_deliveries(session: AsyncSession, *, owner: str, limit: int, lea
         update(WebhookDelivery.__table__).where(D.id.in_(due.scalar_subquery()), _due(now))
         .values(status="sending", lease_owner=owner, lease_expires_at=now + lease, attempts=D.attempts + 1,
                 last_attempt_at=now)
-        .returning(D.id, D.endpoint_id, D.msg_id, D.payload, D.attempts, D.retry_until, D.created_at)
+        .returning(D.id, D.endpoint_id, D.msg_id, D.payload, D.attempts, D.retry_until)
     )
     return sorted((Claim(*row) for row in rows.all()), key=lambda c: c.id)
 

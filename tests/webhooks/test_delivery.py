@@ -178,3 +178,24 @@ async def test_only_enabled_endpoints_that_chose_the_event_get_it(
         ep.enabled = False
         await queue_event(session, event="campaign.sent", data={"id": 7})
     assert [(d.endpoint_id, d.event) for d in await deliveries(db)] == [(chosen, "campaign.sent")]
+
+
+async def test_a_dead_workers_batch_is_delivered_by_another_after_its_lease(
+        db: Database, settings: Settings, receiver: Receiver) -> None:
+    from service.webhooks import queries as q
+
+    await add_endpoint(db, settings, receiver, events=["campaign.sent"])
+    async with db.sessions.begin() as session:
+        await queue_event(session, event="campaign.sent", data={"id": 1})
+    lease = dt.timedelta(minutes=2)
+    async with db.sessions.begin() as session:  # a worker claims, then dies before posting
+        [claim] = await q.claim_deliveries(session, owner="dead", limit=10, lease=lease, now=utcnow())
+    assert await drain(db, settings, owner="w2") == 0  # leased: not claimed again meanwhile
+    assert await drain(db, settings, owner="w2", clock=lambda: utcnow() + lease + dt.timedelta(seconds=1)) == 1
+    async with db.sessions.begin() as session:  # the dead worker's late result changes nothing
+        await q.record_outcomes(session, owner="dead", outcomes=[{
+            "id": claim.id, "status": "failed", "next": utcnow(), "delivered": None, "code": None, "body": None,
+            "ms": None, "error": "late"}])
+    [row] = await deliveries(db)
+    assert row.status == "delivered" and row.attempts == 2 and row.last_error is None
+    assert [r.msg_id for r in receiver.received] == [claim.msg_id]
