@@ -3,10 +3,14 @@
 in the same run; then a graceful stop (SIGTERM) and a check that every click that got its
 redirect is in the database exactly once.
 
-    .venv/bin/python bench/clicks.py [--seconds 10] [--connections 32] [--links 6]
+    .venv/bin/python bench/clicks.py [--seconds 10] [--connections 32] [--links 6] [--profile FILE]
 
-The load comes from a small keep-alive HTTP/1.1 client on raw asyncio streams (httpx would cost
-more CPU than the server on this 2-core machine). Each connection is one reader (its own user
+The load comes from a small keep-alive HTTP/1.1 client on raw asyncio streams over uvloop, in
+this process (httpx would cost more CPU than the server on this 2-core machine). Beside the
+figures: the CPU the server and the client used (share of one core, from /proc and
+process_time) and the server's CPU time per request, which says what a click costs even when
+other work on the machine keeps the server from getting a core. `--profile` runs the server
+under cProfile and writes its stats to FILE (`python -m pstats FILE`). Each connection is one reader (its own user
 agent) following one link, so the burst rule does not move them to the scanners; the check counts
 clicks of every kind anyway. Creates and drops the database tidings_bench_clicks on
 127.0.0.1:5432. Target: at least 3,000 clicks/s with p99 under 20 ms. Exit status 1 on a miss.
