@@ -295,7 +295,8 @@ def _blocks(body: list[str]) -> list[Message | str] | None:
 # as, read without it (it is slow, and these are most of what reports carry).
 _ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
 _DOT_ATOM = rf"{_ATOM}(?:\.{_ATOM})*"
-_PLAIN = re.compile(rf"\s*(?:<({_DOT_ATOM}@{_DOT_ATOM})>|({_DOT_ATOM}@{_DOT_ATOM}))\s*")
+PLAIN_ADDRESS = rf"{_DOT_ATOM}@{_DOT_ATOM}"
+_PLAIN = re.compile(rf"\s*(?:<({PLAIN_ADDRESS})>|({PLAIN_ADDRESS}))\s*")
 
 
 def address_of(value: str) -> str:

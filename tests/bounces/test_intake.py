@@ -9,7 +9,9 @@ import os
 import subprocess
 import sys
 
-from service.bounces.inbound import start_inbound
+from aiosmtpd.smtp import SMTP
+
+from service.bounces.inbound import PerRecipientLMTP, start_inbound
 from service.bounces.returnpath import make_token, return_path
 from service.settings import Settings
 from tests.bounces.helpers import lmtp_send, sample, stored_events
@@ -242,3 +244,17 @@ async def test_tidings_inbound_processes_share_one_port_and_stop_together(
         _out, err = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode == 0, err
     assert [(await subscriber(db, sid)).status for sid, _v, _m in sent.values()] == ["bounced"] * 2
+
+
+def test_plain_envelope_paths_read_as_aiosmtpd_reads_them() -> None:
+    """`tidings inbound` reads `<>` and `<local@domain>` without the address parser: the same
+    address and parameters as aiosmtpd's own reading, which still reads everything else."""
+    ours, theirs = PerRecipientLMTP.__new__(PerRecipientLMTP), SMTP.__new__(SMTP)
+    for server in (ours, theirs):
+        server.local_part_limit = 0
+    for arg in ["<>", "<a@b.c>", "<a@b.c> SIZE=10 BODY=8BITMIME", " <a@b.c>", "<a@b.c>\t x", "<a@b.c>x",
+                "<>  SMTPUTF8", "a@b.c", "<a..b@c>", '<"q r"@x>', "<a@[1.2.3.4]>", "<@relay:a@b.c>", "<A+b@C.d>",
+                "<a@b.c> (note) SIZE=1", "<a@b", "<a b@c>", "<bounces+abc234@bounces.clinic.test>"]:
+        assert ours._getaddr(arg) == theirs._getaddr(arg), arg
+    ours.local_part_limit = theirs.local_part_limit = 3
+    assert ours._getaddr("<abcd@e.f>") == theirs._getaddr("<abcd@e.f>") == (None, None)
