@@ -19,7 +19,7 @@ import logging
 import os
 import stat
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 from contextlib import asynccontextmanager, suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, cast
@@ -34,6 +34,7 @@ from sqlalchemy import (
     Table,
     TypeDecorator,
     and_,
+    any_,
     bindparam,
     event,
     func,
@@ -42,6 +43,7 @@ from sqlalchemy import (
     tuple_,
 )
 from sqlalchemy import cast as sql_cast
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import CursorResult, Dialect, Result
@@ -426,6 +428,15 @@ async def lock_names(session: AsyncSession, *names: str) -> None:
 
 def is_postgresql(session: AsyncSession) -> bool:
     return session.get_bind().dialect.name == "postgresql"
+
+
+def in_values(session: AsyncSession, column: Any, values: Collection[Any]) -> ColumnElement[bool]:
+    """`column IN (values)`; on PostgreSQL `column = ANY(array)`, one SQL text whatever the
+    count: asyncpg prepares each distinct text once per connection (its cache holds 100), and
+    the lists of a batch have every length, so IN lists would prepare nearly every time."""
+    if is_postgresql(session):
+        return column == any_(bindparam(None, list(values), type_=ARRAY(column.type)))
+    return column.in_(list(values))
 
 
 def insert_for(session: AsyncSession) -> Callable[..., Any]:

@@ -9,6 +9,11 @@ recipients of a message) waits for it, then goes in the next one together, up to
 GROUP_MAX reports, recorded by `policy.record_many` exactly as one by one in arrival order;
 each recipient gets its reply only after the transaction that holds its report committed. A
 group that fails is retried report by report, so one bad report fails only itself (451).
+Before it starts a transaction with fewer reports than connections are open, the writer waits
+up to GROUP_WAIT for the others (as PostgreSQL's commit_delay waits for sibling commits): the
+replies of one commit release every connection at once, and their next reports arrive within a
+round trip. Without the wait, N connections settle into two half groups that take turns, and
+the fixed cost of a transaction (ten statements, whatever the count) is paid twice as often.
 
 The message is parsed once, as it arrives (not once per recipient, nor inside the transaction,
 which then holds only the database work).
@@ -49,6 +54,7 @@ from service.settings import Settings
 
 log = logging.getLogger("tidings.inbound")
 GROUP_MAX = 200  # reports per transaction
+GROUP_WAIT = 0.003  # seconds the writer waits for the reports of the other open connections
 
 
 class Replies(list[str]):
@@ -67,6 +73,16 @@ class _Quick(SMTP):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._held: list[bytes] = []  # replies not written yet
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        if isinstance(self.event_handler, InboundHandler):
+            self.event_handler.connections += 1
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        if isinstance(self.event_handler, InboundHandler):
+            self.event_handler.connections -= 1
 
     async def push(self, status: Any) -> None:
         lines = status if isinstance(status, Replies) else [status]
@@ -116,6 +132,8 @@ class InboundHandler:
         self.lmtp = lmtp
         self.pending: list[_Job] = []
         self.worker: asyncio.Task[None] | None = None
+        self.connections = 0  # open now
+        self.filled: asyncio.Future[None] | None = None  # set when the waiting writer's group is full
 
     async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, options: Any) -> str:
         token = token_of_address(self.settings, address)
@@ -146,6 +164,8 @@ class InboundHandler:
         """Queue one recipient's report for the next group; its reply, once committed."""
         job = _Job(report, events, asyncio.get_running_loop().create_future())
         self.pending.append(job)
+        if self.filled is not None and not self.filled.done() and len(self.pending) >= self._full():
+            self.filled.set_result(None)
         if self.worker is None or self.worker.done():
             self.worker = asyncio.create_task(self._drain())
         return job.reply
@@ -153,6 +173,8 @@ class InboundHandler:
     async def _drain(self) -> None:
         """Commit groups until nothing waits (the next report starts a new worker)."""
         while self.pending:
+            if len(self.pending) < self._full():
+                await self._wait_for_others()
             group, self.pending = self.pending[:GROUP_MAX], self.pending[GROUP_MAX:]
             try:
                 await self._commit(group)
@@ -169,6 +191,20 @@ class InboundHandler:
                 for job in group:
                     if not job.reply.done():
                         job.reply.set_result("451 4.3.0 the report could not be recorded now; try again later")
+
+    def _full(self) -> int:
+        """Reports that make a full group: one per open connection, at most GROUP_MAX."""
+        return min(GROUP_MAX, self.connections)
+
+    async def _wait_for_others(self) -> None:
+        """Up to GROUP_WAIT, until every open connection has handed a report."""
+        self.filled = asyncio.get_running_loop().create_future()
+        try:
+            await asyncio.wait_for(self.filled, GROUP_WAIT)
+        except TimeoutError:
+            pass
+        finally:
+            self.filled = None
 
     async def _commit(self, group: list[_Job]) -> None:
         events: list[MailEvent] = [e for job in group for e in job.events]

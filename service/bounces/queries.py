@@ -11,7 +11,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.bounces.models import BounceEvent, WebhookNonce
-from service.db import insert_for, rowcount
+from service.db import in_values, insert_for, rowcount
 from service.privacy.stores import PersonalDataStore, register_store
 from service.validation import email_key
 
@@ -94,8 +94,10 @@ async def insert_events(session: AsyncSession, rows: list[dict[str, Any]]) -> di
 
 async def set_event_outcomes(session: AsyncSession, outcomes: dict[str, list[int]]) -> None:
     """outcome -> the ids of the events that had it."""
+    table = BounceEvent.__table__
     for outcome, ids in outcomes.items():
-        await session.execute(update(BounceEvent).where(BounceEvent.id.in_(ids)).values(outcome=outcome))
+        await (await session.connection()).execute(
+            update(table).where(in_values(session, table.c.id, ids)).values(outcome=outcome))
 
 
 async def soft_bounce_times(session: AsyncSession, *, recipient_keys: Collection[str], since: dt.datetime
@@ -104,9 +106,9 @@ async def soft_bounce_times(session: AsyncSession, *, recipient_keys: Collection
     if not recipient_keys:
         return {}
     stmt = select(BounceEvent.recipient_key, BounceEvent.occurred_at).where(
-        BounceEvent.recipient_key.in_(list(recipient_keys)), BounceEvent.kind == "soft",
+        in_values(session, BounceEvent.recipient_key, recipient_keys), BounceEvent.kind == "soft",
         BounceEvent.occurred_at >= since)
     times: dict[str, list[dt.datetime]] = {}
-    for key, at in (await session.execute(stmt)).all():
+    for key, at in (await (await session.connection()).execute(stmt)).all():
         times.setdefault(key, []).append(at)
     return times

@@ -17,7 +17,7 @@ from sqlalchemy.orm import aliased
 
 from service.articles.models import Article, ArticleTopic
 from service.campaigns.models import Campaign, CampaignArticle, Delivery
-from service.db import UTCDateTime, insert_for, rowcount, without_jit
+from service.db import UTCDateTime, in_values, insert_for, rowcount, without_jit
 from service.newsletter.audience import campaign_audience, mailable, wants_topics
 from service.newsletter.models import Subscriber, SubscriberTopic
 
@@ -504,12 +504,15 @@ async def find_deliveries(session: AsyncSession, *, ids: Collection[int], messag
     if not ids and not message_ids:
         return []
     stmt = (select(Delivery.id, Delivery.campaign_id, Delivery.subscriber_id, Delivery.email, Delivery.message_id)
-            .where(or_(Delivery.id.in_(list(ids)), Delivery.message_id.in_(list(message_ids))))
+            .where(or_(in_values(session, Delivery.id, ids), in_values(session, Delivery.message_id, message_ids)))
             .order_by(Delivery.id))
-    return [(DeliveryRef(*row[:4]), row[4]) for row in (await session.execute(stmt)).all()]
+    rows = (await (await session.connection()).execute(stmt)).all()  # Core: no ORM work for plain columns
+    return [(DeliveryRef(*row[:4]), row[4]) for row in rows]
 
 
 async def mark_deliveries_bounced(session: AsyncSession, delivery_ids: Collection[int]) -> None:
     """`mark_delivery_bounced` for many."""
     if delivery_ids:
-        await session.execute(update(Delivery).where(Delivery.id.in_(sorted(delivery_ids))).values(bounced=True))
+        await (await session.connection()).execute(
+            update(Delivery.__table__).where(in_values(session, Delivery.__table__.c.id, sorted(delivery_ids)))
+            .values(bounced=True))

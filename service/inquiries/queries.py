@@ -20,6 +20,7 @@ from service.db import (
     Cursor,
     Sessions,
     day_start,
+    in_values,
     like_pattern,
     lock_names,
     newest_first,
@@ -293,8 +294,8 @@ async def unflagged_inquiries(session: AsyncSession, inquiry_ids: Collection[int
     """Those of these inquiries that exist and are not flagged as bounced yet."""
     if not inquiry_ids:
         return set()
-    stmt = select(Inquiry.id).where(Inquiry.id.in_(list(inquiry_ids)), Inquiry.bounced_at.is_(None))
-    return set((await session.scalars(stmt)).all())
+    stmt = select(Inquiry.id).where(in_values(session, Inquiry.id, inquiry_ids), Inquiry.bounced_at.is_(None))
+    return set((await (await session.connection()).scalars(stmt)).all())
 
 
 async def flag_inquiries_bounced(session: AsyncSession, flags: dict[int, str], *, now: dt.datetime) -> None:

@@ -40,7 +40,7 @@ from sqlalchemy import and_, delete, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.bounces.returnpath import return_path
-from service.db import Sessions, is_database_outage, rowcount, utcnow
+from service.db import Sessions, in_values, is_database_outage, rowcount, utcnow
 from service.mail.headers import HeaderInjectionError, header_names
 from service.mail.message import build_message, checked_headers, mail_date, new_message_id, parse_raw, serialise
 from service.mail.models import OutboxMessage
@@ -452,6 +452,8 @@ async def find_outbox_messages(session: AsyncSession, *, ids: Collection[int], m
         return []
     stmt = (select(OutboxMessage.id, OutboxMessage.kind, OutboxMessage.recipient, OutboxMessage.inquiry_id,
                    OutboxMessage.message_id)
-            .where(or_(OutboxMessage.id.in_(list(ids)), OutboxMessage.message_id.in_(list(message_ids))))
+            .where(or_(in_values(session, OutboxMessage.id, ids), in_values(session, OutboxMessage.message_id,
+                                                                              message_ids)))
             .order_by(OutboxMessage.id))
-    return [(OutboxRef(*row[:4]), row[4]) for row in (await session.execute(stmt)).all()]
+    rows = (await (await session.connection()).execute(stmt)).all()
+    return [(OutboxRef(*row[:4]), row[4]) for row in rows]

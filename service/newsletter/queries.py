@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Select, bindparam, delete, exists, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from service.db import Cursor, insert_for, like_pattern, newest_first, rowcount, utcnow
+from service.db import Cursor, in_values, insert_for, like_pattern, newest_first, rowcount, utcnow
 from service.newsletter.models import SUPPRESSED_STATUSES, Subscriber, SubscriberTopic, Suppression
 from service.tokens import Tokens
 from service.validation import email_key
@@ -219,8 +219,8 @@ async def subscriber_states(session: AsyncSession, *, ids: Collection[int], emai
     if not ids and not email_keys:
         return []
     stmt = (select(Subscriber.id, Subscriber.email_key, Subscriber.status, Subscriber.confirmed_at)
-            .where(or_(Subscriber.id.in_(list(ids)), Subscriber.email_key.in_(list(email_keys)))))
-    return list((await session.execute(stmt)).all())
+            .where(or_(in_values(session, Subscriber.id, ids), in_values(session, Subscriber.email_key, email_keys))))
+    return list((await (await session.connection()).execute(stmt)).all())
 
 
 async def set_statuses(session: AsyncSession, *, status: str, changes: list[dict[str, Any]]) -> None:

@@ -174,6 +174,36 @@ async def test_reports_arriving_together_are_committed_together_each_with_its_ow
     assert sorted(e.recipient for e in stored) == sorted(people)
 
 
+async def test_idle_open_connections_do_not_hold_back_a_report(
+        db: Database, settings: Settings, smtp: SmtpServer) -> None:
+    """The writer waits a moment for the reports of the other open connections (group commit),
+    but connections that send nothing (an MTA's cached ones) only delay it: the report is
+    recorded and answered, and the idle connections are served as usual afterwards."""
+    sent = await _sent(db, settings, smtp, "busy@example.org")
+    sid, verp, message_id = sent["busy@example.org"]
+    server = await start_inbound(db.sessions, settings, port=0)
+    port = server.sockets[0].getsockname()[1]
+    idle = [await asyncio.open_connection("127.0.0.1", port) for _ in range(3)]
+    try:
+        for reader, _writer in idle:
+            assert (await asyncio.wait_for(reader.readline(), 30)).startswith(b"220")
+        raw = sample("postfix_dsn", return_path=verp, rcpt="busy@example.org", message_id=message_id)
+        _rcpt, replies = await lmtp_send(port, [verp], raw)
+        reader, writer = idle[0]
+        writer.write(b"LHLO late.example\r\nNOOP\r\n")
+        answers: list[bytes] = []
+        while sum(a[3:4] == b" " for a in answers) < 2:  # the last lines of LHLO's and NOOP's replies
+            answers.append(await asyncio.wait_for(reader.readline(), 30))
+    finally:
+        for _reader, writer in idle:
+            writer.close()
+        server.close()
+        await server.wait_closed()
+    assert replies == ["250 2.0.0 bounce recorded"]
+    assert (await subscriber(db, sid)).status == "bounced"
+    assert answers[-1].startswith(b"250") and any(b"PIPELINING" in a for a in answers)
+
+
 async def test_lmtp_offers_pipelining_and_answers_pipelined_commands_in_order(
         db: Database, settings: Settings, smtp: SmtpServer) -> None:
     """RFC 2033 requires PIPELINING of an LMTP server: Postfix then sends MAIL, RCPT and DATA
