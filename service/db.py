@@ -19,7 +19,7 @@ import logging
 import os
 import stat
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager, suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, cast
@@ -430,13 +430,30 @@ def is_postgresql(session: AsyncSession) -> bool:
     return session.get_bind().dialect.name == "postgresql"
 
 
-def in_values(session: AsyncSession, column: Any, values: Collection[Any]) -> ColumnElement[bool]:
-    """`column IN (values)`; on PostgreSQL `column = ANY(array)`, one SQL text whatever the
-    count: asyncpg prepares each distinct text once per connection (its cache holds 100), and
-    the lists of a batch have every length, so IN lists would prepare nearly every time."""
-    if is_postgresql(session):
-        return column == any_(bindparam(None, list(values), type_=ARRAY(column.type)))
-    return column.in_(list(values))
+def list_param(postgresql: bool, column: Any, name: str) -> ColumnElement[bool]:
+    """`column IN :name`, the list given when the statement runs: `= ANY(:name)` on PostgreSQL,
+    one SQL text whatever the count (asyncpg prepares each distinct text once per connection,
+    its cache holds 100, and a batch's lists have every length), an expanding IN on SQLite. For
+    statements built once per dialect (`once_per_dialect`)."""
+    if postgresql:
+        return column == any_(bindparam(name, type_=ARRAY(column.type)))
+    return column.in_(bindparam(name, expanding=True))
+
+
+def once_per_dialect(build: Callable[[bool], T]) -> Callable[[AsyncSession], T]:
+    """Decorator: `build(postgresql)` makes a statement once per dialect, and the statement is
+    reused with new parameters. For the hot paths (a batch of bounces runs ten statements):
+    building a statement costs SQLAlchemy more than compiling from its cache and executing it,
+    about 0.7 of 1.1 ms CPU for a SELECT of twenty ids."""
+    built: dict[bool, T] = {}
+
+    def statement(session: AsyncSession) -> T:
+        postgresql = is_postgresql(session)
+        if postgresql not in built:
+            built[postgresql] = build(postgresql)
+        return built[postgresql]
+
+    return statement
 
 
 def insert_for(session: AsyncSession) -> Callable[..., Any]:

@@ -17,7 +17,7 @@ from sqlalchemy.orm import aliased
 
 from service.articles.models import Article, ArticleTopic
 from service.campaigns.models import Campaign, CampaignArticle, Delivery
-from service.db import UTCDateTime, in_values, insert_for, rowcount, without_jit
+from service.db import UTCDateTime, insert_for, list_param, once_per_dialect, rowcount, without_jit
 from service.newsletter.audience import campaign_audience, mailable, wants_topics
 from service.newsletter.models import Subscriber, SubscriberTopic
 
@@ -503,16 +503,25 @@ async def find_deliveries(session: AsyncSession, *, ids: Collection[int], messag
     """The deliveries with these ids or these Message-IDs, by id, each with its Message-ID."""
     if not ids and not message_ids:
         return []
-    stmt = (select(Delivery.id, Delivery.campaign_id, Delivery.subscriber_id, Delivery.email, Delivery.message_id)
-            .where(or_(in_values(session, Delivery.id, ids), in_values(session, Delivery.message_id, message_ids)))
-            .order_by(Delivery.id))
-    rows = (await (await session.connection()).execute(stmt)).all()  # Core: no ORM work for plain columns
+    rows = (await (await session.connection()).execute(  # Core: no ORM work for plain columns
+        _find_deliveries(session), {"ids": list(ids), "mids": list(message_ids)})).all()
     return [(DeliveryRef(*row[:4]), row[4]) for row in rows]
+
+
+@once_per_dialect
+def _find_deliveries(postgresql: bool) -> Any:
+    return (select(Delivery.id, Delivery.campaign_id, Delivery.subscriber_id, Delivery.email, Delivery.message_id)
+            .where(or_(list_param(postgresql, Delivery.id, "ids"), list_param(postgresql, Delivery.message_id, "mids")))
+            .order_by(Delivery.id))
 
 
 async def mark_deliveries_bounced(session: AsyncSession, delivery_ids: Collection[int]) -> None:
     """`mark_delivery_bounced` for many."""
     if delivery_ids:
-        await (await session.connection()).execute(
-            update(Delivery.__table__).where(in_values(session, Delivery.__table__.c.id, sorted(delivery_ids)))
-            .values(bounced=True))
+        await (await session.connection()).execute(_mark_bounced(session), {"ids": sorted(delivery_ids)})
+
+
+@once_per_dialect
+def _mark_bounced(postgresql: bool) -> Any:
+    table = Delivery.__table__
+    return update(table).where(list_param(postgresql, table.c.id, "ids")).values(bounced=True)

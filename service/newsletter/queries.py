@@ -4,6 +4,7 @@ suppression and the purge of unconfirmed signups. Functions take the caller's se
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import AsyncIterator, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -11,7 +12,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Select, bindparam, delete, exists, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from service.db import Cursor, in_values, insert_for, like_pattern, newest_first, rowcount, utcnow
+from service.db import Cursor, insert_for, like_pattern, list_param, newest_first, once_per_dialect, rowcount, utcnow
 from service.newsletter.models import SUPPRESSED_STATUSES, Subscriber, SubscriberTopic, Suppression
 from service.tokens import Tokens
 from service.validation import email_key
@@ -218,9 +219,15 @@ async def subscriber_states(session: AsyncSession, *, ids: Collection[int], emai
     what a batch of bounces needs, without loading whole rows."""
     if not ids and not email_keys:
         return []
-    stmt = (select(Subscriber.id, Subscriber.email_key, Subscriber.status, Subscriber.confirmed_at)
-            .where(or_(in_values(session, Subscriber.id, ids), in_values(session, Subscriber.email_key, email_keys))))
-    return list((await (await session.connection()).execute(stmt)).all())
+    return list((await (await session.connection()).execute(
+        _subscriber_states(session), {"ids": list(ids), "keys": list(email_keys)})).all())
+
+
+@once_per_dialect
+def _subscriber_states(postgresql: bool) -> Any:
+    return (select(Subscriber.id, Subscriber.email_key, Subscriber.status, Subscriber.confirmed_at)
+            .where(or_(list_param(postgresql, Subscriber.id, "ids"),
+                       list_param(postgresql, Subscriber.email_key, "keys"))))
 
 
 async def set_statuses(session: AsyncSession, *, status: str, changes: list[dict[str, Any]]) -> None:
@@ -228,11 +235,17 @@ async def set_statuses(session: AsyncSession, *, status: str, changes: list[dict
     (status, status_changed_at, <status>_at, last_bounce); a bounce never overwrites a complaint."""
     if not changes:
         return
-    stmt = update(Subscriber).where(Subscriber.id == bindparam("sid"))
-    if status != "complained":
-        stmt = stmt.where(Subscriber.status != "complained")
-    columns = [k for k in changes[0] if k != "sid"]
-    stmt = stmt.values({k: bindparam(f"v_{k}") for k in columns})
+    columns = tuple(k for k in changes[0] if k != "sid")
     params = [{"sid": c["sid"], **{f"v_{k}": c[k] for k in columns}} for c in changes]
     conn = await session.connection()
-    await conn.execute(stmt, params)
+    await conn.execute(_set_status(status, columns), params)
+
+
+@functools.cache
+def _set_status(status: str, columns: tuple[str, ...]) -> Any:
+    """The UPDATE of `set_statuses`, built once per status and columns."""
+    table = Subscriber.__table__
+    stmt = update(table).where(table.c.id == bindparam("sid"))
+    if status != "complained":
+        stmt = stmt.where(table.c.status != "complained")
+    return stmt.values({k: bindparam(f"v_{k}") for k in columns})
