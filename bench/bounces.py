@@ -1,6 +1,6 @@
 """Benchmark: bounces in, by both routes, on PostgreSQL.
 
-    ./dev bench bounces [--events 100000] [--connections 100] [--inbound-procs 1] [--batch 100]
+    ./dev bench bounces [--events 100000] [--connections 20] [--inbound-procs 1] [--batch 100]
                         [--requests 16] [--server-procs 2]
 
 A fresh database (`tidings_bench_bounces`, or BENCH_PG_DB; dropped afterwards), migrated, with
@@ -11,7 +11,9 @@ A fresh database (`tidings_bench_bounces`, or BENCH_PG_DB; dropped afterwards), 
    one RFC 3464 delivery-status report per delivery, each to that delivery's signed VERP return
    path, over `--connections` LMTP connections (pipelined, as Postfix does); every message must
    get 250 for its recipient. Each reply waits for its report's commit, so the connections are
-   what keeps transactions full: Postfix runs up to 100 delivery agents (default_process_limit).
+   what keeps transactions full. 20 by default, because that is what Postfix opens to one LMTP
+   destination (lmtp_destination_concurrency_limit = default_destination_concurrency_limit = 20);
+   an operator can raise it, up to its 100 delivery agents (default_process_limit).
    Ceiling, same run: the same client against a null LMTP server that answers at once.
 2. Webhook: uvicorn (`--server-procs` processes) serves the app with WEBHOOK_SECRET; the
    generic webhook gets EVENTS hard bounces in signed batches of `--batch`, `--requests` at once.
@@ -419,8 +421,8 @@ async def baseline(events: int, batch: int) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=100_000, help="events per route (default 100000)")
-    parser.add_argument("--connections", type=int, default=100,
-                        help="LMTP connections (default 100: Postfix's default_process_limit)")
+    parser.add_argument("--connections", type=int, default=20,
+                        help="LMTP connections (default 20: Postfix's lmtp_destination_concurrency_limit)")
     parser.add_argument("--inbound-procs", type=int, default=1, help="tidings inbound --processes (default 1)")
     parser.add_argument("--batch", type=int, default=100, help="events per webhook request (default 100)")
     parser.add_argument("--server-procs", type=int, default=2, help="uvicorn processes (default 2)")

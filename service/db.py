@@ -34,6 +34,7 @@ from sqlalchemy import (
     Table,
     TypeDecorator,
     and_,
+    any_,
     bindparam,
     event,
     func,
@@ -42,6 +43,7 @@ from sqlalchemy import (
     tuple_,
 )
 from sqlalchemy import cast as sql_cast
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import CursorResult, Dialect, Result
@@ -432,6 +434,32 @@ def keeps_lead_source_months(session: AsyncSession) -> bool:
     """Whether lead_source_months is kept up to date: by triggers on PostgreSQL (migration
     0012a_leadmonths); SQLite has none, and its reports group the inquiries themselves."""
     return is_postgresql(session)
+
+
+def list_param(postgresql: bool, column: Any, name: str) -> ColumnElement[bool]:
+    """`column IN :name`, the list given when the statement runs: `= ANY(:name)` on PostgreSQL,
+    one SQL text whatever the count (asyncpg prepares each distinct text once per connection,
+    its cache holds 100, and a batch's lists have every length), an expanding IN on SQLite. For
+    statements built once per dialect (`once_per_dialect`)."""
+    if postgresql:
+        return column == any_(bindparam(name, type_=ARRAY(column.type)))
+    return column.in_(bindparam(name, expanding=True))
+
+
+def once_per_dialect(build: Callable[[bool], T]) -> Callable[[AsyncSession], T]:
+    """Decorator: `build(postgresql)` makes a statement once per dialect, and the statement is
+    reused with new parameters. For the hot paths (a batch of bounces runs ten statements):
+    building a statement costs SQLAlchemy more than compiling from its cache and executing it,
+    about 0.7 of 1.1 ms CPU for a SELECT of twenty ids."""
+    built: dict[bool, T] = {}
+
+    def statement(session: AsyncSession) -> T:
+        postgresql = is_postgresql(session)
+        if postgresql not in built:
+            built[postgresql] = build(postgresql)
+        return built[postgresql]
+
+    return statement
 
 
 def insert_for(session: AsyncSession) -> Callable[..., Any]:

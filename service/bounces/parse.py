@@ -20,9 +20,10 @@ import email
 import email.errors
 import email.header
 import email.policy
+import functools
 import logging
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from email.message import Message
 from email.utils import parsedate_to_datetime
@@ -30,7 +31,7 @@ from email.utils import parsedate_to_datetime
 from flufl.bounce import all_failures
 
 from service.bounces.events import MailEvent, one_line, report_key
-from service.bounces.mime import address_of, addresses_of, headers_only, quick_report
+from service.bounces.mime import DsnParts, Fields, address_of, addresses_of, headers_only, lean_dsn, quick_report
 from service.bounces.returnpath import token_of_address
 from service.db import utcnow
 from service.settings import Settings
@@ -49,6 +50,8 @@ _MESSAGE_ID = re.compile(r"^Message-ID:\s*(<[^>\s]+>)", re.IGNORECASE | re.MULTI
 _SOFT_PERMANENT = ("5.2.2", "5.7.")
 # Feedback types of RFC 5965 that are complaints ("not-spam" and the rest are not).
 _COMPLAINT_TYPES = ("abuse", "fraud", "virus", "other")
+# Where a report names the address it was sent to (our return path), in the order they are tried.
+_RECIPIENT_HEADERS = ("Delivered-To", "X-Original-To", "Envelope-To", "To")
 
 
 @dataclass(frozen=True)
@@ -74,9 +77,14 @@ class Report:
 
 
 def parse_report(raw: bytes, settings: Settings) -> Report:
-    """Classify one message and read its failures: a standard report by the quick reader
-    (`service.bounces.mime`), anything else, or a report whose returned message names no
-    Message-ID there, with the email package's full parse."""
+    """Classify one message and read its failures: a plain delivery-status report by the lean
+    reader, another standard report by the quick reader (both `service.bounces.mime`), anything
+    else, or a report whose returned message names no Message-ID there, with the email
+    package's full parse. Each gives what the full parse would."""
+    lean = lean_dsn(raw)
+    report = _lean_report(lean, settings) if lean is not None else None
+    if report is not None:
+        return report
     quick = quick_report(raw)
     if quick is not None:
         report = report_of(quick, settings)
@@ -131,18 +139,38 @@ def _dsn(msg: Message) -> Report | None:
     blocks = part.get_payload() if part is not None else None
     if not isinstance(blocks, list):
         return None
+    return _dsn_of([functools.partial(_header, b) for b in blocks[1:] if isinstance(b, Message)])
+
+
+def _lean_report(parts: DsnParts, settings: Settings) -> Report | None:
+    """`report_of` for the fields `mime.lean_dsn` read; None when the returned message names no
+    Message-ID (the full parse then looks for one in the text)."""
+    report = _dsn_of([functools.partial(_field, b) for b in parts.blocks[1:]])
+    message_id = _field(parts.returned, "Message-ID")
+    if not message_id and report.kind == "bounce":
+        return None
+    candidates: list[str] = []
+    for name in _RECIPIENT_HEADERS:
+        candidates += addresses_of(parts.top.get(name.lower(), []))
+    if parts.returned is not None:
+        candidates += addresses_of(parts.returned.get("return-path", []))
+    return Report(report.kind, report.failures, report_id=_field(parts.top, "Message-ID") or None,
+                  message_id=message_id or None, tokens=_known_tokens(settings, candidates),
+                  occurred_at=_date_of(_field(parts.top, "Date")), detail=report.detail)
+
+
+def _dsn_of(blocks: Sequence[Callable[[str], str]]) -> Report:
+    """The report of the per-recipient blocks, each given as its field reader."""
     failures, actions = [], []
-    for block in blocks[1:]:
-        if not isinstance(block, Message):
-            continue
-        action = _header(block, "Action").lower()
+    for field in blocks:
+        action = field("Action").lower()
         actions.append(action)
-        recipient = _address_field(_header(block, "Final-Recipient") or _header(block, "Original-Recipient"))
+        recipient = _address_field(field("Final-Recipient") or field("Original-Recipient"))
         if action != "failed" or not recipient:
             continue
-        status_match = _STATUS.search(_header(block, "Status"))
+        status_match = _STATUS.search(field("Status"))
         status = status_match.group(0) if status_match else None
-        diagnostic = one_line(_header(block, "Diagnostic-Code") or f"{status or ''} {action}".strip())
+        diagnostic = one_line(field("Diagnostic-Code") or f"{status or ''} {action}".strip())
         failures.append(Failure(_bounce_kind(status), recipient, status, diagnostic))
     if failures:
         return Report("bounce", tuple(failures), detail="a delivery-status report (RFC 3464)")
@@ -227,9 +255,17 @@ def _header(msg: Message | None, name: str) -> str:
     if msg is None:
         return ""
     value = msg.get(name)
-    if value is None:
-        return ""
-    text = str(value)
+    return "" if value is None else _clean(str(value))
+
+
+def _field(fields: Fields | None, name: str) -> str:
+    """`_header` of plain fields (`mime.Fields`)."""
+    values = fields.get(name.lower()) if fields is not None else None
+    return _clean(values[0]) if values else ""
+
+
+def _clean(text: str) -> str:
+    """A header value as read: encoded words decoded, whitespace runs as one space."""
     if "=?" in text:
         try:
             text = str(email.header.make_header(email.header.decode_header(text)))
@@ -250,8 +286,12 @@ def _address_field(value: str) -> str:
 
 
 def _date(msg: Message) -> dt.datetime | None:
+    return _date_of(_header(msg, "Date"))
+
+
+def _date_of(text: str) -> dt.datetime | None:
     try:
-        when = parsedate_to_datetime(_header(msg, "Date"))
+        when = parsedate_to_datetime(text)
         when = when if when.tzinfo is not None else when.replace(tzinfo=dt.UTC)  # "-0000": UTC, zone unknown
         when.astimezone(dt.UTC)  # a time UTC cannot hold (31 Dec 9999 west of Greenwich) is no time
     except (TypeError, ValueError, IndexError, OverflowError):
@@ -286,11 +326,15 @@ def _tokens(settings: Settings, msg: Message, returned: Message | None) -> tuple
     """Return-path tokens in the report's recipient headers, then in the returned message's
     Return-Path."""
     candidates: list[str] = []
-    for name in ("Delivered-To", "X-Original-To", "Envelope-To", "To"):
+    for name in _RECIPIENT_HEADERS:
         candidates += addresses_of(msg.get_all(name, []))
     if returned is not None:
         candidates += addresses_of(returned.get_all("Return-Path", []))
-    return tuple(_unique(t for c in candidates if (t := token_of_address(settings, c))))
+    return _known_tokens(settings, candidates)
+
+
+def _known_tokens(settings: Settings, addresses: list[str]) -> tuple[str, ...]:
+    return tuple(_unique(t for c in addresses if (t := token_of_address(settings, c))))
 
 
 def _unique(values: Iterable[str]) -> list[str]:

@@ -133,8 +133,10 @@ async def _load_messages(session: AsyncSession, tokens: list[ReturnToken | str |
     outbox_ids = {t.id for t in tokens if isinstance(t, ReturnToken) and t.kind != "delivery"}
     mids = {e.message_id for e, t in zip(events, tokens, strict=True) if t is None and e.message_id}
     if delivery_ids or mids:
-        for ref, mid in await find_deliveries(session, ids=delivery_ids, message_ids=mids):
+        for ref, mid, person in await find_deliveries(session, ids=delivery_ids, message_ids=mids):
             state.deliveries[ref.id] = ref
+            if person is not None:
+                _add_sub(state, *person)
             if mid in mids:
                 state.deliveries_by_mid.setdefault(mid, ref)
     if outbox_ids or mids:
@@ -147,12 +149,11 @@ async def _load_messages(session: AsyncSession, tokens: list[ReturnToken | str |
 async def _load_people(session: AsyncSession, targets: list[_Target | str], events: Sequence[MailEvent],
                        settings: Settings, state: _State) -> None:
     """The subscribers, soft-bounce history and inquiries the targets concern."""
-    ids = {t.delivery.subscriber_id for t in targets if isinstance(t, _Target) and t.delivery}
+    ids = {t.delivery.subscriber_id for t in targets if isinstance(t, _Target) and t.delivery} - state.subs.keys()
     keys = {email_key(t.address) for t in targets if isinstance(t, _Target) and not t.delivery and t.address}
+    keys -= state.subs_by_key.keys()  # read with their deliveries
     for row in await subscribers.subscriber_states(session, ids=ids, email_keys=keys):
-        sub = _Sub(row.id, row.status, row.confirmed_at)
-        state.subs[sub.id] = sub
-        state.subs_by_key[row.email_key] = sub
+        _add_sub(state, row.id, row.email_key, row.status, row.confirmed_at)
     recipient_keys = {email_key(t.address) for t, e in zip(targets, events, strict=True)
                       if isinstance(t, _Target) and e.kind == "soft"}  # only a soft bounce counts them
     since = utcnow() - dt.timedelta(days=settings.soft_bounce_days)
@@ -160,6 +161,12 @@ async def _load_people(session: AsyncSession, targets: list[_Target | str], even
     inquiry_ids = {t.outbox.inquiry_id for t in targets
                    if isinstance(t, _Target) and t.outbox and t.outbox.inquiry_id is not None}
     state.unflagged = await unflagged_inquiries(session, inquiry_ids)
+
+
+def _add_sub(state: _State, sub_id: int, key: str, status: str, confirmed_at: dt.datetime | None) -> None:
+    """A subscriber as read, once: a second read (by address after by delivery) keeps the first."""
+    if sub_id not in state.subs:
+        state.subs[sub_id] = state.subs_by_key[key] = _Sub(sub_id, status, confirmed_at)
 
 
 def _row(event: MailEvent, target: _Target, sub: _Sub | None, now: dt.datetime) -> dict[str, Any]:

@@ -7,11 +7,13 @@ import datetime as dt
 from collections.abc import Collection, Sequence
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import bindparam, delete, func, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.bounces.models import BounceEvent, WebhookNonce
-from service.db import insert_for, rowcount
+from service.db import insert_for, list_param, once_per_dialect, rowcount
 from service.privacy.stores import PersonalDataStore, register_store
 from service.validation import email_key
 
@@ -44,6 +46,13 @@ async def list_events(session: AsyncSession, *, subscriber_id: int | None = None
         stmt = stmt.where(BounceEvent.campaign_id == campaign_id)
     stmt = stmt.order_by(BounceEvent.received_at.desc(), BounceEvent.id.desc()).limit(limit)
     return (await session.scalars(stmt)).all()
+
+
+@once_per_dialect
+def _soft_bounce_times(postgresql: bool) -> Any:
+    return select(BounceEvent.recipient_key, BounceEvent.occurred_at).where(
+        list_param(postgresql, BounceEvent.recipient_key, "keys"), BounceEvent.kind == "soft",
+        BounceEvent.occurred_at >= bindparam("since"))
 
 
 async def forget_inquiry_reports(session: AsyncSession, inquiry_ids: Sequence[int]) -> int:
@@ -85,17 +94,27 @@ async def insert_events(session: AsyncSession, rows: list[dict[str, Any]]) -> di
     count: SQLAlchemy's "insertmanyvalues" sends the rows as multi-row INSERTs."""
     if not rows:
         return {}
-    table = BounceEvent.__table__
-    stmt = (insert_for(session)(table).on_conflict_do_nothing(index_elements=["event_key"])
-            .returning(table.c.event_key, table.c.id))
-    result = await (await session.connection()).execute(stmt, rows)
+    result = await (await session.connection()).execute(_insert_events(session), rows)
     return {key: event_id for key, event_id in result.all()}
+
+
+@once_per_dialect
+def _insert_events(postgresql: bool) -> Any:
+    table = BounceEvent.__table__
+    insert = pg_insert if postgresql else sqlite_insert
+    return insert(table).on_conflict_do_nothing(index_elements=["event_key"]).returning(table.c.event_key, table.c.id)
 
 
 async def set_event_outcomes(session: AsyncSession, outcomes: dict[str, list[int]]) -> None:
     """outcome -> the ids of the events that had it."""
     for outcome, ids in outcomes.items():
-        await session.execute(update(BounceEvent).where(BounceEvent.id.in_(ids)).values(outcome=outcome))
+        await (await session.connection()).execute(_set_outcomes(session), {"ids": ids, "v_outcome": outcome})
+
+
+@once_per_dialect
+def _set_outcomes(postgresql: bool) -> Any:
+    table = BounceEvent.__table__
+    return update(table).where(list_param(postgresql, table.c.id, "ids")).values(outcome=bindparam("v_outcome"))
 
 
 async def soft_bounce_times(session: AsyncSession, *, recipient_keys: Collection[str], since: dt.datetime
@@ -103,10 +122,9 @@ async def soft_bounce_times(session: AsyncSession, *, recipient_keys: Collection
     """When each of these addresses soft-bounced at or after `since`."""
     if not recipient_keys:
         return {}
-    stmt = select(BounceEvent.recipient_key, BounceEvent.occurred_at).where(
-        BounceEvent.recipient_key.in_(list(recipient_keys)), BounceEvent.kind == "soft",
-        BounceEvent.occurred_at >= since)
     times: dict[str, list[dt.datetime]] = {}
-    for key, at in (await session.execute(stmt)).all():
+    result = await (await session.connection()).execute(_soft_bounce_times(session),
+                                                        {"keys": list(recipient_keys), "since": since})
+    for key, at in result.all():
         times.setdefault(key, []).append(at)
     return times

@@ -17,7 +17,7 @@ from sqlalchemy.orm import aliased
 
 from service.articles.models import Article, ArticleTopic
 from service.campaigns.models import Campaign, CampaignArticle, Delivery
-from service.db import UTCDateTime, insert_for, rowcount, without_jit
+from service.db import UTCDateTime, insert_for, list_param, once_per_dialect, rowcount, without_jit
 from service.newsletter.audience import campaign_audience, mailable, wants_topics
 from service.newsletter.models import Subscriber, SubscriberTopic
 
@@ -524,17 +524,33 @@ async def mark_delivery_bounced(session: AsyncSession, *, delivery_id: int) -> N
 
 
 async def find_deliveries(session: AsyncSession, *, ids: Collection[int], message_ids: Collection[str]
-                          ) -> list[tuple[DeliveryRef, str | None]]:
-    """The deliveries with these ids or these Message-IDs, by id, each with its Message-ID."""
+                          ) -> list[tuple[DeliveryRef, str | None, Any]]:
+    """The deliveries with these ids or these Message-IDs, by id, each with its Message-ID and
+    its subscriber's (id, email_key, status, confirmed_at) (None when gone): what a batch of
+    bounces reads first, in one statement."""
     if not ids and not message_ids:
         return []
-    stmt = (select(Delivery.id, Delivery.campaign_id, Delivery.subscriber_id, Delivery.email, Delivery.message_id)
-            .where(or_(Delivery.id.in_(list(ids)), Delivery.message_id.in_(list(message_ids))))
+    rows = (await (await session.connection()).execute(  # Core: no ORM work for plain columns
+        _find_deliveries(session), {"ids": list(ids), "mids": list(message_ids)})).all()
+    return [(DeliveryRef(*row[:4]), row[4], row[5:] if row[5] is not None else None) for row in rows]
+
+
+@once_per_dialect
+def _find_deliveries(postgresql: bool) -> Any:
+    return (select(Delivery.id, Delivery.campaign_id, Delivery.subscriber_id, Delivery.email, Delivery.message_id,
+                   Subscriber.id, Subscriber.email_key, Subscriber.status, Subscriber.confirmed_at)
+            .outerjoin(Subscriber, Subscriber.id == Delivery.subscriber_id)
+            .where(or_(list_param(postgresql, Delivery.id, "ids"), list_param(postgresql, Delivery.message_id, "mids")))
             .order_by(Delivery.id))
-    return [(DeliveryRef(*row[:4]), row[4]) for row in (await session.execute(stmt)).all()]
 
 
 async def mark_deliveries_bounced(session: AsyncSession, delivery_ids: Collection[int]) -> None:
     """`mark_delivery_bounced` for many."""
     if delivery_ids:
-        await session.execute(update(Delivery).where(Delivery.id.in_(sorted(delivery_ids))).values(bounced=True))
+        await (await session.connection()).execute(_mark_bounced(session), {"ids": sorted(delivery_ids)})
+
+
+@once_per_dialect
+def _mark_bounced(postgresql: bool) -> Any:
+    table = Delivery.__table__
+    return update(table).where(list_param(postgresql, table.c.id, "ids")).values(bounced=True)

@@ -21,8 +21,10 @@ from service.db import (
     Sessions,
     day_start,
     like_pattern,
+    list_param,
     lock_names,
     newest_first,
+    once_per_dialect,
     rowcount,
     utcnow,
     word_search,
@@ -299,8 +301,12 @@ async def unflagged_inquiries(session: AsyncSession, inquiry_ids: Collection[int
     """Those of these inquiries that exist and are not flagged as bounced yet."""
     if not inquiry_ids:
         return set()
-    stmt = select(Inquiry.id).where(Inquiry.id.in_(list(inquiry_ids)), Inquiry.bounced_at.is_(None))
-    return set((await session.scalars(stmt)).all())
+    return set((await (await session.connection()).scalars(_unflagged(session), {"ids": list(inquiry_ids)})).all())
+
+
+@once_per_dialect
+def _unflagged(postgresql: bool) -> Any:
+    return select(Inquiry.id).where(list_param(postgresql, Inquiry.id, "ids"), Inquiry.bounced_at.is_(None))
 
 
 async def flag_inquiries_bounced(session: AsyncSession, flags: dict[int, str], *, now: dt.datetime) -> None:

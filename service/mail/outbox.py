@@ -40,7 +40,7 @@ from sqlalchemy import and_, delete, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.bounces.returnpath import return_path
-from service.db import Sessions, is_database_outage, rowcount, utcnow
+from service.db import Sessions, is_database_outage, list_param, once_per_dialect, rowcount, utcnow
 from service.mail.headers import HeaderInjectionError, header_names
 from service.mail.message import build_message, checked_headers, mail_date, new_message_id, parse_raw, serialise
 from service.mail.models import OutboxMessage
@@ -450,8 +450,15 @@ async def find_outbox_messages(session: AsyncSession, *, ids: Collection[int], m
     """The outbox messages with these row ids or these Message-IDs, by id, each with its Message-ID."""
     if not ids and not message_ids:
         return []
-    stmt = (select(OutboxMessage.id, OutboxMessage.kind, OutboxMessage.recipient, OutboxMessage.inquiry_id,
+    rows = (await (await session.connection()).execute(
+        _find_messages(session), {"ids": list(ids), "mids": list(message_ids)})).all()
+    return [(OutboxRef(*row[:4]), row[4]) for row in rows]
+
+
+@once_per_dialect
+def _find_messages(postgresql: bool) -> Any:
+    return (select(OutboxMessage.id, OutboxMessage.kind, OutboxMessage.recipient, OutboxMessage.inquiry_id,
                    OutboxMessage.message_id)
-            .where(or_(OutboxMessage.id.in_(list(ids)), OutboxMessage.message_id.in_(list(message_ids))))
+            .where(or_(list_param(postgresql, OutboxMessage.id, "ids"),
+                       list_param(postgresql, OutboxMessage.message_id, "mids")))
             .order_by(OutboxMessage.id))
-    return [(OutboxRef(*row[:4]), row[4]) for row in (await session.execute(stmt)).all()]

@@ -4,6 +4,7 @@ suppression and the purge of unconfirmed signups. Functions take the caller's se
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import AsyncIterator, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -11,11 +12,11 @@ from typing import Any
 from sqlalchemy import ColumnElement, Select, bindparam, delete, exists, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from service.db import Cursor, insert_for, like_pattern, newest_first, rowcount, utcnow
+from service.db import Cursor, insert_for, like_pattern, list_param, newest_first, once_per_dialect, rowcount, utcnow
 from service.newsletter.models import SUPPRESSED_STATUSES, Subscriber, SubscriberTopic, Suppression
 from service.tokens import Tokens
 from service.validation import email_key
-from service.webhooks.events import queue_subscriber_status
+from service.webhooks.events import SUBSCRIBER_EVENTS, endpoints_want, queue_subscriber_status
 
 
 def suppression_hashes(tokens: Tokens, email: str) -> list[str]:
@@ -229,9 +230,15 @@ async def subscriber_states(session: AsyncSession, *, ids: Collection[int], emai
     what a batch of bounces needs, without loading whole rows."""
     if not ids and not email_keys:
         return []
-    stmt = (select(Subscriber.id, Subscriber.email_key, Subscriber.status, Subscriber.confirmed_at)
-            .where(or_(Subscriber.id.in_(list(ids)), Subscriber.email_key.in_(list(email_keys)))))
-    return list((await session.execute(stmt)).all())
+    return list((await (await session.connection()).execute(
+        _subscriber_states(session), {"ids": list(ids), "keys": list(email_keys)})).all())
+
+
+@once_per_dialect
+def _subscriber_states(postgresql: bool) -> Any:
+    return (select(Subscriber.id, Subscriber.email_key, Subscriber.status, Subscriber.confirmed_at)
+            .where(or_(list_param(postgresql, Subscriber.id, "ids"),
+                       list_param(postgresql, Subscriber.email_key, "keys"))))
 
 
 async def set_statuses(session: AsyncSession, *, status: str, changes: list[dict[str, Any]]) -> None:
@@ -239,17 +246,28 @@ async def set_statuses(session: AsyncSession, *, status: str, changes: list[dict
     (status, status_changed_at, <status>_at, last_bounce); a bounce never overwrites a complaint."""
     if not changes:
         return
-    stmt = update(Subscriber).where(Subscriber.id == bindparam("sid"))
-    if status != "complained":
-        stmt = stmt.where(Subscriber.status != "complained")
-    columns = [k for k in changes[0] if k != "sid"]
-    stmt = stmt.values({k: bindparam(f"v_{k}") for k in columns})
+    columns = tuple(k for k in changes[0] if k != "sid")
     params = [{"sid": c["sid"], **{f"v_{k}": c[k] for k in columns}} for c in changes]
+    conn = await session.connection()
+    await conn.execute(_set_status(status, columns), params)
+    # Webhook events (the bounce policy passes only real changes: see bounces.policy._apply); the
+    # addresses are read only when an endpoint wants the event, since this runs per bounce batch.
+    event = SUBSCRIBER_EVENTS.get(status)
+    if event is None or not await endpoints_want(session, event):
+        return
     emails = dict((await session.execute(select(Subscriber.id, Subscriber.email)
                                          .where(Subscriber.id.in_([c["sid"] for c in changes])))).all())
-    conn = await session.connection()
-    await conn.execute(stmt, params)
-    for change in changes:  # the bounce policy passes only real changes (see bounces.policy._apply)
+    for change in changes:
         if change["sid"] in emails:
             await queue_subscriber_status(session, subscriber_id=change["sid"], email=emails[change["sid"]],
                                           status=status, now=change.get("status_changed_at") or utcnow())
+
+
+@functools.cache
+def _set_status(status: str, columns: tuple[str, ...]) -> Any:
+    """The UPDATE of `set_statuses`, built once per status and columns."""
+    table = Subscriber.__table__
+    stmt = update(table).where(table.c.id == bindparam("sid"))
+    if status != "complained":
+        stmt = stmt.where(table.c.status != "complained")
+    return stmt.values({k: bindparam(f"v_{k}") for k in columns})

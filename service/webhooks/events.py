@@ -65,10 +65,25 @@ async def queue_event(session: AsyncSession, *, event: str, data: dict[str, Any]
     params: dict[str, Any] = {
         "p_msg": new_msg_id(), "p_event": event, "p_now": now, "p_until": now + RETRY_WINDOW,
         "p_body": payload_body(event, now, data), "p_inquiry": inquiry_id, "p_person": person,
-        "p_like": "%," + event.replace("/", "//").replace("%", "/%").replace("_", "/_") + ",%"}
+        "p_like": _like(event)}
     if trusted_data is not None:
         params["p_trusted"] = payload_body(event, now, trusted_data)
     await session.execute(_INSERT_TRUSTED if trusted_data is not None else _INSERT, params)
+
+
+def _like(event: str) -> str:
+    """The LIKE pattern of `event` in an endpoint's comma-framed event list."""
+    return "%," + event.replace("/", "//").replace("%", "/%").replace("_", "/_") + ",%"
+
+
+_WANTED = select(_E.id).where(_E.enabled.is_(True), _E.events.like(bindparam("p_like", type_=String), escape="/")
+                              ).limit(1)
+
+
+async def endpoints_want(session: AsyncSession, event: str) -> bool:
+    """Whether any enabled endpoint chose `event`: a batch asks once before it gathers what its
+    events would carry (the bounce policy's batches, which usually have no endpoint to serve)."""
+    return (await session.execute(_WANTED, {"p_like": _like(event)})).first() is not None
 
 
 def _insert_statement(*, trusted: bool) -> Any:

@@ -9,7 +9,9 @@ import os
 import subprocess
 import sys
 
-from service.bounces.inbound import start_inbound
+from aiosmtpd.smtp import SMTP
+
+from service.bounces.inbound import PerRecipientLMTP, start_inbound
 from service.bounces.returnpath import make_token, return_path
 from service.settings import Settings
 from tests.bounces.helpers import lmtp_send, sample, stored_events
@@ -172,6 +174,36 @@ async def test_reports_arriving_together_are_committed_together_each_with_its_ow
     assert sorted(e.recipient for e in stored) == sorted(people)
 
 
+async def test_idle_open_connections_do_not_hold_back_a_report(
+        db: Database, settings: Settings, smtp: SmtpServer) -> None:
+    """The writer waits a moment for the reports of the other open connections (group commit),
+    but connections that send nothing (an MTA's cached ones) only delay it: the report is
+    recorded and answered, and the idle connections are served as usual afterwards."""
+    sent = await _sent(db, settings, smtp, "busy@example.org")
+    sid, verp, message_id = sent["busy@example.org"]
+    server = await start_inbound(db.sessions, settings, port=0)
+    port = server.sockets[0].getsockname()[1]
+    idle = [await asyncio.open_connection("127.0.0.1", port) for _ in range(3)]
+    try:
+        for reader, _writer in idle:
+            assert (await asyncio.wait_for(reader.readline(), 30)).startswith(b"220")
+        raw = sample("postfix_dsn", return_path=verp, rcpt="busy@example.org", message_id=message_id)
+        _rcpt, replies = await lmtp_send(port, [verp], raw)
+        reader, writer = idle[0]
+        writer.write(b"LHLO late.example\r\nNOOP\r\n")
+        answers: list[bytes] = []
+        while sum(a[3:4] == b" " for a in answers) < 2:  # the last lines of LHLO's and NOOP's replies
+            answers.append(await asyncio.wait_for(reader.readline(), 30))
+    finally:
+        for _reader, writer in idle:
+            writer.close()
+        server.close()
+        await server.wait_closed()
+    assert replies == ["250 2.0.0 bounce recorded"]
+    assert (await subscriber(db, sid)).status == "bounced"
+    assert answers[-1].startswith(b"250") and any(b"PIPELINING" in a for a in answers)
+
+
 async def test_lmtp_offers_pipelining_and_answers_pipelined_commands_in_order(
         db: Database, settings: Settings, smtp: SmtpServer) -> None:
     """RFC 2033 requires PIPELINING of an LMTP server: Postfix then sends MAIL, RCPT and DATA
@@ -242,3 +274,17 @@ async def test_tidings_inbound_processes_share_one_port_and_stop_together(
         _out, err = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode == 0, err
     assert [(await subscriber(db, sid)).status for sid, _v, _m in sent.values()] == ["bounced"] * 2
+
+
+def test_plain_envelope_paths_read_as_aiosmtpd_reads_them() -> None:
+    """`tidings inbound` reads `<>` and `<local@domain>` without the address parser: the same
+    address and parameters as aiosmtpd's own reading, which still reads everything else."""
+    ours, theirs = PerRecipientLMTP.__new__(PerRecipientLMTP), SMTP.__new__(SMTP)
+    for server in (ours, theirs):
+        server.local_part_limit = 0
+    for arg in ["<>", "<a@b.c>", "<a@b.c> SIZE=10 BODY=8BITMIME", " <a@b.c>", "<a@b.c>\t x", "<a@b.c>x",
+                "<>  SMTPUTF8", "a@b.c", "<a..b@c>", '<"q r"@x>', "<a@[1.2.3.4]>", "<@relay:a@b.c>", "<A+b@C.d>",
+                "<a@b.c> (note) SIZE=1", "<a@b", "<a b@c>", "<bounces+abc234@bounces.clinic.test>"]:
+        assert ours._getaddr(arg) == theirs._getaddr(arg), arg
+    ours.local_part_limit = theirs.local_part_limit = 3
+    assert ours._getaddr("<abcd@e.f>") == theirs._getaddr("<abcd@e.f>") == (None, None)

@@ -13,7 +13,7 @@ from email.utils import getaddresses, parseaddr
 import pytest
 
 from service.bounces.events import report_key
-from service.bounces.mime import address_of, addresses_of, quick_report
+from service.bounces.mime import address_of, addresses_of, lean_dsn, quick_report
 from service.bounces.parse import mail_events, parse_report, report_of
 from service.bounces.returnpath import make_token, return_path
 from service.settings import Settings
@@ -128,6 +128,41 @@ def test_the_quick_reader_reads_standard_reports_and_leaves_the_rest_to_the_full
     no_mid = dsn.replace(f"Message-ID: {MID}".encode(), b"X-Other: 1")
     assert parse_report(no_mid, SETTINGS) == report_of(email.message_from_bytes(no_mid, policy=email.policy.compat32),
                                                        SETTINGS)
+
+
+def _full(raw: bytes):  # type: ignore[no-untyped-def]
+    return report_of(email.message_from_bytes(raw, policy=email.policy.compat32), SETTINGS)
+
+
+def test_the_lean_reader_reads_plain_dsns_and_leaves_the_rest_to_the_others() -> None:
+    for name in ("postfix_dsn", "exim_failed", "exchange_mailbox_full", "postfix_delayed"):
+        assert lean_dsn(sample(name, return_path=RP, rcpt=RCPT, message_id=MID)) is not None, name
+    for name in ("gmail_dsn", "arf_abuse", "qmail", "exim_plain", "out_of_office", "personal_reply"):
+        assert lean_dsn(sample(name, return_path=RP, rcpt=RCPT, message_id=MID)) is None, name
+    dsn = sample("postfix_dsn", return_path=RP, rcpt=RCPT, message_id=MID)
+    headers = b"Content-Type: text/rfc822-headers\r\nContent-Transfer-Encoding: 8bit\r\n"
+    left = [  # each read by the quick reader or the full parse instead, and still the same
+        dsn.replace(b"boundary=", b"boundary*=", 1),  # an RFC 2231 parameter
+        dsn.replace(b"boundary=\"", b"boundary=\"<", 1).replace(b"/mx1.relay.example.net\"", b"/mx1>\"", 1),
+        dsn.replace(b"Subject: This month", "Subject: Ce mois-ci \u00e0".encode(), 1),  # 8-bit bytes
+        dsn.replace(headers, headers.replace(b"8bit", b"base64")),
+        dsn.replace(b"Content-Type: message/delivery-status", b"Content-Type: multipart/mixed; boundary=x", 1),
+    ]
+    for n, raw in enumerate(left):
+        assert lean_dsn(raw) is None, n
+        assert parse_report(raw, SETTINGS) == _full(raw), n
+    no_mid = dsn.replace(f"Message-ID: {MID}".encode(), b"X-Other: 1")  # then looked for in the text
+    assert parse_report(no_mid, SETTINGS) == _full(no_mid)
+    taken = [  # plain variants the lean reader reads, exactly as the full parse does
+        dsn.replace(b"Action: failed", b"Action: failed\r\nContent-Description: x\r\n\r\n\r\nAction: failed", 1),
+        dsn.replace(b"Status: 5.1.1", b"Status: 4.4.1", 1),
+        dsn.replace(b"Diagnostic-Code: smtp;", b"Diagnostic-Code: =?utf-8?q?smtp=3B?=", 1),
+        dsn.replace(b"Message-Id: <", b"Message-Id: <a@b>\r\nMessage-Id: <", 1),  # the first one counts
+        dsn.replace(b"To: " + RP.encode(), b"To: Someone <other@example.org>, " + RP.encode(), 1),
+    ]
+    for n, raw in enumerate(taken):
+        assert lean_dsn(raw) is not None, n
+        assert parse_report(raw, SETTINGS) == _full(raw), n
 
 
 @pytest.mark.parametrize("value", ["a@b.c", " <a+b@c.d> ", "a..b@c.d", "x <a@b.c>", "a@b.c, d@e.f", "", "<>",
