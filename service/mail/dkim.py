@@ -1,12 +1,16 @@
-"""DKIM signing of every message Tidings sends (dkimpy), when DKIM_PRIVATE_KEY_FILE and
-DKIM_SELECTOR are set: campaigns and test sends (`service.campaigns.message`), and every
-transactional message (confirmation, welcome, auto-reply, staff notice, `tidings mail-test`),
-signed by the transports of `service.mail.transport` over the very bytes they send.
+"""DKIM signing of every message Tidings sends, when DKIM_PRIVATE_KEY_FILE and DKIM_SELECTOR
+are set: campaigns and test sends (`service.campaigns.message`), and every transactional message
+(confirmation, welcome, auto-reply, staff notice, `tidings mail-test`), signed by the transports
+of `service.mail.transport` over the very bytes they send.
 
-`DkimSigner.sign` is the one signing function. The key is read once; the signature covers the
-list headers too (RFC 8058 section 4 requires List-Unsubscribe and List-Unsubscribe-Post to be
-covered), so they cannot be stripped or altered without breaking it. Headers listed here that a
-message lacks are left out of `h=` by dkimpy.
+`DkimSigner.sign` is the one signing function: RFC 6376 rsa-sha256 with relaxed/relaxed
+canonicalisation, written here (about forty lines) so that the RSA signature goes through
+`cryptography` (OpenSSL, about 1 ms a message) instead of dkimpy's pure-Python RSA (about
+6 ms), which capped a signed digest at a few hundred messages a second. dkimpy stays the
+verifier in the tests (every kind of email verifies with it). The key is loaded once; the
+signature covers the list headers too (RFC 8058 section 4 requires List-Unsubscribe and
+List-Unsubscribe-Post to be covered), so they cannot be stripped or altered without breaking
+it. Headers listed here that a message lacks are left out of `h=`.
 
 `alignment_problem` says when DKIM_DOMAIN would not align with the From domain (DMARC relaxed
 alignment: the same organisational domain), which the start-up of serve and worker warns about.
@@ -14,12 +18,17 @@ alignment: the same organisational domain), which the start-up of serve and work
 
 from __future__ import annotations
 
+import base64
 import functools
+import hashlib
+import re
+import time
 from email.utils import parseaddr
 from pathlib import Path
 from typing import Any
 
-import dkim
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from service.mail.headers import check_serialised, header_names
 from service.settings import Settings, SettingsError
@@ -28,24 +37,62 @@ SIGNED_HEADERS = (
     b"From", b"To", b"Subject", b"Date", b"Message-ID", b"MIME-Version", b"Content-Type", b"Reply-To",
     b"List-Unsubscribe", b"List-Unsubscribe-Post", b"List-Id", b"Feedback-ID", b"Auto-Submitted",
 )
+_SIGNED_LOWER = tuple(h.lower() for h in SIGNED_HEADERS)
+_WSP_RUN = re.compile(rb"[\t ]+")
+_WSP_EOL = re.compile(rb"[\t ]+\r\n")
+_FIELD_START = re.compile(rb"^(?=[^ \t])", re.M)
+
+
+def relaxed_body(body: bytes) -> bytes:
+    """RFC 6376 section 3.4.4 (as dkimpy reads it): white space at line ends removed, other runs
+    of it made one space, empty lines at the end dropped, CRLF at the end of a non-empty body.
+    Bodies without tabs, double spaces or spaces before CRLF (quoted-printable ones) skip both
+    regular expressions: three substring searches over the body instead of two rewrites."""
+    if b"\t" in body or b"  " in body or b" \r\n" in body:
+        body = _WSP_RUN.sub(b" ", _WSP_EOL.sub(b"\r\n", body))
+    end = len(body)
+    while body.endswith(b"\r\n", 0, end):
+        end -= 2
+    return body[:end] + b"\r\n" if end else b""
+
+
+def relaxed_header(name: bytes, value: bytes) -> bytes:
+    """RFC 6376 section 3.4.2: the name in lower case, the value unfolded, runs of white space as
+    one space, none at either end; `name:value` CRLF."""
+    value = _WSP_RUN.sub(b" ", value.replace(b"\r\n", b"")).strip(b" ")
+    return name.strip().lower() + b":" + value + b"\r\n"
 
 
 class DkimSigner:
     def __init__(self, *, selector: str, domain: str, private_key: bytes) -> None:
         self.selector = selector.encode()
         self.domain = domain.encode()
-        self.private_key = private_key
+        key = serialization.load_pem_private_key(private_key, password=None)
+        if not isinstance(key, rsa.RSAPrivateKey):
+            raise ValueError("the DKIM key must be an RSA private key (rsa-sha256)")
+        self.key = key
 
-    def sign(self, raw: bytes) -> bytes:
-        """`raw` (CRLF line ends) with a DKIM-Signature header in front, relaxed/relaxed; the
-        header block checked again: exactly the headers it had, plus the signature."""
-        present = header_names(raw)
-        wanted = [h for h in SIGNED_HEADERS if h.decode().lower() in present]
-        signature = dkim.sign(raw, self.selector, self.domain, self.private_key, include_headers=wanted,
-                              canonicalize=(b"relaxed", b"relaxed"), linesep=b"\r\n")
-        signed = signature + raw
+    def sign(self, raw: bytes, *, now: int | None = None) -> bytes:
+        """`raw` (CRLF line ends) with a DKIM-Signature header in front, rsa-sha256, relaxed/relaxed;
+        the header block checked again: exactly the headers it had, plus the signature."""
+        present = header_names(raw)  # also refuses a header block that is not clean CRLF ASCII lines
+        end = raw.index(b"\r\n\r\n")
+        fields: dict[bytes, bytes] = {}  # lower-case name -> its last occurrence (RFC 6376 5.4.2)
+        for field in _FIELD_START.split(raw[:end]):
+            if field:
+                name, _colon, value = field.partition(b":")
+                fields[name.strip().lower()] = value.removesuffix(b"\r\n")
+        signed = [h for h in _SIGNED_LOWER if h in fields]
+        body_hash = base64.b64encode(hashlib.sha256(relaxed_body(raw[end + 4:])).digest())
+        stamp = int(time.time()) if now is None else now
+        value = (b" v=1; a=rsa-sha256; c=relaxed/relaxed; d=" + self.domain + b"; s=" + self.selector
+                 + b"; t=" + str(stamp).encode() + b";\r\n h=" + b":".join(signed) + b";\r\n bh=" + body_hash
+                 + b";\r\n b=")
+        data = b"".join(relaxed_header(h, fields[h]) for h in signed) + relaxed_header(b"dkim-signature", value)
+        signature = base64.b64encode(self.key.sign(data[:-2], padding.PKCS1v15(), hashes.SHA256()))
+        folded = b"\r\n ".join(signature[i:i + 72] for i in range(0, len(signature), 72))
         expected = [name for name, count in present.items() for _ in range(count)]
-        return check_serialised(signed, [*expected, "DKIM-Signature"])
+        return check_serialised(b"DKIM-Signature:" + value + folded + b"\r\n" + raw, [*expected, "DKIM-Signature"])
 
 
 def signer_from_settings(settings: Settings) -> DkimSigner | None:
@@ -64,7 +111,10 @@ def _signer(key_file: str, selector: str, domain: str) -> DkimSigner:
         raise SettingsError(f"DKIM_PRIVATE_KEY_FILE: cannot read {path} ({exc.strerror or exc})") from None
     if b"PRIVATE KEY-----" not in key:
         raise SettingsError(f"DKIM_PRIVATE_KEY_FILE: {path} is not a PEM private key")
-    return DkimSigner(selector=selector, domain=domain, private_key=key)
+    try:
+        return DkimSigner(selector=selector, domain=domain, private_key=key)
+    except (ValueError, TypeError) as exc:
+        raise SettingsError(f"DKIM_PRIVATE_KEY_FILE: {path} is not a usable RSA private key ({exc})") from None
 
 
 def organisational_domain(domain: str) -> str:
