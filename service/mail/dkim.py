@@ -23,6 +23,7 @@ import functools
 import hashlib
 import re
 import time
+from collections.abc import Iterable
 from email.utils import parseaddr
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,7 @@ from typing import Any
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from service.mail.headers import check_serialised, header_names
+from service.mail.headers import HeaderInjectionError, check_names, header_names
 from service.settings import Settings, SettingsError
 
 SIGNED_HEADERS = (
@@ -38,18 +39,25 @@ SIGNED_HEADERS = (
     b"List-Unsubscribe", b"List-Unsubscribe-Post", b"List-Id", b"Feedback-ID", b"Auto-Submitted",
 )
 _SIGNED_LOWER = tuple(h.lower() for h in SIGNED_HEADERS)
-_WSP_RUN = re.compile(rb"[\t ]+")
-_WSP_EOL = re.compile(rb"[\t ]+\r\n")
 _FIELD_START = re.compile(rb"^(?=[^ \t])", re.M)
 
 
+def _one_space(text: bytes) -> bytes:
+    """Every run of spaces and tabs as one space, by plain replaces (C speed; a run of n spaces
+    takes log2(n) passes) rather than a regular expression that stops at every space."""
+    if b"\t" in text:
+        text = text.replace(b"\t", b" ")
+    while b"  " in text:
+        text = text.replace(b"  ", b" ")
+    return text
+
+
 def relaxed_body(body: bytes) -> bytes:
-    """RFC 6376 section 3.4.4 (as dkimpy reads it): white space at line ends removed, other runs
-    of it made one space, empty lines at the end dropped, CRLF at the end of a non-empty body.
-    Bodies without tabs, double spaces or spaces before CRLF (quoted-printable ones) skip both
-    regular expressions: three substring searches over the body instead of two rewrites."""
-    if b"\t" in body or b"  " in body or b" \r\n" in body:
-        body = _WSP_RUN.sub(b" ", _WSP_EOL.sub(b"\r\n", body))
+    """RFC 6376 section 3.4.4 (as dkimpy reads it): runs of white space as one space, none at the
+    end of a line, empty lines at the end dropped, CRLF at the end of a non-empty body."""
+    body = _one_space(body)
+    if b" \r\n" in body:
+        body = body.replace(b" \r\n", b"\r\n")
     end = len(body)
     while body.endswith(b"\r\n", 0, end):
         end -= 2
@@ -59,8 +67,7 @@ def relaxed_body(body: bytes) -> bytes:
 def relaxed_header(name: bytes, value: bytes) -> bytes:
     """RFC 6376 section 3.4.2: the name in lower case, the value unfolded, runs of white space as
     one space, none at either end; `name:value` CRLF."""
-    value = _WSP_RUN.sub(b" ", value.replace(b"\r\n", b"")).strip(b" ")
-    return name.strip().lower() + b":" + value + b"\r\n"
+    return name.strip().lower() + b":" + _one_space(value.replace(b"\r\n", b"")).strip(b" ") + b"\r\n"
 
 
 class DkimSigner:
@@ -72,10 +79,14 @@ class DkimSigner:
             raise ValueError("the DKIM key must be an RSA private key (rsa-sha256)")
         self.key = key
 
-    def sign(self, raw: bytes, *, now: int | None = None) -> bytes:
-        """`raw` (CRLF line ends) with a DKIM-Signature header in front, rsa-sha256, relaxed/relaxed;
-        the header block checked again: exactly the headers it had, plus the signature."""
-        present = header_names(raw)  # also refuses a header block that is not clean CRLF ASCII lines
+    def sign(self, raw: bytes, *, expected: Iterable[str] | None = None, now: int | None = None) -> bytes:
+        """`raw` (CRLF line ends) with a DKIM-Signature header in front, rsa-sha256, relaxed/relaxed.
+        The header block of `raw` is read once: it must be clean (`header_names`) and, when
+        `expected` is given, have exactly those headers (`check_names`); the signature header is
+        checked on its own, so the bytes returned hold exactly those headers plus the signature."""
+        present = header_names(raw)
+        if expected is not None:
+            check_names(present, expected)
         end = raw.index(b"\r\n\r\n")
         fields: dict[bytes, bytes] = {}  # lower-case name -> its last occurrence (RFC 6376 5.4.2)
         for field in _FIELD_START.split(raw[:end]):
@@ -90,9 +101,10 @@ class DkimSigner:
                  + b";\r\n b=")
         data = b"".join(relaxed_header(h, fields[h]) for h in signed) + relaxed_header(b"dkim-signature", value)
         signature = base64.b64encode(self.key.sign(data[:-2], padding.PKCS1v15(), hashes.SHA256()))
-        folded = b"\r\n ".join(signature[i:i + 72] for i in range(0, len(signature), 72))
-        expected = [name for name, count in present.items() for _ in range(count)]
-        return check_serialised(b"DKIM-Signature:" + value + folded + b"\r\n" + raw, [*expected, "DKIM-Signature"])
+        header = b"DKIM-Signature:" + value + b"\r\n ".join(signature[i:i + 72] for i in range(0, len(signature), 72))
+        if header_names(header + b"\r\n\r\n") != {"dkim-signature": 1}:
+            raise HeaderInjectionError("DKIM-Signature: not one clean header field; not sent")
+        return header + b"\r\n" + raw
 
 
 def signer_from_settings(settings: Settings) -> DkimSigner | None:

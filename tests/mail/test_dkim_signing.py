@@ -1,5 +1,5 @@
 """Our own rsa-sha256 relaxed/relaxed signer (`service.mail.dkim`) against dkimpy, the verifier:
-the body canonicalisation is dkimpy's for any body, and awkward messages (folded and repeated
+the canonicalisation is dkimpy's for any body and any folded header value, and awkward messages (folded and repeated
 headers, white space runs, trailing empty lines, an empty body) verify; any change breaks them."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from dkim.canonicalization import Relaxed
 from hypothesis import given
 from hypothesis import strategies as st
 
-from service.mail.dkim import DkimSigner, relaxed_body, signer_from_settings
+from service.mail.dkim import DkimSigner, relaxed_body, relaxed_header, signer_from_settings
 from service.mail.headers import HeaderInjectionError
 from service.settings import Settings, SettingsError
 
@@ -21,6 +21,13 @@ from service.settings import Settings, SettingsError
                                          max_size=30).map(b"".join))
 def test_relaxed_body_is_dkimpys(body: bytes) -> None:
     assert relaxed_body(body) == Relaxed.canonicalize_body(body)
+
+
+@given(st.lists(st.sampled_from([b" ", b"\t", b"\r\n ", b"\r\n\t", b"a", b"b=", b";", b"  x"]), max_size=20)
+       .map(b"".join))
+def test_relaxed_header_is_dkimpys_for_any_folded_value(value: bytes) -> None:
+    name, canonical = Relaxed.canonicalize_headers([(b"Subject", value)])[0]
+    assert relaxed_header(b"Subject", value) == name + b":" + canonical
 
 
 def signer(private: Path) -> DkimSigner:
@@ -88,3 +95,11 @@ def test_a_key_that_is_not_rsa_is_refused_with_the_variable_named(tmp_path: Path
                                   "DKIM_PRIVATE_KEY_FILE": str(tmp_path / "ed.pem")}, env_file=None)
     with pytest.raises(SettingsError, match="DKIM_PRIVATE_KEY_FILE: .* is not a usable RSA private key"):
         signer_from_settings(settings)
+
+
+def test_signing_checks_the_headers_it_was_told_to_expect(key_pair: tuple[Path, bytes]) -> None:
+    private, _ = key_pair
+    raw = b"From: a@b.example\r\nTo: c@d.example\r\nBcc: eve@evil.example\r\n\r\nbody\r\n"
+    with pytest.raises(HeaderInjectionError, match="Bcc: the message as written has 1 such header"):
+        signer(private).sign(raw, expected=["From", "To"])
+    assert signer(private).sign(raw, expected=["From", "To", "Bcc"]).endswith(raw)
