@@ -22,7 +22,7 @@ the same run. Then 100,000 subscribers: queueing time and worker memory.
 
 Needs PostgreSQL on 127.0.0.1:5432 (user postgres) and the Debian package `postfix` (for
 /usr/sbin/smtp-sink and /usr/sbin/smtp-source). Creates and drops tidings_bench_digests.
-BENCH_PROFILE=PATH records the first worker of each send with py-spy (raw collapsed stacks).
+BENCH_PROFILE=PATH profiles the first worker of each send with cProfile in CPU time (PATH.<port>).
 """
 
 from __future__ import annotations
