@@ -383,8 +383,10 @@ def report(label: str, run: Run, ceiling_rate: float | None) -> None:
           f"{rate:,.0f} msgs/s{ratio}")
     print(f"  queueing:              {run.queued:,} deliveries in {run.queue_seconds:.2f} s (inside end to end)")
     print(f"  steady state:          {run.steady:,.0f} msgs/s (first to last sent_at)")
+    cores = os.cpu_count() or 1
     print(f"  CPU per message:       workers {run.cpu_ms[0]:.2f} ms, PostgreSQL {run.cpu_ms[1]:.2f} ms, "
-          f"smtp-sink {run.cpu_ms[2]:.2f} ms")
+          f"smtp-sink {run.cpu_ms[2]:.2f} ms: at most {cores * 1000 / sum(run.cpu_ms):,.0f} msgs/s if the "
+          f"{cores} cores did nothing else")
     print(f"  check:                 sink counted {run.received:,}, database says {run.sent:,} sent; "
           f"mean size {run.mean_size:,.0f} bytes; worker peak RSS {run.rss:.0f} MB")
     if run.verified != "-":
@@ -429,7 +431,9 @@ async def main() -> None:
         rate = received / seconds
         print(f"ceiling (smtp-source -d, {connections} sessions reused): {received:,} messages of {ceiling_size:,.0f} "
               f"bytes (ours: {size:,.0f}) received in {seconds:.2f} s = {rate:,.0f} msgs/s")
-        print(f"  CPU per message:       smtp-source {source_cpu:.2f} ms, smtp-sink {sink_cpu:.2f} ms")
+        cores = os.cpu_count() or 1
+        print(f"  CPU per message:       smtp-source {source_cpu:.2f} ms, smtp-sink {sink_cpu:.2f} ms: at most "
+              f"{cores * 1000 / (source_cpu + sink_cpu):,.0f} msgs/s if the {cores} cores did nothing else")
         if "off" in runs:
             report("DKIM off (target: end to end >= 0.4 of the ceiling)", runs["off"], rate)
         if "on" in runs:
