@@ -353,7 +353,7 @@ def launch_uvicorn(port: int, env: dict[str, str], args: list[str]) -> tuple[sub
     ]
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 30
+    deadline = time.time() + 120  # a loaded machine imports slowly
     while time.time() < deadline:
         try:
             if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
