@@ -1,21 +1,30 @@
 """Benchmark: sustained POST /api/inquiries against a real uvicorn on loopback, on PostgreSQL and
-on SQLite, with GET /healthz measured in the same run as the ceiling of the stack.
+on SQLite, beside a ceiling that does the same database work without the framework.
 
-    .venv/bin/python bench/inquiries.py [--seconds 20] [--server-procs 2] [--client-procs 2]
+    .venv/bin/python bench/inquiries.py [--seconds 20] [--server-procs 2] [--client-procs 1] [--only postgresql]
 
 Each backend: a fresh database (PostgreSQL `tidings_bench_inquiries`, or `BENCH_PG_DB`, dropped afterwards; SQLite
 in a temporary directory), migrated; uvicorn (uvloop + httptools, access log off) serving
 `service.app:create_app` (no in-process outbox worker: queued mail stays queued) with
-FORM_MIN_SECONDS=0 and a huge FORM_RATE_LIMIT; on PostgreSQL `--server-procs` uvicorn worker
+FORM_MIN_SECONDS=0 and TRUSTED_PROXIES=127.0.0.1; on PostgreSQL `--server-procs` uvicorn worker
 processes share the listening socket. Load generator processes, each an asyncio loop with a
 minimal keep-alive HTTP/1.1 client (httpx costs ~1 ms of CPU per request, more than the server
-spends on /healthz), play visitors for the whole period: each fetches its own form token (a token
-stores one inquiry) and posts a distinct inquiry; the POST is what is timed, and the server CPU
-is per visitor (token fetch included; GET /api/form-token alone is measured as a phase too). Afterwards every
-receipt answered (201) must name a stored inquiry, and none may be held.
+spends on /healthz), play visitors for the whole period: each comes from an address of its own
+(X-Forwarded-For, as the reverse proxy would pass it on; so the per-IP limit FORM_RATE_LIMIT
+keeps its default and every visitor writes its own counter row), fetches its own form token
+(a token stores one inquiry) and posts a distinct inquiry; the POST is what is timed, and the
+server CPU is per visitor (token fetch included; GET /api/form-token alone is measured as a
+phase too). Afterwards every receipt answered (201) must name a stored inquiry, and none may be held.
+
+The ceiling (PostgreSQL): as many connections as the load generator's, from as many processes as
+uvicorn's, each running one INSERT of an inquiry and its two outbox rows (the rows the app
+queues, `inquiry_emails`) with asyncpg for the same period: what the database work alone allows,
+so the ratio shows what the framework and our checks cost. GET /healthz (no database) is
+printed too.
 
 The load generator runs on the same 2 cores as the server: the figures are a lower bound; the
 server's CPU per request (printed) is the figure that does not depend on the machine's load.
+`uptime`'s load average is printed at the start and the end.
 """
 
 from __future__ import annotations
@@ -99,14 +108,21 @@ class _Conn(asyncio.Protocol):
         return await self.waiter
 
 
-def _http(method: str, host: str, path: str, body: bytes = b"") -> bytes:
+def _http(method: str, host: str, path: str, body: bytes = b"", ip: str = "") -> bytes:
     head = f"{method} {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: tidings-bench\r\n"
+    if ip:  # the visitor's own address, as a reverse proxy in TRUSTED_PROXIES passes it on
+        head += f"X-Forwarded-For: {ip}\r\n"
     if body:
         head += f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
     return head.encode() + b"\r\n" + body
 
 
-async def _load(url: str, path: str, seconds: float, concurrency: int, tag: str) -> Result:
+def visitor_ip(slot: int, visitor: int) -> str:
+    """A distinct address per visitor: 10.<slot>.x.y, a slot per load process and phase."""
+    return f"10.{slot % 256}.{(visitor >> 8) % 256}.{visitor % 256}"
+
+
+async def _load(url: str, path: str, seconds: float, concurrency: int, tag: str, slot: int) -> Result:
     import json
 
     result = Result()
@@ -114,7 +130,6 @@ async def _load(url: str, path: str, seconds: float, concurrency: int, tag: str)
     host, port = host_port.rsplit(":", 1)
     loop = asyncio.get_running_loop()
     get = _http("GET", host_port, path)
-    get_token = _http("GET", host_port, "/api/form-token")
     deadline = time.perf_counter() + seconds
     counter = 0
 
@@ -125,11 +140,12 @@ async def _load(url: str, path: str, seconds: float, concurrency: int, tag: str)
             counter += 1
             visitor = counter  # taken now: other workers count on while this one awaits its token
             token = ""
-            if path == "/api/inquiries":  # a new visitor: a form token of their own
+            ip = visitor_ip(slot, visitor)
+            if path == "/api/inquiries":  # a new visitor, from an address of their own: a form token of their own
                 try:
                     if conn is None:
                         _t, conn = await loop.create_connection(_Conn, host, int(port))
-                    status, body = await conn.request(get_token)
+                    status, body = await conn.request(_http("GET", host_port, "/api/form-token", ip=ip))
                     token = json.loads(body)["form_token"]
                 except (OSError, ConnectionError, ValueError, KeyError):
                     result.errors += 1
@@ -141,7 +157,7 @@ async def _load(url: str, path: str, seconds: float, concurrency: int, tag: str)
                     "message": f"Benchmark inquiry {tag} {visitor}: I would like to learn more.",
                     "consent": True, "form_token": token, "website": "",
                     "source_page": "https://blog.clinic.test/articles/bench", "utm_source": "bench",
-                }).encode())
+                }).encode(), ip=ip)
             else:
                 data = get
             started = time.perf_counter()
@@ -172,7 +188,7 @@ async def _load(url: str, path: str, seconds: float, concurrency: int, tag: str)
     return result
 
 
-def _client_process(args: tuple[str, str, float, int, str]) -> Result:
+def _client_process(args: tuple[str, str, float, int, str, int]) -> Result:
     try:
         import uvloop
 
@@ -182,11 +198,14 @@ def _client_process(args: tuple[str, str, float, int, str]) -> Result:
     return asyncio.run(_load(*args))
 
 
+_SLOTS = iter(range(1_000_000))  # a fresh address slot for every load process of every phase
+
+
 def run_load(url: str, path: str, seconds: float, procs: int, concurrency: int) -> Result:
     ctx = mp.get_context("spawn")
     with ctx.Pool(procs) as pool:
-        parts = pool.map(_client_process, [(url, path, seconds, concurrency, f"{os.getpid()}-{i}-{time.time_ns()}")
-                                           for i in range(procs)])
+        parts = pool.map(_client_process, [(url, path, seconds, concurrency, f"{os.getpid()}-{i}-{time.time_ns()}",
+                                            next(_SLOTS)) for i in range(procs)])
     total = Result(seconds=max(p.seconds for p in parts))
     for p in parts:
         total.ok += p.ok
@@ -196,6 +215,106 @@ def run_load(url: str, path: str, seconds: float, procs: int, concurrency: int) 
         total.client_cpu += p.client_cpu
         for k, v in p.statuses.items():
             total.statuses[k] = total.statuses.get(k, 0) + v
+    return total
+
+
+# -- the database-work ceiling (runs in child processes) ------------------------------------------
+
+_CEILING_SQL = """
+WITH i AS (
+    INSERT INTO inquiries (created_at, name, email, phone, topic, contact_method, message, consent,
+                           newsletter_optin, status, status_changed_at, source_page, referrer, utm_source,
+                           utm_medium, utm_campaign, utm_term, utm_content, ip, user_agent, dedupe_key, receipt,
+                           form_nonce)
+    VALUES (now(), $1, $2, '', 'anxiety', 'email', $3, true, false, 'new', now(),
+            'https://blog.clinic.test/articles/bench', '', 'bench', '', '', '', '', $4, 'tidings-bench', $5, $6, $7)
+    RETURNING id
+)
+INSERT INTO outbox_messages (created_at, kind, recipient, subject, message_id, template, context, headers, status,
+                             attempts, next_attempt_at, inquiry_id)
+SELECT now(), k.kind, k.recipient, k.subject, k.message_id, k.template, k.context, k.headers, 'queued', 0, now(), i.id
+FROM i, (VALUES ($8, $9, $10, $11, $12, $13, $14), ($15, $16, $17, $18, $19, $20, $21))
+     AS k (kind, recipient, subject, message_id, template, context, headers)
+"""
+
+
+def _outbox_rows() -> list[dict[str, object]]:
+    """The two outbox rows the app queues for an inquiry (`inquiry_emails`), so that the ceiling
+    writes rows of the same size as the app does."""
+    from service.db import utcnow
+    from service.inquiries.flows import inquiry_emails
+    from service.inquiries.models import Inquiry
+    from service.settings import Settings
+
+    settings = Settings(database_url="postgresql+asyncpg://x/y", secret_key=secrets.token_urlsafe(48),
+                        base_url="http://127.0.0.1:8000", mail_from="Clinic <hello@clinic.test>",
+                        staff_inbox="staff@clinic.test")
+    inquiry = Inquiry(id=1, created_at=utcnow(), name="Bench visitor", email="bench@example.org", phone="",
+                      topic="anxiety", contact_method="email", newsletter_optin=False,
+                      source_page="https://blog.clinic.test/articles/bench", language=None,
+                      message="Benchmark inquiry: I would like to learn more.")
+    return inquiry_emails(settings, inquiry)
+
+
+async def _ceiling(dsn: str, seconds: float, concurrency: int, tag: str) -> Result:
+    import asyncpg
+
+    rows = _outbox_rows()
+    result = Result()
+    deadline = time.perf_counter() + seconds
+    counter = 0
+
+    async def one_connection() -> None:
+        nonlocal counter
+        conn = await asyncpg.connect(dsn)
+        try:
+            while time.perf_counter() < deadline:
+                counter += 1
+                n = f"{tag}.{counter}"
+                outbox = [value for row in rows for value in (
+                    row["kind"], row["recipient"], row["subject"], f"<{n}.{secrets.token_hex(8)}@clinic.test>",
+                    row["template"], row["context"], row["headers"])]
+                started = time.perf_counter()
+                await conn.execute(_CEILING_SQL, f"Bench {n}", f"bench{n}@example.org",
+                                   f"Benchmark inquiry {n}: I would like to learn more.", "10.0.0.1",
+                                   secrets.token_hex(32), secrets.token_hex(16), secrets.token_hex(8), *outbox)
+                result.latencies_ms.append((time.perf_counter() - started) * 1000)
+                result.ok += 1
+        finally:
+            await conn.close()
+
+    started, cpu = time.perf_counter(), time.process_time()
+    await asyncio.gather(*(one_connection() for _ in range(concurrency)))
+    result.seconds = time.perf_counter() - started
+    result.client_cpu = time.process_time() - cpu
+    return result
+
+
+def _ceiling_process(args: tuple[str, float, int, str]) -> Result:
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    return asyncio.run(_ceiling(*args))
+
+
+def run_ceiling(url: str, seconds: float, procs: int, connections: int) -> Result:
+    """The database work of one inquiry without the framework: one INSERT of the inquiry and its
+    two outbox rows (asyncpg, one statement, autocommit), from `procs` processes holding
+    `connections` connections in all, for `seconds`."""
+    dsn = url.replace("postgresql+asyncpg://", "postgresql://")
+    ctx = mp.get_context("spawn")
+    per = [connections // procs + (1 if i < connections % procs else 0) for i in range(procs)]
+    with ctx.Pool(procs) as pool:
+        parts = pool.map(_ceiling_process, [(dsn, seconds, n, f"c{i}-{time.time_ns()}")
+                                            for i, n in enumerate(per) if n])
+    total = Result(seconds=max(p.seconds for p in parts))
+    for p in parts:
+        total.ok += p.ok
+        total.latencies_ms += p.latencies_ms
+        total.client_cpu += p.client_cpu
     return total
 
 
@@ -216,8 +335,8 @@ def start_server(database_url: str, procs: int) -> tuple[subprocess.Popen[bytes]
         "SECRET_KEY": secrets.token_urlsafe(48),
         "BASE_URL": f"http://127.0.0.1:{port}",
         "ALLOWED_ORIGINS": "https://blog.clinic.test",
-        "FORM_MIN_SECONDS": "0",
-        "FORM_RATE_LIMIT": "1000000000/60",
+        "FORM_MIN_SECONDS": "0",  # the visitor posts at once after fetching the token
+        "TRUSTED_PROXIES": "127.0.0.1/32",  # the load generator stands in for the reverse proxy
         "LOG_LEVEL": "warning",
         "MAIL_FROM": "Clinic <hello@clinic.test>",
         "STAFF_INBOX": "staff@clinic.test",
@@ -234,7 +353,7 @@ def launch_uvicorn(port: int, env: dict[str, str], args: list[str]) -> tuple[sub
     ]
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 30
+    deadline = time.time() + 120  # a loaded machine imports slowly
     while time.time() < deadline:
         try:
             if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
@@ -375,6 +494,10 @@ async def _check(url: str, ids: list[str]) -> tuple[int, int, int, int]:
 # -- the run ------------------------------------------------------------------------------------
 
 
+def uptime() -> str:
+    return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+
+
 def pct(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
@@ -407,14 +530,23 @@ def bench_backend(name: str, url: str, args: argparse.Namespace) -> bool:
     finally:
         stop_server(proc)
     missing, stored, held, outbox = asyncio.run(_check(url, posts.ids))
+    ceiling = run_ceiling(url, args.seconds, procs, args.client_procs * args.concurrency) if postgres else None
     print(f"{name}: server {procs} uvicorn process(es); load {args.client_procs} process(es) x "
-          f"{args.concurrency} connections; {args.seconds:.0f} s per phase")
-    print(line("GET /healthz (ceiling)", health))
+          f"{args.concurrency} connections; {args.seconds:.0f} s per phase; every visitor from its own address "
+          f"(X-Forwarded-For through TRUSTED_PROXIES), FORM_RATE_LIMIT at its default")
+    if ceiling is not None:
+        print(line("database work (ceiling)", ceiling))
+        print(f"  {'':<24} one INSERT of an inquiry and its two outbox rows with asyncpg, {procs} process(es), "
+              f"{args.client_procs * args.concurrency} connections, no framework")
+    print(line("GET /healthz (no database)", health))
     print(f"  {'':<24} server CPU {health_app:.2f} ms/request; load generator CPU "
           f"{health.client_cpu * 1000 / max(1, health.ok):.2f} ms/request")
     print(line("GET /api/form-token", tokens))
     print(f"  {'':<24} server CPU {token_app:.2f} ms/request")
     print(line("POST /api/inquiries", posts))
+    if ceiling is not None and ceiling.ok:
+        rate = posts.ok / posts.seconds if posts.seconds else 0.0
+        print(f"  {'':<24} = {rate / (ceiling.ok / ceiling.seconds):.2f} of the database-work ceiling (target >= 0.5)")
     db_part = f" + PostgreSQL backends {post_db:.2f} ms" if postgres_backend(name) else ""
     cores = os.cpu_count() or 1
     print(f"  {'':<24} server CPU {post_app:.2f} ms/visitor (its token fetch included, about "
@@ -438,6 +570,7 @@ def main() -> int:
     parser.add_argument("--only", choices=("postgresql", "sqlite"))
     args = parser.parse_args()
     print(f"Tidings inquiry benchmark; {os.cpu_count()} CPUs (shared with other work on this machine)")
+    print(f"load at the start: {uptime()}")
     ok = True
     if args.only in (None, "postgresql"):
         asyncio.run(_pg(f'DROP DATABASE IF EXISTS "{PG_DB}"'))
@@ -449,6 +582,7 @@ def main() -> int:
     if args.only in (None, "sqlite"):
         with tempfile.TemporaryDirectory() as tmp:
             ok &= bench_backend("SQLite", f"sqlite+aiosqlite:///{tmp}/bench.db", args)
+    print(f"load at the end: {uptime()}")
     print("result:", "every accepted inquiry is stored" if ok else "FAILED (errors or missing inquiries)")
     return 0 if ok else 1
 

@@ -30,6 +30,13 @@ class Tokens:
     def __init__(self, settings: Settings) -> None:
         # itsdangerous tries keys newest-last: the last one signs, all of them verify.
         self._keys = [*reversed(settings.secret_key_fallbacks), settings.secret_key]
+        self._forever: dict[str, URLSafeSerializer] = {}  # one per purpose: a digest signs a link per recipient
+
+    def _serializer(self, purpose: str) -> URLSafeSerializer:
+        serializer = self._forever.get(purpose)
+        if serializer is None:
+            serializer = self._forever[purpose] = URLSafeSerializer(self._keys, salt=f"tidings.{purpose}")
+        return serializer
 
     def dumps(self, purpose: str, data: Any) -> str:
         return URLSafeTimedSerializer(self._keys, salt=f"tidings.{purpose}").dumps(data)
@@ -56,11 +63,11 @@ class Tokens:
 
     def dumps_forever(self, purpose: str, data: Any) -> str:
         """A token with no timestamp, for links that must never expire (unsubscribe)."""
-        return URLSafeSerializer(self._keys, salt=f"tidings.{purpose}").dumps(data)
+        return self._serializer(purpose).dumps(data)
 
     def loads_forever(self, purpose: str, token: str) -> Any:
         try:
-            return URLSafeSerializer(self._keys, salt=f"tidings.{purpose}").loads(token)
+            return self._serializer(purpose).loads(token)
         except BadSignature as exc:
             raise TokenError("this link is not valid") from exc
 

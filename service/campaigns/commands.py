@@ -17,7 +17,7 @@ from service.command import Body, CommandError, Handler, cli_name, database_comm
 from service.db import Sessions, transaction, utcnow
 from service.settings import Settings
 
-if TYPE_CHECKING:  # for annotations only: mail/dkim.py (and dkimpy) is loaded where signers are made
+if TYPE_CHECKING:  # for annotations only: mail/dkim.py (and cryptography) is loaded where signers are made
     from service.mail.dkim import DkimSigner
 
 

@@ -125,6 +125,6 @@ class MessageFactory:
             "Content-Transfer-Encoding: quoted-printable\r\n\r\n"
         ).encode()
         raw = b"".join([head, part, text_body, part_html, html_body, f"\r\n--{boundary}--\r\n".encode()])
-        if self.signer is not None:
-            return message_id, self.signer.sign(check_serialised(raw, HEADERS))
+        if self.signer is not None:  # it checks the headers too, on the same single reading of them
+            return message_id, self.signer.sign(raw, expected=HEADERS)
         return message_id, check_serialised(raw, HEADERS)

@@ -1,12 +1,16 @@
-"""DKIM signing of every message Tidings sends (dkimpy), when DKIM_PRIVATE_KEY_FILE and
-DKIM_SELECTOR are set: campaigns and test sends (`service.campaigns.message`), and every
-transactional message (confirmation, welcome, auto-reply, staff notice, `tidings mail-test`),
-signed by the transports of `service.mail.transport` over the very bytes they send.
+"""DKIM signing of every message Tidings sends, when DKIM_PRIVATE_KEY_FILE and DKIM_SELECTOR
+are set: campaigns and test sends (`service.campaigns.message`), and every transactional message
+(confirmation, welcome, auto-reply, staff notice, `tidings mail-test`), signed by the transports
+of `service.mail.transport` over the very bytes they send.
 
-`DkimSigner.sign` is the one signing function. The key is read once; the signature covers the
-list headers too (RFC 8058 section 4 requires List-Unsubscribe and List-Unsubscribe-Post to be
-covered), so they cannot be stripped or altered without breaking it. Headers listed here that a
-message lacks are left out of `h=` by dkimpy.
+`DkimSigner.sign` is the one signing function: RFC 6376 rsa-sha256 with relaxed/relaxed
+canonicalisation, written here (about forty lines) so that the RSA signature goes through
+`cryptography` (OpenSSL, about 1 ms a message) instead of dkimpy's pure-Python RSA (about
+6 ms), which capped a signed digest at a few hundred messages a second. dkimpy stays the
+verifier in the tests (every kind of email verifies with it). The key is loaded once; the
+signature covers the list headers too (RFC 8058 section 4 requires List-Unsubscribe and
+List-Unsubscribe-Post to be covered), so they cannot be stripped or altered without breaking
+it. Headers listed here that a message lacks are left out of `h=`.
 
 `alignment_problem` says when DKIM_DOMAIN would not align with the From domain (DMARC relaxed
 alignment: the same organisational domain), which the start-up of serve and worker warns about.
@@ -14,41 +18,94 @@ alignment: the same organisational domain), which the start-up of serve and work
 
 from __future__ import annotations
 
+import base64
 import functools
+import hashlib
+import re
+import time
+from collections.abc import Iterable
 from email.utils import parseaddr
 from pathlib import Path
 from typing import Any
 
-import dkim
 from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from service.mail.headers import check_serialised, header_names
+from service.mail.headers import HeaderInjectionError, check_names, header_names
 from service.settings import Settings, SettingsError
 
 SIGNED_HEADERS = (
     b"From", b"To", b"Subject", b"Date", b"Message-ID", b"MIME-Version", b"Content-Type", b"Reply-To",
     b"List-Unsubscribe", b"List-Unsubscribe-Post", b"List-Id", b"Feedback-ID", b"Auto-Submitted",
 )
+_SIGNED_LOWER = tuple(h.lower() for h in SIGNED_HEADERS)
+_FIELD_START = re.compile(rb"^(?=[^ \t])", re.M)
+
+
+def _one_space(text: bytes) -> bytes:
+    """Every run of spaces and tabs as one space, by plain replaces (C speed; a run of n spaces
+    takes log2(n) passes) rather than a regular expression that stops at every space."""
+    if b"\t" in text:
+        text = text.replace(b"\t", b" ")
+    while b"  " in text:
+        text = text.replace(b"  ", b" ")
+    return text
+
+
+def relaxed_body(body: bytes) -> bytes:
+    """RFC 6376 section 3.4.4 (as dkimpy reads it): runs of white space as one space, none at the
+    end of a line, empty lines at the end dropped, CRLF at the end of a non-empty body."""
+    body = _one_space(body)
+    if b" \r\n" in body:
+        body = body.replace(b" \r\n", b"\r\n")
+    end = len(body)
+    while body.endswith(b"\r\n", 0, end):
+        end -= 2
+    return body[:end] + b"\r\n" if end else b""
+
+
+def relaxed_header(name: bytes, value: bytes) -> bytes:
+    """RFC 6376 section 3.4.2: the name in lower case, the value unfolded, runs of white space as
+    one space, none at either end; `name:value` CRLF."""
+    return name.strip().lower() + b":" + _one_space(value.replace(b"\r\n", b"")).strip(b" ") + b"\r\n"
 
 
 class DkimSigner:
     def __init__(self, *, selector: str, domain: str, private_key: bytes) -> None:
         self.selector = selector.encode()
         self.domain = domain.encode()
-        self.private_key = private_key
+        key = serialization.load_pem_private_key(private_key, password=None)
+        if not isinstance(key, rsa.RSAPrivateKey):
+            raise ValueError("the DKIM key must be an RSA private key (rsa-sha256)")
+        self.key = key
 
-    def sign(self, raw: bytes) -> bytes:
-        """`raw` (CRLF line ends) with a DKIM-Signature header in front, relaxed/relaxed; the
-        header block checked again: exactly the headers it had, plus the signature."""
+    def sign(self, raw: bytes, *, expected: Iterable[str] | None = None, now: int | None = None) -> bytes:
+        """`raw` (CRLF line ends) with a DKIM-Signature header in front, rsa-sha256, relaxed/relaxed.
+        The header block of `raw` is read once: it must be clean (`header_names`) and, when
+        `expected` is given, have exactly those headers (`check_names`); the signature header is
+        checked on its own, so the bytes returned hold exactly those headers plus the signature."""
         present = header_names(raw)
-        wanted = [h for h in SIGNED_HEADERS if h.decode().lower() in present]
-        signature = dkim.sign(raw, self.selector, self.domain, self.private_key, include_headers=wanted,
-                              canonicalize=(b"relaxed", b"relaxed"), linesep=b"\r\n")
-        signed = signature + raw
-        expected = [name for name, count in present.items() for _ in range(count)]
-        return check_serialised(signed, [*expected, "DKIM-Signature"])
+        if expected is not None:
+            check_names(present, expected)
+        end = raw.index(b"\r\n\r\n")
+        fields: dict[bytes, bytes] = {}  # lower-case name -> its last occurrence (RFC 6376 5.4.2)
+        for field in _FIELD_START.split(raw[:end]):
+            if field:
+                name, _colon, value = field.partition(b":")
+                fields[name.strip().lower()] = value.removesuffix(b"\r\n")
+        signed = [h for h in _SIGNED_LOWER if h in fields]
+        body_hash = base64.b64encode(hashlib.sha256(relaxed_body(raw[end + 4:])).digest())
+        stamp = int(time.time()) if now is None else now
+        value = (b" v=1; a=rsa-sha256; c=relaxed/relaxed; d=" + self.domain + b"; s=" + self.selector
+                 + b"; t=" + str(stamp).encode() + b";\r\n h=" + b":".join(signed) + b";\r\n bh=" + body_hash
+                 + b";\r\n b=")
+        data = b"".join(relaxed_header(h, fields[h]) for h in signed) + relaxed_header(b"dkim-signature", value)
+        signature = base64.b64encode(self.key.sign(data[:-2], padding.PKCS1v15(), hashes.SHA256()))
+        header = b"DKIM-Signature:" + value + b"\r\n ".join(signature[i:i + 72] for i in range(0, len(signature), 72))
+        if header_names(header + b"\r\n\r\n") != {"dkim-signature": 1}:
+            raise HeaderInjectionError("DKIM-Signature: not one clean header field; not sent")
+        return header + b"\r\n" + raw
 
 
 def signer_from_settings(settings: Settings) -> DkimSigner | None:

@@ -43,6 +43,7 @@ POLICY_7BIT = POLICY.clone(cte_type="7bit")
 ADDRESS_HEADERS = ("From", "To", "Reply-To")
 
 
+@functools.lru_cache(maxsize=16)  # called with MAIL_FROM for every message queued
 def domain_of(address: str) -> str:
     return parseaddr(address)[1].rpartition("@")[2] or "localhost"
 
