@@ -44,8 +44,10 @@ def staff_live(database: Database, smtp_server: SmtpServer, tmp_path_factory: py
                       MAIL_FROM="Clinic <hello@clinic.test>", STAFF_INBOX="staff@clinic.test", ORG_NAME="Clinic",
                       SEND_RATE="150", BLOG_URL=BLOG)
     server = LiveServer(env, tmp_path_factory.mktemp("staff-journeys") / "serve.log")
-    server.start()
     try:
+        # Every test of the module needs it: wait longer than a test's own server would on a busy
+        # machine (a readiness wait, not a timing assertion), and stop it even if it never answered.
+        server.start(timeout=90)
         yield server
     finally:
         server.stop()
@@ -350,7 +352,12 @@ async def test_a_campaign_is_tested_duplicated_deleted_sent_to_a_clean_end_and_i
         await page.goto(campaign_url)
 
         await page.get_by_role("button", name="Send now").click()
-        await expect(page.locator("h1 [data-field=status]")).to_have_text("sent", timeout=30_000)
+        status, live_state = page.locator("h1 [data-field=status]"), page.locator("[data-field=state]")
+        while await status.inner_text() == "sending":  # every moment a true sentence, updated in place
+            shown = await live_state.inner_text()
+            assert shown.startswith(("Queued for ", "Sending: ", "All ", "Finished: ")), shown
+            await page.wait_for_timeout(100)
+        await expect(status).to_have_text("sent", timeout=30_000)
         state = await page.locator("[data-field=state]").inner_text()
         found = re.fullmatch(r"Finished: (\d+) sent, 0 failed, (\d+) skipped\.", state)
         assert found and int(found.group(1)) + int(found.group(2)) == 276 and int(found.group(2)) > 0, state
