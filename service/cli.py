@@ -77,6 +77,9 @@ def cmd_migrate(args: argparse.Namespace) -> None:
     print(f"database is at revision {revision}")
 
 
+SERVE_HOST, SERVE_PORT = "127.0.0.1", 8000  # `serve`'s defaults (and `demo`'s, which prints its URLs)
+
+
 def listening_socket(host: str, port: int) -> socket.socket:
     """The server's socket, bound before anything else starts (worker, migrations' output), so that
     a port in use is one clear line and a non-zero exit, and port 0 gets its real number."""
@@ -109,6 +112,22 @@ def _port(value: str) -> int:
 def served_base_url(sock: socket.socket) -> str:
     """http://ADDRESS:PORT of a bound socket; a wildcard address (0.0.0.0, ::) becomes localhost."""
     host, port = sock.getsockname()[:2]
+    return _address_url(host, port)
+
+
+def serve_base_url(host: str, port: int) -> str:
+    """The URL `tidings serve --host HOST --port PORT` would derive when BASE_URL is not set, found
+    without binding (for commands run before the server, such as `tidings demo`): the address
+    `listening_socket` would bind (IPv4 first), written as `served_base_url` writes it."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise CommandError(f"cannot listen on {host}: {exc.strerror}") from None
+    address = sorted(infos, key=lambda info: info[0] != socket.AF_INET)[0][4]
+    return _address_url(str(address[0]), port)
+
+
+def _address_url(host: str, port: int) -> str:
     if host in ("0.0.0.0", "::", ""):
         host = "localhost"
     elif ":" in host:
@@ -378,6 +397,9 @@ def cmd_demo(args: argparse.Namespace) -> None:
     from service.demo import DemoRefused, load_demo, summary_lines
 
     settings = load_settings()
+    served = not settings.base_url_set and settings.is_sqlite
+    if served:  # the links in the demo's data and output: where `serve` with these options listens
+        settings = settings.with_(base_url=serve_base_url(args.host, args.port))
     run(_migrate(settings) if settings.is_sqlite else _check_schema(settings))
     password = None
     if args.password_stdin:
@@ -393,7 +415,9 @@ def cmd_demo(args: argparse.Namespace) -> None:
             except (DemoRefused, ValueError) as exc:
                 raise CommandError(str(exc)) from None
 
-    for line in summary_lines(settings, run(load())):
+    options = "".join(f" --{name} {value}" for name, value, default in
+                      (("host", args.host, SERVE_HOST), ("port", args.port, SERVE_PORT)) if value != default)
+    for line in summary_lines(settings, run(load()), serve_options=options):
         print(line)
 
 
@@ -407,8 +431,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     p = sub.add_parser("serve", help="run the web app (and, unless --no-worker, the send worker)")
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    p.add_argument("--port", type=_port, default=8000, help="port to listen on (default 8000; 0: any free port)")
+    p.add_argument("--host", default=SERVE_HOST, help=f"address to listen on (default {SERVE_HOST})")
+    p.add_argument("--port", type=_port, default=SERVE_PORT, help=f"port to listen on (default {SERVE_PORT}; "
+                                                                  "0: any free port)")
     p.add_argument("--no-worker", action="store_true", help="do not run the send worker in this process")
     p.set_defaults(handler=cmd_serve)
 
@@ -441,6 +466,10 @@ def build_parser() -> argparse.ArgumentParser:
                                                                         "admin@example.org)")
     p.add_argument("--password-stdin", action="store_true",
                    help="read the admin password from the first line of stdin (default: a random one, printed once)")
+    p.add_argument("--host", default=SERVE_HOST, help="the address you will serve on (`serve --host`), for the "
+                                                      f"URLs printed while BASE_URL is not set (default {SERVE_HOST})")
+    p.add_argument("--port", type=_port, default=SERVE_PORT, help="the port you will serve on (`serve --port`), "
+                                                                  f"likewise (default {SERVE_PORT})")
     p.set_defaults(handler=cmd_demo)
     return parser
 

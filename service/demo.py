@@ -245,8 +245,10 @@ async def _create_digest(session: AsyncSession, settings: Settings, now: dt.date
     return campaign.id
 
 
-def summary_lines(settings: Settings, result: DemoResult) -> list[str]:
-    """What `tidings demo` prints: what was loaded (or that nothing changed), where to look, the login."""
+def summary_lines(settings: Settings, result: DemoResult, *, serve_options: str = "") -> list[str]:
+    """What `tidings demo` prints: what was loaded (or that nothing changed), where to look, the login.
+    `settings.base_url` is BASE_URL, or (unset, on SQLite) the address `serve` with
+    `serve_options` (its --host/--port, as given to `demo`) will derive and use."""
     base = settings.base_url
     if result.loaded:
         subs = ", ".join(f"{n} {status}" for status, n in result.subscribers.items())
@@ -255,9 +257,10 @@ def summary_lines(settings: Settings, result: DemoResult) -> list[str]:
     else:
         lines = ["The demo is already loaded: nothing changed."]
     run = cli_name()
-    serve = "./dev serve" if run == "./dev tidings" else "tidings serve"
+    serve = ("./dev serve" if run == "./dev tidings" else "tidings serve") + serve_options
     where = ("" if settings.base_url_set or not settings.is_sqlite
-             else f" (on another port, use that port: BASE_URL is not set, so `{serve}` serves where it listens)")
+             else f" (BASE_URL is not set, so these are where `{serve}` listens; for another port, run "
+                  f"`{run} demo --port N` or set BASE_URL)")
     lines += [
         "",
         f"Start Tidings with `{serve}`, then open{where}:",

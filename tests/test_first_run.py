@@ -21,7 +21,7 @@ from service.newsletter.routes import THANKS
 from tests.conftest import Database
 from tests.factories import client_with
 from tests.live import ROOT, Process
-from tests.smtp import SmtpServer
+from tests.smtp import SmtpServer, free_port
 
 STARTED = re.compile(r"Tidings on http://127\.0\.0\.1:(\d+) ")
 
@@ -124,10 +124,38 @@ def test_the_demo_names_the_commands_that_work_where_the_user_is(tmp_path: Path,
     r = subprocess.run([sys.executable, "-m", "service.cli", "demo"], env=env, cwd=ROOT, capture_output=True,
                        text=True, timeout=120)
     assert r.returncode == 0, r.stderr
-    assert (f"Start Tidings with `{serve}`, then open (on another port, use that port: BASE_URL is not set, "
-            f"so `{serve}` serves where it listens):") in r.stdout
+    assert (f"Start Tidings with `{serve}`, then open (BASE_URL is not set, so these are where `{serve}` "
+            f"listens; for another port, run `{run} demo --port N` or set BASE_URL):") in r.stdout
+    # what `serve` on its defaults (127.0.0.1:8000) derives and prints, not a guessed localhost
+    assert "  admin sign-in      http://127.0.0.1:8000/admin/login\n" in r.stdout
+    assert "localhost" not in r.stdout
     assert (f"Preview the draft digest with `{run} campaign preview 1`, "
             f"send it with `{run} campaign send 1`.") in r.stdout
+
+
+@pytest.mark.slow
+def test_the_demo_for_another_port_prints_the_urls_that_server_answers(tmp_path: Path) -> None:
+    """`demo --port N` then `serve --port N`, as the output says: every URL it printed answers."""
+    port = free_port()
+    env = _env(tmp_path, TIDINGS_LAUNCHER="./dev tidings")
+    r = subprocess.run([sys.executable, "-m", "service.cli", "demo", "--port", str(port)], env=env, cwd=ROOT,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert f"Start Tidings with `./dev serve --port {port}`, then open" in r.stdout
+    urls = re.findall(r"^  [a-z -]+ (http://\S+)", r.stdout, re.M)
+    assert len(urls) == 5 and all(u.startswith(f"http://127.0.0.1:{port}/") for u in urls), r.stdout
+    again = subprocess.run([sys.executable, "-m", "service.cli", "demo", "--port", str(port)], env=env, cwd=ROOT,
+                           capture_output=True, text=True, timeout=120)
+    assert "The demo is already loaded: nothing changed." in again.stdout
+    assert re.findall(r"^  [a-z -]+ (http://\S+)", again.stdout, re.M) == urls
+    proc = Process(["serve", "--port", str(port)], env, tmp_path / "serve.log")
+    proc.start()
+    try:
+        _wait_for(lambda: _answers(urls[0].rstrip("/")), "/healthz", proc)
+        for url in urls:
+            assert httpx.get(url, timeout=10, follow_redirects=True).status_code == 200, url
+    finally:
+        proc.stop()
 
 
 async def test_the_start_page_escapes_the_organisation_name(db: Database) -> None:

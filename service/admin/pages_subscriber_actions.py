@@ -113,7 +113,9 @@ async def subscriber_erase(request: Request) -> Response:
 
 
 def _import_page(request: Request, status_code: int = 200, **ctx: Any) -> Response:
-    base: dict[str, Any] = {"report": None, "error": None, "token": None, "applied": False, "filename": "",
+    # An error is about the check form's file (the apply form is not shown again), or its "From".
+    base: dict[str, Any] = {"report": None, "error": None, "error_field": "check-file", "token": None,
+                            "applied": False, "filename": "",
                             "send_confirmation": False, "max_mb": MAX_IMPORT_BYTES >> 20, "sources": SOURCE_LABELS,
                             "layout": "", "consented": False}
     return page(request, "admin/subscriber_import.html", {**base, **ctx}, status_code)
@@ -152,7 +154,8 @@ async def import_upload(request: Request) -> Response:
         layout = str(form.get("from") or "")
         token = str(form.get("token") or "")
         if layout and layout not in SOURCE_LABELS:
-            return _import_page(request, 422, error=f"From: expected one of {', '.join(SOURCE_LABELS.values())}.")
+            return _import_page(request, 422, error=f"From: expected one of {', '.join(SOURCE_LABELS.values())}.",
+                                error_field="check-from")
         if not isinstance(upload, UploadFile) or not upload.filename:
             return _import_page(request, 422, error="File: choose a CSV file to upload.")
         filename = upload.filename[:200]

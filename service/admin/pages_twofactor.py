@@ -106,7 +106,7 @@ async def code_step(request: Request) -> Response:
 async def _own_page(request: Request, ctx: dict[str, Any] | None = None, status_code: int = 200) -> Response:
     user = staff_of(request)
     session = get_session(request)
-    base: dict[str, Any] = {"error": None, "codes": None, "done": None,
+    base: dict[str, Any] = {"error": None, "error_field": None, "codes": None, "done": None,
                             "required": await tf.two_factor_required(session)}
     if user.has_two_factor:
         base["left"] = await tf.recovery_codes_left(session, user)
@@ -127,18 +127,19 @@ async def two_factor(request: Request) -> Response:
     async with request.form() as form:
         data = {k: str(form.get(k) or "")[:1100] for k in ("action", "code", "enrol_token", "password")}
     actor = Actor.of(request)
+    field = {"enable": "enrol-code", "regenerate": "regen-code"}.get(data["action"], "off-code")  # its input's id
     try:
         if data["action"] == "enable" and not user.has_two_factor:
             try:
                 secret = tf.secret_of_enrol_token(tokens, user, data["enrol_token"])
             except TokenError:
                 return await _own_page(request, {"error": "This set-up form has expired: scan the new QR code "
-                                                          "below and enter a code again."}, 422)
+                                                          "below and enter a code again.", "error_field": field}, 422)
             try:
                 codes = await tf.enable_two_factor(session, tokens, user=user, secret=secret, code=data["code"],
                                                    actor=actor, now=now)
             except tf.CodeError as exc:
-                return await _own_page(request, {"error": str(exc), "secret": secret}, 422)
+                return await _own_page(request, {"error": str(exc), "error_field": field, "secret": secret}, 422)
             return await _own_page(request, {"codes": codes, "done": "enabled"})
         if data["action"] == "regenerate" and user.has_two_factor:
             codes = await tf.regenerate_recovery_codes(session, tokens, user=user, code=data["code"], actor=actor,
@@ -146,12 +147,13 @@ async def two_factor(request: Request) -> Response:
             return await _own_page(request, {"codes": codes, "done": "regenerated"})
         if data["action"] == "disable" and user.has_two_factor:
             if not auth.verify_password(user.password_hash, data["password"][: auth.MAX_PASSWORD_LENGTH]):
+                field = "off-password"
                 raise tf.CodeError("Password: this is not your current password.")
             await tf.check_code(session, tokens, user=user, code=data["code"], actor=actor, now=now)
             await tf.remove_two_factor(session, user=user, actor=actor, action="two_factor_disable")
             return RedirectResponse(f"{TWO_FACTOR_PATH}?done=disabled", status_code=303)
     except tf.CodeError as exc:
-        return await _own_page(request, {"error": str(exc)}, 422)
+        return await _own_page(request, {"error": str(exc), "error_field": field}, 422)
     return RedirectResponse(TWO_FACTOR_PATH, status_code=303)  # a stale form (already on, already off)
 
 

@@ -242,7 +242,9 @@ def _bad_link(request: Request) -> Response:
     return render(request, "newsletter/link_problem.html", {"gone": False}, status_code=400)
 
 
-async def preferences(request: Request) -> Response:
+async def preferences(request: Request, *, chosen: list[str] | None = None, errors: dict[str, str] | None = None,
+                      status_code: int = 200) -> Response:
+    """The preference centre; with `errors`, the topics as sent (`chosen`) and what is wrong with them."""
     subscriber_id = _subscriber_id(request)
     if subscriber_id is None:
         return _bad_link(request)
@@ -250,10 +252,11 @@ async def preferences(request: Request) -> Response:
     if sub is None:
         return render(request, "newsletter/link_problem.html", {"gone": True}, status_code=404)
     _use_subscriber_language(request, sub)
-    ctx = {"masked": flows.mask_email(sub.email), "status": sub.status, "chosen": sub.topics,
-           "saved": request.query_params.get("saved") == "1", "token": request.path_params["token"],
+    ctx = {"masked": flows.mask_email(sub.email), "status": sub.status,
+           "chosen": sub.topics if chosen is None else chosen, "errors": errors or {},
+           "saved": request.query_params.get("saved") == "1" and not errors, "token": request.path_params["token"],
            "consent_text": flows.consent_text(brand_of(request).name)}
-    return render(request, "newsletter/preferences.html", ctx)
+    return render(request, "newsletter/preferences.html", ctx, status_code=status_code)
 
 
 async def unsubscribe(request: Request) -> Response:
@@ -295,6 +298,9 @@ async def save_preferences(request: Request) -> Response:
         return _bad_link(request)
     form = await _safe_form(request)
     topics = [str(t) for t in form.getlist("topics")]
+    if any(t not in settings_of(request).topics for t in topics):  # a changed form: refused, nothing saved
+        return await preferences(request, chosen=[t for t in topics if t in settings_of(request).topics],
+                                 errors={"topics": gettext("Please choose topics from the list")}, status_code=422)
     found = await flows.update_preferences(get_session(request), settings=settings_of(request),
                                            subscriber_id=subscriber_id, topics=topics)
     if not found:

@@ -126,7 +126,7 @@ async def test_every_public_page_has_no_serious_accessibility_violation(page: An
 async def test_public_pages_on_a_phone_sized_screen_have_no_serious_violation(
         browser: Any, live: LiveServer, db: Database) -> None:
     # (axe needs JavaScript in the page, so this phone runs it; the pages use none themselves)
-    context = await browser.new_context(viewport={"width": 360, "height": 740}, is_mobile=True, has_touch=True)
+    context = await browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
     try:
         assert await audit_public_pages(await context.new_page(), live, db) == {}
     finally:

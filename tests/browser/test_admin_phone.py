@@ -9,7 +9,9 @@ import pytest
 from sqlalchemy import select
 
 from service.campaigns.models import Campaign
+from service.db import transaction
 from service.inquiries.models import Inquiry
+from service.mail.outbox import queue_email
 from service.newsletter.models import Subscriber
 from tests.browser.conftest import axe_violations
 from tests.browser.helpers import load_demo_data, sign_in
@@ -24,14 +26,22 @@ async def _first_id(db: Database, model: Any) -> int:
 
 async def _admin_pages(db: Database) -> list[str]:
     inquiry, subscriber, campaign = [await _first_id(db, m) for m in (Inquiry, Subscriber, Campaign)]
+    async with transaction(db.sessions) as session:  # a message with a long address and subject
+        message = await queue_email(session, kind="smtp_check", sender="Clinic <hello@clinic.test>",
+                                    to="a.rather.long.address.for.a.phone@subdomain.example.org",
+                                    subject="Mail from Clinic works: a subject long enough to wrap on a phone",
+                                    template="smtp_check", ctx={"org_name": "Clinic", "sent_at": "today"})
+        message_id = message.id
     return ["/admin/", "/admin/inquiries", "/admin/inquiries?status=held", "/admin/inquiries?q=a",
             f"/admin/inquiries/{inquiry}", f"/admin/inquiries/{inquiry}/erase",
             "/admin/subscribers", f"/admin/subscribers/{subscriber}", f"/admin/subscribers/{subscriber}/erase",
             "/admin/subscribers/import", "/admin/campaigns", "/admin/campaigns/new", f"/admin/campaigns/{campaign}",
             f"/admin/campaigns/{campaign}/edit", f"/admin/campaigns/{campaign}/preview",
-            "/admin/digest-rules", "/admin/digest-rules/new", "/admin/articles", "/admin/outbox", "/admin/audit",
-            "/admin/users", "/admin/account", "/admin/settings", "/admin/settings?preview=inquiry_staff",
-            "/admin/no-such-page"]
+            "/admin/digest-rules", "/admin/digest-rules/new", "/admin/articles", "/admin/outbox",
+            f"/admin/outbox/{message_id}", "/admin/bounces", "/admin/audit", "/admin/reports",
+            f"/admin/reports/campaigns/{campaign}", "/admin/reports/content", "/admin/reports/leads",
+            "/admin/reports/audience", "/admin/users", "/admin/account", "/admin/account/two-factor",
+            "/admin/settings", "/admin/settings?preview=inquiry_staff", "/admin/no-such-page"]
 
 
 @pytest.mark.parametrize("width", [390, 1280])

@@ -60,7 +60,11 @@ async def test_preference_centre_shows_masked_address_and_changes_nothing_on_get
 
 async def test_topic_changes_are_saved(client: httpx.AsyncClient, db: Database, smtp: SmtpServer) -> None:
     path = await _welcome_unsubscribe_path(client, db, smtp, "topics@example.org", topics=("anxiety",))
+    # a topic not on the list (a changed form) is refused by name, as on the signup form: nothing saved
     r = await client.post(f"{path}/preferences", data={"topics": ["PTSD", "OCD", "nonsense"]})
+    assert r.status_code == 422 and "Please choose topics from the list" in r.text
+    assert (await subscriber(db, "topics@example.org")).topics == ["anxiety"]  # type: ignore[union-attr]
+    r = await client.post(f"{path}/preferences", data={"topics": ["PTSD", "OCD"]})
     assert r.status_code == 303 and r.headers["location"] == f"{path}?saved=1"
     sub = await subscriber(db, "topics@example.org")
     assert sub is not None and sub.topics == ["OCD", "PTSD"] and sub.status == "confirmed"
