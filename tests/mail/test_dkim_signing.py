@@ -12,9 +12,8 @@ from dkim.canonicalization import Relaxed
 from hypothesis import given
 from hypothesis import strategies as st
 
-from service.mail.dkim import DkimSigner, relaxed_body, relaxed_header, signer_from_settings
+from service.mail.dkim import DkimSigner, relaxed_body, relaxed_header
 from service.mail.headers import HeaderInjectionError
-from service.settings import Settings, SettingsError
 
 
 @given(st.binary(max_size=60) | st.lists(st.sampled_from([b" ", b"\t", b"\r\n", b"\r", b"\n", b"a", b"=20"]),
