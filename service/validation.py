@@ -38,6 +38,16 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _LINE_BREAKS = re.compile(r"[\r\n\u2028\u2029\x85]")
 
 
+def small_int(value: object, *, digits: int = 9) -> int | None:
+    """`value` as a whole number when it is 1 to `digits` plain ASCII digits, else None. For ids,
+    page cursors and numbers read from a URL, a form or another server: str.isdigit also takes
+    "²" and other digits that int() refuses (a 500), and more than nine digits can overflow a
+    32-bit integer column on PostgreSQL (a 500 again)."""
+    if isinstance(value, str) and 0 < len(value) <= digits and value.isascii() and value.isdigit():
+        return int(value)
+    return None
+
+
 def raw_value(data: Mapping[str, Any], field: str) -> str:
     """A submitted value as a string ('' when absent); lists and objects are refused."""
     value = data.get(field)

@@ -17,6 +17,7 @@ from service.campaigns.models import Campaign, DigestRule
 from service.inquiries.models import Inquiry
 from service.mail.models import MailboxMessage, OutboxMessage
 from service.newsletter.models import Subscriber
+from service.validation import small_int
 
 ACTION_LABELS = {
     "sign_in": "Signed in", "sign_in_failed": "Failed to sign in", "sign_out": "Signed out",
@@ -108,8 +109,9 @@ async def describe_targets(session: AsyncSession, events: Sequence[AuditEvent], 
         targets["outbox_message"] = (MailboxMessage, MailboxMessage.subject, "/admin/outbox/{}", "email")
     wanted: dict[str, set[int]] = {}
     for e in events:
-        if e.target_type in targets and e.target_id.isdigit():
-            wanted.setdefault(e.target_type, set()).add(int(e.target_id))
+        target_id = small_int(e.target_id)
+        if e.target_type in targets and target_id is not None:
+            wanted.setdefault(e.target_type, set()).add(target_id)
     found: dict[tuple[str, str], Target] = {}
     for kind, ids in wanted.items():
         model, name_col, url, _what = targets[kind]

@@ -15,7 +15,7 @@ from starlette.datastructures import FormData
 from service.articles.models import Article
 from service.campaigns.models import Campaign, DigestRule
 from service.campaigns.rules import WEEKDAYS
-from service.validation import Errors, clean_mailable_email, clean_text
+from service.validation import Errors, clean_mailable_email, clean_text, small_int
 
 SUBJECT_MAX = 300
 PREHEADER_MAX = 300
@@ -26,9 +26,9 @@ BODY_MAX = 50000
 def _ids(values: Sequence[Any]) -> list[int]:
     out: list[int] = []
     for value in values:
-        text = str(value)
-        if text.isdigit() and int(text) not in out:
-            out.append(int(text))
+        number = small_int(str(value))
+        if number is not None and number not in out:
+            out.append(number)
     return out
 
 
@@ -110,9 +110,10 @@ class DigestForm:
         if action == "count":
             return True
         direction, _, ident = action.partition(":")
-        if direction not in ("up", "down") or not ident.isdigit() or int(ident) not in self.order:
+        moved = small_int(ident)
+        if direction not in ("up", "down") or moved is None or moved not in self.order:
             return False
-        i = self.order.index(int(ident))
+        i = self.order.index(moved)
         j = i - 1 if direction == "up" else i + 1
         if 0 <= j < len(self.order):
             self.order[i], self.order[j] = self.order[j], self.order[i]
@@ -184,15 +185,17 @@ class RuleForm:
         data = {k: str(form.get(k) or "") for k in ("name", "subject", "weekday", "at_time", "timezone")}
         name = errors.collect("name", clean_text, data, "name", label="Name", max_length=200)
         subject = errors.collect("subject", clean_text, data, "subject", label="Subject", max_length=SUBJECT_MAX)
-        weekday = int(data["weekday"]) if data["weekday"].isdigit() and int(data["weekday"]) < 7 else -1
+        day = small_int(data["weekday"], digits=1)
+        weekday = day if day is not None and day <= 6 else -1
         if weekday < 0:
             errors["weekday"] = "Day: pick a day of the week."
         at_time = data["at_time"].strip()
         parts = at_time.split(":")
-        if len(parts) != 2 or not all(p.isdigit() for p in parts) or int(parts[0]) > 23 or int(parts[1]) > 59:
+        hour, minute = (small_int(p, digits=2) for p in parts) if len(parts) == 2 else (None, None)
+        if hour is None or minute is None or hour > 23 or minute > 59:
             errors["at_time"] = "Time: expected a time of day such as 09:00."
         else:
-            at_time = f"{int(parts[0]):02d}:{int(parts[1]):02d}"
+            at_time = f"{hour:02d}:{minute:02d}"
         zone = data["timezone"].strip() or "UTC"
         try:
             ZoneInfo(zone)

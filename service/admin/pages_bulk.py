@@ -24,15 +24,13 @@ from service.inquiries.queries import HeldInquiryError, InquiryNotFoundError
 from service.newsletter.actions import SubscriberStateError, record_subscriber_export, suppress_as, unsubscribe_as
 from service.newsletter.exporter import export_rows
 from service.newsletter.queries import get_subscriber
-from service.validation import FieldError, clean_text
+from service.validation import FieldError, clean_text, small_int
 
 MAX_SELECTED = 500
 
 
 def _ids(form: FormData) -> list[int]:
-    # ASCII digits only: str.isdigit also takes "²", which int() refuses; ids are 32-bit
-    ids = sorted({int(v) for v in form.getlist("ids") if isinstance(v, str) and v.isascii() and v.isdigit()
-                  and len(v) <= 9})
+    ids = sorted({i for i in (small_int(v) for v in form.getlist("ids")) if i is not None})
     return ids[:MAX_SELECTED]
 
 

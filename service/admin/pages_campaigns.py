@@ -30,7 +30,7 @@ from service.campaigns.render import markdown_html
 from service.campaigns.skips import LIST_LIMIT, count_skips, list_skipped
 from service.campaigns.stats import CampaignStats, campaign_rows, campaign_stats
 from service.db import get_session, utcnow
-from service.validation import FieldError, clean_email
+from service.validation import FieldError, clean_email, small_int
 from service.web import settings_of
 
 PAGE = 25
@@ -94,7 +94,7 @@ async def _audience(request: Request, campaign: Campaign) -> cq.AudienceFigures 
 async def campaign_list(request: Request) -> Response:
     session = get_session(request)
     before = request.query_params.get("before", "")
-    before_id = int(before) if before.isascii() and before.isdigit() and len(before) <= 9 else None
+    before_id = small_int(before)
     paging = await paginate(request, lambda limit: campaign_rows(session, before_id=before_id, limit=limit),
                             cursor=lambda row: str(row.campaign.id), cursor_param="before", size=PAGE)
     audiences = {row.campaign.id: figures for row in paging.rows
@@ -174,7 +174,7 @@ async def campaign_audience(request: Request) -> Response:
     params = request.query_params
     known = set(settings_of(request).topics)
     topics = sorted({t for t in params.getlist("topics") if t in known}) if params.get("audience") == "topics" else []
-    ids = [int(i) for i in params.getlist("article") if i.isascii() and i.isdigit() and len(i) <= 9][:500]
+    ids = [i for i in (small_int(v) for v in params.getlist("article")) if i is not None][:500]
     figures = await cq.audience_figures(get_session(request), topics=topics, has_body=params.get("body") == "1",
                                         article_ids=ids)
     return JSONResponse({"audience": figures.audience, "receiving": figures.receiving, "by_topic": figures.by_topic,

@@ -29,6 +29,7 @@ from service.mail.message import build_message, header_text, message_parts, pars
 from service.mail.models import OUTBOX_STATUSES, MailboxMessage, OutboxMessage
 from service.mail.outbox import outbox_email, retry_outbox_message
 from service.mail.queries import count_mailbox, count_outbox, list_mailbox, list_outbox, outbox_counts
+from service.validation import small_int
 from service.web import settings_of
 
 INQUIRY_KINDS = ("inquiry_staff", "inquiry_autoreply")
@@ -41,8 +42,7 @@ def _local(request: Request) -> bool:
 
 
 def _before(request: Request) -> int | None:
-    value = request.query_params.get("before", "")
-    return int(value) if value.isdigit() else None
+    return small_int(request.query_params.get("before", ""))
 
 
 def _row_id(message: MailboxMessage | OutboxMessage) -> str:

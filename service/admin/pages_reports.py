@@ -23,6 +23,7 @@ from service.db import get_session, utcnow
 from service.insight.audience import audience_weeks, topics_by_popularity
 from service.insight.reports import CampaignReport, campaign_report, campaign_summaries
 from service.insight.sources import DIMENSIONS, FUNNEL, ROWS_SHOWN, content_report, lead_sources
+from service.validation import small_int
 
 CAMPAIGNS_SHOWN = 12
 MONTHS_DEFAULT = 12
@@ -96,7 +97,8 @@ async def content_csv(request: Request) -> Response:
 
 def _months(request: Request) -> int | None:
     raw = request.query_params.get("months", str(MONTHS_DEFAULT))
-    return int(raw) if raw.isdigit() and 1 <= int(raw) <= MONTHS_MAX else None
+    months = small_int(raw)
+    return months if months is not None and 1 <= months <= MONTHS_MAX else None
 
 
 async def _leads(request: Request, *, limit: int | None = ROWS_SHOWN) -> tuple[int, dict[str, Any]] | Response:

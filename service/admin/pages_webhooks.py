@@ -16,6 +16,7 @@ from starlette.routing import BaseRoute, Route
 from service.admin.audit import Actor
 from service.admin.guard import Handler, admin_error, get_or_404, page, staff_of
 from service.db import get_session, utcnow
+from service.validation import small_int
 from service.web import settings_of
 from service.webhooks import actions
 from service.webhooks import queries as q
@@ -53,7 +54,7 @@ async def _endpoint_page(request: Request, endpoint: WebhookEndpoint, *, secret:
     session = get_session(request)
     before = request.query_params.get("before", "")
     rows = await q.list_deliveries(session, endpoint_id=endpoint.id, limit=50,
-                                   before_id=int(before) if before.isdigit() else None)
+                                   before_id=small_int(before))
     return page(request, "admin/webhook.html", {
         "section": "webhooks", "endpoint": endpoint, "deliveries": rows, "secret": secret, "error": error,
         "events": EVENTS, "notice": request.query_params.get("notice", ""),

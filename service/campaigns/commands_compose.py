@@ -15,7 +15,7 @@ from typing import Any
 from service.command import Body, CommandError, Handler
 from service.db import Sessions, transaction, utcnow
 from service.settings import Settings
-from service.validation import FieldError, clean_text
+from service.validation import FieldError, clean_text, small_int
 
 SUBJECT_MAX = PREHEADER_MAX = 300
 INTRO_MAX, BODY_MAX = 5000, 50000
@@ -39,9 +39,10 @@ def _body(path: str | None) -> str | None:
 
 def _ids(value: str) -> list[int]:
     parts = [p.strip() for p in value.split(",") if p.strip()]
-    if not all(p.isdigit() for p in parts):
+    ids = [small_int(p) for p in parts]
+    if None in ids:
         raise CommandError(f"--articles: expected article ids such as 3,1,2, got {value!r}")
-    return list(dict.fromkeys(int(p) for p in parts))
+    return list(dict.fromkeys(i for i in ids if i is not None))
 
 async def _articles(session: Any, value: str | None) -> list[int] | None:
     """Article ids in order ('new' = every article since the last digest); checked to exist."""

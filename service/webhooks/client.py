@@ -16,6 +16,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from service.validation import small_int
 from service.webhooks.guard import Target
 
 MAX_BODY = 64 * 1024  # answers longer than this are cut and their connection closed
@@ -158,9 +159,10 @@ async def _read_answer(reader: asyncio.StreamReader) -> tuple[int, str, dict[str
             raise ProtocolError("the connection closed in the answer's status line")
         first = False
         parts = line.decode("latin-1").rstrip("\r\n").split(" ", 2)
-        if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or not parts[1].isdigit():
+        code = small_int(parts[1], digits=3) if len(parts) >= 2 else None
+        if code is None or not parts[0].startswith("HTTP/1."):
             raise ProtocolError(f"not an HTTP/1.x status line: {line[:80]!r}")
-        status, reason = int(parts[1]), parts[2] if len(parts) > 2 else ""
+        status, reason = code, parts[2] if len(parts) > 2 else ""
         fields = await _read_fields(reader)
         if not 100 <= status < 200:
             break
