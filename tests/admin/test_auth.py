@@ -5,6 +5,7 @@ single use, and `next` never leads off the site."""
 from __future__ import annotations
 
 import re
+import time
 from typing import Any
 
 import httpx
@@ -160,13 +161,28 @@ async def test_account_lockout_tells_only_the_owner_that_the_account_is_locked(a
 
 
 async def test_ip_lockout_stops_guessing_across_accounts(app: Any, admin: StaffUser, db: Database) -> None:
-    async with new_client(app, ip="198.51.100.9") as c:
-        for i in range(IP_LIMIT.count):
-            assert (await sign_in(c, email=f"guess{i}@clinic.test", password="guess guess guess")).status_code == 401
-        blocked = await sign_in(c)  # right credentials, from the blocked address
+    # The limit counts in fixed windows of wall-clock time (service/ratelimit.py): guesses that
+    # straddle a window's end are counted in two windows, and the address is not blocked. That is
+    # the limiter's design, not a failure, so such a run is repeated once from a fresh address
+    # (the second cannot straddle too: the windows are 15 minutes long).
+    for attempt, ip in enumerate(("198.51.100.9", "198.51.100.19")):
+        window = _ip_window()
+        async with new_client(app, ip=ip) as c:
+            for i in range(IP_LIMIT.count):
+                guess = await sign_in(c, email=f"guess{i}@clinic.test", password="guess guess guess")
+                assert guess.status_code == 401
+            blocked = await sign_in(c)  # right credentials, from the blocked address
+        if attempt == 0 and _ip_window() != window:
+            continue
         assert blocked.status_code == 401 and LOGIN_FAILED in blocked.text
+        break
     async with new_client(app, ip="198.51.100.10") as other:  # another address is not affected
         assert (await sign_in(other)).status_code == 303
+
+
+def _ip_window() -> int:
+    """The per-IP sign-in limit's current window (as service/ratelimit.py computes it)."""
+    return int(time.time() // IP_LIMIT.seconds)
 
 
 async def test_deactivated_user_loses_access_at_once(app: Any, admin: StaffUser, db: Database,

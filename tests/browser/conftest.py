@@ -8,15 +8,21 @@ a skip fails the run (see tests/conftest.py).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import shutil
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import and_, or_, select
 
+from service.campaigns.models import Campaign, Delivery
+from service.db import utcnow
+from service.mail.models import OutboxMessage
 from tests.conftest import TEST_SECRET, Database
 from tests.live import LiveServer, tidings_env
 from tests.smtp import SmtpServer
@@ -62,22 +68,84 @@ async def nojs_page(browser: Any) -> AsyncIterator[Any]:
 
 @contextlib.contextmanager
 def live_server(db: Database, smtp: SmtpServer, tmp_path: Path, *, send_rate: str = "0") -> Iterator[LiveServer]:
-    """A real `tidings serve` (with its in-process worker) on the test database and SMTP server."""
-    env = tidings_env(db.url, TEST_SECRET, SMTP_URL=smtp.url, FORM_MIN_SECONDS="0",
-                      MAIL_FROM="Clinic <hello@clinic.test>", STAFF_INBOX="staff@clinic.test",
-                      ORG_NAME="Clinic", SEND_RATE=send_rate)
-    server = LiveServer(env, tmp_path / "serve.log")
-    server.start()
+    """A real `tidings serve` (with its in-process worker) on the test database and SMTP server,
+    of the test's own: the module's shared server on the same database is stopped first, since
+    two workers would share the work out between them."""
+    _stop_shared(db.url)
+    server = _start(db, smtp, tmp_path, send_rate=send_rate)
     try:
         yield server
     finally:
         server.stop()
 
 
+def _start(db: Database, smtp: SmtpServer, tmp_path: Path, *, send_rate: str = "0") -> LiveServer:
+    env = tidings_env(db.url, TEST_SECRET, SMTP_URL=smtp.url, FORM_MIN_SECONDS="0",
+                      MAIL_FROM="Clinic <hello@clinic.test>", STAFF_INBOX="staff@clinic.test",
+                      ORG_NAME="Clinic", SEND_RATE=send_rate)
+    server = LiveServer(env, tmp_path / "serve.log")
+    server.start()
+    return server
+
+
+# The `live` server, shared by the tests of one module on one database (one per xdist worker):
+# starting `tidings serve` costs a Python process's imports and the schema check, about a second
+# of CPU, and most browser tests take one. It never outlives its module, so no test elsewhere
+# meets its worker; all a running server keeps is in the database (emptied after each test)
+# except the brand, cached for 10 s, so the test that changes the brand takes `fresh_live`.
+_SHARED: dict[str, LiveServer] = {}  # by database URL
+
+
+def _stop_shared(url: str | None = None) -> None:
+    for key in [k for k in _SHARED if url is None or k == url]:
+        _SHARED.pop(key).stop()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _shared_server_ends_with_its_module() -> Iterator[None]:
+    yield
+    _stop_shared()
+
+
 @pytest.fixture
-def live(db: Database, smtp: SmtpServer, tmp_path: Path) -> Iterator[LiveServer]:
+async def live(db: Database, smtp: SmtpServer, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[LiveServer]:
+    """The module's server on this database; after the test, once its worker has sent what the
+    test queued (so no mail of this test reaches the next one), `db` empties the tables."""
+    server = _SHARED.get(db.url)
+    if server is None or server.proc is None or server.proc.poll() is not None:
+        _stop_shared()  # the other database's: one server at a time
+        server = _SHARED[db.url] = _start(db, smtp, tmp_path_factory.mktemp("live"))
+    yield server
+    await settled(db, server)
+
+
+@pytest.fixture
+def fresh_live(db: Database, smtp: SmtpServer, tmp_path: Path) -> Iterator[LiveServer]:
+    """A server of the test's own, stopped at its end."""
     with live_server(db, smtp, tmp_path) as server:
         yield server
+
+
+async def settled(db: Database, server: LiveServer, *, within: float = 60.0) -> None:
+    """Wait until no outbox message and no delivery of a sending campaign is being sent or due to
+    be sent: the server's worker has nothing left in hand that could reach the SMTP server later."""
+    deadline = time.monotonic() + within
+    while True:
+        now = utcnow()
+        async with db.sessions() as session:
+            busy = await session.scalar(select(
+                select(OutboxMessage.id).where(or_(
+                    OutboxMessage.status == "sending",
+                    and_(OutboxMessage.status == "queued", OutboxMessage.next_attempt_at <= now))).exists()
+                | select(Delivery.id).join(Campaign, Campaign.id == Delivery.campaign_id).where(
+                    Campaign.status == "sending", or_(
+                        Delivery.status == "sending",
+                        and_(Delivery.status == "queued", Delivery.next_attempt_at <= now))).exists()))
+        if not busy:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the live server's worker did not finish within {within} s:\n{server.log()[-4000:]}")
+        await asyncio.sleep(0.1)
 
 
 async def axe_violations(page: Any, *, impacts: tuple[str, ...] = ("serious", "critical")) -> list[dict[str, Any]]:

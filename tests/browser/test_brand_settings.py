@@ -42,7 +42,8 @@ async def _no_sideways_scroll(page: Any) -> None:
 
 @pytest.mark.parametrize("width", [1280, 390])
 async def test_admin_brands_the_emails_with_a_live_preview_and_the_public_pages_follow(
-        browser: Any, live: LiveServer, db: Database, width: int) -> None:
+        browser: Any, fresh_live: LiveServer, db: Database, width: int) -> None:
+    live = fresh_live  # a server of its own: the brand it caches must not reach another test
     await load_demo_data(db, live)
     context = await browser.new_context(viewport={"width": width, "height": 900 if width > 400 else 844})
     page = await context.new_page()
