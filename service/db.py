@@ -464,7 +464,12 @@ def once_per_dialect(build: Callable[[bool], T]) -> Callable[[AsyncSession], T]:
 
 def insert_for(session: AsyncSession) -> Callable[..., Any]:
     """The dialect's `insert` construct (it has `on_conflict_do_nothing`/`_do_update`)."""
-    return pg_insert if is_postgresql(session) else sqlite_insert
+    return dialect_insert(is_postgresql(session))
+
+
+def dialect_insert(postgresql: bool) -> Callable[..., Any]:
+    """`insert_for` for statements built once per dialect (`once_per_dialect`)."""
+    return pg_insert if postgresql else sqlite_insert
 
 
 def day_bucket(session: AsyncSession, column: Any) -> Any:

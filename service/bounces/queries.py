@@ -8,12 +8,10 @@ from collections.abc import Collection, Sequence
 from typing import Any
 
 from sqlalchemy import bindparam, delete, func, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.bounces.models import BounceEvent, WebhookNonce
-from service.db import insert_for, list_param, once_per_dialect, rowcount
+from service.db import dialect_insert, insert_for, list_param, once_per_dialect, rowcount
 from service.privacy.stores import PersonalDataStore, register_store
 from service.validation import email_key
 
@@ -101,8 +99,8 @@ async def insert_events(session: AsyncSession, rows: list[dict[str, Any]]) -> di
 @once_per_dialect
 def _insert_events(postgresql: bool) -> Any:
     table = BounceEvent.__table__
-    insert = pg_insert if postgresql else sqlite_insert
-    return insert(table).on_conflict_do_nothing(index_elements=["event_key"]).returning(table.c.event_key, table.c.id)
+    return (dialect_insert(postgresql)(table).on_conflict_do_nothing(index_elements=["event_key"])
+            .returning(table.c.event_key, table.c.id))
 
 
 async def set_event_outcomes(session: AsyncSession, outcomes: dict[str, list[int]]) -> None:
