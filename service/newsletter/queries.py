@@ -16,7 +16,7 @@ from service.db import Cursor, insert_for, like_pattern, list_param, newest_firs
 from service.newsletter.models import SUPPRESSED_STATUSES, Subscriber, SubscriberTopic, Suppression
 from service.tokens import Tokens
 from service.validation import email_key
-from service.webhooks.events import SUBSCRIBER_EVENTS, endpoints_want, queue_subscriber_status
+from service.webhooks.events import SUBSCRIBER_EVENTS, is_wanted, queue_subscriber_status
 
 
 def suppression_hashes(tokens: Tokens, email: str) -> list[str]:
@@ -253,7 +253,7 @@ async def set_statuses(session: AsyncSession, *, status: str, changes: list[dict
     # Webhook events (the bounce policy passes only real changes: see bounces.policy._apply); the
     # addresses are read only when an endpoint wants the event, since this runs per bounce batch.
     event = SUBSCRIBER_EVENTS.get(status)
-    if event is None or not await endpoints_want(session, event):
+    if event is None or not await is_wanted(session, event=event):
         return
     emails = dict((await session.execute(select(Subscriber.id, Subscriber.email)
                                          .where(Subscriber.id.in_([c["sid"] for c in changes])))).all())

@@ -76,16 +76,6 @@ def _like(event: str) -> str:
     return "%," + event.replace("/", "//").replace("%", "/%").replace("_", "/_") + ",%"
 
 
-_WANTED = select(_E.id).where(_E.enabled.is_(True), _E.events.like(bindparam("p_like", type_=String), escape="/")
-                              ).limit(1)
-
-
-async def endpoints_want(session: AsyncSession, event: str) -> bool:
-    """Whether any enabled endpoint chose `event`: a batch asks once before it gathers what its
-    events would carry (the bounce policy's batches, which usually have no endpoint to serve)."""
-    return (await session.execute(_WANTED, {"p_like": _like(event)})).first() is not None
-
-
 def _insert_statement(*, trusted: bool) -> Any:
     """INSERT … SELECT of one event for every enabled endpoint that chose it, built once (the
     hook runs in every request that changes something; building it each time cost more than
