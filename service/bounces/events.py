@@ -13,6 +13,7 @@ SOURCES = ("lmtp", "pipe", "mailbox", "ses", "postmark", "mailgun", "sendgrid", 
 # Routes where anybody can write to us: an event from them counts only with a verified return token.
 EMAIL_SOURCES = ("lmtp", "pipe", "mailbox")
 DIAGNOSTIC_MAX = 1000
+MESSAGE_ID_MAX = 255  # bounce_events.message_id
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,10 @@ class MailEvent:
             raise ValueError("MailEvent.occurred_at: expected an aware datetime")
         if any(c in self.diagnostic for c in "\r\n\0"):
             raise ValueError("MailEvent.diagnostic: expected one line")
+        if self.message_id is not None:
+            # Whatever a report quotes as our Message-ID is matched and stored: a NUL or a line
+            # break in it (PostgreSQL refuses a NUL in text) must not make the report unstorable.
+            object.__setattr__(self, "message_id", one_line(self.message_id, MESSAGE_ID_MAX) or None)
 
 
 def report_key(*, report_message_id: str | None, recipient: str, kind: str, fallback: bytes = b"") -> str:

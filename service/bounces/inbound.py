@@ -42,6 +42,7 @@ from typing import Any
 
 from aiosmtpd.lmtp import LMTP
 from aiosmtpd.smtp import SMTP
+from sqlalchemy.exc import DataError
 
 from service.bounces.events import MailEvent
 from service.bounces.intake import MAX_REPORT_BYTES, Processed, read_message
@@ -178,15 +179,17 @@ class InboundHandler:
             group, self.pending = self.pending[:GROUP_MAX], self.pending[GROUP_MAX:]
             try:
                 await self._commit(group)
-            except Exception:
+            except Exception as error:
                 if len(group) == 1:
                     log.exception("inbound: could not record a report")
+                    _refuse_if_unstorable(group[0], error)
                 else:  # one at a time: a report that cannot be recorded fails only itself
                     for job in group:
                         try:
                             await self._commit([job])
-                        except Exception:
+                        except Exception as one_error:
                             log.exception("inbound: could not record a report")
+                            _refuse_if_unstorable(job, one_error)
             finally:
                 for job in group:
                     if not job.reply.done():
@@ -226,6 +229,14 @@ class _Job:
     report: Report
     events: list[MailEvent]
     reply: asyncio.Future[str]
+
+
+def _refuse_if_unstorable(job: _Job, error: Exception) -> None:
+    """A report the database refuses as data (not for being away or busy) would be refused on
+    every retry: 451 would keep it in the MTA's queue for days, then bounce it again. It is
+    refused for good instead (the log above holds why), so the MTA returns it to its postmaster."""
+    if isinstance(error, DataError) and not job.reply.done():
+        job.reply.set_result("554 5.6.0 the report holds data that cannot be stored; refused (logged)")
 
 
 def _reply(processed: Processed) -> str:

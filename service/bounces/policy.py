@@ -174,7 +174,7 @@ def _row(event: MailEvent, target: _Target, sub: _Sub | None, now: dt.datetime) 
         "event_key": event.event_key, "kind": event.kind, "source": event.source,
         "recipient": target.address[:320], "recipient_key": email_key(target.address)[:320],
         "occurred_at": event.occurred_at, "received_at": now, "diagnostic": event.diagnostic,
-        "status": event.status, "message_id": (event.message_id or None) and event.message_id[:255],
+        "status": event.status, "message_id": event.message_id,
         "outcome": "recorded", "subscriber_id": sub.id if sub else None,
         "campaign_id": target.delivery.campaign_id if target.delivery else None,
         "delivery_id": target.delivery.id if target.delivery else None,
