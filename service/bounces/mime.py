@@ -150,27 +150,34 @@ def _content_type(fields: Fields) -> tuple[str, dict[str, str] | None]:
     return (ctype if ctype.count("/") == 1 else "text/plain"), params
 
 
-def _fields(lines: list[str], at: int, end: int | None = None) -> tuple[Fields | None, int]:
-    """`_headers` as plain fields, from line `at` up to `end`."""
-    end = len(lines) if end is None else end
-    fields: Fields = {}
-    field: list[str] = []
+def _raw_fields(lines: list[str], at: int, end: int) -> tuple[list[list[str]] | None, int]:
+    """The header block from line `at` (up to `end`) as each field's lines, and the index after
+    its blank line; None when a line is neither a field nor a continuation (the feed parser
+    would note a defect). Both readers below build on it."""
+    fields: list[list[str]] = []
     while at < end:
         line = lines[at]
         at += 1
         if _blank(line):
             break
         if line[0] in " \t":
-            if not field:
+            if not fields:
                 return None, at
-            field.append(line)
+            fields[-1].append(line)
         elif _NAME.match(line):
-            if field:
-                _add(fields, field)
-            field = [line]
+            fields.append([line])
         else:
             return None, at
-    if field:
+    return fields, at
+
+
+def _fields(lines: list[str], at: int, end: int | None = None) -> tuple[Fields | None, int]:
+    """`_headers` as plain fields, from line `at` up to `end`."""
+    raw, at = _raw_fields(lines, at, len(lines) if end is None else end)
+    if raw is None:
+        return None, at
+    fields: Fields = {}
+    for field in raw:
         _add(fields, field)
     return fields, at
 
@@ -209,26 +216,12 @@ def _blank(line: str) -> bool:
 
 
 def _headers(lines: list[str], at: int) -> tuple[Message | None, int]:
-    """The header block starting at line `at` and the index after its blank line; None when a
-    line is neither a field nor a continuation (the feed parser would note a defect)."""
+    """The header block starting at line `at` as a Message, and the index after its blank line."""
+    raw, at = _raw_fields(lines, at, len(lines))
+    if raw is None:
+        return None, at
     msg = Message(policy=_POLICY)
-    field: list[str] = []
-    while at < len(lines):
-        line = lines[at]
-        at += 1
-        if _blank(line):
-            break
-        if line[0] in " \t":
-            if not field:
-                return None, at
-            field.append(line)
-        elif _NAME.match(line):
-            if field:
-                msg.set_raw(*_POLICY.header_source_parse(field))
-            field = [line]
-        else:
-            return None, at
-    if field:
+    for field in raw:
         msg.set_raw(*_POLICY.header_source_parse(field))
     return msg, at
 
