@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.admin.audit import Actor, record_audit
 from service.admin.models import ApiToken, StaffUser
+from service.admin.twofactor import two_factor_required
 
 TOKEN_PREFIX = "tdg_"  # noqa: S105 - the mark every token starts with, not a secret
 TOKEN_BYTES = 32  # 43 characters of base64url
@@ -109,7 +110,8 @@ def parse_name(value: str) -> str:
 @dataclass(frozen=True)
 class TokenState:
     """Why a token does or does not work now: "ok", "expired", "revoked", "inactive" (its owner
-    was deactivated) or "unknown"."""
+    was deactivated), "no_second_factor" (two-factor sign-in is required and its owner has none
+    yet) or "unknown"."""
 
     status: str
     token: ApiToken | None = None
@@ -130,6 +132,10 @@ async def check_token(session: AsyncSession, raw: str, *, now: dt.datetime) -> T
     user = await session.get(StaffUser, token.staff_user_id)
     if user is None or not user.active:
         return TokenState("inactive", token)
+    if not user.has_two_factor and await two_factor_required(session):
+        # as the admin sends such an account to set up its second factor and nowhere else, its
+        # tokens (made before the requirement) wait for it too
+        return TokenState("no_second_factor", token)
     if token.last_used_at is None or now - token.last_used_at >= LAST_USED_GRANULARITY:
         token.last_used_at = now
     return TokenState("ok", token, user)

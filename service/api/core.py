@@ -67,6 +67,8 @@ _REFUSALS = {
     "expired": ("token_expired", "This token has expired; create a new one on /admin/tokens."),
     "revoked": ("token_revoked", "This token was revoked."),
     "inactive": ("invalid_token", "The account this token belongs to is deactivated."),
+    "no_second_factor": ("two_factor_required", "Two-factor sign-in is required of every staff member: the owner of "
+                         "this token must set it up at /admin/account/two-factor before the token works again."),
 }
 
 

@@ -14,9 +14,12 @@ from sqlalchemy import update
 from starlette.routing import Mount, Route
 
 from service.admin.apitokens import RESOURCES
+from service.admin.audit import Actor
 from service.admin.models import StaffUser
+from service.admin.twofactor import new_secret, set_two_factor_required
 from service.api.core import API_PREFIX, Access
 from service.app import create_app, domain_routes
+from service.db import utcnow
 from service.settings import RateLimit
 from tests.api.conftest import EVERY_SCOPE, api_client, audit_rows, make_token
 from tests.conftest import Database, make_settings
@@ -145,3 +148,25 @@ async def test_unknown_paths_and_methods_answer_the_same_error_shape(app: Any, d
         _error(await api.get("/api/v1/nothing-here"), 404, "not_found")
         _error(await api.delete("/api/v1/inquiries"), 405, "method_not_allowed")
         _error(await api.get("/api/v1/inquiries/99999999999"), 404, "not_found")
+
+
+async def test_tokens_wait_for_their_owners_second_factor_once_it_is_required(app: Any, db: Database) -> None:
+    """Requiring two-factor sign-in of everyone holds the API to it too: a token made before stops
+    working until its owner sets up a second factor, then works again."""
+    admin = await make_staff(db)
+    staff = await make_staff(db, STAFF_EMAIL, role="staff")
+    raw = await make_token(db, staff)
+    async with api_client(app, raw) as api:
+        assert (await api.get("/api/v1/tokens")).status_code == 200
+        async with db.sessions.begin() as session:
+            await session.execute(update(StaffUser).where(StaffUser.id == admin.id).values(totp_secret=new_secret()))
+            owner = await session.get(StaffUser, admin.id)
+            assert owner is not None
+            assert await set_two_factor_required(session, required=True, actor_user=owner,
+                                                 actor=Actor.staff(owner, "203.0.113.7"), now=utcnow())
+        r = await api.get("/api/v1/tokens")
+        _error(r, 401, "two_factor_required")
+        assert "/admin/account/two-factor" in r.json()["error"]["message"]
+        async with db.sessions.begin() as session:
+            await session.execute(update(StaffUser).where(StaffUser.id == staff.id).values(totp_secret=new_secret()))
+        assert (await api.get("/api/v1/tokens")).status_code == 200
