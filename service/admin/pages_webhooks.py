@@ -1,7 +1,13 @@
 """Webhook endpoints in the admin (admins only): register one and choose its events, see its
 recent deliveries (status, answer, timing), send one again, send a test event, rotate its secret
 (shown once), trust it with health data, enable or disable it. The actions and their audit rows
-are `service.webhooks.actions`."""
+are `service.webhooks.actions`.
+
+Registering and rotating answer with a redirect (POST, redirect, GET), so that reloading the page
+that shows the new secret does not register a second endpoint or rotate again (which would drop
+the secret the receiver still uses from the overlap). The redirect carries no secret: a signed
+`shown` token names the endpoint, the admin and a keyed hash of the secret, and for SHOW_SECONDS
+the page shows the endpoint's secret while it is still that one."""
 
 from __future__ import annotations
 
@@ -16,6 +22,8 @@ from starlette.routing import BaseRoute, Route
 from service.admin.audit import Actor
 from service.admin.guard import Handler, admin_error, get_or_404, page, staff_of
 from service.db import get_session, utcnow
+from service.forms import tokens_of
+from service.tokens import TokenError
 from service.validation import small_int
 from service.web import settings_of
 from service.webhooks import actions
@@ -69,17 +77,42 @@ async def webhooks(request: Request) -> Response:
     async with request.form() as data:
         form = _form(data)
     try:
-        endpoint, secret = await actions.register_endpoint(
+        endpoint, _secret = await actions.register_endpoint(
             get_session(request), settings=settings_of(request), actor=Actor.of(request), url=form["url"],
             events=form["events"], description=form["description"], now=utcnow())
     except actions.EndpointError as exc:
         return await _list_page(request, form=form, error=exc, status_code=422)
-    return await _endpoint_page(request, endpoint, secret=secret, status_code=201)
+    return _show_secret(request, endpoint, "registered")
 
 
 async def _endpoint(request: Request) -> WebhookEndpoint:
     return await get_or_404(get_session(request), WebhookEndpoint, request.path_params["endpoint_id"],
                             what="webhook endpoint")
+
+
+SHOW_SECONDS = 600  # how long the page after registering or rotating shows the new secret
+_SHOWN = "webhook-secret-shown"
+
+
+def _show_secret(request: Request, endpoint: WebhookEndpoint, notice: str) -> Response:
+    """303 to the endpoint's page, which then shows its new secret (to this admin, for a while)."""
+    tokens = tokens_of(request)
+    shown = tokens.dumps(_SHOWN, [endpoint.id, staff_of(request).id, tokens.keyed_hash(_SHOWN, endpoint.secret)])
+    return RedirectResponse(f"/admin/webhooks/{endpoint.id}?notice={notice}&shown={shown}", status_code=303)
+
+
+def _secret_to_show(request: Request, endpoint: WebhookEndpoint) -> str | None:
+    """The endpoint's secret when the `shown` token of `_show_secret` is valid for it now."""
+    given = request.query_params.get("shown")
+    if not given:
+        return None
+    tokens = tokens_of(request)
+    try:
+        data = tokens.loads(_SHOWN, given, max_age=SHOW_SECONDS)
+    except TokenError:
+        return None
+    wanted = [endpoint.id, staff_of(request).id, tokens.keyed_hash(_SHOWN, endpoint.secret)]
+    return endpoint.secret if data == wanted else None
 
 
 def _back(endpoint_id: int, notice: str) -> Response:
@@ -90,7 +123,11 @@ def _back(endpoint_id: int, notice: str) -> Response:
 async def webhook(request: Request) -> Response:
     endpoint = await _endpoint(request)
     if request.method == "GET":
-        return await _endpoint_page(request, endpoint)
+        secret = _secret_to_show(request, endpoint)
+        response = await _endpoint_page(request, endpoint, secret=secret)
+        if secret:
+            response.headers["cache-control"] = "no-store"
+        return response
     async with request.form() as data:
         form = _form(data)
     try:
@@ -105,9 +142,8 @@ async def webhook(request: Request) -> Response:
 @_admins
 async def rotate(request: Request) -> Response:
     endpoint = await _endpoint(request)
-    secret = await actions.rotate_secret(get_session(request), actor=Actor.of(request), endpoint=endpoint,
-                                         now=utcnow())
-    return await _endpoint_page(request, endpoint, secret=secret)
+    await actions.rotate_secret(get_session(request), actor=Actor.of(request), endpoint=endpoint, now=utcnow())
+    return _show_secret(request, endpoint, "rotated")
 
 
 @_admins
