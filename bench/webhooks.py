@@ -206,6 +206,7 @@ def work(url: str, concurrency: int, owner: str, done_file: str) -> None:
                 await asyncio.sleep(0.2)
             else:
                 await asyncio.sleep(0.02)  # the loop's interval is 1 s when idle; shorter here
+        await worker.settle()
         worker.close()
         await engine.dispose()
 

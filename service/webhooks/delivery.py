@@ -3,8 +3,14 @@ what happened, like the mail outbox (`service.mail.outbox`).
 
 - A batch is claimed in one transaction (FOR UPDATE SKIP LOCKED on PostgreSQL; SQLite's
   writers take turns), posted concurrently (up to WEBHOOK_CONCURRENCY at once per endpoint,
-  over kept-alive connections) and its outcomes written in one statement, fenced on the lease,
-  so two workers never post one delivery twice in a run without faults. A worker that dies
+  over kept-alive connections), and each endpoint's outcomes written in one statement, fenced on
+  the lease, as soon as that endpoint has answered them all, so two workers never post one
+  delivery twice in a run without faults.
+- One slow endpoint holds back only itself: a batch waits at most STRAGGLER_WAIT for it, then
+  the lane goes on while its posts finish in the background (and record themselves); until they
+  have, this worker claims nothing more of that endpoint. Without this a receiver that takes
+  WEBHOOK_TIMEOUT to fail would delay every other endpoint's deliveries by as much, batch after
+  batch. A worker that dies
   mid-batch leaves its rows leased; another claims them when the lease ends: delivery is at
   least once, and the `webhook-id` lets a receiver drop a repeat.
 - A 2xx answer delivers. Errors, timeouts and any other answer are retried with backoff (10 s,
@@ -19,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 import logging
 import random
 import ssl
@@ -39,6 +46,7 @@ from service.webhooks.signing import webhook_headers
 log = logging.getLogger("tidings.webhooks")
 
 DISABLE_AFTER = dt.timedelta(days=1)
+STRAGGLER_WAIT = 1.0  # seconds a batch waits for its slowest endpoint before its lane goes on
 
 
 def backoff(attempts: int, *, base: float = 10.0, cap: float = 7200.0) -> dt.timedelta:
@@ -69,6 +77,7 @@ class WebhookWorker:
         self.clock = clock
         self.client = WebhookClient(timeout=settings.webhook_timeout, ssl_context=ssl_context)
         self._limits: dict[int, asyncio.Semaphore] = {}
+        self._posting: dict[int, set[asyncio.Task[None]]] = {}  # endpoint -> its groups still posting
 
     async def run_once(self) -> int:
         """Run `pipelines` lanes of batches at once (claim, post, record each), so that one
@@ -89,20 +98,51 @@ class WebhookWorker:
         return total
 
     async def run_batch(self) -> int:
-        """Claim one batch, post each delivery once, record the outcomes; how many were claimed."""
+        """Claim one batch (of endpoints not still posting an earlier one), post each delivery once
+        and record the outcomes endpoint by endpoint; how many were claimed. Returns once every
+        endpoint of the batch is done, or after STRAGGLER_WAIT with the slow ones left posting."""
         now = self.clock()
         async with self.sessions.begin() as session:
             batch = await q.claim_deliveries(session, owner=self.owner, limit=self.batch_size, lease=self.lease,
-                                             now=now)
+                                             now=now, skip_endpoints=sorted(self._posting))
             if not batch:
                 return 0
             endpoints = await q.endpoint_keys(session, ids=sorted({c.endpoint_id for c in batch}), now=now)
-        resolved: dict[int, asyncio.Task[tuple[Target, list[str]]]] = {
-            ident: asyncio.ensure_future(self._check(ep.url)) for ident, ep in endpoints.items()}
-        answers = await asyncio.gather(*(self._post(c, endpoints[c.endpoint_id], resolved[c.endpoint_id])
-                                         for c in batch))
-        await self._record(batch, answers, endpoints)
+        groups: dict[int, list[q.Claim]] = {}
+        for claim in batch:
+            groups.setdefault(claim.endpoint_id, []).append(claim)
+        tasks = [self._start(ident, claims, endpoints[ident]) for ident, claims in groups.items()]
+        done, _still_posting = await asyncio.wait(tasks, timeout=STRAGGLER_WAIT)
+        for task in done:
+            task.result()  # a failure to record reaches the loop (which logs it and backs off)
         return len(batch)
+
+    def _start(self, ident: int, claims: list[q.Claim], endpoint: q.EndpointKeys) -> asyncio.Task[None]:
+        task = asyncio.ensure_future(self._deliver(claims, endpoint))
+        self._posting.setdefault(ident, set()).add(task)
+        task.add_done_callback(functools.partial(self._finished, ident))
+        return task
+
+    def _finished(self, ident: int, task: asyncio.Task[None]) -> None:
+        group = self._posting.get(ident, set())
+        group.discard(task)
+        if not group:
+            self._posting.pop(ident, None)
+        if not task.cancelled() and task.exception() is not None:
+            # seen here for a straggler (nobody awaits it); its rows stay leased and are retried
+            # when the lease ends
+            log.warning("webhook deliveries to endpoint %s: %s", ident, task.exception())
+
+    async def _deliver(self, claims: list[q.Claim], endpoint: q.EndpointKeys) -> None:
+        """Post one endpoint's share of a batch (its URL checked and resolved once), then record it."""
+        checked = asyncio.ensure_future(self._check(endpoint.url))
+        answers = await asyncio.gather(*(self._post(c, endpoint, checked) for c in claims))
+        await self._record(claims, answers, {endpoint.id: endpoint})
+
+    async def settle(self) -> None:
+        """Wait for the posts still running in the background (each records itself)."""
+        while self._posting:
+            await asyncio.wait({t for group in self._posting.values() for t in group})
 
     async def _check(self, url: str) -> tuple[Target, list[str]]:
         target = check_url(url, allow_http=self.settings.webhook_allow_http)
@@ -152,13 +192,21 @@ class WebhookWorker:
                 await notify_admins(session, self.settings, endpoint_id=endpoint_id, url=url)
 
     async def drain(self) -> int:
-        """Run batches until nothing is due (tests and the CLI)."""
+        """Run batches until nothing is due and nothing is still posting (tests and the CLI)."""
         total = 0
-        while n := await self.run_batch():
-            total += n
-        return total
+        while True:
+            if n := await self.run_batch():
+                total += n
+            elif self._posting:
+                await self.settle()
+            else:
+                return total
 
     def close(self) -> None:
+        """Stop: posts still running are cancelled (their rows are claimed again when the lease ends)."""
+        for group in self._posting.values():
+            for task in group:
+                task.cancel()
         self.client.close()
 
 

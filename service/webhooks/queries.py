@@ -42,10 +42,13 @@ def _due(now: dt.datetime) -> Any:
 
 
 async def claim_deliveries(session: AsyncSession, *, owner: str, limit: int, lease: dt.timedelta,
-                           now: dt.datetime) -> list[Claim]:
+                           now: dt.datetime, skip_endpoints: Sequence[int] = ()) -> list[Claim]:
     """Lease up to `limit` due deliveries of enabled endpoints (queued and due, or sending with an
-    expired lease: a dead worker's). Rows locked by another worker's claim are skipped."""
+    expired lease: a dead worker's), except those of `skip_endpoints`. Rows locked by another
+    worker's claim are skipped."""
     enabled = select(E.id).where(E.enabled.is_(True))
+    if skip_endpoints:
+        enabled = enabled.where(E.id.not_in(list(skip_endpoints)))
     # One statement: the locked sub-select picks the rows, the UPDATE leases them (PostgreSQL
     # skips rows another worker's claim holds; SQLite's writers take turns anyway).
     due = (select(D.id).where(_due(now), D.endpoint_id.in_(enabled)).order_by(D.id).limit(limit)

@@ -1,6 +1,7 @@
 """A real HTTP(S) receiver of webhooks for the tests and the benchmark: a plain asyncio server on
 loopback (HTTP/1.1, keep-alive) that checks every request with the `standardwebhooks` library
-and answers as told (`plan`: a status code, "hang" to time out, or ("redirect", URL))."""
+and answers as told (`plan`: a status code, "hang" to time out, "hold" to answer 200 once `release`
+is set, or ("redirect", URL))."""
 
 from __future__ import annotations
 
@@ -45,6 +46,7 @@ class Receiver:
     _server: asyncio.Server | None = None
     _sni: dict[int, str | None] = field(default_factory=dict)
     _writers: set[asyncio.StreamWriter] = field(default_factory=set)
+    release: asyncio.Event = field(default_factory=asyncio.Event)  # lets "hold" answers go
 
     @property
     def url(self) -> str:
@@ -98,6 +100,9 @@ class Receiver:
                 answer = self.plan.pop(0) if self.plan else (200 if ok else 401)
                 if answer == "hang":
                     await asyncio.sleep(3600)
+                if answer == "hold":
+                    await self.release.wait()
+                    answer = 200
                 if isinstance(answer, tuple):
                     head = f"HTTP/1.1 307 Temporary Redirect\r\nLocation: {answer[1]}\r\nContent-Length: 0\r\n\r\n"
                     writer.write(head.encode())

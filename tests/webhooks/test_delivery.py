@@ -78,6 +78,7 @@ async def test_retries_after_5xx_and_timeouts_keep_the_webhook_id(
     try:
         for _ in range(2):
             assert await worker.run_once() == 1
+            await worker.settle()  # the timeout takes as long as the batch waits for it: it may end after
             [row] = await deliveries(db)
             assert row.status == "queued" and row.next_attempt_at > later[0]
             assert await worker.run_once() == 0  # the retry waits for its time
@@ -199,3 +200,38 @@ async def test_a_dead_workers_batch_is_delivered_by_another_after_its_lease(
     [row] = await deliveries(db)
     assert row.status == "delivered" and row.attempts == 2 and row.last_error is None
     assert [r.msg_id for r in receiver.received] == [claim.msg_id]
+
+
+async def test_a_slow_endpoint_holds_back_only_itself(db: Database, settings: Settings, receiver: Receiver) -> None:
+    """One receiver that has not answered yet (it answers when the test lets it) does not keep a
+    second endpoint from getting its events, batch after batch, meanwhile."""
+    fast = await Receiver().start()
+    try:
+        slow_id = await add_endpoint(db, settings, receiver, events=["campaign.sent"])
+        fast_id = await add_endpoint(db, settings, fast, events=["campaign.sent"])
+        receiver.plan = ["hold"]
+        async with db.sessions.begin() as session:
+            await queue_event(session, event="campaign.sent", data={"id": 1})
+        worker = WebhookWorker(db.sessions, settings.with_(webhook_timeout=60.0), owner="w1")
+        try:
+            for i in range(1, 5):
+                if i > 1:  # more events while the slow endpoint still holds its first
+                    async with db.sessions.begin() as session:
+                        await queue_event(session, event="campaign.sent", data={"id": i})
+                for _ in range(400):  # the worker's loop, until the fast endpoint has event i
+                    if len(fast.received) == i:
+                        break
+                    if not await worker.run_once():
+                        await asyncio.sleep(0.05)
+                assert [r.payload["data"]["id"] for r in fast.received] == list(range(1, i + 1))
+            assert [r.payload["data"]["id"] for r in receiver.received] == [1]
+            states = {(d.endpoint_id, d.status) for d in await deliveries(db)}
+            assert (slow_id, "sending") in states and (fast_id, "queued") not in states
+            receiver.release.set()
+            await worker.drain()
+        finally:
+            worker.close()
+        assert [r.payload["data"]["id"] for r in receiver.received] == [1, 2, 3, 4]
+        assert {d.status for d in await deliveries(db)} == {"delivered"}
+    finally:
+        await fast.stop()
