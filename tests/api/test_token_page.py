@@ -108,3 +108,29 @@ async def test_bad_input_names_the_field_and_creates_nothing(app: Any, db: Datab
         r = await _create(browser, days="1")  # any whole number of days up to 365 is accepted
         assert r.status_code == 200
     assert await count(db, ApiToken) == 1
+
+
+async def test_sending_the_same_form_again_makes_no_second_token(app: Any, db: Database) -> None:
+    """A reload of the answer that showed the token sends the form again (same `once` value, and the
+    cookie that answer set): it says the token was made already and makes none. A new form (a new
+    `once`) makes a new token; another staff member's cookie is no use."""
+    staff = await make_staff(db, STAFF_EMAIL, role="staff")
+    async with signed_in_client(app, staff) as browser:
+        form = await browser.get("/admin/tokens")
+        [once] = re.findall(r'name="once" value="([^"]+)"', form.text)
+        first = await _create(browser, once=once)
+        assert first.status_code == 200 and TOKEN.search(first.text)
+        raw = TOKEN.findall(first.text)[0]
+        reload = await _create(browser, once=once)
+        assert reload.status_code == 200 and 'id="token-repeated"' in reload.text
+        assert not TOKEN.search(reload.text) and raw[:12] in reload.text
+        assert len(await _tokens(db)) == 1
+        [fresh] = re.findall(r'name="once" value="([^"]+)"', (await browser.get("/admin/tokens")).text)
+        assert fresh != once
+        assert TOKEN.search((await _create(browser, once=fresh)).text)
+        assert len(await _tokens(db)) == 2
+        browser.cookies.set("tdg_token_once", "forged", path="/admin/tokens")
+        assert TOKEN.search((await _create(browser, once=fresh)).text)  # an unsigned cookie proves nothing
+        assert len(await _tokens(db)) == 3
+    creates = [a for a, _who, _t in await audit_actions(db) if a == "api_token_create"]
+    assert len(creates) == 3
