@@ -102,6 +102,11 @@ async def run(url: str, args: argparse.Namespace) -> None:
     await lifespan.__aenter__()
     try:
         print("warm-up:", await visitors(app, 200, args.concurrency, "w"))
+        if args.echo:
+            import logging
+
+            logging.basicConfig()
+            logging.getLogger("sqlalchemy.engine").setLevel(logging.INFO)
         profiler = cProfile.Profile(time.process_time) if args.profile else None  # CPU time, not wall
         cpu, wall = time.process_time(), time.perf_counter()
         if profiler:
@@ -142,6 +147,7 @@ def main() -> int:
     parser.add_argument("--sqlite", action="store_true")
     parser.add_argument("--profile", metavar="FILE")
     parser.add_argument("--top", type=int, default=40)
+    parser.add_argument("--echo", action="store_true", help="log the SQL of the measured visitors")
     args = parser.parse_args()
     try:
         import uvloop

@@ -15,7 +15,7 @@ import datetime as dt
 import hashlib
 import re
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -173,7 +173,8 @@ async def submit_inquiry(
     `brand`: the one the emails get (the request's, `brand_of`); None reads it now."""
     key = dedupe_key(inquiry.email, inquiry.message)
     await lock_submission(session, dedupe_key=key, nonce=nonce)
-    values = {**asdict(inquiry), **asdict(attribution), "dedupe_key": key, "created_at": now, "form_nonce": nonce}
+    # vars(), not asdict(): the fields are plain values, and asdict deep-copies each one
+    values = {**vars(inquiry), **vars(attribution), "dedupe_key": key, "created_at": now, "form_nonce": nonce}
     since = now - DEDUPE_WINDOW
     row = await _insert(session, values, hold_reason, since)
     if row is None:  # the token or the words were seen before: which?
