@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 import hashlib
 import logging
 import os
@@ -418,8 +419,15 @@ async def lock_names(session: AsyncSession, *names: str) -> None:
     if not is_postgresql(session) or not names:
         return
     ids = sorted({lock_id(name) for name in names})
-    calls = ", ".join(f"pg_advisory_xact_lock(CAST(:k{n} AS BIGINT))" for n in range(len(ids)))
-    await session.execute(text(f"SELECT {calls}"), {f"k{n}": k for n, k in enumerate(ids)})  # noqa: S608
+    connection = await session.connection()
+    await connection.execute(_lock_statement(len(ids)), {f"k{n}": k for n, k in enumerate(ids)})
+
+
+@functools.lru_cache(maxsize=8)
+def _lock_statement(count: int) -> Any:
+    """`SELECT pg_advisory_xact_lock(…), …` for `count` keys, built once per count."""
+    calls = ", ".join(f"pg_advisory_xact_lock(CAST(:k{n} AS BIGINT))" for n in range(count))
+    return text(f"SELECT {calls}")  # noqa: S608 - only placeholders are interpolated
 
 
 # -- the few statements that differ between SQLite and PostgreSQL ------------------------------

@@ -24,7 +24,7 @@ from urllib.parse import parse_qsl
 from starlette.exceptions import HTTPException
 from starlette.requests import HTTPConnection, Request
 
-from service.db import short_transaction
+from service.db import get_session
 from service.i18n import N_, gettext
 from service.ratelimit import hit_rate_limit, ip_limit_key
 from service.tokens import TokenError, Tokens
@@ -119,18 +119,20 @@ def _judge_token(request: Request, token: Any, form: str) -> tuple[str | None, s
 async def screen(request: Request, data: dict[str, Any], *, form: str) -> Screening:
     """Decide how a submission of `form` is taken: as sent, held, or refused with a notice.
 
-    The per-IP hit is counted in its own short transaction (not the request's), so the counter
-    row is locked only while its upsert runs and a hit counts even when the submission is then
-    refused."""
+    The per-IP hit is counted in the request's transaction, the first statement of it: a
+    refused submission (422, 429) is answered after its commit, so its hit counts; one that
+    fails (500) counts nothing, as it stores nothing. The counter row stays locked until the
+    request commits, so two submissions from one address at the same moment run one after the
+    other (a few milliseconds; the limit allows a handful in minutes). One connection, one
+    transaction and one commit per submission, instead of a second session for the counter."""
     settings = settings_of(request)
     reason, nonce, expired = _judge_token(request, data.get(TOKEN_FIELD), form)
     if str(data.get(HONEYPOT_FIELD) or "").strip():
         reason = HONEYPOT
     if expired and reason is None:
         return Screening(Verdict.EXPIRED)
-    async with short_transaction(request.app.state.sessions) as session:
-        allowed = await hit_rate_limit(session, key=f"form:{ip_limit_key(client_ip(request))}",
-                                       limit=settings.form_rate_limit)
+    allowed = await hit_rate_limit(get_session(request), key=f"form:{ip_limit_key(client_ip(request))}",
+                                   limit=settings.form_rate_limit)
     if not allowed:
         return Screening(Verdict.RATE_LIMITED)
     if reason is not None:

@@ -128,6 +128,7 @@ def _valid_ip(value: str) -> bool:
     return True
 
 
+@functools.lru_cache(maxsize=1024)  # the proxy's own address is asked on every request
 def _is_trusted(address: str, networks: tuple[Any, ...]) -> bool:
     try:
         ip = ipaddress.ip_address(address)

@@ -15,7 +15,7 @@ import datetime as dt
 import hashlib
 import re
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -162,17 +162,19 @@ def dedupe_key(email: str, message: str) -> str:
 
 async def submit_inquiry(
     session: AsyncSession, *, settings: Settings, inquiry: InquiryInput, attribution: Attribution,
-    now: dt.datetime, nonce: str | None = None, hold_reason: str | None = None,
+    now: dt.datetime, nonce: str | None = None, hold_reason: str | None = None, brand: Brand | None = None,
 ) -> Submission:
     """Store a submission once and, unless it is held (`hold_reason`), queue its two emails.
 
     `nonce` is its form token's: a token stores one submission. The same token again with the
     same words is a double click (answered, not stored); with other words it is held as a replay.
     A submission with the words of one stored within DEDUPE_WINDOW is not stored again either.
-    Every answer carries a fresh receipt, so a duplicate reveals nothing about the earlier one."""
+    Every answer carries a fresh receipt, so a duplicate reveals nothing about the earlier one.
+    `brand`: the one the emails get (the request's, `brand_of`); None reads it now."""
     key = dedupe_key(inquiry.email, inquiry.message)
     await lock_submission(session, dedupe_key=key, nonce=nonce)
-    values = {**asdict(inquiry), **asdict(attribution), "dedupe_key": key, "created_at": now, "form_nonce": nonce}
+    # vars(), not asdict(): the fields are plain values, and asdict deep-copies each one
+    values = {**vars(inquiry), **vars(attribution), "dedupe_key": key, "created_at": now, "form_nonce": nonce}
     since = now - DEDUPE_WINDOW
     row = await _insert(session, values, hold_reason, since)
     if row is None:  # the token or the words were seen before: which?
@@ -189,7 +191,7 @@ async def submit_inquiry(
         if row is None:
             return Submission(new_receipt(), created=False)
     if row.status != HELD:
-        await queue_inquiry_emails(session, settings=settings, inquiry=row)
+        await queue_inquiry_emails(session, settings=settings, inquiry=row, brand=brand)
         await after_inquiry_stored(session, settings=settings, inquiry=row)
     return Submission(row.receipt or "", created=True, held=row.status == HELD, inquiry_id=row.id)
 
@@ -306,8 +308,10 @@ def inquiry_emails(settings: Settings, inquiry: Inquiry, brand: Brand | None = N
     )]
 
 
-async def queue_inquiry_emails(session: AsyncSession, *, settings: Settings, inquiry: Inquiry) -> None:
+async def queue_inquiry_emails(session: AsyncSession, *, settings: Settings, inquiry: Inquiry,
+                               brand: Brand | None = None) -> None:
     """Queue both emails of a stored inquiry with one INSERT; the outbox worker renders them.
-    Each row is linked to the inquiry, so its copies go when the inquiry is erased or expires."""
-    rows = inquiry_emails(settings, inquiry, await load_brand(session, settings))
+    Each row is linked to the inquiry, so its copies go when the inquiry is erased or expires.
+    `brand` None: the one in force, read now (`load_brand`)."""
+    rows = inquiry_emails(settings, inquiry, brand or await load_brand(session, settings))
     await queue_emails(session, [{**row, "inquiry_id": inquiry.id} for row in rows])

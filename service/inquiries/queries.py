@@ -101,7 +101,8 @@ async def insert_inquiry(session: AsyncSession, *, values: dict[str, Any],
            "form_nonce": None, "held_reason": None, **values}
     twin = unless_twin_since is not None
     params = {**row, "since": unless_twin_since} if twin else row
-    new_id = (await session.execute(_insert_statement(tuple(row), twin), params)).scalar_one_or_none()
+    connection = await session.connection()  # Core: no ORM bookkeeping on the write path
+    new_id = (await connection.execute(_insert_statement(tuple(row), twin), params)).scalar_one_or_none()
     return None if new_id is None else Inquiry(id=int(new_id), **row)
 
 

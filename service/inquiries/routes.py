@@ -24,6 +24,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from service.admin.brand_web import brand_of
 from service.cors import ApiCorsMiddleware
 from service.db import get_session, utcnow
 from service.forms import (
@@ -139,7 +140,7 @@ async def _store(request: Request, data: Mapping[str, Any], inquiry: InquiryInpu
                                     language=current_language())
     return await submit_inquiry(get_session(request), settings=settings_of(request), inquiry=inquiry,
                                 attribution=attribution, now=utcnow(), nonce=screening.nonce,
-                                hold_reason=screening.hold_reason)
+                                hold_reason=screening.hold_reason, brand=brand_of(request))
 
 
 def _form_page(request: Request, data: Mapping[str, Any], errors: Mapping[str, str], *, notice: str | None = None,

@@ -67,8 +67,13 @@ def checked_headers(
         check_header_value(name, value)
     for name in ADDRESS_HEADERS:
         if name in values:
-            values[name] = str(AddressHeader(name, values[name]))
+            values[name] = _address_value(name, values[name])
     return values
+
+
+@functools.lru_cache(maxsize=256)  # MAIL_FROM, STAFF_INBOX, REPLY_TO: parsed once, not per message
+def _address_value(name: str, value: str) -> str:
+    return str(AddressHeader(name, value))
 
 
 def new_message_id(sender: str) -> str:

@@ -52,6 +52,17 @@ async def test_rate_limit_per_ip_answers_429_and_keeps_answers(db: Database) -> 
     assert [i.message for i in await stored_inquiries(db)] == ["first", "second", "another person"]
 
 
+async def test_refused_submissions_count_towards_the_limit(db: Database) -> None:
+    """The hit is counted in the request's transaction: a 422 (invalid) and a 429 are answered
+    after the commit, so they count as much as a stored inquiry."""
+    async with client_with(db, form_rate_limit=RateLimit(2, 600)) as c:
+        assert (await post_json(c, email="not an address")).status_code == 422
+        assert (await post_form(c, message="")).status_code == 422
+        r = await post_json(c, message="a valid one, third of two")
+        assert r.status_code == 429
+    assert await count_rows(db) == (0, 0)
+
+
 async def test_rate_limit_counts_the_client_behind_a_trusted_proxy(db: Database) -> None:
     import ipaddress
 
