@@ -91,3 +91,21 @@ async def test_a_stale_report_does_not_hold_sending_back(db: Database, settings:
         await report_activity(session, process="gone", busy=0.75, requests=50, now=utcnow())  # the same row again
     await web_yield.refresh()
     assert web_yield.busy == 0.75
+
+
+async def test_an_app_serving_requests_reports_being_busy(db: Database, settings: Settings) -> None:
+    """The app's own reporter (its lifespan) writes its row while requests keep it busy."""
+    from service.activity import web_busy
+    from service.app import create_app
+    from tests.factories import new_client
+
+    app = create_app(settings, sessions=db.sessions)
+    busy = 0.0
+    async with app.router.lifespan_context(app), new_client(app) as client:
+        for _ in range(2000):  # requests back to back until a report says so (about a second)
+            assert (await client.get("/archive")).status_code == 200
+            async with db.sessions() as session:
+                busy = await web_busy(session, now=utcnow())
+            if busy > 0:
+                break
+    assert busy > 0
