@@ -196,12 +196,15 @@ class _Conn(asyncio.Protocol):
 
 class Pool:
     """Keep-alive connections to one app process: an idle one, or a new one (an open loop needs
-    as many as there are requests in flight)."""
+    as many as there are requests in flight). A connection idle for KEEP_IDLE s is not reused:
+    uvicorn closes it after 5 s, and a request racing that close would fail."""
+
+    KEEP_IDLE = 4.0
 
     def __init__(self, port: int) -> None:
         self.port = port
         self.host = f"127.0.0.1:{port}"
-        self.idle: list[_Conn] = []
+        self.idle: list[tuple[_Conn, float]] = []
 
     async def request(self, method: str, path: str, *, body: bytes = b"", ctype: str = "application/json",
                       ip: str = "", cookie: str = "") -> tuple[int, bytes]:
@@ -212,12 +215,18 @@ class Pool:
             head += f"Cookie: {cookie}\r\n"
         if method == "POST":
             head += f"Content-Type: {ctype}\r\nContent-Length: {len(body)}\r\n"
-        conn = self.idle.pop() if self.idle else None
-        if conn is None or conn.closed:
+        conn = None
+        while self.idle and conn is None:
+            conn, since = self.idle.pop()
+            if conn.closed or time.monotonic() - since > self.KEEP_IDLE:
+                if conn.transport is not None:
+                    conn.transport.close()
+                conn = None
+        if conn is None:
             _t, conn = await asyncio.get_running_loop().create_connection(_Conn, "127.0.0.1", self.port)
         answer = await conn.request(head.encode() + b"\r\n" + body)
         if not conn.closed:
-            self.idle.append(conn)
+            self.idle.append((conn, time.monotonic()))
         return answer
 
 
