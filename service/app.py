@@ -19,6 +19,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 import service.models  # noqa: F401 - every table mapped before the first request
+from service.activity import ActivityGauge, ActivityMiddleware, run_reporter
 from service.admin.brand_web import BrandMiddleware, template_brand
 from service.admin.guard import http_error
 from service.db import DbSessionMiddleware, Sessions, create_engine, get_session, session_factory
@@ -119,6 +120,7 @@ def create_app(
             ctx = WorkerContext(settings=settings, sessions=sessions, mailer=app_mailer)
             task = asyncio.create_task(run_worker(ctx, stop), name="tidings-worker")
         flusher = asyncio.create_task(run_flusher(clicks, stop), name="tidings-clicks")
+        reporter = asyncio.create_task(run_reporter(gauge, sessions, stop), name="tidings-activity")
         try:
             yield
         finally:
@@ -126,14 +128,17 @@ def create_app(
             if task is not None:
                 await task
             await flusher  # the last click counts are written before the database is closed
+            await reporter
             if mailer is None:
                 await app_mailer.close()
             if owns_engine and engine is not None:
                 await engine.dispose()
 
+    gauge = ActivityGauge()
     app = Starlette(
         routes=domain_routes(),
         middleware=[
+            Middleware(ActivityMiddleware, gauge=gauge),  # how busy the web is, for the workers (activity.py)
             Middleware(ClickMiddleware, settings=settings),  # digest links, before the rest (insight/routes.py)
             Middleware(RequestLogMiddleware),
             Middleware(LanguageMiddleware, default=settings.language),

@@ -7,6 +7,7 @@ import asyncio
 import datetime as dt
 import errno
 import logging
+import os
 import signal
 import socket
 import sys
@@ -348,6 +349,8 @@ def cmd_worker(args: argparse.Namespace) -> None:
     if settings.is_sqlite:
         print("note: on SQLite run one worker only (tidings serve already runs one in-process)",
               file=sys.stderr)
+    if settings.worker_nice:
+        os.nice(settings.worker_nice)  # requests before digests: the web runs first when both want the CPU
     run(_worker(settings, args.heartbeat))
 
 

@@ -3,6 +3,7 @@ the tests and the app import this module; `service.db` itself imports no domain)
 
 from __future__ import annotations
 
+import service.activity
 import service.admin.models
 import service.articles.models
 import service.bounces.models

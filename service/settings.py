@@ -61,6 +61,8 @@ class Settings:
     feed_fetch_deadline: float = 30.0
     send_rate: float = 20.0
     send_concurrency: int = 4
+    send_yield: float = 0.5  # share of its speed campaign sending gives up while the web is busy (0 = none)
+    worker_nice: int = 10  # `tidings worker` lowers its CPU priority by this much (os.nice; 0 = not)
     trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
     org_name: str = "Tidings"
     list_id: str = "newsletter.tidings.localhost"
@@ -209,6 +211,8 @@ def _parse(config: Config) -> Settings:
         feed_fetch_deadline=_int(config, "FEED_FETCH_DEADLINE", int(d.feed_fetch_deadline), minimum=1, maximum=600),
         send_rate=_float(config, "SEND_RATE", d.send_rate, minimum=0.0),
         send_concurrency=_int(config, "SEND_CONCURRENCY", d.send_concurrency, minimum=1, maximum=64),
+        send_yield=_share("SEND_YIELD", _get(config, "SEND_YIELD"), d.send_yield),
+        worker_nice=_int(config, "WORKER_NICE", d.worker_nice, minimum=0, maximum=19),
         trusted_proxies=_networks(_get(config, "TRUSTED_PROXIES", "") or ""),
         org_name=_one_line("ORG_NAME", _get(config, "ORG_NAME", d.org_name) or d.org_name),
         list_id=_one_line("LIST_ID", _get(config, "LIST_ID", d.list_id) or d.list_id),
@@ -617,6 +621,19 @@ def _int(config: Config, name: str, default: int, *, minimum: int | None = None,
     if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
         bounds = f"at least {minimum}" if maximum is None else f"between {minimum} and {maximum}"
         raise SettingsError(f"{name}: expected a whole number {bounds}, got {value}")
+    return value
+
+
+def _share(name: str, raw: str | None, default: float) -> float:
+    """A share from 0 to 0.9 (as 0.5 or 50%)."""
+    if raw is None:
+        return default
+    try:
+        value = float(raw[:-1]) / 100 if raw.endswith("%") else float(raw)
+    except ValueError:
+        raise SettingsError(f"{name}: expected a share from 0 to 0.9 such as 0.5 or 50%, got {raw!r}") from None
+    if not 0 <= value <= 0.9:
+        raise SettingsError(f"{name}: expected a share from 0 to 0.9 such as 0.5 or 50%, got {raw!r}")
     return value
 
 

@@ -56,6 +56,9 @@ def test_worker_waits_for_an_unreachable_database_and_stops_cleanly_on_sigterm(t
         line = proc.stderr.readline()  # blocks until the first attempt failed (or the process ended)
         assert "database not reachable (ConnectionRefusedError" in line and line.rstrip().endswith("retrying in 1 s")
         assert proc.poll() is None
+        # WORKER_NICE (default 10): the worker runs at a lower CPU priority than the app processes
+        nice = int(Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()[16])
+        assert nice == min(19, os.nice(0) + 10)
     finally:
         proc.send_signal(signal.SIGTERM)
         _out, err = proc.communicate(timeout=30)

@@ -53,6 +53,10 @@ def test_placeholder_or_short_secret_refused(secret: str) -> None:
         ("SEND_RATE", "-1", "SEND_RATE: expected a number of at least 0"),
         ("SEND_CONCURRENCY", "0", "SEND_CONCURRENCY: expected a whole number between 1 and 64"),
         ("SEND_CONCURRENCY", "two", "SEND_CONCURRENCY: expected a whole number"),
+        ("SEND_YIELD", "1", "SEND_YIELD: expected a share from 0 to 0.9"),
+        ("SEND_YIELD", "half", "SEND_YIELD: expected a share from 0 to 0.9"),
+        ("SEND_YIELD", "nan", "SEND_YIELD: expected a share from 0 to 0.9"),
+        ("WORKER_NICE", "20", "WORKER_NICE: expected a whole number between 0 and 19"),
         ("TRUSTED_PROXIES", "10.0.0.0/8,not-an-ip", "TRUSTED_PROXIES: expected"),
         ("FORM_RATE_LIMIT", "ten per minute", "FORM_RATE_LIMIT: expected COUNT/SECONDS"),
         ("LOG_LEVEL", "loud", "LOG_LEVEL: expected one of"),
@@ -97,6 +101,8 @@ def test_all_settings_parsed() -> None:
         "FEED_URL": "https://blog.clinic.test/feed.xml",
         "SEND_RATE": "0",
         "SEND_CONCURRENCY": "8",
+        "SEND_YIELD": "75%",
+        "WORKER_NICE": "0",
         "TRUSTED_PROXIES": "10.0.0.0/8, 127.0.0.1",
         "TOPICS": "depression, anxiety",
         "INQUIRY_RETENTION_DAYS": "90",
@@ -119,6 +125,8 @@ def test_all_settings_parsed() -> None:
     assert s.base_url == "https://news.clinic.test" and s.https
     assert s.allowed_origins == ("https://blog.clinic.test", "https://www.clinic.test")
     assert s.send_rate == 0 and s.send_concurrency == 8
+    assert s.send_yield == 0.75 and s.worker_nice == 0
+    assert defaults.send_yield == 0.5 and defaults.worker_nice == 10
     assert [str(n) for n in s.trusted_proxies] == ["10.0.0.0/8", "127.0.0.1/32"]
     assert s.topics == ("depression", "anxiety")
     assert s.max_header_bytes == 32768

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from service.campaigns.flows import run_due_rules, start_due_campaigns
 from service.campaigns.sender import CampaignSender
+from service.campaigns.throttle import web_yield_for
 from service.db import transaction, utcnow
 from service.loops import Loop, WorkerContext
 from service.mail.bulk import bulk_transport_for
@@ -18,7 +19,8 @@ def sender_for(ctx: WorkerContext) -> CampaignSender:
     def make() -> CampaignSender:
         transport = bulk_transport_for(ctx.mailer, concurrency=ctx.settings.send_concurrency)
         return CampaignSender(ctx.sessions, ctx.settings, transport, owner=ctx.owner,
-                              signer=signer_from_settings(ctx.settings))
+                              signer=signer_from_settings(ctx.settings),
+                              web_yield=web_yield_for(ctx.settings.send_yield, ctx.sessions))
 
     return ctx.kept("campaign-sender", make)
 

@@ -32,7 +32,7 @@ from service.campaigns import queries as q
 from service.campaigns.message import MessageFactory
 from service.campaigns.render import DigestTemplate, build_digest
 from service.campaigns.skips import skip_reason_for_status
-from service.campaigns.throttle import TokenBucket, process_bucket
+from service.campaigns.throttle import TokenBucket, WebYield, process_bucket
 from service.db import Sessions, transaction, utcnow
 from service.i18n import pick_language
 from service.mail.bulk import BulkTransport, Outcome, Outgoing
@@ -96,6 +96,7 @@ class CampaignSender:
         bucket: TokenBucket | None = None,
         signer: DkimSigner | None = None,
         on_progress: Progress | None = None,
+        web_yield: WebYield | None = None,
     ) -> None:
         self.sessions = sessions
         self.settings = settings
@@ -109,10 +110,17 @@ class CampaignSender:
         self.bucket = bucket or process_bucket(settings.send_rate)
         self.signer = signer
         self.on_progress = on_progress
+        self.web_yield = web_yield  # SEND_YIELD: slower while the web is busy
         self.tokens = Tokens(settings)
         self._prepared: dict[int, Prepared] = {}
         rate = self.bucket.rate
         self.chunk_size = MAX_CHUNK if rate <= 0 else max(1, min(MAX_CHUNK, int(rate / 10)))
+
+    async def take(self) -> None:
+        """Wait until the next message may go: SEND_RATE, then SEND_YIELD."""
+        await self.bucket.take()
+        if self.web_yield is not None:
+            await self.web_yield.take()
 
     # -- rendering once per campaign ------------------------------------------------------------
 
@@ -302,7 +310,7 @@ class _Batch:
             self.halted = True
         watcher = asyncio.create_task(self.watch())
         try:
-            await self.s.transport.send_stream(self.next_item, self.done, self.s.bucket.take)
+            await self.s.transport.send_stream(self.next_item, self.done, self.s.take)
         finally:
             watcher.cancel()
             self._flush()

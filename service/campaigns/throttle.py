@@ -1,4 +1,5 @@
-"""SEND_RATE as a token bucket shared by everything that sends campaigns in one process.
+"""How fast campaigns go: SEND_RATE as a token bucket shared by everything that sends campaigns
+in one process, and SEND_YIELD, which slows sending down while the web is busy (`WebYield`).
 
 The cap is per worker process: N workers on one database send up to N x SEND_RATE together
 (docs/digests.md says so). A rate of 0 means unlimited.
@@ -7,8 +8,17 @@ The cap is per worker process: N workers on one database send up to N x SEND_RAT
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import weakref
+from collections import deque
+from collections.abc import Awaitable, Callable
+
+from service.activity import web_busy
+from service.db import Sessions, utcnow
+
+log = logging.getLogger("tidings.campaigns")
+BUSY_FULL = 0.5  # an app process with a request in flight half the time or more: the full SEND_YIELD
 
 
 class TokenBucket:
@@ -53,3 +63,81 @@ def process_bucket(rate: float) -> TokenBucket:
     if bucket is None:
         bucket = buckets[rate] = TokenBucket(rate)
     return bucket
+
+
+class WebYield:
+    """Campaign sending gives way to the web (SEND_YIELD, the share `share`).
+
+    Sending is counted in ticks of TICK seconds. While no app process reports being busy, a tick
+    sends as much as it can, and the most any of the last WINDOW such ticks sent is taken as the
+    worker's full speed. While the web is busy (`busy`, 0 to 1: the busiest app process's share
+    of the last second with a request in flight, `service.activity`), a tick sends at most
+    full x (1 - share x min(1, busy / BUSY_FULL)) messages, then the sender waits for the next
+    tick, leaving the CPU, the database and the SMTP server to the requests. `busy` is read in
+    the background every REFRESH seconds; sending never waits for that read."""
+
+    TICK = 0.1
+    REFRESH = 0.5
+    WINDOW = 50
+
+    def __init__(self, share: float, read_busy: Callable[[], Awaitable[float]]) -> None:
+        self.share = share
+        self.read_busy = read_busy
+        self.busy = 0.0
+        self.full: deque[int] = deque(maxlen=self.WINDOW)  # messages of recent unthrottled ticks
+        self.ticks: deque[tuple[int, int | None]] = deque(maxlen=10_000)  # (sent, limit) of past ticks
+        self._start = time.monotonic()
+        self._sent = 0
+        self._limit: int | None = None
+        self._read_at = float("-inf")
+        self._reading: asyncio.Task[None] | None = None
+
+    def limit(self) -> int | None:
+        """The most a tick may send now; None: no limit."""
+        factor = 1 - self.share * min(1.0, self.busy / BUSY_FULL)
+        if factor >= 1 or not self.full:
+            return None
+        return max(1, int(max(self.full) * factor))
+
+    async def refresh(self) -> None:
+        """Read how busy the web is now (a failed read counts as idle: sending must not stop)."""
+        self._read_at = time.monotonic()
+        try:
+            self.busy = await self.read_busy()
+        except Exception as exc:
+            log.debug("cannot read web activity: %s", exc)
+            self.busy = 0.0
+
+    async def take(self) -> None:
+        """Wait until one more message may go in this tick."""
+        now = time.monotonic()
+        if now - self._read_at >= self.REFRESH and (self._reading is None or self._reading.done()):
+            self._read_at = now
+            self._reading = asyncio.create_task(self.refresh())
+        while True:
+            if now - self._start >= self.TICK:
+                self._next_tick(now)
+            if self._limit is None or self._sent < self._limit:
+                self._sent += 1
+                return
+            await asyncio.sleep(self._start + self.TICK - now)
+            now = time.monotonic()
+
+    def _next_tick(self, now: float) -> None:
+        self.ticks.append((self._sent, self._limit))
+        if self._limit is None and self._sent:
+            self.full.append(self._sent)
+        self._start, self._sent, self._limit = now, 0, self.limit()
+
+
+def web_yield_for(share: float, sessions: Sessions) -> WebYield | None:
+    """The sender's WebYield reading the app processes' reports from the database; None when
+    SEND_YIELD is 0."""
+    if share <= 0:
+        return None
+
+    async def read_busy() -> float:
+        async with sessions() as session:
+            return await web_busy(session, now=utcnow())
+
+    return WebYield(share, read_busy)
