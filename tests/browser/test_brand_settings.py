@@ -17,7 +17,7 @@ from service.newsletter.models import Subscriber
 from service.newsletter.tokens import unsubscribe_url
 from service.tokens import Tokens
 from tests.browser.conftest import axe_violations, screenshot
-from tests.browser.helpers import load_demo_data, sign_in
+from tests.browser.helpers import load_demo_data, sign_in_with_cookie
 from tests.conftest import Database, make_settings
 from tests.live import LiveServer
 
@@ -48,7 +48,7 @@ async def test_admin_brands_the_emails_with_a_live_preview_and_the_public_pages_
     context = await browser.new_context(viewport={"width": width, "height": 900 if width > 400 else 844})
     page = await context.new_page()
     try:
-        await sign_in(page, live)
+        await sign_in_with_cookie(page, live, db)
         if width == 1280:
             await screenshot(page, "admin-dashboard")
         await page.get_by_role("navigation", name="Admin").get_by_role("link", name="Settings").click()

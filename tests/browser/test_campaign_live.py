@@ -14,7 +14,7 @@ import pytest
 from playwright.async_api import expect
 
 from tests.browser.conftest import axe_violations, live_server, screenshot
-from tests.browser.helpers import load_demo_data, sign_in
+from tests.browser.helpers import load_demo_data, sign_in_with_cookie
 from tests.conftest import Database
 from tests.live import LiveServer
 from tests.smtp import SmtpServer
@@ -46,7 +46,7 @@ async def test_an_announcement_is_counted_sent_and_watched_to_a_clean_end(
         page: Any, throttled_live: LiveServer, db: Database, smtp: SmtpServer) -> None:
     live = throttled_live
     await load_demo_data(db, live)  # 276 confirmed example subscribers
-    await sign_in(page, live)
+    await sign_in_with_cookie(page, live, db)
     campaign_url = await _compose_announcement(page, live)
     await expect(page.locator("strong[data-field=receiving]")).to_have_text("276")
     await expect(page.locator(".markdown-body strong")).to_have_text("Saturdays")
@@ -94,7 +94,7 @@ async def test_the_campaign_page_and_composer_fit_the_screen(browser: Any, live:
     context = await browser.new_context(viewport={"width": width, "height": 900})
     try:
         page = await context.new_page()
-        await sign_in(page, live)
+        await sign_in_with_cookie(page, live, db)
         campaign_url = await _compose_announcement(page, live)
         when = page.get_by_label("Schedule for (local date and time)")
         box = await when.bounding_box()
@@ -127,7 +127,7 @@ async def test_without_javascript_the_draft_shows_its_audience_and_the_test_send
         nojs_page: Any, live: LiveServer, db: Database, smtp: SmtpServer) -> None:
     page = nojs_page
     await load_demo_data(db, live)
-    await sign_in(page, live)
+    await sign_in_with_cookie(page, live, db)
     await page.goto(f"{live.url}/admin/campaigns/new")
     await page.get_by_label("Subject", exact=True).fill("Hours")
     await page.get_by_label("Body").fill(BODY)

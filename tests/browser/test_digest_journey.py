@@ -16,7 +16,7 @@ import pytest
 from playwright.async_api import expect
 
 from tests.browser.conftest import axe_violations, live_server, screenshot
-from tests.browser.helpers import html_of, load_demo_data, sign_in, to, wait_for_mail
+from tests.browser.helpers import html_of, load_demo_data, sign_in_with_cookie, to, wait_for_mail
 from tests.browser.test_journeys import subscribe_and_confirm
 from tests.conftest import Database
 from tests.live import LiveServer
@@ -39,7 +39,7 @@ async def test_staff_builds_previews_and_sends_a_digest_and_its_unsubscribe_link
     await load_demo_data(db, live)  # the sample blog's articles and 276 confirmed example subscribers
     await subscribe_and_confirm(page, live, smtp, READER)  # chose one topic: anxiety
 
-    await sign_in(page, live)
+    await sign_in_with_cookie(page, live, db)
     await page.get_by_role("navigation", name="Admin").get_by_role("link", name="Campaigns").click()
     await page.get_by_role("link", name="New campaign").click()
     await page.get_by_label("Subject", exact=True).fill(SUBJECT)
