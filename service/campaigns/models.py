@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from service.db import Base, UTCDateTime, utcnow
@@ -84,6 +84,23 @@ class Delivery(Base):
         # the campaigns' bounce rates, counted from the index alone (migration 0011_reportspeed)
         Index("ix_deliveries_campaign_id_status_bounced", "campaign_id", "status", "bounced"),
     )
+
+
+class DeliveryCount(Base):
+    """A campaign's deliveries per status ('queued' = queued or being sent, sent, failed,
+    skipped) and bounce flag, as rows of +n/-n appended by triggers on `deliveries` (migration
+    0013m_counters) at Unix `second`, folded by the worker (`service.campaigns.counts`; rows
+    older than two minutes lose their second). No foreign key: a deleted campaign's rows are
+    dropped by the fold."""
+
+    __tablename__ = "delivery_counts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(Integer, index=True)
+    status: Mapped[str] = mapped_column(String(16))
+    bounced: Mapped[bool] = mapped_column(Boolean)
+    second: Mapped[int | None] = mapped_column(BigInteger)
+    n: Mapped[int] = mapped_column(Integer)
 
 
 class DigestRule(Base):
