@@ -138,6 +138,13 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_delivery_counts")),
     )
     op.create_index("ix_delivery_counts_campaign_id", "delivery_counts", ["campaign_id"])
+    # Counted by the triggers now: the index for the bounce rates (0011_reportspeed) goes, and the
+    # message id's index keeps no entry for the NULL of a delivery not yet sent. Queueing a
+    # million deliveries writes two million index entries fewer.
+    op.drop_index("ix_deliveries_campaign_id_status_bounced", table_name="deliveries")
+    op.drop_index("ix_deliveries_message_id", table_name="deliveries")
+    op.create_index("ix_deliveries_message_id", "deliveries", ["message_id"],
+                    postgresql_where=sa.text("message_id IS NOT NULL"), sqlite_where=sa.text("message_id IS NOT NULL"))
     if op.get_bind().dialect.name == "postgresql":
         op.execute(PG_SUBSCRIBERS)
         op.execute(PG_DELIVERIES)
@@ -171,6 +178,9 @@ def downgrade() -> None:
     else:
         for name in SQLITE_NAMES:
             op.execute(f"DROP TRIGGER {name}")
+    op.drop_index("ix_deliveries_message_id", table_name="deliveries")
+    op.create_index("ix_deliveries_message_id", "deliveries", ["message_id"])
+    op.create_index("ix_deliveries_campaign_id_status_bounced", "deliveries", ["campaign_id", "status", "bounced"])
     op.drop_index("ix_delivery_counts_campaign_id", table_name="delivery_counts")
     op.drop_table("delivery_counts")
     op.drop_table("subscriber_counts")
