@@ -51,8 +51,9 @@ async def subscriber_list(request: Request) -> Response:
         cursor=lambda s: format_cursor(s.created_at, s.id), cursor_param="after")
     if flt.query_args():
         ctx["export_url"] += "?" + urlencode(flt.query_args())
-    total = await count_subscribers(get_session(request), flt=flt)
-    return page(request, "admin/subscribers.html", {**ctx, "rows": paging.rows, "paging": paging, "total": total})
+    total, more = await count_subscribers(get_session(request), flt=flt)
+    return page(request, "admin/subscribers.html", {**ctx, "rows": paging.rows, "paging": paging, "total": total,
+                                                    "more": more})
 
 
 async def subscriber_detail(request: Request) -> Response:

@@ -51,7 +51,6 @@ from service.admin.stats import (
     inquiries_by_status,
     mail_trouble,
     subscriber_growth,
-    subscribers_by_status,
 )
 from service.bounces.stats import last_sent_campaign_rates
 from service.campaigns.stats import campaign_rows
@@ -59,6 +58,7 @@ from service.command import cli_name
 from service.db import get_session, utcnow
 from service.forms import tokens_of
 from service.inquiries.held import count_held_inquiries
+from service.newsletter.counts import subscribers_by_status
 from service.tokens import TokenError
 from service.web import client_ip, error_response, settings_of
 from service.webhooks.queries import disabled_by_failures

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from service.db import day_bucket, utcnow
 from service.inquiries.models import INQUIRY_STATUSES, Inquiry
 from service.mail.models import OutboxMessage
-from service.newsletter.models import SUBSCRIBER_STATUSES, Subscriber
+from service.newsletter.models import Subscriber
 
 GROWTH_DAYS = 90
 MAIL_WAITING = dt.timedelta(hours=1)
@@ -50,12 +50,6 @@ async def mail_trouble(session: AsyncSession, *, now: dt.datetime) -> MailTroubl
                                   OutboxMessage.created_at < now - MAIL_WAITING)
     row = (await session.execute(select(failed, waiting).select_from(OutboxMessage))).one()
     return MailTrouble(failed=int(row[0] or 0), waiting=int(row[1] or 0))
-
-
-async def subscribers_by_status(session: AsyncSession) -> dict[str, int]:
-    stmt = select(Subscriber.status, func.count()).group_by(Subscriber.status)
-    found = {status: int(n) for status, n in (await session.execute(stmt)).all()}
-    return {status: found.get(status, 0) for status in SUBSCRIBER_STATUSES}
 
 
 @dataclass(frozen=True)

@@ -15,11 +15,12 @@ import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import and_, bindparam, case, distinct, func, select, tuple_
+from sqlalchemy import and_, bindparam, distinct, func, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.bounces.events import KINDS
 from service.bounces.models import BounceEvent
+from service.campaigns.counts import delivery_counts
 from service.campaigns.models import Campaign, Delivery
 
 # Above these the providers start to filter (Gmail and Yahoo ask bulk senders to stay under 0.3 %
@@ -101,9 +102,8 @@ async def campaigns_rates(session: AsyncSession, *, campaign_ids: Sequence[int])
         return {}
     subjects = dict((await session.execute(select(Campaign.id, Campaign.subject).where(Campaign.id.in_(ids)))).all())
     tried = and_(Delivery.campaign_id.in_(subjects), Delivery.status.in_(("sent", "failed")))
-    flagged = func.sum(case((Delivery.bounced.is_(True), 1), else_=0))
-    counts = {c: (int(n), int(b or 0)) for c, n, b in (await session.execute(
-        select(Delivery.campaign_id, func.count(), flagged).where(tried).group_by(Delivery.campaign_id))).all()}
+    counts = {c: (f.by_status["sent"] + f.by_status["failed"], f.bounced["sent"] + f.bounced["failed"])
+              for c, f in (await delivery_counts(session, list(subjects))).items()}
     # Deliveries not flagged at send time that a later hard or soft report names: found from the
     # (few) reports, so the campaign's deliveries are not probed one by one.
     reported = dict((await session.execute(

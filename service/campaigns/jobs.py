@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from service.campaigns.counts import fold_delivery_counts
 from service.campaigns.flows import run_due_rules, start_due_campaigns
 from service.campaigns.sender import CampaignSender
 from service.campaigns.throttle import web_yield_for
@@ -39,5 +40,12 @@ async def campaign_schedule_job(ctx: WorkerContext) -> int:
     return 0
 
 
+async def delivery_counts_job(ctx: WorkerContext) -> int:
+    """Fold the delivery counters the triggers append (a sending campaign appends one per result)."""
+    async with transaction(ctx.sessions) as session:
+        return await fold_delivery_counts(session, now=utcnow())
+
+
 def loops(settings: Settings | None) -> list[Loop]:
-    return [Loop("campaigns", campaign_send_job, 1.0), Loop("campaign-schedule", campaign_schedule_job, 30.0)]
+    return [Loop("campaigns", campaign_send_job, 1.0), Loop("campaign-schedule", campaign_schedule_job, 30.0),
+            Loop("delivery-counts", delivery_counts_job, 5.0)]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from service.db import Base, UTCDateTime, utcnow
@@ -67,8 +67,9 @@ class Delivery(Base):
     next_attempt_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     lease_owner: Mapped[str | None] = mapped_column(String(64))
     lease_expires_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
-    # indexed: a provider's bounce or complaint names the message by it (service.bounces)
-    message_id: Mapped[str | None] = mapped_column(String(255), index=True)
+    # indexed (partial, migration 0013m_counters: queueing writes no entry for the NULL of a row
+    # not yet sent): a provider's bounce or complaint names the message by it (service.bounces)
+    message_id: Mapped[str | None] = mapped_column(String(255))
     # A 5xx on the recipient: the address was suppressed as bounced.
     bounced: Mapped[bool] = mapped_column(Boolean, default=False)
     smtp_response: Mapped[str | None] = mapped_column(Text)
@@ -81,9 +82,26 @@ class Delivery(Base):
         UniqueConstraint("campaign_id", "subscriber_id"),
         # the claim's order (due first, then queue order): a worker reads its batch off the index
         Index("ix_deliveries_claim_order", "campaign_id", "status", "next_attempt_at", "id"),
-        # the campaigns' bounce rates, counted from the index alone (migration 0011_reportspeed)
-        Index("ix_deliveries_campaign_id_status_bounced", "campaign_id", "status", "bounced"),
+        Index("ix_deliveries_message_id", "message_id", postgresql_where=text("message_id IS NOT NULL"),
+              sqlite_where=text("message_id IS NOT NULL")),
     )
+
+
+class DeliveryCount(Base):
+    """A campaign's deliveries per status ('queued' = queued or being sent, sent, failed,
+    skipped) and bounce flag, as rows of +n/-n appended by triggers on `deliveries` (migration
+    0013m_counters) at Unix `second`, folded by the worker (`service.campaigns.counts`; rows
+    older than two minutes lose their second). No foreign key: a deleted campaign's rows are
+    dropped by the fold."""
+
+    __tablename__ = "delivery_counts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(Integer, index=True)
+    status: Mapped[str] = mapped_column(String(16))
+    bounced: Mapped[bool] = mapped_column(Boolean)
+    second: Mapped[int | None] = mapped_column(BigInteger)
+    n: Mapped[int] = mapped_column(Integer)
 
 
 class DigestRule(Base):

@@ -250,8 +250,9 @@ async def _queue_campaign_sent(session: AsyncSession, *, campaign_id: int, now: 
     if not await is_wanted(session, event="campaign.sent"):
         return  # no endpoint: spare the count of a big campaign's deliveries
     subject = await session.scalar(select(Campaign.subject).where(Campaign.id == campaign_id))
-    counts = dict((await session.execute(select(Delivery.status, func.count()).where(
-        Delivery.campaign_id == campaign_id).group_by(Delivery.status))).all())
+    from service.campaigns.counts import delivery_counts
+
+    counts = (await delivery_counts(session, [campaign_id]))[campaign_id].by_status
     await queue_event(session, event="campaign.sent", now=now, data={
         "id": campaign_id, "subject": subject, "sent_at": iso(now),
         "deliveries": {k: int(counts.get(k, 0)) for k in ("sent", "failed", "skipped")}})

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from service.campaigns.counts import DeliveryCounts, delivery_counts
 from service.campaigns.models import Campaign, Delivery
 from service.campaigns.queries import get_campaign, list_campaigns
 from service.db import utcnow
@@ -46,38 +47,28 @@ async def campaign_stats(session: AsyncSession, *, campaign_id: int, now: dt.dat
 
 async def campaigns_stats(session: AsyncSession, campaigns: Sequence[Campaign], *, now: dt.datetime | None = None
                           ) -> dict[int, CampaignStats]:
-    """`campaign_stats` of each of `campaigns`, in three grouped queries whatever their number
-    (plus the send rate of each one sending)."""
+    """`campaign_stats` of each of `campaigns`, in two grouped queries whatever their number:
+    the counters the triggers keep (`service.campaigns.counts`), never the deliveries themselves."""
     now = now or utcnow()
     ids = [c.id for c in campaigns]
     if not ids:
         return {}
-    counts: dict[int, dict[str, int]] = {}
-    for cid, status, n in (await session.execute(
-            select(Delivery.campaign_id, Delivery.status, func.count()).where(Delivery.campaign_id.in_(ids))
-            .group_by(Delivery.campaign_id, Delivery.status))).all():
-        counts.setdefault(cid, {})[status] = int(n)
-    bounced = dict((await session.execute(
-        select(Delivery.campaign_id, func.count()).where(Delivery.campaign_id.in_(ids), Delivery.bounced.is_(True))
-        .group_by(Delivery.campaign_id))).all())
+    counts = await delivery_counts(session, ids, sent_since=now - RATE_WINDOW)
     unsubscribed = await unsubscribed_after(session, campaigns)
     found = {}
     for campaign in campaigns:
-        by_status = counts.get(campaign.id, {})
-        queued = by_status.get("queued", 0) + by_status.get("sending", 0)
+        figures = counts.get(campaign.id) or DeliveryCounts()
+        by_status = figures.by_status
+        queued = by_status["queued"]
         rate = eta = None
         if campaign.status == "sending":
-            recent = await session.scalar(
-                select(func.count()).where(Delivery.campaign_id == campaign.id, Delivery.status == "sent",
-                                           Delivery.sent_at > now - RATE_WINDOW)
-            ) or 0
             window = min(RATE_WINDOW, now - campaign.started_at) if campaign.started_at else RATE_WINDOW
             seconds = max(window.total_seconds(), 1.0)
-            rate = recent / seconds
+            rate = figures.sent_since / seconds
             eta = queued / rate if rate > 0 else None
         found[campaign.id] = CampaignStats(
             status=campaign.status, total=sum(by_status.values()), queued=queued, sent=by_status.get("sent", 0),
-            failed=by_status.get("failed", 0), bounced=int(bounced.get(campaign.id, 0)),
+            failed=by_status.get("failed", 0), bounced=sum(figures.bounced.values()),
             skipped=by_status.get("skipped", 0), unsubscribed_after=int(unsubscribed.get(campaign.id, 0)),
             rate=rate, eta_seconds=eta,
         )

@@ -82,6 +82,18 @@ class SubscriberTopic(Base):
     topic: Mapped[str] = mapped_column(String(40), primary_key=True, index=True)
 
 
+class SubscriberCount(Base):
+    """Subscribers per status, as rows of +n/-n appended by triggers on `subscribers` (migration
+    0013m_counters) and folded by the worker (`service.newsletter.counts`): the sum per status is
+    exact in any transaction."""
+
+    __tablename__ = "subscriber_counts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    status: Mapped[str] = mapped_column(String(16))
+    n: Mapped[int] = mapped_column(Integer)
+
+
 class Suppression(Base):
     """An erased address: HMAC of its normalised form under the secret key, never the address."""
 

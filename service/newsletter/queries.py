@@ -73,10 +73,22 @@ async def list_subscribers(session: AsyncSession, *, flt: SubscriberFilter, afte
     return list((await session.scalars(stmt)).all())
 
 
-async def count_subscribers(session: AsyncSession, *, flt: SubscriberFilter) -> int:
-    """How many subscribers match `flt` (all pages)."""
-    query = filtered_subscribers(flt).subquery()
-    return int(await session.scalar(select(func.count()).select_from(query)) or 0)
+COUNT_CAP = 10_000  # a search or topic matches more: the list says "more than 10,000"
+
+
+async def count_subscribers(session: AsyncSession, *, flt: SubscriberFilter, cap: int = COUNT_CAP
+                            ) -> tuple[int, bool]:
+    """How many subscribers match `flt` (all pages), and whether there are more than that: by
+    status or all, exact from the counters (`service.newsletter.counts`); with a search or a
+    topic, counted up to `cap` (counting a million matches would cost more than the page)."""
+    from service.newsletter.counts import subscribers_by_status
+
+    if not flt.q.strip() and not flt.topic:
+        counts = await subscribers_by_status(session)
+        return (counts.get(flt.status, 0) if flt.status else sum(counts.values())), False
+    query = filtered_subscribers(flt).with_only_columns(Subscriber.id).limit(cap + 1).subquery()
+    n = int(await session.scalar(select(func.count()).select_from(query)) or 0)
+    return min(n, cap), n > cap
 
 
 async def insert_pending_subscriber(session: AsyncSession, *, email: str, now: dt.datetime) -> None:
