@@ -26,7 +26,7 @@ leaves or changes a final status or its bounce flag (the sender marks results wi
 statement per row; a claim fires nothing). SQLite: row-level triggers.
 
 Revision ID: 0013m_counters
-Revises: 0012a_leadmonths
+Revises: 0013w_webactivity
 Create Date: 2026-12-03 12:00:00
 """
 
@@ -38,7 +38,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0013m_counters"
-down_revision: str | None = "0012a_leadmonths"
+down_revision: str | None = "0013w_webactivity"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
