@@ -20,6 +20,7 @@ from service.command import (
     link_caveat,
     load_settings,
     run,
+    run_fast,
     setup_logging,
     with_database,
 )
@@ -348,7 +349,7 @@ def cmd_worker(args: argparse.Namespace) -> None:
     if settings.is_sqlite:
         print("note: on SQLite run one worker only (tidings serve already runs one in-process)",
               file=sys.stderr)
-    run(_worker(settings, args.heartbeat))
+    run_fast(_worker(settings, args.heartbeat))
 
 
 async def _mail_test(settings: Settings, address: str) -> str:
