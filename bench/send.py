@@ -37,6 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -123,9 +124,18 @@ class Sink:
         counts = re.findall(rb"mesg=(\d+)", self.output.read_bytes())
         return int(counts[-1]) if counts else 0
 
-    def messages(self) -> list[bytes]:
+    def sizes(self) -> tuple[float, bytes | None]:
+        """The mean size of the received messages and the first of them (one at a time: this
+        process stays small, and so do the workers it forks)."""
+        total = count = 0
+        first = None
+        for message in self.messages():
+            total, count = total + len(message), count + 1
+            first = first or message
+        return (total / count if count else 0.0), first
+
+    def messages(self) -> Iterator[bytes]:
         """The received messages as they were sent (the sink's own lines removed, CRLF line ends)."""
-        found = []
         for path in self.folder.iterdir():
             lines = path.read_bytes().split(b"\n")
             start = 0
@@ -135,8 +145,7 @@ class Sink:
                 start += 1
                 while start < len(lines) and lines[start][:1] in (b" ", b"\t"):
                     start += 1
-            found.append(b"\r\n".join(lines[start:]))
-        return found
+            yield b"\r\n".join(lines[start:])
 
     def remove(self) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)
@@ -205,6 +214,16 @@ def dkim_key(folder: Path) -> tuple[Path, bytes]:
     return path, base64.b64encode(public)
 
 
+def peak_rss(pid: int) -> float:
+    """The process's peak resident set since its exec (VmHWM), in MB; 0 when it is gone."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return 0.0
+    found = re.search(r"^VmHWM:\s+(\d+) kB", status, re.M)
+    return int(found.group(1)) / 1024 if found else 0.0
+
+
 def cpu_of(pids: list[int]) -> float:
     """User + system CPU seconds of these processes so far (Linux /proc; gone ones count 0)."""
     tick = os.sysconf("SC_CLK_TCK")
@@ -261,13 +280,15 @@ class Workers:
         return "\n".join(f.read_text() for f in sorted(self.logs.glob("worker-*.log")))
 
     def stop(self) -> float:
-        """SIGTERM every worker and wait: peak RSS of the largest, in MB."""
-        peak = 0.0
+        """SIGTERM every worker and wait: peak RSS of the largest, in MB. Read from VmHWM while it
+        runs, not from wait4's ru_maxrss: Linux counts in that the pages of this (large) bench
+        process that the child shared between fork and exec, which made a worker look ~100-270 MB
+        bigger than it ever was."""
+        peak = max(map(peak_rss, self.pids), default=0.0)
         for proc in self.procs:
             if proc.poll() is None:
                 proc.terminate()
-            _pid, _status, usage = os.wait4(proc.pid, 0)
-            peak = max(peak, usage.ru_maxrss / 1024)
+            proc.wait(60)
         return peak
 
 
@@ -312,7 +333,7 @@ async def send_digest(sessions, args: argparse.Namespace, subject: str, dkim: tu
         rss = workers.stop()
         received = sink.stop()
     try:
-        messages = sink.messages()
+        mean, first = sink.sizes()
     finally:
         sink.remove()
     async with sessions() as session:
@@ -321,9 +342,8 @@ async def send_digest(sessions, args: argparse.Namespace, subject: str, dkim: tu
             "SELECT extract(epoch FROM max(sent_at) - min(sent_at)) FROM deliveries WHERE campaign_id = :c"),
             {"c": campaign_id})).scalar()
     verified = "-"
-    if dkim is not None and messages:
-        verified = verify(messages[0], dkim[1])
-    mean = sum(map(len, messages)) / len(messages) if messages else 0.0
+    if dkim is not None and first is not None:
+        verified = verify(first, dkim[1])
     steady = stats.sent / float(span) if span else 0.0
     per = tuple((b - a) * 1000 / max(1, received) for a, b in zip(cpu0, cpu1, strict=True))
     return Run(seconds, queued, queue_seconds, received, stats.sent, steady, mean, rss, per,  # type: ignore[arg-type]
@@ -350,7 +370,7 @@ def ceiling(messages: int, size: float, sessions: int) -> tuple[float, int, floa
         subprocess.run([SOURCE, "-d", "-s", "1", "-m", "1", "-l", "1000", "-f", "hello@clinic.example",
                         "-t", "reader@bench.example.org", f"127.0.0.1:{probe.port}"], check=True, timeout=60)
         probe.stop()
-        overhead = len(probe.messages()[0]) - 1000  # smtp-source's own header lines
+        overhead = len(next(probe.messages())) - 1000  # smtp-source's own header lines
     finally:
         probe.remove()
     sink = Sink()
@@ -366,12 +386,12 @@ def ceiling(messages: int, size: float, sessions: int) -> tuple[float, int, floa
             raise SystemExit("smtp-source failed")
         sink_cpu = cpu_of([sink.proc.pid]) - sink0
         received = sink.stop()
-        sizes = [len(m) for m in sink.messages()]
+        ceiling_size = sink.sizes()[0]
     finally:
         sink.stop()
         sink.remove()
     per = 1000 / max(1, received)
-    return (seconds, received, sum(sizes) / max(1, len(sizes)), (usage.ru_utime + usage.ru_stime) * per,
+    return (seconds, received, ceiling_size, (usage.ru_utime + usage.ru_stime) * per,
             sink_cpu * per)
 
 

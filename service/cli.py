@@ -21,6 +21,7 @@ from service.command import (
     link_caveat,
     load_settings,
     run,
+    run_fast,
     setup_logging,
     with_database,
 )
@@ -351,7 +352,7 @@ def cmd_worker(args: argparse.Namespace) -> None:
               file=sys.stderr)
     if settings.worker_nice:
         os.nice(settings.worker_nice)  # requests before digests: the web runs first when both want the CPU
-    run(_worker(settings, args.heartbeat))
+    run_fast(_worker(settings, args.heartbeat))
 
 
 async def _mail_test(settings: Settings, address: str) -> str:

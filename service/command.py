@@ -66,6 +66,18 @@ def run(coro: Coroutine[Any, Any, Any]) -> Any:
     return asyncio.run(coro)
 
 
+def run_fast(coro: Coroutine[Any, Any, Any]) -> Any:
+    """`run` on uvloop when it is installed (uvicorn[standard] brings it on Linux and macOS): the
+    worker's SMTP lanes spend much of their CPU in the event loop, and uvloop's is about twice as
+    lean as asyncio's own; without it, asyncio's."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coro)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(coro)
+
+
 @dataclass(frozen=True)
 class Database:
     engine: AsyncEngine

@@ -20,7 +20,7 @@ from email.utils import getaddresses, parseaddr
 
 from service.bounces.returnpath import return_path
 from service.campaigns.render import qp
-from service.mail.dkim import DkimSigner
+from service.mail.dkim import DkimSigner, body_hash
 from service.mail.headers import (
     check_header_value,
     check_serialised,
@@ -88,10 +88,12 @@ class MessageFactory:
     def build(
         self, *, delivery_id: int | None, to_email: str, to_name: str, unsubscribe_url: str,
         html: str | None = None, text: str | None = None, html_qp: bytes | None = None, text_qp: bytes | None = None,
-        subject: str | None = None,
+        subject: str | None = None, html_relaxed: bytes | None = None, text_relaxed: bytes | None = None,
     ) -> tuple[str, bytes]:
         """(Message-ID, raw message with CRLF line ends) for one recipient; the bodies as text,
-        or already quoted-printable (`html_qp`, `text_qp`)."""
+        or already quoted-printable (`html_qp`, `text_qp`), with their DKIM relaxed forms when
+        the caller has them (`DigestTemplate.encode_signed_for`: then the signer hashes those
+        instead of canonicalising the whole body)."""
         html_body = html_qp if html_qp is not None else qp(html or "")
         text_body = text_qp if text_qp is not None else qp(text or "")
         message_id = self.message_id(delivery_id) if delivery_id is not None else (
@@ -124,7 +126,12 @@ class MessageFactory:
             f"\r\n--{boundary}\r\nContent-Type: text/html; charset=utf-8\r\n"
             "Content-Transfer-Encoding: quoted-printable\r\n\r\n"
         ).encode()
-        raw = b"".join([head, part, text_body, part_html, html_body, f"\r\n--{boundary}--\r\n".encode()])
+        end = f"\r\n--{boundary}--\r\n".encode()
+        raw = b"".join([head, part, text_body, part_html, html_body, end])
         if self.signer is not None:  # it checks the headers too, on the same single reading of them
-            return message_id, self.signer.sign(raw, expected=HEADERS)
+            bh = None
+            if html_relaxed is not None and text_relaxed is not None and html_qp is not None and text_qp is not None:
+                # the MIME lines are canonical as written (no runs of spaces, none at a line's end)
+                bh = body_hash(b"".join([part, text_relaxed, part_html, html_relaxed, end]))
+            return message_id, self.signer.sign(raw, expected=HEADERS, bh=bh)
         return message_id, check_serialised(raw, HEADERS)

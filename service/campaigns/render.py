@@ -13,7 +13,7 @@ import html
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from markdown_it import MarkdownIt
 from markupsafe import Markup
@@ -23,6 +23,7 @@ from service.articles.ingest import sanitize_html
 from service.articles.models import Article
 from service.i18n import SOURCE_LANGUAGE, current_language, format_date, gettext, language
 from service.insight.links import DigestLinks
+from service.mail.dkim import relaxed_lines
 from service.mail.render import html_env, inline_css, text_env
 from service.newsletter.audience import topics_match
 from service.settings import Settings
@@ -50,11 +51,12 @@ class Encoded:
     """A line-aligned piece: static runs of lines pre-encoded, lines with placeholders kept."""
 
     parts: tuple[bytes | str, ...]
+    canon: tuple[bytes | str, ...] = ()  # the same, its static runs in DKIM's relaxed form
 
     @classmethod
     def of(cls, piece: str) -> Encoded:
         if not piece:
-            return cls(())
+            return cls((), ())
         parts: list[bytes | str] = []
         static: list[str] = []
         for line in _lines_end(piece).splitlines(keepends=True):
@@ -67,13 +69,27 @@ class Encoded:
                 static.append(line)
         if static:
             parts.append(qp("".join(static)))
-        return cls(tuple(parts))
+        return cls(tuple(parts), tuple(relaxed_lines(p) if isinstance(p, bytes) else p for p in parts))
 
     def fill(self, greeting: str, url: str) -> bytes:
         return b"".join(
             p if isinstance(p, bytes) else qp(p.replace(GREETING, greeting).replace(UNSUBSCRIBE, url))
             for p in self.parts
         )
+
+    def fill_signed(self, greeting: str, url: str) -> tuple[bytes, bytes]:
+        """`fill`, and the same lines canonicalised for DKIM (only the personal ones per call)."""
+        out: list[bytes] = []
+        canon: list[bytes] = []
+        for part, relaxed in zip(self.parts, self.canon, strict=True):
+            if isinstance(part, bytes) and isinstance(relaxed, bytes):
+                out.append(part)
+                canon.append(relaxed)
+            else:
+                line = qp(str(part).replace(GREETING, greeting).replace(UNSUBSCRIBE, url))
+                out.append(line)
+                canon.append(relaxed_lines(line))
+        return b"".join(out), b"".join(canon)
 
 
 @dataclass(frozen=True)
@@ -84,6 +100,17 @@ class Block:
     text: str
     html_qp: bytes
     text_qp: bytes
+    html_canon: bytes = b""  # html_qp and text_qp in DKIM's relaxed form (`relaxed_lines`)
+    text_canon: bytes = b""
+
+
+class Bodies(NamedTuple):
+    """One recipient's bodies, quoted-printable, and (for DKIM) in the relaxed form."""
+
+    html: bytes
+    text: bytes
+    html_relaxed: bytes | None = None
+    text_relaxed: bytes | None = None
 
 
 @dataclass(frozen=True)
@@ -109,20 +136,32 @@ class DigestTemplate:
     has_body: bool = False
     lang: str = SOURCE_LANGUAGE  # of its fixed texts (greeting, footer, dates): one rendering per language
 
-    def encode_for(self, *, name: str, topics: Iterable[str], unsubscribe_url: str) -> tuple[bytes, bytes] | None:
-        """(HTML, text) bodies, quoted-printable, for the message builder; None when no article
-        matches. Only the lines with a personal part are encoded per recipient."""
+    def encode_for(self, *, name: str, topics: Iterable[str], unsubscribe_url: str, relaxed: bool = False
+                   ) -> Bodies | None:
+        """The HTML and text bodies, quoted-printable, for the message builder; None when no
+        article matches. Only the lines with a personal part are encoded per recipient. With
+        `relaxed` (DKIM), each body in the relaxed form too: the shared pieces were canonicalised
+        once per campaign, so signing hashes without canonicalising the whole message again."""
         blocks = self.articles_for(topics)
         if not blocks and not self.has_body:
             return None
         greeting = greeting_for(name, self.lang)
         html_head, html_tail, text_head, text_tail = self.encoded
         url_html = html.escape(unsubscribe_url, quote=True)
-        body_html = b"".join([html_head.fill(html.escape(greeting, quote=False), url_html),
-                              *(b.html_qp for b in blocks), html_tail.fill("", url_html)])
-        body_text = b"".join([text_head.fill(greeting, unsubscribe_url), *(b.text_qp for b in blocks),
-                              text_tail.fill("", unsubscribe_url)])
-        return body_html, body_text
+        greeting_html = html.escape(greeting, quote=False)
+        if not relaxed:
+            return Bodies(b"".join([html_head.fill(greeting_html, url_html), *(b.html_qp for b in blocks),
+                                    html_tail.fill("", url_html)]),
+                          b"".join([text_head.fill(greeting, unsubscribe_url), *(b.text_qp for b in blocks),
+                                    text_tail.fill("", unsubscribe_url)]))
+        hh, hh_r = html_head.fill_signed(greeting_html, url_html)
+        ht, ht_r = html_tail.fill_signed("", url_html)
+        th, th_r = text_head.fill_signed(greeting, unsubscribe_url)
+        tt, tt_r = text_tail.fill_signed("", unsubscribe_url)
+        return Bodies(b"".join([hh, *(b.html_qp for b in blocks), ht]),
+                      b"".join([th, *(b.text_qp for b in blocks), tt]),
+                      b"".join([hh_r, *(b.html_canon for b in blocks), ht_r]),
+                      b"".join([th_r, *(b.text_canon for b in blocks), tt_r]))
 
     def articles_for(self, topics: Iterable[str]) -> list[Block]:
         """The blocks a subscriber with `topics` wants (`service.newsletter.audience.topics_match`)."""
@@ -242,11 +281,11 @@ def build_digest(
     text_doc = text_env(lang).get_template("digest.txt").render(ctx)
     html_head, html_tail, html_blocks = _split(html_doc, "HTML", articles=bool(articles))
     text_head, text_tail, text_blocks = _split(text_doc, "text", articles=bool(articles))
-    blocks = tuple(
-        Block(a.id, frozenset(a.topics), html_blocks[a.id], text_blocks[a.id], qp(html_blocks[a.id]),
-              qp(text_blocks[a.id]))
-        for a in articles
-    )
+    blocks = []
+    for a in articles:
+        html_qp, text_qp = qp(html_blocks[a.id]), qp(text_blocks[a.id])
+        blocks.append(Block(a.id, frozenset(a.topics), html_blocks[a.id], text_blocks[a.id], html_qp, text_qp,
+                            relaxed_lines(html_qp), relaxed_lines(text_qp)))
     encoded = (Encoded.of(html_head), Encoded.of(html_tail), Encoded.of(text_head), Encoded.of(text_tail))
-    return DigestTemplate(subject, html_head, html_tail, text_head, text_tail, blocks, encoded,
+    return DigestTemplate(subject, html_head, html_tail, text_head, text_tail, tuple(blocks), encoded,
                           has_body=bool(body.strip()), lang=lang)

@@ -239,13 +239,15 @@ class _Batch:
                 continue
             url = unsubscribe_url(self.s.settings, self.s.tokens, claim.subscriber_id)
             template = self.prepared.template_for(pick_language(person.language, self.s.settings.language))
-            bodies = template.encode_for(name=person.name, topics=person.topics, unsubscribe_url=url)
+            bodies = template.encode_for(name=person.name, topics=person.topics, unsubscribe_url=url,
+                                         relaxed=factory.signer is not None)
             if bodies is None:
                 self._add("skipped", {"id": claim.id, "response": NO_MATCH, "skip_reason": "no_article"})
                 continue
             try:
                 message_id, raw = factory.build(delivery_id=claim.id, to_email=claim.email, to_name=person.name,
-                                                html_qp=bodies[0], text_qp=bodies[1], unsubscribe_url=url)
+                                                html_qp=bodies.html, text_qp=bodies.text, unsubscribe_url=url,
+                                                html_relaxed=bodies.html_relaxed, text_relaxed=bodies.text_relaxed)
             except ValueError as exc:  # HeaderInjectionError: these bytes must not go out
                 self._add("failed", {"id": claim.id, "message_id": factory.message_id(claim.id),
                                      "response": f"not sent: {exc}", "bounced": False})

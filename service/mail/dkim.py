@@ -53,12 +53,28 @@ def _one_space(text: bytes) -> bytes:
     return text
 
 
+def relaxed_lines(data: bytes) -> bytes:
+    """The line-by-line part of the relaxed body canonicalisation: runs of white space as one
+    space, none at the end of a line. For whole lines (CRLF at the end) the canonical form of a
+    concatenation is the concatenation of the canonical forms, so a campaign canonicalises its
+    shared pieces once (`service.campaigns.render`) and only the personal lines per message."""
+    data = _one_space(data)
+    return data.replace(b" \r\n", b"\r\n") if b" \r\n" in data else data
+
+
 def relaxed_body(body: bytes) -> bytes:
     """RFC 6376 section 3.4.4 (as dkimpy reads it): runs of white space as one space, none at the
     end of a line, empty lines at the end dropped, CRLF at the end of a non-empty body."""
-    body = _one_space(body)
-    if b" \r\n" in body:
-        body = body.replace(b" \r\n", b"\r\n")
+    return _body_end(relaxed_lines(body))
+
+
+def body_hash(canonical_lines: bytes) -> bytes:
+    """bh= for a body whose lines are already canonical (`relaxed_lines`): the empty lines at
+    its end dropped, base64 of its SHA-256."""
+    return base64.b64encode(hashlib.sha256(_body_end(canonical_lines)).digest())
+
+
+def _body_end(body: bytes) -> bytes:
     end = len(body)
     while body.endswith(b"\r\n", 0, end):
         end -= 2
@@ -80,11 +96,13 @@ class DkimSigner:
             raise ValueError("the DKIM key must be an RSA private key (rsa-sha256)")
         self.key = key
 
-    def sign(self, raw: bytes, *, expected: Iterable[str] | None = None, now: int | None = None) -> bytes:
+    def sign(self, raw: bytes, *, expected: Iterable[str] | None = None, now: int | None = None,
+             bh: bytes | None = None) -> bytes:
         """`raw` (CRLF line ends) with a DKIM-Signature header in front, rsa-sha256, relaxed/relaxed.
         The header block of `raw` is read once: it must be clean (`header_names`) and, when
         `expected` is given, have exactly those headers (`check_names`); the signature header is
-        checked on its own, so the bytes returned hold exactly those headers plus the signature."""
+        checked on its own, so the bytes returned hold exactly those headers plus the signature.
+        `bh`: the body's hash when the caller has it (`body_hash` of its canonical lines)."""
         present = header_names(raw)
         if expected is not None:
             check_names(present, expected)
@@ -95,10 +113,11 @@ class DkimSigner:
                 name, _colon, value = field.partition(b":")
                 fields[name.strip().lower()] = value.removesuffix(b"\r\n")
         signed = [h for h in _SIGNED_LOWER if h in fields]
-        body_hash = base64.b64encode(hashlib.sha256(relaxed_body(raw[end + 4:])).digest())
+        if bh is None:
+            bh = base64.b64encode(hashlib.sha256(relaxed_body(raw[end + 4:])).digest())
         stamp = int(time.time()) if now is None else now
         value = (b" v=1; a=rsa-sha256; c=relaxed/relaxed; d=" + self.domain + b"; s=" + self.selector
-                 + b"; t=" + str(stamp).encode() + b";\r\n h=" + b":".join(signed) + b";\r\n bh=" + body_hash
+                 + b"; t=" + str(stamp).encode() + b";\r\n h=" + b":".join(signed) + b";\r\n bh=" + bh
                  + b";\r\n b=")
         data = b"".join(relaxed_header(h, fields[h]) for h in signed) + relaxed_header(b"dkim-signature", value)
         signature = base64.b64encode(self.key.sign(data[:-2], padding.PKCS1v15(), hashes.SHA256()))

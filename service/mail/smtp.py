@@ -201,15 +201,23 @@ class SmtpConnection(asyncio.Protocol):
         return self._lost is None and not self.transport.is_closing()
 
     async def _reply(self) -> tuple[int, str]:
+        if not self._responses:
+            await self._wait()
+        return self._responses.popleft()
+
+    async def _wait(self) -> None:
+        """Until a reply is in; a plain future with one timer (not `asyncio.wait_for`, which
+        costs a task's worth of bookkeeping on every reply of every message)."""
+        loop = asyncio.get_running_loop()
         while not self._responses:
             if self._lost is not None:
                 raise TemporaryFailure(f"connection lost: {self._lost}")
-            self._waiter = asyncio.get_running_loop().create_future()
+            waiter = self._waiter = loop.create_future()
+            timer = loop.call_later(self.timeout, _time_out, waiter)
             try:
-                await asyncio.wait_for(self._waiter, self.timeout)
-            except TimeoutError:
-                raise TemporaryFailure("timed out waiting for the SMTP server") from None
-        return self._responses.popleft()
+                await waiter
+            finally:
+                timer.cancel()
 
     def _write(self, data: bytes) -> None:
         if not self.usable:
@@ -249,12 +257,13 @@ class SmtpConnection(asyncio.Protocol):
         be accepted: a refused one fails the whole message."""
         await self._envelope(sender, [recipients] if isinstance(recipients, str) else recipients,
                              body_8bit=body_8bit)
-        body = raw.replace(b"\r\n.", b"\r\n..")
+        # Written as it is unless it needs dot-stuffing (no copy of a 15 kB message per send).
+        body = raw.replace(b"\r\n.", b"\r\n..") if b"\r\n." in raw else raw
         if body.startswith(b"."):
             body = b"." + body
-        if not body.endswith(b"\r\n"):
-            body += b"\r\n"
-        self._write(body + b".\r\n")
+        if not self.usable:
+            raise TemporaryFailure(f"connection lost: {self._lost}")
+        self.transport.writelines((body, b".\r\n" if body.endswith(b"\r\n") else b"\r\n.\r\n"))
         code, text = await self._reply()
         if code != 250:
             raise reply_failure(code, text, recipient_refused=False)
@@ -273,6 +282,11 @@ class SmtpConnection(asyncio.Protocol):
     def close(self) -> None:
         if not self.transport.is_closing():
             self.transport.close()
+
+
+def _time_out(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_exception(TemporaryFailure("timed out waiting for the SMTP server"))
 
 
 def _accepted(code: int, step: str) -> bool:
