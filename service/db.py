@@ -49,6 +49,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import CursorResult, Dialect, Result
 from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.sql.elements import ColumnElement
@@ -86,8 +87,9 @@ _OUTAGE_ERRORS: tuple[type[BaseException], ...] = (
 
 
 def is_database_outage(exc: BaseException) -> bool:
-    """A lost or refused database connection (as opposed to a bug in a query)."""
-    if isinstance(exc, OperationalError | InterfaceError):
+    """A lost or refused database connection (as opposed to a bug in a query), or none free in
+    the pool within its timeout (an overload: the request did nothing, and may be sent again)."""
+    if isinstance(exc, OperationalError | InterfaceError | PoolTimeoutError):
         return True
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return True

@@ -92,3 +92,30 @@ async def test_one_access_log_line_per_request_without_tokens(
     assert lines[0].startswith("GET /unsubscribe/… ")
     assert token not in lines[0] and "ana@example.org" not in lines[0]
     assert r.headers["x-request-id"] in lines[0]
+
+
+async def test_a_connection_pool_with_no_free_connection_answers_503_with_retry_after(
+        db: Database, settings: Settings) -> None:
+    """Overload (every pooled connection busy past the pool's timeout) is "try again shortly",
+    as a lost database is: 503 with Retry-After and nothing stored, not a 500."""
+    from sqlalchemy import func, select, text
+
+    from service.db import create_engine, session_factory
+    from service.inquiries.models import Inquiry
+    from tests.factories import form_token, new_client, valid_fields
+
+    engine = create_engine(db.url, pool_size=1, max_overflow=0, pool_timeout=0.2)
+    app = create_app(settings, sessions=session_factory(engine))
+    try:
+        async with new_client(app) as client:
+            token = await form_token(client)
+            async with engine.connect() as busy:  # the pool's only connection, held
+                await busy.execute(text("SELECT 1"))
+                r = await client.post("/api/inquiries", json={**valid_fields(), "form_token": token},
+                                      headers={"Origin": "https://blog.clinic.test"})
+            assert r.status_code == 503 and r.headers["retry-after"] == "30", r.text
+            assert r.headers["content-type"].startswith("application/json")
+    finally:
+        await engine.dispose()
+    async with db.sessions() as session:
+        assert await session.scalar(select(func.count()).select_from(Inquiry)) == 0
