@@ -62,7 +62,7 @@ class Settings:
     send_rate: float = 20.0
     send_concurrency: int = 4
     send_yield: float = 0.5  # share of its speed campaign sending gives up while the web is busy (0 = none)
-    worker_nice: int = 10  # `tidings worker` lowers its CPU priority by this much (os.nice; 0 = not)
+    worker_nice: int = 0  # `tidings worker` lowers its CPU priority by this much (os.nice; 0 = not; docs/digests.md)
     trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
     org_name: str = "Tidings"
     list_id: str = "newsletter.tidings.localhost"

@@ -50,13 +50,14 @@ def test_every_command_has_help(tmp_path: Path, capsys: pytest.CaptureFixture[st
 def test_worker_waits_for_an_unreachable_database_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     proc = subprocess.Popen([sys.executable, "-m", "service.cli", "worker"], cwd=tmp_path, text=True,
                             env=_env(tmp_path, DATABASE_URL=f"postgresql://postgres@127.0.0.1:{free_port()}/none",
-                                     SECRET_KEY="s" * 40), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                                     SECRET_KEY="s" * 40, WORKER_NICE="10"),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         assert proc.stderr is not None
         line = proc.stderr.readline()  # blocks until the first attempt failed (or the process ended)
         assert "database not reachable (ConnectionRefusedError" in line and line.rstrip().endswith("retrying in 1 s")
         assert proc.poll() is None
-        # WORKER_NICE (default 10): the worker runs at a lower CPU priority than the app processes
+        # WORKER_NICE 10: the worker runs at a lower CPU priority than the app processes
         nice = int(Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()[16])
         assert nice == min(19, os.nice(0) + 10)
     finally:

@@ -102,7 +102,7 @@ def test_all_settings_parsed() -> None:
         "SEND_RATE": "0",
         "SEND_CONCURRENCY": "8",
         "SEND_YIELD": "75%",
-        "WORKER_NICE": "0",
+        "WORKER_NICE": "5",
         "TRUSTED_PROXIES": "10.0.0.0/8, 127.0.0.1",
         "TOPICS": "depression, anxiety",
         "INQUIRY_RETENTION_DAYS": "90",
@@ -125,8 +125,8 @@ def test_all_settings_parsed() -> None:
     assert s.base_url == "https://news.clinic.test" and s.https
     assert s.allowed_origins == ("https://blog.clinic.test", "https://www.clinic.test")
     assert s.send_rate == 0 and s.send_concurrency == 8
-    assert s.send_yield == 0.75 and s.worker_nice == 0
-    assert defaults.send_yield == 0.5 and defaults.worker_nice == 10
+    assert s.send_yield == 0.75 and s.worker_nice == 5
+    assert defaults.send_yield == 0.5 and defaults.worker_nice == 0
     assert [str(n) for n in s.trusted_proxies] == ["10.0.0.0/8", "127.0.0.1/32"]
     assert s.topics == ("depression", "anxiety")
     assert s.max_header_bytes == 32768
