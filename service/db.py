@@ -37,9 +37,11 @@ from sqlalchemy import (
     and_,
     any_,
     bindparam,
+    delete,
     event,
     func,
     or_,
+    select,
     text,
     tuple_,
 )
@@ -430,6 +432,19 @@ def _lock_statement(count: int) -> Any:
     """`SELECT pg_advisory_xact_lock(…), …` for `count` keys, built once per count."""
     calls = ", ".join(f"pg_advisory_xact_lock(CAST(:k{n} AS BIGINT))" for n in range(count))
     return text(f"SELECT {calls}")  # noqa: S608 - only placeholders are interpolated
+
+
+async def take_oldest(session: AsyncSession, model: Any, *columns: Any, lock: str, limit: int) -> list[Any]:
+    """Delete the `limit` oldest rows of an append-only counter table (`model`, by its `id`) and
+    return their `columns`, under the advisory lock `lock`: the start of every fold of counters
+    that triggers append (the caller sums them and inserts the sums back). Deleting exactly the
+    rows read (DELETE … RETURNING) neither loses nor counts twice a row appended meanwhile."""
+    await lock_names(session, lock)
+    oldest = select(model.id).order_by(model.id).limit(limit).subquery()
+    cutoff = await session.scalar(select(func.max(oldest.c.id)))
+    if cutoff is None:
+        return []
+    return list((await session.execute(delete(model).where(model.id <= cutoff).returning(*columns))).all())
 
 
 # -- the few statements that differ between SQLite and PostgreSQL ------------------------------

@@ -9,11 +9,11 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from sqlalchemy import case, delete, func, insert, select
+from sqlalchemy import case, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.campaigns.models import Campaign, DeliveryCount
-from service.db import lock_names
+from service.db import take_oldest
 
 FOLD_AT_MOST = 50_000  # counter rows folded per run (the worker runs again at once while there are more)
 KEEP_SECONDS = 120  # rows of the last two minutes keep their second: the send rate is read from them
@@ -57,17 +57,10 @@ async def delivery_counts(session: AsyncSession, campaign_ids: Sequence[int], *,
 async def fold_delivery_counts(session: AsyncSession, *, now: dt.datetime) -> int:
     """Fold the oldest appended counter rows into one per campaign, status, bounce flag and
     (for the last two minutes) second; rows of deleted campaigns go. How many rows fewer there
-    are now (0: nothing to fold). Only ever appended and deleted, so deleting exactly the rows
-    summed (DELETE … RETURNING) neither loses nor counts twice a concurrent change."""
-    await lock_names(session, "campaigns-delivery-counts")
-    oldest = select(DeliveryCount.id).order_by(DeliveryCount.id).limit(FOLD_AT_MOST).subquery()
-    cutoff = await session.scalar(select(func.max(oldest.c.id)))
-    if cutoff is None:
-        return 0
-    gone = (await session.execute(
-        delete(DeliveryCount).where(DeliveryCount.id <= cutoff)
-        .returning(DeliveryCount.campaign_id, DeliveryCount.status, DeliveryCount.bounced, DeliveryCount.second,
-                   DeliveryCount.n))).all()
+    are now (0: nothing to fold)."""
+    gone = await take_oldest(session, DeliveryCount, DeliveryCount.campaign_id, DeliveryCount.status,
+                             DeliveryCount.bounced, DeliveryCount.second, DeliveryCount.n,
+                             lock="campaigns-delivery-counts", limit=FOLD_AT_MOST)
     keep_from = int(now.timestamp()) - KEEP_SECONDS
     sums: Counter[tuple[int, str, bool, int | None]] = Counter()
     for cid, status, bounced, second, n in gone:

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from collections import Counter
 
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from service.db import lock_names
+from service.db import take_oldest
 from service.newsletter.models import SUBSCRIBER_STATUSES, SubscriberCount
 
 FOLD_AT_MOST = 50_000  # counter rows folded per run (the worker runs again at once while there are more)
@@ -25,16 +25,9 @@ async def subscribers_by_status(session: AsyncSession) -> dict[str, int]:
 
 async def fold_subscriber_counts(session: AsyncSession) -> int:
     """Fold the oldest appended counter rows into one per status (zero sums go); how many rows
-    fewer there are now (0: nothing to fold). Rows are only ever appended and deleted, so
-    deleting exactly the rows summed (DELETE … RETURNING) can neither lose nor count twice a
-    concurrent change."""
-    await lock_names(session, "newsletter-subscriber-counts")
-    oldest = select(SubscriberCount.id).order_by(SubscriberCount.id).limit(FOLD_AT_MOST).subquery()
-    cutoff = await session.scalar(select(func.max(oldest.c.id)))
-    if cutoff is None:
-        return 0
-    gone = (await session.execute(delete(SubscriberCount).where(SubscriberCount.id <= cutoff)
-                                  .returning(SubscriberCount.status, SubscriberCount.n))).all()
+    fewer there are now (0: nothing to fold)."""
+    gone = await take_oldest(session, SubscriberCount, SubscriberCount.status, SubscriberCount.n,
+                             lock="newsletter-subscriber-counts", limit=FOLD_AT_MOST)
     sums: Counter[str] = Counter()
     for status, n in gone:
         sums[status] += int(n)
