@@ -192,14 +192,20 @@ class WebhookWorker:
                 await notify_admins(session, self.settings, endpoint_id=endpoint_id, url=url)
 
     async def drain(self) -> int:
-        """Run batches until nothing is due and nothing is still posting (tests and the CLI)."""
+        """Run batches until nothing is due and nothing is still posting (tests and the CLI).
+
+        A claim that skipped an endpoint still posting proves nothing about that endpoint's
+        deliveries: if its group finished during the claim's round trip, `_posting` is empty by
+        the time the claim returns 0, yet the deliveries it skipped are due. Only a claim that
+        skipped nothing and found nothing ends the drain."""
         total = 0
         while True:
+            skipped = bool(self._posting)
             if n := await self.run_batch():
                 total += n
             elif self._posting:
                 await self.settle()
-            else:
+            elif not skipped:
                 return total
 
     def close(self) -> None:
