@@ -16,7 +16,7 @@ from starlette.routing import BaseRoute, Route
 from service.admin.audit import Actor, filter_detail, record_audit
 from service.admin.filters import FilterError, format_cursor, parse_cursor, parse_day, text_param
 from service.admin.guard import admin_error, get_or_404, no_such, page, staff_of
-from service.admin.paging import paginate
+from service.admin.paging import list_total, paginate
 from service.csvfile import stream_csv
 from service.db import get_session
 from service.forms import tokens_of
@@ -71,7 +71,7 @@ async def inquiry_list(request: Request) -> Response:
     paging = await paginate(
         request, lambda limit: list_inquiries(get_session(request), flt=flt, after=after, limit=limit),
         cursor=lambda i: format_cursor(i.created_at, i.id), cursor_param="after")
-    total, more = await count_inquiries(get_session(request), flt=flt)
+    total, more = await list_total(paging, lambda: count_inquiries(get_session(request), flt=flt))
     if flt.q:
         await _audit_search(request, flt, first_page=after is None, matched=(total, more))
     export_url = "/admin/inquiries/export.csv" + ("?" + urlencode(flt.query_args()) if flt.query_args() else "")
