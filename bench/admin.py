@@ -1,19 +1,26 @@
-"""Admin pages under load: p50/p95 of the inquiry list (first page, a deep keyset page, a
-full-text search, a filtered search), the subscriber list and the dashboard, with 100,000
-inquiries and 100,000 subscribers in PostgreSQL, over a real uvicorn. `--clients` staff (default
-6) work at once, each signed in through the login form with its own account and session, each
-going through the pages in its own order. GET /healthz is fetched the same way in the same run
-as the baseline. A million subscribers, the campaign page and its live figures: bench/million.py.
+"""Admin pages under load: p50/p95 of the subscriber list (first page, by status, by topic, a
+keyset page 90% deep, a search, a search by e-mail domain), the inquiry list (first page, a deep
+keyset page, full-text searches, filters) and the dashboard, with `--rows` inquiries and as many
+subscribers in PostgreSQL, over a real uvicorn. `--clients` staff (default 6) work at once, each
+signed in through the login form with its own account and session, each going through the pages
+in its own order. GET /healthz is fetched the same way in the same run as the baseline. The
+campaign page and its live figures, queueing, import: bench/million.py.
+
+`--explain` runs every page once in this process against the same database and prints each SQL
+statement it ran with its time, and EXPLAIN (ANALYZE, BUFFERS) of those over `--explain-ms`.
 
     .venv/bin/python bench/admin.py [--rows 100000] [--requests 200] [--clients 6] [--explain]
+                                    [--keep] [--reuse]
 
 Creates and drops its own database (tidings_bench_admin) on 127.0.0.1:5432; loopback only.
+`--keep` keeps it; `--reuse` reuses a kept one (migrated to the newest revision, not refilled).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import random
 import re
@@ -23,6 +30,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlencode
 
 import httpx
@@ -35,7 +43,6 @@ import service.models  # noqa: E402, F401 - every table in Base.metadata
 from service.admin.auth import create_staff_user  # noqa: E402
 from service.admin.filters import format_cursor  # noqa: E402
 from service.db import create_engine, migrate, session_factory  # noqa: E402
-from service.inquiries.queries import InquiryFilter, filtered_inquiries  # noqa: E402
 
 PG = os.environ.get("BENCH_PG", "postgresql+asyncpg://postgres@127.0.0.1:5432")
 DB_NAME = "tidings_bench_admin"
@@ -88,6 +95,14 @@ async def recreate_database() -> None:
     await admin.dispose()
 
 
+async def database_exists() -> bool:
+    admin = create_engine(f"{PG}/postgres")
+    async with admin.connect() as conn:
+        found = await conn.scalar(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": DB_NAME})
+    await admin.dispose()
+    return found is not None
+
+
 async def drop_database() -> None:
     admin = create_engine(f"{PG}/postgres", isolation_level="AUTOCOMMIT")
     async with admin.connect() as conn:
@@ -95,8 +110,8 @@ async def drop_database() -> None:
     await admin.dispose()
 
 
-async def populate(rows: int) -> tuple[str, float]:
-    """Fill the database; returns the cursor of a page ~90% deep and the seconds it took."""
+async def populate(rows: int) -> float:
+    """Fill the database; returns the seconds it took."""
     engine = create_engine(f"{PG}/{DB_NAME}")
     started = time.perf_counter()
     await migrate(engine)
@@ -106,42 +121,113 @@ async def populate(rows: int) -> tuple[str, float]:
         await conn.execute(text("INSERT INTO subscriber_topics (subscriber_id, topic) SELECT id, "
                                 "(ARRAY['depression','anxiety','PTSD','chronic pain'])[id % 4 + 1] "
                                 "FROM subscribers WHERE id % 2 = 0"))
-    async with engine.connect() as conn:
-        await conn.execution_options(isolation_level="AUTOCOMMIT")
-        await conn.execute(text("VACUUM ANALYZE"))
     async with session_factory(engine).begin() as session:
         for n in range(CLIENTS_MAX):
             await create_staff_user(session, email=f"bench{n}@clinic.test", role="admin", password=PASSWORD)
-    async with engine.connect() as conn:
-        deep = (await conn.execute(text("SELECT created_at, id FROM inquiries ORDER BY created_at DESC, id DESC "
-                                        "OFFSET :o LIMIT 1"), {"o": int(rows * 0.9)})).one()
     await engine.dispose()
-    return format_cursor(deep[0], deep[1]), time.perf_counter() - started
+    return time.perf_counter() - started
 
 
-async def explain(cursor: str) -> None:
-    from sqlalchemy.dialects import postgresql
+async def settle() -> None:
+    """Migrate (a reused database) and VACUUM ANALYZE, so every run starts from the same state."""
+    engine = create_engine(f"{PG}/{DB_NAME}")
+    await migrate(engine)
+    async with engine.connect() as conn:
+        await conn.execution_options(isolation_level="AUTOCOMMIT")
+        await conn.execute(text("VACUUM ANALYZE"))
+    await engine.dispose()
 
-    from service.admin.filters import parse_cursor
+
+async def page_urls() -> dict[str, str]:
+    """The pages staff open, by name; the deep pages start 90% down each list."""
+    engine = create_engine(f"{PG}/{DB_NAME}")
+    async with engine.connect() as conn:
+        deep = {}
+        for table in ("subscribers", "inquiries"):
+            n = int(await conn.scalar(text(f"SELECT count(*) FROM {table}")) or 0)  # noqa: S608 - two names
+            row = (await conn.execute(text(f"SELECT created_at, id FROM {table} "  # noqa: S608
+                                           "ORDER BY created_at DESC, id DESC OFFSET :o LIMIT 1"),
+                                      {"o": int(n * 0.9)})).one()
+            deep[table] = (n, format_cursor(row[0], row[1]))
+    await engine.dispose()
+    n_subscribers = deep["subscribers"][0]
+    return {
+        "GET /healthz (baseline)": "/healthz",
+        "subscribers, first page": "/admin/subscribers",
+        "subscribers, confirmed": "/admin/subscribers?status=confirmed",
+        "subscribers, topic": "/admin/subscribers?status=confirmed&topic=PTSD",
+        "subscribers, deep page (90%)": "/admin/subscribers?" + urlencode({"after": deep["subscribers"][1]}),
+        "subscribers, search": f"/admin/subscribers?q=reader{n_subscribers // 2 + 7}",
+        "subscribers, search by domain": "/admin/subscribers?q=example42.org",
+        "inquiries, first page": "/admin/inquiries",
+        "inquiries, status + topic": "/admin/inquiries?status=qualified&topic=PTSD",
+        "inquiries, deep page (90%)": "/admin/inquiries?" + urlencode({"after": deep["inquiries"][1]}),
+        "inquiries, search": "/admin/inquiries?q=ketamine+depression",
+        "inquiries, search + status": "/admin/inquiries?q=maria&status=qualified",
+        "inquiries, search (every row)": "/admin/inquiries?q=reference",
+        "inquiries, search by email": "/admin/inquiries?q=person77%40example27.org",
+        "inquiries, search by domain": "/admin/inquiries?q=example27.org",
+        "inquiries, topic + date range": "/admin/inquiries?topic=PTSD&from=2026-01-01&to=2027-12-31",
+        "dashboard": "/admin/",
+    }
+
+
+def bench_settings() -> Any:
+    from service.settings import Settings
+
+    return Settings.from_env({"DATABASE_URL": f"{PG}/{DB_NAME}", "SECRET_KEY": SECRET,
+                              "BASE_URL": "http://127.0.0.1", "LOG_LEVEL": "warning"}, env_file=None)
+
+
+async def sign_in(client: httpx.AsyncClient, n: int) -> None:
+    page = await client.get("/admin/login")
+    token = re.search(r'name="form_token" value="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
+    r = await client.post("/admin/login", data={"email": f"bench{n}@clinic.test", "password": PASSWORD,
+                                                "form_token": token})
+    assert r.status_code == 303, r.text
+
+
+async def explain(urls: dict[str, str], threshold_ms: float) -> None:
+    """Every page once, in this process: each statement it ran with its time, and the plan
+    (EXPLAIN (ANALYZE, BUFFERS), with the same parameters) of those slower than `threshold_ms`."""
+    from sqlalchemy import event
+
+    from service.app import create_app
 
     engine = create_engine(f"{PG}/{DB_NAME}")
-    after = parse_cursor(cursor)
-    cases = {"first page": (InquiryFilter(), None), "deep page": (InquiryFilter(), after),
-             "search": (InquiryFilter(q="ketamine depression"), None),
-             "search+status": (InquiryFilter(q="maria", status="qualified"), None)}
-    async with session_factory(engine)() as session:
-        for name, (flt, cur) in cases.items():
-            stmt = filtered_inquiries(session, flt)
-            if cur:
-                from sqlalchemy import tuple_
+    ran: list[tuple[str, Any, float]] = []
 
-                from service.inquiries.models import Inquiry
-                stmt = stmt.where(tuple_(Inquiry.created_at, Inquiry.id) < tuple_(*cur))
-            from service.inquiries.models import Inquiry
-            stmt = stmt.order_by(Inquiry.created_at.desc(), Inquiry.id.desc()).limit(51)
-            sql = str(stmt.compile(dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True}))
-            plan = (await session.execute(text("EXPLAIN ANALYZE " + sql))).scalars().all()
-            print(f"\n-- {name}\n" + "\n".join(plan))
+    @event.listens_for(engine.sync_engine, "before_cursor_execute")
+    def _before(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, many: bool) -> None:
+        conn.info["bench_started"] = time.perf_counter()
+
+    @event.listens_for(engine.sync_engine, "after_cursor_execute")
+    def _after(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, many: bool) -> None:
+        ran.append((statement, parameters, (time.perf_counter() - conn.info.pop("bench_started")) * 1000))
+
+    app = create_app(bench_settings(), sessions=session_factory(engine))
+    transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 50000))
+    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
+        await sign_in(client, 0)
+        for name, url in urls.items():
+            await client.get(url)  # warm: caches, prepared statements
+            ran.clear()
+            started = time.perf_counter()
+            r = await client.get(url)
+            took = (time.perf_counter() - started) * 1000
+            assert r.status_code == 200, (url, r.status_code)
+            print(f"\n== {name}: {url}  ({took:.1f} ms in all, {len(ran)} statements)")
+            slow = []
+            for statement, parameters, ms in ran:
+                print(f"  {ms:7.1f} ms  {' '.join(statement.split())[:150]}")
+                if ms >= threshold_ms and statement.lstrip().upper().startswith("SELECT"):
+                    slow.append((statement, parameters))
+            for statement, parameters in slow:
+                async with engine.connect() as conn:
+                    raw = (await conn.get_raw_connection()).driver_connection
+                    plan = await raw.fetch("EXPLAIN (ANALYZE, BUFFERS) " + statement, *(parameters or ()))  # type: ignore[union-attr]
+                print("\n  " + " ".join(statement.split()) + f"\n  -- parameters {parameters!r}")
+                print("\n".join("    " + row[0] for row in plan))
     await engine.dispose()
 
 
@@ -173,29 +259,12 @@ async def wait_ready(base: str) -> None:
     raise SystemExit("the server did not start")
 
 
-async def measure(base: str, cursor: str, requests: int, clients: int) -> dict[str, list[float]]:
-    urls = {
-        "GET /healthz (baseline)": "/healthz",
-        "inquiries, first page": "/admin/inquiries",
-        "inquiries, deep page (90%)": "/admin/inquiries?" + urlencode({"after": cursor}),
-        "inquiries, search": "/admin/inquiries?q=ketamine+depression",
-        "inquiries, search + status": "/admin/inquiries?q=maria&status=qualified",
-        "inquiries, search (every row)": "/admin/inquiries?q=reference",
-        "inquiries, search by email": "/admin/inquiries?q=person77%40example27.org",
-        "inquiries, topic + date range": "/admin/inquiries?topic=PTSD&from=2026-01-01&to=2027-12-31",
-        "subscribers, first page": "/admin/subscribers?status=confirmed",
-        "subscribers, search": "/admin/subscribers?q=reader4242",
-        "dashboard": "/admin/",
-    }
+async def measure(base: str, urls: dict[str, str], requests: int, clients: int) -> dict[str, list[float]]:
     timings: dict[str, list[float]] = {name: [] for name in urls}
 
     async def staff(n: int) -> None:
         async with httpx.AsyncClient(base_url=base, timeout=60) as c:
-            page = await c.get("/admin/login")
-            token = re.search(r'name="form_token" value="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
-            r = await c.post("/admin/login", data={"email": f"bench{n}@clinic.test", "password": PASSWORD,
-                                                   "form_token": token})
-            assert r.status_code == 303, r.text
+            await sign_in(c, n)
             order = list(urls.items())
             random.Random(n).shuffle(order)
             for i in range(requests // clients + 2):
@@ -215,38 +284,61 @@ def p95(values: list[float]) -> float:
     return statistics.quantiles(values, n=20)[18]
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--requests", type=int, default=200, help="per page, shared by the clients")
     parser.add_argument("--clients", type=int, default=6, help=f"staff at once, 1-{CLIENTS_MAX}")
-    parser.add_argument("--explain", action="store_true", help="print EXPLAIN ANALYZE of the inquiry queries")
+    parser.add_argument("--explain", action="store_true", help="print each page's statements and slow plans")
+    parser.add_argument("--explain-ms", type=float, default=5.0, help="plan the statements slower than this")
+    parser.add_argument("--keep", action="store_true", help=f"keep the database {DB_NAME}")
+    parser.add_argument("--reuse", action="store_true", help="reuse a kept database instead of filling a new one")
     args = parser.parse_args()
-    await recreate_database()
+    reuse = args.reuse and await database_exists()
+    if not reuse:
+        await recreate_database()
     server = None
     try:
-        cursor, seconds = await populate(args.rows)
-        print(f"{args.rows:,} inquiries and {args.rows:,} subscribers generated in {seconds:.1f}s")
+        if reuse:
+            print(f"reusing {DB_NAME} (--reuse)")
+        else:
+            seconds = await populate(args.rows)
+            print(f"{args.rows:,} inquiries and {args.rows:,} subscribers generated in {seconds:.1f}s")
+        await settle()
+        urls = await page_urls()
         if args.explain:
-            await explain(cursor)
+            await explain(urls, args.explain_ms)
         port = free_port()
         server = start_server(port)
         base = f"http://127.0.0.1:{port}"
         await wait_ready(base)
-        timings = await measure(base, cursor, args.requests, max(1, min(CLIENTS_MAX, args.clients)))
-        print(f"\n{'request':32} {'p50 ms':>8} {'p95 ms':>8}   (n≈{args.requests} each, {args.clients} staff at "
+        cpu = cpu_seconds(server.pid)
+        clients = max(1, min(CLIENTS_MAX, args.clients))
+        timings = await measure(base, urls, args.requests, clients)
+        cpu = cpu_seconds(server.pid) - cpu
+        served = sum(len(v) for v in timings.values()) + len(urls) * 2 * clients  # with the warm-up
+        print(f"\n{'request':32} {'p50 ms':>8} {'p95 ms':>8}   (n≈{args.requests} each, {clients} staff at "
               f"once, one uvicorn worker; load average {' '.join(f'{x:.1f}' for x in os.getloadavg())})")
         worst = 0.0
         for name, values in timings.items():
             worst = max(worst, p95(values)) if "healthz" not in name else worst
             print(f"{name:32} {statistics.median(values):8.1f} {p95(values):8.1f}")
-        print(f"\nworst admin p95: {worst:.1f} ms (target < {TARGET_MS:.0f} ms): "
+        print(f"\nserver CPU: {cpu * 1000 / served:.1f} ms per request on average ({served:,} requests)")
+        print(f"worst admin p95: {worst:.1f} ms (target < {TARGET_MS:.0f} ms): "
               f"{'OK' if worst < TARGET_MS else 'OVER TARGET'}")
     finally:
         if server is not None:
             server.terminate()
             server.wait(timeout=10)
-        await drop_database()
+        if not args.keep:
+            with contextlib.suppress(Exception):
+                await drop_database()
 
 
 if __name__ == "__main__":

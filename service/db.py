@@ -32,6 +32,7 @@ from sqlalchemy import (
     Index,
     MetaData,
     Select,
+    String,
     Table,
     TypeDecorator,
     and_,
@@ -53,8 +54,10 @@ from sqlalchemy.engine import CursorResult, Dialect, Result
 from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.functions import FunctionElement
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -519,6 +522,26 @@ def month_bucket(session: AsyncSession, column: Any) -> Any:
 def postgresql_only(index: Index) -> Index:
     """Declare `index` for PostgreSQL only (an expression SQLite has no use for)."""
     return index.ddl_if(dialect="postgresql")
+
+
+class email_domain(FunctionElement[str]):  # noqa: N801 - used like func.*
+    """The part of an address after its '@', one SQL expression per dialect: PostgreSQL's is the
+    very expression of the index ix_subscribers_email_domain (migration 0014k_admincounts), so a
+    search by domain is an index look-up there; SQLite, which has no split_part, scans."""
+
+    type = String()
+    inherit_cache = True
+
+
+@compiles(email_domain, "postgresql")
+def _email_domain_postgresql(element: email_domain, compiler: Any, **kw: Any) -> str:
+    return f"split_part({compiler.process(*element.clauses, **kw)}, '@', 2)"
+
+
+@compiles(email_domain, "sqlite")
+def _email_domain_sqlite(element: email_domain, compiler: Any, **kw: Any) -> str:
+    column = compiler.process(*element.clauses, **kw)
+    return f"substr({column}, instr({column}, '@') + 1)"
 
 
 def like_pattern(value: str) -> str:

@@ -92,8 +92,9 @@ async def test_each_worker_keeps_its_own_campaign_sender_and_every_loop_runs(tmp
     assert sender_for(first) is sender_for(first)
     assert sender_for(second) is not sender_for(first) and sender_for(second).owner == second.owner
     assert {loop.name for loop in default_loops(first.settings)} == {
-        "outbox", "housekeeping", "newsletter-purge", "held-purge", "held-signup-purge", "subscriber-counts",
-        "campaigns", "campaign-schedule", "delivery-counts", "inquiry-retention", "bounce-retention", "insight-days",
+        "outbox", "housekeeping", "newsletter-purge", "held-purge", "inquiry-counts", "held-signup-purge",
+        "subscriber-counts", "campaigns", "campaign-schedule", "delivery-counts", "inquiry-retention",
+        "bounce-retention", "insight-days",
         "webhooks", "webhook-retention"}
     polling = first.settings.with_(feed_url="https://blog.example.org/feed.xml")
     assert "feed" in {loop.name for loop in default_loops(polling)}

@@ -54,7 +54,8 @@ ACTION_LABELS = {
 }
 DETAIL_LABELS = {
     "changed": "changed", "field": "setting",
-    "from": "was", "to": "now", "matched": "matched", "first_page": "first page", "filter": "filter",
+    "from": "was", "to": "now", "matched": "matched", "more": "and more than that", "first_page": "first page",
+    "filter": "filter",
     "search": "with search words", "queued": "queued", "shown": "shown", "inquiry_messages": "inquiry emails",
     "status": "status", "kind": "kind", "part": "part", "role": "role", "count": "how many", "reason": "reason",
     "rows": "rows", "added": "added", "updated": "updated", "skipped": "skipped", "errors": "errors",

@@ -16,7 +16,7 @@ from starlette.routing import BaseRoute, Route
 from service.admin.audit import Actor, filter_detail, record_audit
 from service.admin.filters import FilterError, format_cursor, parse_cursor, parse_day, text_param
 from service.admin.guard import admin_error, get_or_404, no_such, page, staff_of
-from service.admin.paging import paginate
+from service.admin.paging import list_total, paginate
 from service.csvfile import stream_csv
 from service.db import get_session
 from service.forms import tokens_of
@@ -71,15 +71,16 @@ async def inquiry_list(request: Request) -> Response:
     paging = await paginate(
         request, lambda limit: list_inquiries(get_session(request), flt=flt, after=after, limit=limit),
         cursor=lambda i: format_cursor(i.created_at, i.id), cursor_param="after")
-    total = await count_inquiries(get_session(request), flt=flt)
+    total, more = await list_total(paging, lambda: count_inquiries(get_session(request), flt=flt))
     if flt.q:
-        await _audit_search(request, flt, first_page=after is None, matched=total)
+        await _audit_search(request, flt, first_page=after is None, matched=(total, more))
     export_url = "/admin/inquiries/export.csv" + ("?" + urlencode(flt.query_args()) if flt.query_args() else "")
     return page(request, "admin/inquiries.html", {**ctx, "rows": paging.rows, "flt": flt, "paging": paging,
-                                                  "export_url": export_url, "total": total})
+                                                  "export_url": export_url, "total": total, "more": more})
 
 
-async def _audit_search(request: Request, flt: InquiryFilter, *, first_page: bool, matched: int) -> None:
+async def _audit_search(request: Request, flt: InquiryFilter, *, first_page: bool,
+                        matched: tuple[int, bool]) -> None:
     """A search shows inquiry data outside the detail page: record that one ran and how many
     inquiries matched, never the words (they may be a client's name)."""
     await actions.record_inquiry_search(get_session(request), actor=Actor.of(request), flt=flt,

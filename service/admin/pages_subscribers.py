@@ -14,7 +14,7 @@ from starlette.routing import BaseRoute, Route
 
 from service.admin.filters import FilterError, format_cursor, parse_cursor, text_param
 from service.admin.guard import get_or_404, page
-from service.admin.paging import paginate
+from service.admin.paging import list_total, paginate
 from service.bounces.stats import subscriber_bounces
 from service.campaigns.queries import subscriber_deliveries
 from service.db import get_session
@@ -51,7 +51,7 @@ async def subscriber_list(request: Request) -> Response:
         cursor=lambda s: format_cursor(s.created_at, s.id), cursor_param="after")
     if flt.query_args():
         ctx["export_url"] += "?" + urlencode(flt.query_args())
-    total, more = await count_subscribers(get_session(request), flt=flt)
+    total, more = await list_total(paging, lambda: count_subscribers(get_session(request), flt=flt))
     return page(request, "admin/subscribers.html", {**ctx, "rows": paging.rows, "paging": paging, "total": total,
                                                     "more": more})
 

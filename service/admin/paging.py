@@ -51,3 +51,12 @@ async def paginate(request: Request, fetch: Callable[[int], Awaitable[Sequence[T
         next_url = page_url(request, cursor_param, cursor(rows[-1]))
     first = cursor_param not in request.query_params
     return Page(rows=rows, next_url=next_url, newest_url=None if first else page_url(request, cursor_param, None))
+
+
+async def list_total(page: Page[T], count: Callable[[], Awaitable[tuple[int, bool]]]) -> tuple[int, bool]:
+    """How many rows the whole list has, and whether more than that (as `count()` says it): the
+    page's own rows when it is both the first and the last page (a search that finds a few, the
+    usual one, is not run a second time to be counted), else `count()`."""
+    if page.newest_url is None and page.next_url is None:
+        return len(page.rows), False
+    return await count()

@@ -1,6 +1,7 @@
 """Dashboard figures (inquiries this week and by status, subscribers by status and their daily
 growth over 90 days, mail that failed or waits) and the small SVG bar charts that show them,
-computed on the server."""
+computed on the server. The all-time figures come from the counters the triggers keep
+(`service.inquiries.counts`, `service.newsletter.counts`), not from counting the rows."""
 
 from __future__ import annotations
 
@@ -12,18 +13,21 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.db import day_bucket, utcnow
+from service.inquiries.counts import inquiry_counts
 from service.inquiries.models import INQUIRY_STATUSES, Inquiry
 from service.mail.models import OutboxMessage
-from service.newsletter.models import Subscriber
+from service.newsletter.counts import subscribers_per_day
 
 GROWTH_DAYS = 90
 MAIL_WAITING = dt.timedelta(hours=1)
 
 
 async def inquiries_by_status(session: AsyncSession, *, since: dt.datetime | None = None) -> dict[str, int]:
-    stmt = select(Inquiry.status, func.count()).group_by(Inquiry.status)
-    if since is not None:
-        stmt = stmt.where(Inquiry.created_at >= since)
+    """Inquiries per status (held left out): all of them from the counters, or those since `since`."""
+    if since is None:
+        counts = await inquiry_counts(session)
+        return {status: counts[status] for status in INQUIRY_STATUSES}
+    stmt = select(Inquiry.status, func.count()).where(Inquiry.created_at >= since).group_by(Inquiry.status)
     found = {status: int(n) for status, n in (await session.execute(stmt)).all()}
     return {status: found.get(status, 0) for status in INQUIRY_STATUSES}
 
@@ -61,17 +65,12 @@ class GrowthDay:
 
 async def subscriber_growth(session: AsyncSession, *, days: int = GROWTH_DAYS,
                             now: dt.datetime | None = None) -> list[GrowthDay]:
-    """Per day over the last `days` days: new confirmations and unsubscriptions."""
+    """Per UTC day over the last `days` days: new confirmations and unsubscriptions (from the
+    day counters the triggers keep, `service.newsletter.counts`)."""
     now = now or utcnow()
     start = (now - dt.timedelta(days=days - 1)).date()
-    since = dt.datetime.combine(start, dt.time(), dt.UTC)
-    series = {}
-    for name, column in (("confirmed", Subscriber.confirmed_at), ("unsubscribed", Subscriber.unsubscribed_at)):
-        day = day_bucket(session, column)
-        stmt = select(day, func.count()).where(column >= since).group_by(day)
-        series[name] = {_as_date(d): int(n) for d, n in (await session.execute(stmt)).all()}
-    return [GrowthDay(d, series["confirmed"].get(d, 0), series["unsubscribed"].get(d, 0))
-            for d in (start + dt.timedelta(days=i) for i in range(days))]
+    found = await subscribers_per_day(session, since=start)
+    return [GrowthDay(d, *found.get(d, (0, 0))) for d in (start + dt.timedelta(days=i) for i in range(days))]
 
 
 def _as_date(value: Any) -> dt.date:

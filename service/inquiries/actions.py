@@ -30,11 +30,14 @@ async def view_inquiry(session: AsyncSession, *, inquiry_id: int, actor: Actor) 
 
 
 async def record_inquiry_search(session: AsyncSession, *, actor: Actor, flt: InquiryFilter, first_page: bool,
-                                matched: int) -> None:
+                                matched: tuple[int, bool]) -> None:
     """A search shows inquiry data outside the detail page: record that one ran and how many
-    inquiries matched, never the words (they may be a client's name)."""
+    inquiries matched (`matched`: a count and whether more than that did, as `count_inquiries`
+    gives it), never the words (they may be a client's name)."""
+    count, more = matched
     await record_audit(session, by=actor, action="inquiry_search", target_type="inquiry",
-                       detail={"matched": matched, "first_page": first_page, **filter_detail(flt.query_args())})
+                       detail={"matched": count, **({"more": True} if more else {}), "first_page": first_page,
+                               **filter_detail(flt.query_args())})
 
 
 async def set_inquiry_status(session: AsyncSession, *, inquiry_id: int, status: str, actor: Actor,

@@ -121,3 +121,15 @@ class InquiryEvent(Base):
     staff_id: Mapped[int | None] = mapped_column(ForeignKey("staff_users.id", ondelete="SET NULL"))
 
     inquiry: Mapped[Inquiry] = relationship(back_populates="events")
+
+
+class InquiryCount(Base):
+    """Inquiries per status (held included), as rows of +n/-n appended by triggers on
+    `inquiries` (migration 0014k_admincounts) and folded by the worker
+    (`service.inquiries.counts`): the sum per status is exact in any transaction."""
+
+    __tablename__ = "inquiry_counts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    status: Mapped[str] = mapped_column(String(16))
+    n: Mapped[int] = mapped_column(Integer)

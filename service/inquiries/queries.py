@@ -29,6 +29,7 @@ from service.db import (
     utcnow,
     word_search,
 )
+from service.inquiries.counts import inquiry_counts
 from service.inquiries.models import (
     HELD,
     INQUIRY_STATUSES,
@@ -219,10 +220,19 @@ async def list_inquiries(session: AsyncSession, *, flt: InquiryFilter, after: Cu
     return list((await session.scalars(stmt)).all())
 
 
-async def count_inquiries(session: AsyncSession, *, flt: InquiryFilter) -> int:
-    """How many inquiries match `flt` (all pages)."""
-    query = filtered_inquiries(session, flt).subquery()
-    return int(await session.scalar(select(func.count()).select_from(query)) or 0)
+COUNT_CAP = 1_000  # a search, topic or date range matches more: the list says "More than 1,000 inquiries"
+
+
+async def count_inquiries(session: AsyncSession, *, flt: InquiryFilter, cap: int = COUNT_CAP) -> tuple[int, bool]:
+    """How many inquiries match `flt` (all pages), and whether there are more than that: by
+    status or all, exact from the counters (`service.inquiries.counts`); with a search, a topic
+    or dates, counted up to `cap` (counting a million matches would cost more than the page)."""
+    if not (flt.q or flt.topic or flt.since or flt.until):
+        counts = await inquiry_counts(session)
+        return (counts[flt.status] if flt.status else sum(counts[s] for s in INQUIRY_STATUSES)), False
+    query = filtered_inquiries(session, flt).with_only_columns(Inquiry.id).limit(cap + 1).subquery()
+    n = int(await session.scalar(select(func.count()).select_from(query)) or 0)
+    return min(n, cap), n > cap
 
 
 async def iter_inquiries(sessions: Sessions, *, flt: InquiryFilter, chunk: int = 1000) -> AsyncIterator[Inquiry]:

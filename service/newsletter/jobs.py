@@ -1,11 +1,11 @@
 """The newsletter loops of the worker: purge sign-ups never confirmed, and held sign-ups older
-than HELD_RETENTION_DAYS, and fold the subscriber counters the triggers append."""
+than HELD_RETENTION_DAYS, and fold the subscriber counters the triggers append (per status and per day)."""
 
 from __future__ import annotations
 
 from service.db import transaction, utcnow
 from service.loops import Loop, WorkerContext
-from service.newsletter.counts import fold_subscriber_counts
+from service.newsletter.counts import fold_subscriber_counts, fold_subscriber_days
 from service.newsletter.flows import purge_held_signups, purge_unconfirmed
 from service.settings import Settings
 
@@ -22,7 +22,7 @@ async def held_signup_purge_job(ctx: WorkerContext) -> int:
 
 async def subscriber_counts_job(ctx: WorkerContext) -> int:
     async with transaction(ctx.sessions) as session:
-        return await fold_subscriber_counts(session)
+        return await fold_subscriber_counts(session) + await fold_subscriber_days(session)
 
 
 def loops(settings: Settings | None) -> list[Loop]:

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import ForeignKey, Index, Integer, String, Text
+from sqlalchemy import Date, ForeignKey, Index, Integer, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from service.db import Base, UTCDateTime, utcnow
+from service.db import Base, UTCDateTime, postgresql_only, utcnow
 
 SUBSCRIBER_STATUSES = ("pending", "confirmed", "unsubscribed", "bounced", "complained")
 # Statuses a campaign never mails.
@@ -73,6 +73,12 @@ class Subscriber(Base):
         return [row.topic for row in self.topic_rows]
 
 
+# PostgreSQL only: the domain of the address, for a search by domain (`service.db.email_domain`;
+# migration 0014k_admincounts). Written as PostgreSQL reflects it, like ix_inquiries_search.
+postgresql_only(Index("ix_subscribers_email_domain", text("split_part(email_key::text, '@'::text, 2)"),
+                      _table=Subscriber.__table__))
+
+
 class SubscriberTopic(Base):
     __tablename__ = "subscriber_topics"
 
@@ -92,6 +98,19 @@ class SubscriberCount(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     status: Mapped[str] = mapped_column(String(16))
     n: Mapped[int] = mapped_column(Integer)
+
+
+class SubscriberDay(Base):
+    """Per UTC day, the subscribers confirmed and unsubscribed on it (by `confirmed_at` and
+    `unsubscribed_at`), as rows of +n/-n appended by triggers on `subscribers` (migration
+    0014k_admincounts) and folded by the worker: the dashboard's growth chart sums them."""
+
+    __tablename__ = "subscriber_days"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    day: Mapped[dt.date] = mapped_column(Date, index=True)
+    confirmed: Mapped[int] = mapped_column(Integer)
+    unsubscribed: Mapped[int] = mapped_column(Integer)
 
 
 class Suppression(Base):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import re
 from collections.abc import AsyncIterator, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -12,7 +13,17 @@ from typing import Any
 from sqlalchemy import ColumnElement, Select, bindparam, delete, exists, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from service.db import Cursor, insert_for, like_pattern, list_param, newest_first, once_per_dialect, rowcount, utcnow
+from service.db import (
+    Cursor,
+    email_domain,
+    insert_for,
+    like_pattern,
+    list_param,
+    newest_first,
+    once_per_dialect,
+    rowcount,
+    utcnow,
+)
 from service.newsletter.models import SUPPRESSED_STATUSES, Subscriber, SubscriberTopic, Suppression
 from service.tokens import Tokens
 from service.validation import email_key
@@ -59,11 +70,27 @@ def filtered_subscribers(flt: SubscriberFilter) -> Select[Subscriber]:
         stmt = stmt.where(exists().where(SubscriberTopic.subscriber_id == Subscriber.id,
                                          SubscriberTopic.topic == flt.topic))
     if flt.q.strip():
-        # Substring of the address or the name; trigram indexes on PostgreSQL.
         pattern = like_pattern(flt.q.strip().lower())
-        stmt = stmt.where(or_(Subscriber.email_key.ilike(pattern, escape="\\"),
-                              Subscriber.name.ilike(pattern, escape="\\")))
+        name = Subscriber.name.ilike(pattern, escape="\\")
+        domain = search_domain(flt.q)
+        if domain is not None:
+            # The addresses at that domain (an index look-up on PostgreSQL: a domain's trigrams are
+            # in most addresses, and the trigram index would read most of itself), or the name.
+            stmt = stmt.where(or_(email_domain(Subscriber.email_key) == domain, name))
+        else:
+            # Substring of the address or the name; trigram indexes on PostgreSQL.
+            stmt = stmt.where(or_(Subscriber.email_key.ilike(pattern, escape="\\"), name))
     return stmt
+
+
+_DOMAIN = re.compile(r"@?((?:[a-z0-9](?:[a-z0-9-]*[a-z0-9])?\.)+[a-z][a-z0-9-]*[a-z0-9])")
+
+
+def search_domain(q: str) -> str | None:
+    """The domain a search is for ("example.org" or "@example.org", any case), or None when
+    it is not one (a name, part of an address, "j.r.r" with a one-letter ending)."""
+    found = _DOMAIN.fullmatch(q.strip().lower())
+    return found.group(1) if found else None
 
 
 async def list_subscribers(session: AsyncSession, *, flt: SubscriberFilter, after: Cursor | None,
@@ -73,7 +100,9 @@ async def list_subscribers(session: AsyncSession, *, flt: SubscriberFilter, afte
     return list((await session.scalars(stmt)).all())
 
 
-COUNT_CAP = 10_000  # a search or topic matches more: the list says "more than 10,000"
+# A search or topic matches more: the list says "More than 1,000 subscribers". Counting up to
+# 10,000 matches cost 50-500 ms with a million subscribers (a heap row each), more than the page.
+COUNT_CAP = 1_000
 
 
 async def count_subscribers(session: AsyncSession, *, flt: SubscriberFilter, cap: int = COUNT_CAP
