@@ -152,6 +152,23 @@ async def test_queueing_twice_never_adds_a_second_delivery(db: Database, setting
     assert len(await deliveries(db, campaign_id)) == 1
 
 
+async def test_queueing_again_adds_only_those_without_a_delivery_and_the_counts_stay_exact(
+    db: Database, settings: Settings
+) -> None:
+    await add_subscriber(db, "ana@example.org")
+    campaign_id = await make_campaign(db, settings)  # queued: Ana
+    await add_subscriber(db, "olu@example.org")
+    for _ in range(2):  # the first run adds Olu, the second nobody
+        async with db.sessions.begin() as session:
+            campaign = await q.get_campaign(session, campaign_id=campaign_id)
+            await q.queue_deliveries(session, campaign=campaign, now=utcnow())
+    rows = await deliveries(db, campaign_id)
+    assert sorted(row.email for row in rows) == ["ana@example.org", "olu@example.org"]
+    async with db.sessions() as session:
+        stats = await campaign_stats(session, campaign_id=campaign_id, now=utcnow())
+    assert (stats.total, stats.queued) == (2, 2)
+
+
 async def test_subscriber_who_unsubscribes_after_queueing_is_not_mailed(
     db: Database, settings: Settings, smtp: SmtpServer
 ) -> None:
