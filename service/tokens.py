@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import time
 from typing import Any
 
 from itsdangerous import BadSignature, SignatureExpired, URLSafeSerializer, URLSafeTimedSerializer
@@ -30,7 +31,10 @@ class Tokens:
     def __init__(self, settings: Settings) -> None:
         # itsdangerous tries keys newest-last: the last one signs, all of them verify.
         self._keys = [*reversed(settings.secret_key_fallbacks), settings.secret_key]
-        self._forever: dict[str, URLSafeSerializer] = {}  # one per purpose: a digest signs a link per recipient
+        # One serializer per purpose, made once: a form token is signed and checked on every
+        # visit, and a digest signs a link per recipient.
+        self._forever: dict[str, URLSafeSerializer] = {}
+        self._timed: dict[str, URLSafeTimedSerializer] = {}
 
     def _serializer(self, purpose: str) -> URLSafeSerializer:
         serializer = self._forever.get(purpose)
@@ -38,12 +42,18 @@ class Tokens:
             serializer = self._forever[purpose] = URLSafeSerializer(self._keys, salt=f"tidings.{purpose}")
         return serializer
 
+    def _timed_serializer(self, purpose: str) -> URLSafeTimedSerializer:
+        serializer = self._timed.get(purpose)
+        if serializer is None:
+            serializer = self._timed[purpose] = URLSafeTimedSerializer(self._keys, salt=f"tidings.{purpose}")
+        return serializer
+
     def dumps(self, purpose: str, data: Any) -> str:
-        return URLSafeTimedSerializer(self._keys, salt=f"tidings.{purpose}").dumps(data)
+        return self._timed_serializer(purpose).dumps(data)
 
     def loads(self, purpose: str, token: str, *, max_age: int | None = None) -> Any:
         try:
-            return URLSafeTimedSerializer(self._keys, salt=f"tidings.{purpose}").loads(token, max_age=max_age)
+            return self._timed_serializer(purpose).loads(token, max_age=max_age)
         except SignatureExpired as exc:
             raise TokenError("this link has expired", expired=True) from exc
         except BadSignature as exc:
@@ -51,12 +61,8 @@ class Tokens:
 
     def loads_with_age(self, purpose: str, token: str) -> tuple[Any, float]:
         """Payload and age in seconds (for the minimum fill time of forms)."""
-        import time
-
         try:
-            data, ts = URLSafeTimedSerializer(self._keys, salt=f"tidings.{purpose}").loads(
-                token, return_timestamp=True
-            )
+            data, ts = self._timed_serializer(purpose).loads(token, return_timestamp=True)
         except BadSignature as exc:
             raise TokenError("this form is not valid") from exc
         return data, time.time() - ts.timestamp()
