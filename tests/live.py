@@ -72,7 +72,7 @@ class LiveServer(Process):
         args = ["serve", "--port", str(self.port)] + ([] if worker else ["--no-worker"])
         super().__init__(args, env, log_path)
 
-    def start(self, timeout: float = 30.0) -> None:
+    def start(self, timeout: float = 120.0) -> None:
         super().start()
         deadline = time.monotonic() + timeout
         while True:
@@ -83,5 +83,6 @@ class LiveServer(Process):
                 pass
             assert self.proc is not None
             if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.kill()  # a server that missed its deadline would otherwise outlive the test
                 raise RuntimeError(f"tidings serve did not start:\n{self.log()}")
-            time.sleep(0.1)
+            time.sleep(0.05)

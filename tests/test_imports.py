@@ -4,6 +4,7 @@ functions; only `if TYPE_CHECKING:` blocks are left out), and no domain imported
 from __future__ import annotations
 
 import ast
+import functools
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,6 +35,7 @@ def _imports(path: Path, known: dict[str, Path]) -> set[str]:
     return {n for n in names if n in known and n != "service"}
 
 
+@functools.cache  # parsed once: the three tests read the same graph
 def _graph() -> dict[str, set[str]]:
     known = _modules()
     return {name: _imports(path, known) - {name} for name, path in known.items()}

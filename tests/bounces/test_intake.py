@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 from aiosmtpd.smtp import SMTP
 
 from service.bounces.inbound import PerRecipientLMTP, start_inbound
@@ -38,6 +39,7 @@ def _process(db: Database, settings: Settings, raw: bytes) -> subprocess.Complet
                           capture_output=True, timeout=120, check=False)
 
 
+@pytest.mark.slow  # real `tidings` processes
 async def test_bounces_process_records_a_report_from_standard_input(
         db: Database, settings: Settings, smtp: SmtpServer) -> None:
     sent = await _sent(db, settings, smtp, "gone.user@example.org")
@@ -56,6 +58,7 @@ async def test_bounces_process_records_a_report_from_standard_input(
     assert len(await stored_events(db)) == 1
 
 
+@pytest.mark.slow  # real `tidings` processes
 async def test_bounces_process_exit_codes_say_what_the_message_was(
         db: Database, settings: Settings, smtp: SmtpServer) -> None:
     sent = await _sent(db, settings, smtp, "ooo@example.org")
@@ -117,6 +120,7 @@ async def test_inbound_refuses_strangers_and_forged_tokens_and_speaks_smtp(
     assert (await subscriber(db, sid)).status == "complained"
 
 
+@pytest.mark.slow  # real `tidings` processes
 async def test_tidings_inbound_command_serves_lmtp_until_sigterm(
         db: Database, settings: Settings, smtp: SmtpServer) -> None:
     import signal
@@ -241,6 +245,7 @@ async def test_lmtp_offers_pipelining_and_answers_pipelined_commands_in_order(
     assert (await subscriber(db, sid)).status == "bounced"
 
 
+@pytest.mark.slow  # real `tidings` processes
 async def test_tidings_inbound_processes_share_one_port_and_stop_together(
         db: Database, settings: Settings, smtp: SmtpServer) -> None:
     import signal

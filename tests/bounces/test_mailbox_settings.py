@@ -78,6 +78,7 @@ def test_bad_mailbox_settings_name_what_is_wrong_without_the_password(env: dict[
     assert "w0rd" not in text
 
 
+@pytest.mark.slow  # real `tidings` processes
 def test_cli_refuses_a_bad_mailbox_url_in_one_line_without_the_password(tmp_path: Path) -> None:
     env = {**os.environ, "DATABASE_URL": "postgresql://u@db/t", "SECRET_KEY": SECRET,
            "BOUNCE_MAILBOX_URL": f"imaps://u:{PASSWORD}@h:notaport/INBOX"}
