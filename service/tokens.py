@@ -7,6 +7,7 @@ that the row it names is still in the expected state (single use).
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import time
@@ -35,6 +36,7 @@ class Tokens:
         # visit, and a digest signs a link per recipient.
         self._forever: dict[str, URLSafeSerializer] = {}
         self._timed: dict[str, URLSafeTimedSerializer] = {}
+        self._forever_ints: dict[str, _IntTokens | None] = {}
 
     def _serializer(self, purpose: str) -> URLSafeSerializer:
         serializer = self._forever.get(purpose)
@@ -69,6 +71,12 @@ class Tokens:
 
     def dumps_forever(self, purpose: str, data: Any) -> str:
         """A token with no timestamp, for links that must never expire (unsubscribe)."""
+        if type(data) is int and 0 <= data < _IntTokens.BELOW:
+            if purpose not in self._forever_ints:
+                self._forever_ints[purpose] = _IntTokens.checked(self._serializer(purpose))
+            fast = self._forever_ints[purpose]
+            if fast is not None:
+                return fast.dumps(data)
         return self._serializer(purpose).dumps(data)
 
     def loads_forever(self, purpose: str, token: str) -> Any:
@@ -85,6 +93,33 @@ class Tokens:
         """The hash under every accepted key, newest first: look-ups must match all of them, so a
         key rotation does not forget who was erased."""
         return [_hmac(key, purpose, value) for key in reversed(self._keys)]
+
+
+class _IntTokens:
+    """`URLSafeSerializer.dumps` of a non-negative int, the very same string, with the derived
+    key and its HMAC kept: itsdangerous derives the key and builds a pure-Python HMAC for every
+    token, about 20 µs, and a digest signs an unsubscribe link for every recipient. Used only
+    when it gives itsdangerous's strings for a set of numbers (`checked`), so a change of
+    itsdangerous's defaults falls back to it instead of making links that do not verify."""
+
+    BELOW = 10**11  # the JSON of a larger int might be compressed (itsdangerous zlib's payloads that shrink)
+    SAMPLES = (0, 1, 7, 12345, 10**9, 2**31 - 1, 11111111111, 10**11 - 1)
+
+    def __init__(self, serializer: URLSafeSerializer) -> None:
+        signer = serializer.make_signer()
+        self._mac = hmac.new(signer.derive_key(), digestmod=hashlib.sha1)
+        self._sep = signer.sep
+
+    @classmethod
+    def checked(cls, serializer: URLSafeSerializer) -> _IntTokens | None:
+        fast = cls(serializer)
+        return fast if all(fast.dumps(n) == serializer.dumps(n) for n in cls.SAMPLES) else None
+
+    def dumps(self, number: int) -> str:
+        payload = base64.urlsafe_b64encode(b"%d" % number).rstrip(b"=")
+        mac = self._mac.copy()
+        mac.update(payload)
+        return (payload + self._sep + base64.urlsafe_b64encode(mac.digest()).rstrip(b"=")).decode("ascii")
 
 
 def _hmac(secret: str, purpose: str, value: str) -> str:

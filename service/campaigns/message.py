@@ -29,7 +29,7 @@ from service.mail.headers import (
     fold_text,
     header_text,
 )
-from service.mail.message import domain_of, list_headers, mail_date
+from service.mail.message import domain_of, list_headers, list_unsubscribe, mail_date
 from service.settings import Settings
 
 HEADERS = ("From", "To", "Subject", "Date", "Message-ID", "MIME-Version", "List-Unsubscribe",
@@ -85,6 +85,32 @@ class MessageFactory:
     def message_id(self, delivery_id: int) -> str:
         return f"<digest.{self.campaign_id}.{delivery_id}.{self.install_id}@{self.domain}>"
 
+    @functools.cached_property
+    def _fixed(self) -> _Fixed:
+        """What every message of the campaign shares, written once: the From line, the header
+        lines after List-Unsubscribe, the MIME boundary and the part headers around the bodies.
+        One random boundary per campaign is as safe as one per message: it starts with "=_",
+        which quoted-printable, the only encoding of the bodies, can never contain."""
+        boundary = f"=_tidings_{uuid.uuid4().hex}"
+        listing = list_headers(self.settings, "", self.org_name)  # List-Unsubscribe: per recipient
+        tail = (
+            f"List-Unsubscribe-Post: {listing['List-Unsubscribe-Post']}\r\n"
+            f"{_list_id_line(listing['List-Id'])}"
+            f"Feedback-ID: {self.campaign_id}:digest:tidings\r\n"
+            "Precedence: bulk\r\n"
+            "Auto-Submitted: auto-generated\r\n"
+            f'Content-Type: multipart/alternative; boundary="{boundary}"\r\n'
+            "\r\n"
+        )
+        return _Fixed(
+            tail=tail,
+            part=(f"--{boundary}\r\nContent-Type: text/plain; charset=utf-8\r\n"
+                  "Content-Transfer-Encoding: quoted-printable\r\n\r\n").encode(),
+            part_html=(f"\r\n--{boundary}\r\nContent-Type: text/html; charset=utf-8\r\n"
+                       "Content-Transfer-Encoding: quoted-printable\r\n\r\n").encode(),
+            end=f"\r\n--{boundary}--\r\n".encode(),
+        )
+
     def build(
         self, *, delivery_id: int | None, to_email: str, to_name: str, unsubscribe_url: str,
         html: str | None = None, text: str | None = None, html_qp: bytes | None = None, text_qp: bytes | None = None,
@@ -100,8 +126,7 @@ class MessageFactory:
             f"<digest.{self.campaign_id}.test.{uuid.uuid4().hex}@{self.domain}>"
         )
         check_header_value("To", to_email)
-        listing = list_headers(self.settings, unsubscribe_url, self.org_name)
-        boundary = f"=_tidings_{uuid.uuid4().hex}"
+        fixed = self._fixed
         head = (
             f"{self.sender}"
             f"{fold_addresses('To', [(to_name, to_email)])}"
@@ -109,29 +134,22 @@ class MessageFactory:
             f"Date: {mail_date()}\r\n"
             f"Message-ID: {message_id}\r\n"
             "MIME-Version: 1.0\r\n"
-            f"List-Unsubscribe: {listing['List-Unsubscribe']}\r\n"
-            f"List-Unsubscribe-Post: {listing['List-Unsubscribe-Post']}\r\n"
-            f"{_list_id_line(listing['List-Id'])}"
-            f"Feedback-ID: {self.campaign_id}:digest:tidings\r\n"
-            "Precedence: bulk\r\n"
-            "Auto-Submitted: auto-generated\r\n"
-            f'Content-Type: multipart/alternative; boundary="{boundary}"\r\n'
-            "\r\n"
+            f"List-Unsubscribe: {list_unsubscribe(unsubscribe_url)}\r\n"
+            f"{fixed.tail}"
         ).encode()
-        part = (
-            f"--{boundary}\r\nContent-Type: text/plain; charset=utf-8\r\n"
-            "Content-Transfer-Encoding: quoted-printable\r\n\r\n"
-        ).encode()
-        part_html = (
-            f"\r\n--{boundary}\r\nContent-Type: text/html; charset=utf-8\r\n"
-            "Content-Transfer-Encoding: quoted-printable\r\n\r\n"
-        ).encode()
-        end = f"\r\n--{boundary}--\r\n".encode()
-        raw = b"".join([head, part, text_body, part_html, html_body, end])
+        raw = b"".join([head, fixed.part, text_body, fixed.part_html, html_body, fixed.end])
         if self.signer is not None:  # it checks the headers too, on the same single reading of them
             bh = None
             if html_relaxed is not None and text_relaxed is not None and html_qp is not None and text_qp is not None:
                 # the MIME lines are canonical as written (no runs of spaces, none at a line's end)
-                bh = body_hash(b"".join([part, text_relaxed, part_html, html_relaxed, end]))
+                bh = body_hash(b"".join([fixed.part, text_relaxed, fixed.part_html, html_relaxed, fixed.end]))
             return message_id, self.signer.sign(raw, expected=HEADERS, bh=bh)
         return message_id, check_serialised(raw, HEADERS)
+
+
+@dataclass(frozen=True)
+class _Fixed:
+    tail: str  # the header lines after List-Unsubscribe, and the empty line
+    part: bytes  # the boundary and headers of the text part
+    part_html: bytes  # the end of the text part, the boundary and headers of the HTML part
+    end: bytes  # the end of the HTML part and the closing boundary

@@ -21,7 +21,6 @@ from __future__ import annotations
 import base64
 import functools
 import hashlib
-import re
 import time
 from collections.abc import Iterable
 from email.utils import parseaddr
@@ -32,7 +31,7 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from service.mail.headers import HeaderInjectionError, check_names, header_names
+from service.mail.headers import HeaderInjectionError, check_fields, header_fields, is_one_field
 from service.settings import Settings, SettingsError
 
 SIGNED_HEADERS = (
@@ -40,7 +39,6 @@ SIGNED_HEADERS = (
     b"List-Unsubscribe", b"List-Unsubscribe-Post", b"List-Id", b"Feedback-ID", b"Auto-Submitted",
 )
 _SIGNED_LOWER = tuple(h.lower() for h in SIGNED_HEADERS)
-_FIELD_START = re.compile(rb"^(?=[^ \t])", re.M)
 
 
 def _one_space(text: bytes) -> bytes:
@@ -88,6 +86,8 @@ def relaxed_header(name: bytes, value: bytes) -> bytes:
 
 
 class DkimSigner:
+    HEADER_CACHE = 512  # canonical header fields kept (a campaign's fixed ones are asked for again and again)
+
     def __init__(self, *, selector: str, domain: str, private_key: bytes) -> None:
         self.selector = selector.encode()
         self.domain = domain.encode()
@@ -95,36 +95,44 @@ class DkimSigner:
         if not isinstance(key, rsa.RSAPrivateKey):
             raise ValueError("the DKIM key must be an RSA private key (rsa-sha256)")
         self.key = key
+        self._padding = padding.PKCS1v15()
+        self._hash = hashes.SHA256()
+        self._canonical: dict[tuple[bytes, bytes], bytes] = {}
 
     def sign(self, raw: bytes, *, expected: Iterable[str] | None = None, now: int | None = None,
              bh: bytes | None = None) -> bytes:
         """`raw` (CRLF line ends) with a DKIM-Signature header in front, rsa-sha256, relaxed/relaxed.
-        The header block of `raw` is read once: it must be clean (`header_names`) and, when
-        `expected` is given, have exactly those headers (`check_names`); the signature header is
+        The header block of `raw` is read once (`header_fields`): it must be clean and, when
+        `expected` is given, have exactly those headers (`check_fields`); the signature header is
         checked on its own, so the bytes returned hold exactly those headers plus the signature.
         `bh`: the body's hash when the caller has it (`body_hash` of its canonical lines)."""
-        present = header_names(raw)
+        fields = header_fields(raw)
         if expected is not None:
-            check_names(present, expected)
-        end = raw.index(b"\r\n\r\n")
-        fields: dict[bytes, bytes] = {}  # lower-case name -> its last occurrence (RFC 6376 5.4.2)
-        for field in _FIELD_START.split(raw[:end]):
-            if field:
-                name, _colon, value = field.partition(b":")
-                fields[name.strip().lower()] = value.removesuffix(b"\r\n")
-        signed = [h for h in _SIGNED_LOWER if h in fields]
+            check_fields(fields, expected)
+        last = {name.lower(): value for name, value in fields}  # its last occurrence (RFC 6376 5.4.2)
+        signed = [h for h in _SIGNED_LOWER if h in last]
         if bh is None:
-            bh = base64.b64encode(hashlib.sha256(relaxed_body(raw[end + 4:])).digest())
+            bh = base64.b64encode(hashlib.sha256(relaxed_body(raw[raw.index(b"\r\n\r\n") + 4:])).digest())
         stamp = int(time.time()) if now is None else now
         value = (b" v=1; a=rsa-sha256; c=relaxed/relaxed; d=" + self.domain + b"; s=" + self.selector
                  + b"; t=" + str(stamp).encode() + b";\r\n h=" + b":".join(signed) + b";\r\n bh=" + bh
                  + b";\r\n b=")
-        data = b"".join(relaxed_header(h, fields[h]) for h in signed) + relaxed_header(b"dkim-signature", value)
-        signature = base64.b64encode(self.key.sign(data[:-2], padding.PKCS1v15(), hashes.SHA256()))
+        data = b"".join([self._relaxed(h, last[h]) for h in signed]) + relaxed_header(b"dkim-signature", value)
+        signature = base64.b64encode(self.key.sign(data[:-2], self._padding, self._hash))
         header = b"DKIM-Signature:" + value + b"\r\n ".join(signature[i:i + 72] for i in range(0, len(signature), 72))
-        if header_names(header + b"\r\n\r\n") != {"dkim-signature": 1}:
+        if not is_one_field(header):
             raise HeaderInjectionError("DKIM-Signature: not one clean header field; not sent")
         return header + b"\r\n" + raw
+
+    def _relaxed(self, name: bytes, value: bytes) -> bytes:
+        """`relaxed_header`, remembered: a campaign's From, Subject, List-Id … are the same for
+        every message it sends."""
+        canonical = self._canonical.get((name, value))
+        if canonical is None:
+            if len(self._canonical) >= self.HEADER_CACHE:
+                self._canonical.clear()
+            canonical = self._canonical[(name, value)] = relaxed_header(name, value)
+        return canonical
 
 
 def signer_from_settings(settings: Settings) -> DkimSigner | None:

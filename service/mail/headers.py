@@ -17,6 +17,7 @@ exactly the ones that were set: the last line of defence against header injectio
 from __future__ import annotations
 
 import base64
+import functools
 import re
 from collections import Counter
 from collections.abc import Iterable
@@ -245,6 +246,28 @@ _CLEAN_BLOCK = re.compile(_FIELD + rb"(?:\r\n" + _FIELD + rb")*")
 _FIELD_NAMES = re.compile(rb"(?:\A|\r\n)([!-9;-~]+):")
 
 
+_FIELDS = re.compile(rb"(?:\A|\r\n)([!-9;-~]+):([^\r\n]*(?:\r\n[ \t][^\r\n]*)*)")
+_FIELD_START = re.compile(rb"^(?=[^ \t])", re.M)
+_ONE_FIELD = re.compile(_FIELD)
+
+
+def header_fields(raw: bytes) -> list[tuple[bytes, bytes]]:
+    """The fields of the header block of `raw` in order, as (name, value): the value as written
+    after the colon, folding kept, without its final CRLF. Raises HeaderInjectionError for a
+    block that is not plain ASCII lines ending in CRLF (`header_names`). The one reading of a
+    message's headers on the send path: the check of their names and DKIM's canonical form
+    both start from it."""
+    end = raw.find(b"\r\n\r\n")
+    if end < 0:
+        raise HeaderInjectionError("the message has no blank line after its headers")
+    block = raw[:end]
+    if block.isascii() and _CLEAN_BLOCK.fullmatch(block):
+        return _FIELDS.findall(block)
+    _header_names_by_line(block)  # raises, naming what is wrong
+    fields = (field.removesuffix(b"\r\n").partition(b":") for field in _FIELD_START.split(block + b"\r\n"))
+    return [(name, value) for name, _colon, value in fields if name]
+
+
 def header_names(raw: bytes) -> Counter[str]:
     """How often each header name (lower case) occurs in the header block of `raw`; raises
     HeaderInjectionError for a block that is not plain ASCII lines ending in CRLF. A clean block
@@ -257,6 +280,12 @@ def header_names(raw: bytes) -> Counter[str]:
     if block.isascii() and _CLEAN_BLOCK.fullmatch(block):
         return Counter(name.decode("ascii").lower() for name in _FIELD_NAMES.findall(block))
     return _header_names_by_line(block)
+
+
+def is_one_field(field: bytes) -> bool:
+    """Whether `field` (no CRLF at its end) is exactly one clean header field, as `header_names`
+    reads one: plain ASCII, a name, a colon, continuation lines starting with white space."""
+    return field.isascii() and _ONE_FIELD.fullmatch(field) is not None
 
 
 def _header_names_by_line(block: bytes) -> Counter[str]:
@@ -283,8 +312,22 @@ def _header_names_by_line(block: bytes) -> Counter[str]:
 def check_serialised(raw: bytes, expected: Iterable[str]) -> bytes:
     """`raw` when its header names and their counts are exactly `expected`; otherwise
     HeaderInjectionError naming the first header that differs."""
-    check_names(header_names(raw), expected)
+    check_fields(header_fields(raw), expected)
     return raw
+
+
+def check_fields(fields: list[tuple[bytes, bytes]], expected: Iterable[str]) -> None:
+    """`check_names` for the fields `header_fields` read: the names compared sorted against
+    `expected` (kept per tuple of names: a campaign checks the same set for every message), the
+    Counters built only to name the header that differs."""
+    names = sorted([name.lower() for name, _value in fields])
+    if names != _sorted_names(expected if isinstance(expected, tuple) else tuple(expected)):
+        check_names(Counter(name.decode("ascii").lower() for name, _value in fields), expected)
+
+
+@functools.lru_cache(maxsize=64)
+def _sorted_names(expected: tuple[str, ...]) -> list[bytes]:
+    return sorted(name.lower().encode("ascii", "replace") for name in expected)
 
 
 def check_names(found: Counter[str], expected: Iterable[str]) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import email.policy
 import functools
+import time
 import uuid
 from collections.abc import Mapping
 from email.headerregistry import BaseHeader, HeaderRegistry
@@ -83,9 +84,17 @@ def new_message_id(sender: str) -> str:
 
 
 def mail_date(when: dt.datetime | None = None) -> str:
-    """The Date header of RFC 5322 with a numeric zone (`+0000`), not the obsolete `GMT`."""
-    when = when or dt.datetime.now(dt.UTC)
+    """The Date header of RFC 5322 with a numeric zone (`+0000`), not the obsolete `GMT`; now
+    when `when` is None (written once per second: a digest dates every message)."""
+    if when is None:
+        second = int(time.time())
+        if second != _now[0][0]:
+            _now[0] = (second, format_datetime(dt.datetime.fromtimestamp(second, dt.UTC)))
+        return _now[0][1]
     return format_datetime(when.astimezone(dt.UTC).replace(microsecond=0))
+
+
+_now: list[tuple[int, str]] = [(0, "")]  # the current second and its Date
 
 
 def build_message(
@@ -129,10 +138,16 @@ def list_headers(settings: Settings, unsubscribe_url: str, org_name: str | None 
     the RFC 2919 form `Org name <list.id>` (the name quoted as needed), List-Unsubscribe (RFC
     2369) and List-Unsubscribe-Post (RFC 8058 one-click). `org_name`: the brand's (`load_brand`)."""
     return {
-        "List-Unsubscribe": f"<{check_header_value('List-Unsubscribe', unsubscribe_url)}>",
+        "List-Unsubscribe": list_unsubscribe(unsubscribe_url),
         "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
         "List-Id": display_address(settings.list_id, org_name or settings.org_name),
     }
+
+
+def list_unsubscribe(unsubscribe_url: str) -> str:
+    """The List-Unsubscribe value of `list_headers` (a digest writes it per recipient, the rest
+    of the list headers once per campaign)."""
+    return f"<{check_header_value('List-Unsubscribe', unsubscribe_url)}>"
 
 
 def format_address(email: str, name: str = "") -> str:

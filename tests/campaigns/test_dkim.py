@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import email
+import email.policy
 import re
 import subprocess
 from pathlib import Path
@@ -53,6 +55,33 @@ def test_campaign_messages_are_signed_and_verify(key_pair: tuple[Path, bytes]) -
     tampered = raw.replace(b"unsubscribe/x", b"unsubscribe/y")
     assert not dkim.verify(tampered, dnsfunc=dns)
 
+
+
+def test_every_message_of_a_campaign_verifies_and_reads_as_its_own(key_pair: tuple[Path, bytes]) -> None:
+    """The signer remembers the canonical form of the header fields a campaign repeats, and a
+    campaign writes its MIME boundary once: each recipient's message still verifies with
+    dkimpy, carries its own To, Message-ID and unsubscribe link, and reads as text and HTML."""
+    private, public = key_pair
+    settings = Settings.from_env({**BASE, "DKIM_PRIVATE_KEY_FILE": str(private), "DKIM_SELECTOR": "t2026"},
+                                 env_file=None)
+    signer = signer_from_settings(settings)
+    factory = MessageFactory.for_campaign(settings, campaign_id=8, subject="Spring  news", install_id="i1",
+                                          signer=signer)
+
+    def dns(name: bytes, timeout: int = 5) -> bytes:
+        return b"v=DKIM1; k=rsa; p=" + public
+
+    for n, name in enumerate(["Ana", "Bo  Ek", "Zoë", "Ana"], start=1):
+        _mid, raw = factory.build(delivery_id=n, to_email=f"r{n}@example.org", to_name=name, html=f"<p>Hi {n}</p>",
+                                  text=f"Hi {n}", unsubscribe_url=f"https://news.clinic.example/unsubscribe/{n}")
+        assert dkim.verify(raw, dnsfunc=dns), n
+        assert not dkim.verify(raw.replace(f"r{n}@example.org".encode(), b"x@example.org"), dnsfunc=dns)
+        message = email.message_from_bytes(raw, policy=email.policy.default)
+        assert message["Message-ID"] == f"<digest.8.{n}.i1@clinic.example>"
+        assert message["List-Unsubscribe"] == f"<https://news.clinic.example/unsubscribe/{n}>"
+        assert message["To"].addresses[0].addr_spec == f"r{n}@example.org"
+        parts = [p.get_content() for p in message.iter_parts()]
+        assert parts == [f"Hi {n}", f"<p>Hi {n}</p>"]
 
 def test_dkim_domain_alignment_with_mail_from_is_checked_by_organisational_domain(
     key_pair: tuple[Path, bytes], caplog: pytest.LogCaptureFixture

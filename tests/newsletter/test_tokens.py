@@ -6,7 +6,10 @@ from __future__ import annotations
 import time
 
 import httpx
-from itsdangerous import TimestampSigner, URLSafeTimedSerializer
+from hypothesis import given
+from hypothesis import settings as examples
+from hypothesis import strategies as st
+from itsdangerous import TimestampSigner, URLSafeSerializer, URLSafeTimedSerializer
 
 from service.app import create_app
 from service.newsletter.tokens import confirm_token, unsubscribe_token
@@ -182,3 +185,17 @@ async def test_imported_pending_rows_without_a_signup_date_confirm_by_their_link
     await deliver(db, smtp)
     assert (await client.post(link_in(smtp.received[-1].message, "/confirm/"))).status_code == 200
     assert (await subscriber(db, "old@example.org")).status == "confirmed"  # type: ignore[union-attr]
+
+
+@given(st.integers(min_value=0, max_value=10**12) | st.sampled_from([0, 1, 10**9, 2**31 - 1, 11111111111, 10**11 - 1,
+                                                                     10**11, 10**12]))
+@examples(max_examples=300)
+def test_unsubscribe_tokens_are_itsdangerous_tokens_and_verify(number: int) -> None:
+    """The unsubscribe links of a digest are signed without itsdangerous's per-token set-up
+    (`service.tokens._IntTokens`): the very strings it makes, so links sent before and after read alike."""
+    older = "an-older-secret-key-0123456789-abcdefghij"
+    tokens = Tokens(Settings(secret_key=TEST_SECRET, secret_key_fallbacks=[older]))
+    reference = URLSafeSerializer([*tokens._keys], salt="tidings.unsubscribe")
+    token = unsubscribe_token(tokens, number)
+    assert token == reference.dumps(number)
+    assert tokens.loads_forever("unsubscribe", token) == number
