@@ -158,7 +158,7 @@ async def page_urls() -> dict[str, str]:
         "subscribers, topic": "/admin/subscribers?status=confirmed&topic=PTSD",
         "subscribers, deep page (90%)": "/admin/subscribers?" + urlencode({"after": deep["subscribers"][1]}),
         "subscribers, search": f"/admin/subscribers?q=reader{n_subscribers // 2 + 7}",
-        "subscribers, search by domain": "/admin/subscribers?q=example42.org",
+        "subscribers, search by domain": "/admin/subscribers?q=@example42.org",
         "inquiries, first page": "/admin/inquiries",
         "inquiries, status + topic": "/admin/inquiries?status=qualified&topic=PTSD",
         "inquiries, deep page (90%)": "/admin/inquiries?" + urlencode({"after": deep["inquiries"][1]}),

@@ -280,7 +280,7 @@ async def page_urls(engine, campaign_id: int) -> dict[str, str]:  # type: ignore
         "subscribers, topic": "/admin/subscribers?status=confirmed&topic=PTSD",
         "subscribers, deep page (90%)": "/admin/subscribers?" + urlencode({"after": format_cursor(*deep_s)}),
         "subscribers, search": f"/admin/subscribers?q=reader{n // 2 + 7}",
-        "subscribers, search by domain": "/admin/subscribers?q=example42.org",
+        "subscribers, search by domain": "/admin/subscribers?q=@example42.org",
         "inquiries, first page": "/admin/inquiries",
         "inquiries, status + topic": "/admin/inquiries?status=qualified&topic=PTSD",
         "inquiries, deep page (90%)": "/admin/inquiries?" + urlencode({"after": format_cursor(*deep_i)}),

@@ -83,12 +83,13 @@ def filtered_subscribers(flt: SubscriberFilter) -> Select[Subscriber]:
     return stmt
 
 
-_DOMAIN = re.compile(r"@?((?:[a-z0-9](?:[a-z0-9-]*[a-z0-9])?\.)+[a-z][a-z0-9-]*[a-z0-9])")
+_DOMAIN = re.compile(r"@((?:[a-z0-9](?:[a-z0-9-]*[a-z0-9])?\.)+[a-z][a-z0-9-]*[a-z0-9])")
 
 
 def search_domain(q: str) -> str | None:
-    """The domain a search is for ("example.org" or "@example.org", any case), or None when
-    it is not one (a name, part of an address, "j.r.r" with a one-letter ending)."""
+    """The domain a search is for ("@example.org", any case), or None when it is not one. Only
+    the leading "@" says so: "john.doe" or "example.org" alone may be part of an address
+    (john.doe@…, …@mail.example.org) and stay substring searches."""
     found = _DOMAIN.fullmatch(q.strip().lower())
     return found.group(1) if found else None
 
