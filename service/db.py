@@ -20,6 +20,7 @@ import logging
 import os
 import stat
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager, suppress
 from pathlib import Path
@@ -41,6 +42,7 @@ from sqlalchemy import (
     delete,
     event,
     func,
+    insert,
     or_,
     select,
     text,
@@ -448,6 +450,27 @@ async def take_oldest(session: AsyncSession, model: Any, *columns: Any, lock: st
     if cutoff is None:
         return []
     return list((await session.execute(delete(model).where(model.id <= cutoff).returning(*columns))).all())
+
+
+async def status_counts(session: AsyncSession, model: Any, statuses: Sequence[str]) -> dict[str, int]:
+    """The sums of a (status, n) counter table: how many rows of each of `statuses` there are
+    (0 when none), whatever the appended rows not folded yet."""
+    rows = await session.execute(select(model.status, func.sum(model.n)).group_by(model.status))
+    found = {status: int(n or 0) for status, n in rows.all()}
+    return {status: found.get(status, 0) for status in statuses}
+
+
+async def fold_status_counts(session: AsyncSession, model: Any, *, lock: str, limit: int) -> int:
+    """Fold the oldest appended rows of a (status, n) counter table into one per status (zero
+    sums go); how many rows fewer there are now (0: nothing to fold)."""
+    gone = await take_oldest(session, model, model.status, model.n, lock=lock, limit=limit)
+    sums: Counter[str] = Counter()
+    for status, n in gone:
+        sums[status] += int(n)
+    kept = [{"status": s, "n": n} for s, n in sums.items() if n]
+    if kept:
+        await session.execute(insert(model), kept)
+    return len(gone) - len(kept)
 
 
 # -- the few statements that differ between SQLite and PostgreSQL ------------------------------

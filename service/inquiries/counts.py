@@ -4,12 +4,9 @@ that keeps those counters few. The dashboard and the inquiry list show these sum
 
 from __future__ import annotations
 
-from collections import Counter
-
-from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from service.db import take_oldest
+from service.db import fold_status_counts, status_counts
 from service.inquiries.models import HELD, INQUIRY_STATUSES, InquiryCount
 
 FOLD_AT_MOST = 50_000  # counter rows folded per run (the worker runs again at once while there are more)
@@ -17,20 +14,9 @@ FOLD_AT_MOST = 50_000  # counter rows folded per run (the worker runs again at o
 
 async def inquiry_counts(session: AsyncSession) -> dict[str, int]:
     """How many inquiries have each status, held included (every status, 0 when none)."""
-    rows = await session.execute(select(InquiryCount.status, func.sum(InquiryCount.n)).group_by(InquiryCount.status))
-    found = {status: int(n or 0) for status, n in rows.all()}
-    return {status: found.get(status, 0) for status in (*INQUIRY_STATUSES, HELD)}
+    return await status_counts(session, InquiryCount, (*INQUIRY_STATUSES, HELD))
 
 
 async def fold_inquiry_counts(session: AsyncSession) -> int:
-    """Fold the oldest appended counter rows into one per status (zero sums go); how many rows
-    fewer there are now (0: nothing to fold)."""
-    gone = await take_oldest(session, InquiryCount, InquiryCount.status, InquiryCount.n,
-                             lock="inquiries-inquiry-counts", limit=FOLD_AT_MOST)
-    sums: Counter[str] = Counter()
-    for status, n in gone:
-        sums[status] += int(n)
-    kept = [{"status": s, "n": n} for s, n in sums.items() if n]
-    if kept:
-        await session.execute(insert(InquiryCount), kept)
-    return len(gone) - len(kept)
+    """Fold the oldest appended counter rows into one per status; how many rows fewer there are now."""
+    return await fold_status_counts(session, InquiryCount, lock="inquiries-inquiry-counts", limit=FOLD_AT_MOST)

@@ -6,12 +6,11 @@ counters few. The sums are what the dashboard and the subscriber list show."""
 from __future__ import annotations
 
 import datetime as dt
-from collections import Counter
 
 from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from service.db import take_oldest
+from service.db import fold_status_counts, status_counts, take_oldest
 from service.newsletter.models import SUBSCRIBER_STATUSES, SubscriberCount, SubscriberDay
 
 FOLD_AT_MOST = 50_000  # counter rows folded per run (the worker runs again at once while there are more)
@@ -19,24 +18,13 @@ FOLD_AT_MOST = 50_000  # counter rows folded per run (the worker runs again at o
 
 async def subscribers_by_status(session: AsyncSession) -> dict[str, int]:
     """How many subscribers have each status (every status, 0 when none)."""
-    rows = await session.execute(select(SubscriberCount.status, func.sum(SubscriberCount.n))
-                                 .group_by(SubscriberCount.status))
-    found = {status: int(n or 0) for status, n in rows.all()}
-    return {status: found.get(status, 0) for status in SUBSCRIBER_STATUSES}
+    return await status_counts(session, SubscriberCount, SUBSCRIBER_STATUSES)
 
 
 async def fold_subscriber_counts(session: AsyncSession) -> int:
-    """Fold the oldest appended counter rows into one per status (zero sums go); how many rows
-    fewer there are now (0: nothing to fold)."""
-    gone = await take_oldest(session, SubscriberCount, SubscriberCount.status, SubscriberCount.n,
-                             lock="newsletter-subscriber-counts", limit=FOLD_AT_MOST)
-    sums: Counter[str] = Counter()
-    for status, n in gone:
-        sums[status] += int(n)
-    kept = [{"status": s, "n": n} for s, n in sums.items() if n]
-    if kept:
-        await session.execute(insert(SubscriberCount), kept)
-    return len(gone) - len(kept)
+    """Fold the oldest appended counter rows into one per status; how many rows fewer there are now."""
+    return await fold_status_counts(session, SubscriberCount, lock="newsletter-subscriber-counts",
+                                    limit=FOLD_AT_MOST)
 
 
 async def subscribers_per_day(session: AsyncSession, *, since: dt.date) -> dict[dt.date, tuple[int, int]]:
