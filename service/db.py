@@ -523,6 +523,11 @@ def dialect_insert(postgresql: bool) -> Callable[..., Any]:
     return pg_insert if postgresql else sqlite_insert
 
 
+def as_date(value: Any) -> dt.date:
+    """A day as the buckets below come back: a date (PostgreSQL), or its ISO text (SQLite)."""
+    return value if isinstance(value, dt.date) else dt.date.fromisoformat(str(value)[:10])
+
+
 def day_bucket(session: AsyncSession, column: Any) -> Any:
     """The UTC calendar day of a timestamp column, for GROUP BY (a date, or its ISO text on SQLite)."""
     return sql_cast(column, Date) if is_postgresql(session) else func.date(column)

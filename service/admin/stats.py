@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from service.db import day_bucket, utcnow
+from service.db import as_date, day_bucket, utcnow
 from service.inquiries.counts import inquiry_counts
 from service.inquiries.models import INQUIRY_STATUSES, Inquiry
 from service.mail.models import OutboxMessage
@@ -37,7 +36,7 @@ async def inquiries_per_day(session: AsyncSession, *, days: int, now: dt.datetim
     day = day_bucket(session, Inquiry.created_at)
     stmt = (select(day, func.count()).where(Inquiry.created_at >= dt.datetime.combine(start, dt.time(), dt.UTC))
             .group_by(day))
-    found = {_as_date(d): int(n) for d, n in (await session.execute(stmt)).all()}
+    found = {as_date(d): int(n) for d, n in (await session.execute(stmt)).all()}
     return [(start + dt.timedelta(days=i), found.get(start + dt.timedelta(days=i), 0)) for i in range(days)]
 
 
@@ -71,10 +70,6 @@ async def subscriber_growth(session: AsyncSession, *, days: int = GROWTH_DAYS,
     start = (now - dt.timedelta(days=days - 1)).date()
     found = await subscribers_per_day(session, since=start)
     return [GrowthDay(d, *found.get(d, (0, 0))) for d in (start + dt.timedelta(days=i) for i in range(days))]
-
-
-def _as_date(value: Any) -> dt.date:
-    return value if isinstance(value, dt.date) else dt.date.fromisoformat(str(value))
 
 
 # -- SVG --------------------------------------------------------------------------------------

@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from service.db import week_bucket
+from service.db import as_date, week_bucket
 from service.newsletter.models import Subscriber, SubscriberTopic
 
 WEEKS = 26
@@ -42,10 +41,6 @@ def monday(day: dt.date) -> dt.date:
     return day - dt.timedelta(days=day.weekday())
 
 
-def _as_date(value: Any) -> dt.date:
-    return value if isinstance(value, dt.date) else dt.date.fromisoformat(str(value)[:10])
-
-
 async def audience_weeks(session: AsyncSession, *, now: dt.datetime, weeks: int = WEEKS) -> list[Week]:
     """The last `weeks` weeks (Monday to Sunday, UTC), oldest first."""
     first = monday(now.date()) - dt.timedelta(weeks=weeks - 1)
@@ -55,13 +50,13 @@ async def audience_weeks(session: AsyncSession, *, now: dt.datetime, weeks: int 
     rows = await session.execute(select(week, func.count(), func.count(Subscriber.confirmed_at))
                                  .where(Subscriber.signup_at >= since).group_by(week))
     for w, signups, confirmed in rows.all():  # both from one scan of the (signup_at, confirmed_at) index
-        series["signups"][_as_date(w)] = int(signups)
-        series["signups_confirmed"][_as_date(w)] = int(confirmed)
+        series["signups"][as_date(w)] = int(signups)
+        series["signups_confirmed"][as_date(w)] = int(confirmed)
     for name, column in (("confirmed", Subscriber.confirmed_at), ("unsubscribed", Subscriber.unsubscribed_at),
                          ("bounced", Subscriber.bounced_at), ("complained", Subscriber.complained_at)):
         week = week_bucket(session, column)
         rows = await session.execute(select(week, func.count()).where(column >= since).group_by(week))
-        series[name] = {_as_date(w): int(n) for w, n in rows.all()}
+        series[name] = {as_date(w): int(n) for w, n in rows.all()}
     starts = [first + dt.timedelta(weeks=i) for i in range(weeks)]
     return [Week(d, *(series[k].get(d, 0) for k in ("signups", "signups_confirmed", "confirmed", "unsubscribed",
                                                       "bounced", "complained"))) for d in starts]

@@ -10,7 +10,7 @@ import datetime as dt
 from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from service.db import fold_status_counts, status_counts, take_oldest
+from service.db import as_date, fold_status_counts, status_counts, take_oldest
 from service.newsletter.models import SUBSCRIBER_STATUSES, SubscriberCount, SubscriberDay
 
 FOLD_AT_MOST = 50_000  # counter rows folded per run (the worker runs again at once while there are more)
@@ -32,11 +32,7 @@ async def subscribers_per_day(session: AsyncSession, *, since: dt.date) -> dict[
     rows = await session.execute(select(SubscriberDay.day, func.sum(SubscriberDay.confirmed),
                                         func.sum(SubscriberDay.unsubscribed))
                                  .where(SubscriberDay.day >= since).group_by(SubscriberDay.day))
-    return {_as_date(day): (int(c or 0), int(u or 0)) for day, c, u in rows.all()}
-
-
-def _as_date(value: object) -> dt.date:
-    return value if isinstance(value, dt.date) else dt.date.fromisoformat(str(value))
+    return {as_date(day): (int(c or 0), int(u or 0)) for day, c, u in rows.all()}
 
 
 async def fold_subscriber_days(session: AsyncSession) -> int:
@@ -46,7 +42,7 @@ async def fold_subscriber_days(session: AsyncSession) -> int:
                              SubscriberDay.unsubscribed, lock="newsletter-subscriber-days", limit=FOLD_AT_MOST)
     sums: dict[dt.date, list[int]] = {}
     for day, confirmed, unsubscribed in gone:
-        total = sums.setdefault(_as_date(day), [0, 0])
+        total = sums.setdefault(as_date(day), [0, 0])
         total[0] += int(confirmed)
         total[1] += int(unsubscribed)
     kept = [{"day": d, "confirmed": c, "unsubscribed": u} for d, (c, u) in sums.items() if c or u]
