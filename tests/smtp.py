@@ -113,6 +113,14 @@ class SmtpServer:
     def received(self) -> list[Received]:
         return self.handler.received
 
+    def last_to(self, address: str) -> EmailMessage:
+        """The newest message sent to `address`. Mail queued together goes out concurrently, so
+        the order of `received` is not the order it was queued in: pick by recipient."""
+        for rec in reversed(self.received):
+            if address in rec.recipients:
+                return rec.message
+        raise AssertionError(f"nothing was sent to {address}; sent to: {[r.recipients for r in self.received]}")
+
     def start(self) -> None:
         self.controller = Controller(
             self.handler, hostname="127.0.0.1", port=self.port, decode_data=False,

@@ -24,11 +24,11 @@ async def _end_pages(client: httpx.AsyncClient, db: Database, smtp: SmtpServer) 
     assert r.status_code == 303
     pages["signup thanks"] = (await client.get(r.headers["location"])).text
     await deliver(db, smtp)
-    confirm = link_in(smtp.received[-1].message, "/confirm/")
+    confirm = link_in(smtp.last_to("end@example.org"), "/confirm/")
     pages["subscribed"] = (await client.post(confirm)).text
     assert "You are subscribed" in pages["subscribed"]
     await deliver(db, smtp)
-    unsubscribe = link_in(smtp.received[-1].message, "/unsubscribe/")
+    unsubscribe = link_in(smtp.last_to("end@example.org"), "/unsubscribe/")
     pages["unsubscribed"] = (await client.post(unsubscribe, data={"from_page": "1"})).text
     return pages
 
