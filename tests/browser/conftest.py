@@ -1,5 +1,6 @@
-"""Browser fixtures: headless Debian Chromium driven by Playwright, a real `tidings serve`
-against the test database and SMTP server, and axe-core for accessibility checks.
+"""Browser fixtures: pages of the headless Debian Chromium driven by Playwright (`browser`, in
+tests/conftest.py, which the embed tests share), a real `tidings serve` against the test
+database and SMTP server, and axe-core for accessibility checks.
 
 Chromium and axe-core are installed by `.ci/run` (apt `chromium`, `npm ci`). Locally, when
 either is missing, the browser tests are skipped with a reason saying what to install; in CI
@@ -12,7 +13,6 @@ import asyncio
 import contextlib
 import functools
 import os
-import shutil
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -28,27 +28,13 @@ from tests.conftest import TEST_SECRET, Database
 from tests.live import LiveServer, tidings_env
 from tests.smtp import SmtpServer
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 AXE = Path(__file__).parent / "node_modules" / "axe-core" / "axe.min.js"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 
 
 def _require(path: str | Path, what: str) -> None:
     if not Path(path).exists():
         pytest.skip(f"{what} is not installed ({path}); run .ci/run or install it to run browser tests")
-
-
-@pytest.fixture(scope="session")
-async def browser() -> AsyncIterator[Any]:
-    _require(CHROMIUM, "Debian's chromium")
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as p:
-        b = await p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        yield b
-        await b.close()
 
 
 @pytest.fixture
