@@ -75,11 +75,13 @@ def _start(db: Database, smtp: SmtpServer, tmp_path: Path, *, send_rate: str = "
     return server
 
 
-# The `live` server, shared by the tests of one module on one database (one per xdist worker):
-# starting `tidings serve` costs a Python process's imports and the schema check, about a second
-# of CPU, and most browser tests take one. It never outlives its module, so no test elsewhere
-# meets its worker; all a running server keeps is in the database (emptied after each test)
-# except the brand, cached for 10 s, so the test that changes the brand takes `fresh_live`.
+# The `live` server, shared by the tests that follow one another taking `live` on one database
+# (one per xdist worker), whichever module of this folder they are in: starting `tidings serve`
+# costs a Python process's imports and the schema check, ~2 s of CPU, and most browser tests take
+# one. It stops after the last of them, before any test that does not take it runs, so no test
+# elsewhere (nor a server of a test's own) meets its worker; all a running server keeps is in the
+# database (emptied after each test, rate limits included) except the brand, cached for 10 s, so
+# the test that changes the brand takes `fresh_live`.
 _SHARED: dict[str, LiveServer] = {}  # by database URL
 
 
@@ -88,10 +90,16 @@ def _stop_shared(url: str | None = None) -> None:
         _SHARED.pop(key).stop()
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _shared_server_ends_with_its_module() -> Iterator[None]:
+@pytest.hookimpl(trylast=True)  # after the fixtures' teardown, where `live` waits for its worker
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
+    if nextitem is None or "live" not in getattr(nextitem, "fixturenames", ()):
+        _stop_shared()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _shared_server_ends_with_the_session() -> Iterator[None]:
     yield
-    _stop_shared()
+    _stop_shared()  # (a run cut short)
 
 
 @pytest.fixture
