@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import base64
 import os
+import shutil
 import subprocess
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import hypothesis
@@ -175,6 +177,25 @@ def smtp(smtp_server: SmtpServer) -> Iterator[SmtpServer]:
     smtp_server.handler.reset()
     if smtp_server.controller is None:
         smtp_server.start()
+
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture(scope="session")
+async def browser() -> AsyncIterator[Any]:
+    """Headless Debian Chromium driven by Playwright, one for the test process (a launch costs
+    ~1.4 s of CPU): tests/browser/ and the embed tests each take a context of their own."""
+    if shutil.which(CHROMIUM) is None:
+        pytest.skip(f"Debian's chromium is not installed ({CHROMIUM}); run .ci/run or install it to run browser tests")
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as p:
+        b = await p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield b
+        await b.close()
 
 
 def make_settings(database: Database, **changes: object) -> Settings:

@@ -75,14 +75,17 @@ class LiveServer(Process):
     def start(self, timeout: float = 120.0) -> None:
         super().start()
         deadline = time.monotonic() + timeout
-        while True:
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            assert self.proc is not None
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.kill()  # a server that missed its deadline would otherwise outlive the test
-                raise RuntimeError(f"tidings serve did not start:\n{self.log()}")
-            time.sleep(0.05)
+        # One client for the polls: httpx.get() builds a client, and its SSL context, every time
+        # (~40 ms of CPU, as much as the 50 ms between polls while the server starts).
+        with httpx.Client(timeout=1) as client:
+            while True:
+                try:
+                    if client.get(f"{self.url}/healthz").status_code == 200:
+                        return
+                except httpx.TransportError:
+                    pass
+                assert self.proc is not None
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    self.kill()  # a server that missed its deadline would otherwise outlive the test
+                    raise RuntimeError(f"tidings serve did not start:\n{self.log()}")
+                time.sleep(0.05)

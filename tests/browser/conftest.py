@@ -1,5 +1,6 @@
-"""Browser fixtures: headless Debian Chromium driven by Playwright, a real `tidings serve`
-against the test database and SMTP server, and axe-core for accessibility checks.
+"""Browser fixtures: pages of the headless Debian Chromium driven by Playwright (`browser`, in
+tests/conftest.py, which the embed tests share), a real `tidings serve` against the test
+database and SMTP server, and axe-core for accessibility checks.
 
 Chromium and axe-core are installed by `.ci/run` (apt `chromium`, `npm ci`). Locally, when
 either is missing, the browser tests are skipped with a reason saying what to install; in CI
@@ -10,8 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
-import shutil
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -27,27 +28,13 @@ from tests.conftest import TEST_SECRET, Database
 from tests.live import LiveServer, tidings_env
 from tests.smtp import SmtpServer
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 AXE = Path(__file__).parent / "node_modules" / "axe-core" / "axe.min.js"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 
 
 def _require(path: str | Path, what: str) -> None:
     if not Path(path).exists():
         pytest.skip(f"{what} is not installed ({path}); run .ci/run or install it to run browser tests")
-
-
-@pytest.fixture(scope="session")
-async def browser() -> AsyncIterator[Any]:
-    _require(CHROMIUM, "Debian's chromium")
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as p:
-        b = await p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        yield b
-        await b.close()
 
 
 @pytest.fixture
@@ -88,11 +75,13 @@ def _start(db: Database, smtp: SmtpServer, tmp_path: Path, *, send_rate: str = "
     return server
 
 
-# The `live` server, shared by the tests of one module on one database (one per xdist worker):
-# starting `tidings serve` costs a Python process's imports and the schema check, about a second
-# of CPU, and most browser tests take one. It never outlives its module, so no test elsewhere
-# meets its worker; all a running server keeps is in the database (emptied after each test)
-# except the brand, cached for 10 s, so the test that changes the brand takes `fresh_live`.
+# The `live` server, shared by the tests that follow one another taking `live` on one database
+# (one per xdist worker), whichever module of this folder they are in: starting `tidings serve`
+# costs a Python process's imports and the schema check, ~2 s of CPU, and most browser tests take
+# one. It stops after the last of them, before any test that does not take it runs, so no test
+# elsewhere (nor a server of a test's own) meets its worker; all a running server keeps is in the
+# database (emptied after each test, rate limits included) except the brand, cached for 10 s, so
+# the test that changes the brand takes `fresh_live`.
 _SHARED: dict[str, LiveServer] = {}  # by database URL
 
 
@@ -101,10 +90,16 @@ def _stop_shared(url: str | None = None) -> None:
         _SHARED.pop(key).stop()
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _shared_server_ends_with_its_module() -> Iterator[None]:
+@pytest.hookimpl(trylast=True)  # after the fixtures' teardown, where `live` waits for its worker
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
+    if nextitem is None or "live" not in getattr(nextitem, "fixturenames", ()):
+        _stop_shared()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _shared_server_ends_with_the_session() -> Iterator[None]:
     yield
-    _stop_shared()
+    _stop_shared()  # (a run cut short)
 
 
 @pytest.fixture
@@ -148,17 +143,41 @@ async def settled(db: Database, server: LiveServer, *, within: float = 60.0) -> 
         await asyncio.sleep(0.1)
 
 
+# axe.run's whole result (every rule's passes and inapplicable entries, ~100 KB) would cross
+# CDP, the driver and Python once a page; the page sends back only what a failure message shows.
+# `iframes: false`: our frames are sandboxed (no script), so axe never reaches into them and
+# only waited 500 ms for each one's answer; the results are the same.
+AXE_RUN = """async () => {
+  if (typeof axe === "undefined") return null;
+  const result = await axe.run(document, {resultTypes: ["violations"], iframes: false});
+  return result.violations.map(v => ({id: v.id, impact: v.impact, help: v.help,
+                                      nodes: v.nodes.slice(0, 5).map(n => n.target)}));
+}"""
+
+
 async def axe_violations(page: Any, *, impacts: tuple[str, ...] = ("serious", "critical")) -> list[dict[str, Any]]:
-    """Run axe-core on the current page; the violations of the given impacts."""
+    """Run axe-core on the current page; the violations of the given impacts. axe comes with
+    the page in a context given `with_axe`, else it is sent now (evaluate() is not subject to
+    the page's CSP; add_script_tag would be, and our CSP forbids it)."""
+    violations = await page.evaluate(AXE_RUN)
+    if violations is None:
+        await page.evaluate(_axe_source())
+        violations = await page.evaluate(AXE_RUN)
+    return [v for v in violations if v["impact"] in impacts]
+
+
+async def with_axe(context: Any) -> None:
+    """Have axe-core defined in every page the context opens from now on: for a sweep that
+    audits page after page. Playwright's init scripts are not subject to the page's CSP. Its
+    550 KB are compiled at each navigation, audited or not (~30 ms), where evaluate() costs
+    ~80 ms an audit, so a journey that audits now and then does better without."""
+    await context.add_init_script(_axe_source())
+
+
+@functools.cache
+def _axe_source() -> str:
     _require(AXE, "axe-core (npm ci --prefix tests/browser)")
-    # evaluate() is not subject to the page's CSP (add_script_tag would be, and our CSP forbids it)
-    await page.evaluate(AXE.read_text())
-    result = await page.evaluate("async () => await axe.run(document, {resultTypes: ['violations']})")
-    return [
-        {"id": v["id"], "impact": v["impact"], "help": v["help"],
-         "nodes": [n["target"] for n in v["nodes"]][:5]}
-        for v in result["violations"] if v["impact"] in impacts
-    ]
+    return AXE.read_text()
 
 
 async def screenshot(page: Any, name: str, *, full_page: bool = False) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.browser.conftest import axe_violations
+from tests.browser.conftest import axe_violations, with_axe
 from tests.browser.helpers import admin_pages, layout_problems, load_demo_data, sign_in_with_cookie
 from tests.conftest import Database
 from tests.live import LiveServer
@@ -15,8 +15,9 @@ from tests.live import LiveServer
 async def test_no_admin_page_scrolls_sideways_on_a_phone(browser: Any, live: LiveServer, db: Database) -> None:
     await load_demo_data(db, live)
     context = await browser.new_context(viewport={"width": 390, "height": 844})
-    page = await context.new_page()
     try:
+        await with_axe(context)
+        page = await context.new_page()
         await sign_in_with_cookie(page, live, db)
         wrong: dict[str, list[str]] = {}
         for path in await admin_pages(db):

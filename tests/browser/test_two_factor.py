@@ -12,7 +12,7 @@ import pyotp
 import pytest
 
 from tests.browser.conftest import axe_violations, screenshot
-from tests.browser.helpers import STAFF_EMAIL, STAFF_PASSWORD, sign_in
+from tests.browser.helpers import STAFF_EMAIL, STAFF_PASSWORD, sign_in_with_cookie
 from tests.conftest import Database
 from tests.factories import make_staff
 from tests.live import LiveServer
@@ -30,7 +30,7 @@ async def test_set_up_two_factor_then_sign_in_with_a_code(browser: Any, live: Li
     context = await browser.new_context(viewport={"width": width, "height": 844})
     page = await context.new_page()
     try:
-        await sign_in(page, live)
+        await sign_in_with_cookie(page, live, db)  # the form's password step comes below, before the code
         await page.goto(f"{live.url}/admin/account")
         await page.get_by_role("link", name="Set up two-factor sign-in").click()
         await page.wait_for_url(f"{live.url}/admin/account/two-factor")

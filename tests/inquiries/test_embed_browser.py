@@ -6,12 +6,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import http.server
-import shutil
 import socket
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import uvicorn
@@ -20,12 +20,7 @@ from service.app import create_app
 from tests.conftest import Database, make_settings
 from tests.factories import ROOMY, stored_inquiries
 
-playwright = pytest.importorskip("playwright.async_api")
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(CHROMIUM is None, reason="needs the Debian chromium package"),
-]
+pytestmark = pytest.mark.slow
 
 SNIPPET = (Path(__file__).resolve().parents[2] / "docs" / "inquiries.md").read_text()
 
@@ -91,23 +86,20 @@ def app_server(db: Database, blog_origin: str) -> Iterator[str]:
 
 
 @contextlib.asynccontextmanager
-async def browser_page(*, javascript: bool = True) -> AsyncIterator[object]:
-    async with playwright.async_playwright() as p:
-        browser = await p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        context = await browser.new_context(java_script_enabled=javascript)
-        page = await context.new_page()
-        try:
-            yield page
-        finally:
-            await context.close()
-            await browser.close()
+async def browser_page(browser: Any, *, javascript: bool = True) -> AsyncIterator[Any]:
+    """A page in a context of its own, of the test process's one Chromium (tests/conftest.py)."""
+    context = await browser.new_context(java_script_enabled=javascript)
+    try:
+        yield await context.new_page()
+    finally:
+        await context.close()
 
 
-async def test_embedded_script_shows_errors_inline_then_thanks(db: Database) -> None:
+async def test_embedded_script_shows_errors_inline_then_thanks(browser: Any, db: Database) -> None:
     pages: dict[str, str] = {}
     with blog_server(pages) as blog, app_server(db, blog) as app:
         pages["/articles/ketamine"] = blog_page(app, script=True)
-        async with browser_page() as page:
+        async with browser_page(browser) as page:
             await page.goto(f"{blog}/articles/ketamine?utm_source=newsletter&utm_campaign=spring")
             await page.wait_for_function(
                 "document.querySelector('input[name=form_token]') && "
@@ -136,11 +128,11 @@ async def test_embedded_script_shows_errors_inline_then_thanks(db: Database) -> 
     assert (inq.utm_source, inq.utm_campaign) == ("newsletter", "spring")
 
 
-async def test_plain_html_snippet_works_without_javascript(db: Database) -> None:
+async def test_plain_html_snippet_works_without_javascript(browser: Any, db: Database) -> None:
     pages: dict[str, str] = {}
     with blog_server(pages) as blog, app_server(db, blog) as app:
         pages["/contact-us"] = blog_page(app, script=False)
-        async with browser_page(javascript=False) as page:
+        async with browser_page(browser, javascript=False) as page:
             await page.goto(f"{blog}/contact-us")
             await page.fill("#tidings-name", "Ben Okafor")
             await page.fill("#tidings-email", "ben@example.org")
@@ -160,9 +152,9 @@ async def test_plain_html_snippet_works_without_javascript(db: Database) -> None
     assert inq.name == "Ben Okafor" and inq.topic == "PTSD"
 
 
-async def test_contact_page_works_with_the_keyboard_alone_and_fits_a_phone(db: Database) -> None:
+async def test_contact_page_works_with_the_keyboard_alone_and_fits_a_phone(browser: Any, db: Database) -> None:
     with blog_server({}) as blog, app_server(db, blog) as app:
-        async with browser_page() as page:
+        async with browser_page(browser) as page:
             await page.set_viewport_size({"width": 360, "height": 740})
             await page.goto(f"{app}/contact")
             assert await page.evaluate("document.scrollingElement.scrollWidth") <= 360  # no sideways scrolling

@@ -4,16 +4,15 @@ sessionStorage and the inquiry arrives with the campaign in its attribution, wit
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from tests.conftest import Database
 from tests.factories import stored_inquiries
-from tests.inquiries.test_embed_browser import CHROMIUM, app_server, blog_page, blog_server, browser_page
+from tests.inquiries.test_embed_browser import app_server, blog_page, blog_server, browser_page
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(CHROMIUM is None, reason="needs the Debian chromium package"),
-]
+pytestmark = pytest.mark.slow
 
 
 def article_page(app_url: str) -> str:
@@ -22,12 +21,12 @@ def article_page(app_url: str) -> str:
             f'<script src="{app_url}/static/tidings-embed.js" defer></script></body></html>')
 
 
-async def test_first_touch_utm_fields_travel_from_the_article_to_the_contact_page(db: Database) -> None:
+async def test_first_touch_utm_fields_travel_from_the_article_to_the_contact_page(browser: Any, db: Database) -> None:
     pages: dict[str, str] = {}
     with blog_server(pages) as blog, app_server(db, blog) as app:
         pages["/posts/ketamine/"] = article_page(app)
         pages["/contact-us"] = blog_page(app, script=True)
-        async with browser_page() as page:
+        async with browser_page(browser) as page:
             await page.goto(f"{blog}/posts/ketamine/?utm_source=newsletter&utm_medium=email&utm_campaign=spring")
             await page.wait_for_function("window.sessionStorage.getItem('tidings.visit') !== null")
             await page.click("#contact")
@@ -50,12 +49,13 @@ async def test_first_touch_utm_fields_travel_from_the_article_to_the_contact_pag
     assert inq.referrer.startswith(f"{blog}/posts/ketamine/")
 
 
-async def test_a_later_campaign_link_in_the_same_visit_does_not_replace_the_first_touch(db: Database) -> None:
+async def test_a_later_campaign_link_in_the_same_visit_does_not_replace_the_first_touch(browser: Any,
+                                                                                        db: Database) -> None:
     pages: dict[str, str] = {}
     with blog_server(pages) as blog, app_server(db, blog) as app:
         pages["/posts/ketamine/"] = article_page(app)
         pages["/contact-us"] = blog_page(app, script=True)
-        async with browser_page() as page:
+        async with browser_page(browser) as page:
             await page.goto(f"{blog}/posts/ketamine/?utm_source=newsletter&utm_campaign=spring")
             await page.wait_for_function("window.sessionStorage.getItem('tidings.visit') !== null")
             await page.goto(f"{blog}/contact-us?utm_source=ads&utm_campaign=winter")
