@@ -50,15 +50,17 @@ async def test_fewer_messages_per_tick_while_the_web_reports_busy(db: Database, 
         pass
     quiet = [sent for sent, limit in web_yield.ticks if sent]
     assert quiet and all(limit is None for _sent, limit in web_yield.ticks)  # idle web: never held back
-    full = max(web_yield.full)
-    assert full >= 2
+    assert max(web_yield.full) >= 2
 
     stop = asyncio.Event()
     reporter = asyncio.create_task(_busy_web(db, stop))
     try:
-        await asyncio.sleep(0)  # the first report is written
         await make_campaign(db, settings, subject="Busy web")
-        await web_yield.refresh()
+        for _ in range(200):  # until the reporter's first row is committed (a busy machine may delay it)
+            await web_yield.refresh()
+            if web_yield.busy == 1.0:
+                break
+            await asyncio.sleep(0.05)
         assert web_yield.busy == 1.0
         before = len(web_yield.ticks)
         while await sender.run_once():
@@ -68,9 +70,13 @@ async def test_fewer_messages_per_tick_while_the_web_reports_busy(db: Database, 
         await reporter
     await sender.transport.close()
     busy = list(web_yield.ticks)[before + 1:]  # the first one recorded is the quiet campaign's last
+    # The full speed is read only now: that last quiet tick ends when the busy campaign's first
+    # message is taken, and counts among the unthrottled ones (how much it sent depends on how
+    # fast the machine was just then); every busy tick's limit is computed after it.
+    full = max(web_yield.full)
     limits = {limit for _sent, limit in busy}
     assert limits == {full // 2}  # SEND_YIELD 0.5 of the full speed, in every tick
-    assert max(sent for sent, _limit in busy) <= full // 2 < max(quiet)
+    assert max(sent for sent, _limit in busy) <= full // 2  # and so fewer than at full speed (>= 2)
 
     by_rcpt = Counter(r for m in smtp.received for r in m.recipients)
     assert len(by_rcpt) == AUDIENCE and set(by_rcpt.values()) == {2}  # both digests, once each
