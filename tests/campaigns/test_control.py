@@ -37,7 +37,9 @@ async def test_pause_holds_and_resume_finishes_without_resending(
     for i in range(30):
         await add_subscriber(db, f"p{i}@example.org")
     campaign_id = await make_campaign(db, settings)
-    sender = sender_for(db, settings, smtp.url, bucket=TokenBucket(40))
+    # 10 a second: the pause must land before all 30 are sent, which leaves it ~2.6 s after the
+    # 4th message even on a loaded machine (at 40 a second it had 0.65 s)
+    sender = sender_for(db, settings, smtp.url, bucket=TokenBucket(10))
     task = asyncio.create_task(sender.run_campaign(campaign_id))
     await _wait_for(lambda: len(smtp.received) >= 4)
     await _set_status(db, campaign_id, "paused")
@@ -60,7 +62,9 @@ async def test_cancel_holds(db: Database, settings: Settings, smtp: SmtpServer) 
     for i in range(30):
         await add_subscriber(db, f"c{i}@example.org")
     campaign_id = await make_campaign(db, settings)
-    sender = sender_for(db, settings, smtp.url, bucket=TokenBucket(40))
+    # 10 a second: the pause must land before all 30 are sent, which leaves it ~2.6 s after the
+    # 4th message even on a loaded machine (at 40 a second it had 0.65 s)
+    sender = sender_for(db, settings, smtp.url, bucket=TokenBucket(10))
     task = asyncio.create_task(sender.run_campaign(campaign_id))
     await _wait_for(lambda: len(smtp.received) >= 4)
     await _set_status(db, campaign_id, "cancelled")
