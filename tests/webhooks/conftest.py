@@ -12,7 +12,9 @@ from tests.webhooks.receiver import Receiver
 @pytest.fixture
 def settings(db: Database) -> Settings:
     # Every receiver in these tests listens on loopback, over http unless a test says otherwise.
-    return make_settings(db, webhook_allow_http=True, webhook_allow_private=True, webhook_timeout=1.0)
+    # 3 s: one test waits out a hanging receiver once; a receiver that merely answers late on a
+    # loaded machine must not look like one that hangs (1 s left little room for that).
+    return make_settings(db, webhook_allow_http=True, webhook_allow_private=True, webhook_timeout=3.0)
 
 
 @pytest.fixture
