@@ -184,12 +184,17 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 
+def require_installed(path: str | Path, what: str) -> None:
+    """Skip a browser test whose tool is missing, saying what to install (in CI a skip fails the run)."""
+    if not Path(path).exists():
+        pytest.skip(f"{what} is not installed ({path}); run .ci/run or install it to run browser tests")
+
+
 @pytest.fixture(scope="session")
 async def browser() -> AsyncIterator[Any]:
     """Headless Debian Chromium driven by Playwright, one for the test process (a launch costs
     ~1.4 s of CPU): tests/browser/ and the embed tests each take a context of their own."""
-    if shutil.which(CHROMIUM) is None:
-        pytest.skip(f"Debian's chromium is not installed ({CHROMIUM}); run .ci/run or install it to run browser tests")
+    require_installed(CHROMIUM, "Debian's chromium")
     from playwright.async_api import async_playwright
 
     async with async_playwright() as p:

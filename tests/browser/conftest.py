@@ -24,17 +24,12 @@ from sqlalchemy import and_, or_, select
 from service.campaigns.models import Campaign, Delivery
 from service.db import utcnow
 from service.mail.models import OutboxMessage
-from tests.conftest import TEST_SECRET, Database
+from tests.conftest import TEST_SECRET, Database, require_installed
 from tests.live import LiveServer, tidings_env
 from tests.smtp import SmtpServer
 
 AXE = Path(__file__).parent / "node_modules" / "axe-core" / "axe.min.js"
 DOCS = Path(__file__).resolve().parents[2] / "docs"
-
-
-def _require(path: str | Path, what: str) -> None:
-    if not Path(path).exists():
-        pytest.skip(f"{what} is not installed ({path}); run .ci/run or install it to run browser tests")
 
 
 @pytest.fixture
@@ -176,7 +171,7 @@ async def with_axe(context: Any) -> None:
 
 @functools.cache
 def _axe_source() -> str:
-    _require(AXE, "axe-core (npm ci --prefix tests/browser)")
+    require_installed(AXE, "axe-core (npm ci --prefix tests/browser)")
     return AXE.read_text()
 
 

@@ -62,7 +62,7 @@ async def test_cancel_holds(db: Database, settings: Settings, smtp: SmtpServer) 
     for i in range(30):
         await add_subscriber(db, f"c{i}@example.org")
     campaign_id = await make_campaign(db, settings)
-    # 10 a second: the pause must land before all 30 are sent, which leaves it ~2.6 s after the
+    # 10 a second: the cancel must land before all 30 are sent, which leaves it ~2.6 s after the
     # 4th message even on a loaded machine (at 40 a second it had 0.65 s)
     sender = sender_for(db, settings, smtp.url, bucket=TokenBucket(10))
     task = asyncio.create_task(sender.run_campaign(campaign_id))
